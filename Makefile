@@ -1,0 +1,29 @@
+# Quick start: `make run` (serve on http://127.0.0.1:5000) and `make test` (whole suite).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test keys setup clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+keys: $(STAMP)
+	IDENTITY_ENV=development $(BIN)/python scripts/keys.py init --development --if-absent >/dev/null
+
+run: keys
+	IDENTITY_ENV=development $(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --threads 4 \
+		--access-logfile - wsgi:app
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

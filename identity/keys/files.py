@@ -1,0 +1,180 @@
+"""Key material on disk: file names, PEM reading and writing, the signing-key manifest.
+
+Layout of ``IDENTITY_KEYS_DIR``::
+
+    signing.json              manifest: which signing key is next / active / retired
+    signing/<kid>.pem         RSA signing keys, PKCS#8 (encrypted when a passphrase is set)
+    blind_index_pepper.key    32 random bytes (base64url) keying the e-mail blind index
+    dpo_public.pem            the DPO's X25519 public key: the service seals e-mails to it
+    dpo_private.pem           the DPO's private key: created here, then moved OFFLINE
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+MANIFEST = "signing.json"
+SIGNING_DIR = "signing"
+PEPPER = "blind_index_pepper.key"
+DPO_PUBLIC = "dpo_public.pem"
+DPO_PRIVATE = "dpo_private.pem"
+ENCRYPTED_PEM_HEADER = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
+PEPPER_BYTES = 32
+
+
+class KeyMaterialError(Exception):
+    """Key material is missing, unreadable or refused; the message names the file, never a secret."""
+
+
+@dataclass(frozen=True)
+class KeyPaths:
+    """Where each piece of key material lives inside one keys directory."""
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def signing_dir(self) -> Path:
+        return self.root / SIGNING_DIR
+
+    def signing_key(self, kid: str) -> Path:
+        if not kid or any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" for c in kid):
+            raise KeyMaterialError("a signing key id in the manifest is not a base64url thumbprint")
+        return self.signing_dir / f"{kid}.pem"
+
+    @property
+    def pepper(self) -> Path:
+        return self.root / PEPPER
+
+    @property
+    def dpo_public(self) -> Path:
+        return self.root / DPO_PUBLIC
+
+    @property
+    def dpo_private(self) -> Path:
+        return self.root / DPO_PRIVATE
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600; refuse to overwrite an existing file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise KeyMaterialError(f"{path} already exists; refusing to overwrite it") from exc
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def write_public_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0644; refuse to overwrite an existing file."""
+    write_private_file(path, data)
+    os.chmod(path, 0o644)
+
+
+def _encryption(passphrase: str | None) -> serialization.KeySerializationEncryption:
+    if passphrase:
+        return serialization.BestAvailableEncryption(passphrase.encode("utf-8"))
+    return serialization.NoEncryption()
+
+
+def private_key_pem(key: RSAPrivateKey | X25519PrivateKey, passphrase: str | None) -> bytes:
+    """PKCS#8 PEM, encrypted when a passphrase is given."""
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, _encryption(passphrase))
+
+
+def pem_is_encrypted(path: Path) -> bool:
+    return path.read_bytes().lstrip().startswith(ENCRYPTED_PEM_HEADER)
+
+
+def load_private_key(path: Path, passphrase: str | None) -> Any:
+    """Load a PKCS#8 private key; the passphrase is used only if the file is encrypted."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyMaterialError(f"cannot read {path}: {exc.strerror}") from exc
+    encrypted = data.lstrip().startswith(ENCRYPTED_PEM_HEADER)
+    if encrypted and not passphrase:
+        raise KeyMaterialError(f"{path} is encrypted and no passphrase was given")
+    try:
+        return serialization.load_pem_private_key(
+            data, password=passphrase.encode("utf-8") if encrypted and passphrase else None
+        )
+    except (ValueError, TypeError) as exc:
+        raise KeyMaterialError(f"cannot load {path}: wrong passphrase or not a PKCS#8 private key") from exc
+
+
+def load_dpo_public_key(path: Path) -> X25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except OSError as exc:
+        raise KeyMaterialError(f"cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise KeyMaterialError(f"{path} is not a PEM public key") from exc
+    if not isinstance(key, X25519PublicKey):
+        raise KeyMaterialError(f"{path} is not an X25519 public key")
+    return key
+
+
+def new_pepper() -> bytes:
+    return base64.urlsafe_b64encode(secrets.token_bytes(PEPPER_BYTES)).rstrip(b"=") + b"\n"
+
+
+def load_pepper(path: Path) -> bytes:
+    try:
+        text = path.read_bytes().strip()
+    except OSError as exc:
+        raise KeyMaterialError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        pepper = base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
+    except ValueError as exc:
+        raise KeyMaterialError(f"{path} is not base64url") from exc
+    if len(pepper) < PEPPER_BYTES:
+        raise KeyMaterialError(f"{path} holds fewer than {PEPPER_BYTES} bytes")
+    return pepper
+
+
+def is_private_to_owner(path: Path) -> bool:
+    """True when neither group nor others may read the file."""
+    return not (path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO))
+
+
+def read_manifest(paths: KeyPaths) -> dict[str, Any]:
+    try:
+        manifest = json.loads(paths.manifest.read_text("utf-8"))
+    except FileNotFoundError as exc:
+        raise KeyMaterialError(
+            f"{paths.manifest} is missing: run `python scripts/keys.py init` first"
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise KeyMaterialError(f"cannot read {paths.manifest}") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("keys"), list):
+        raise KeyMaterialError(f"{paths.manifest} is not a signing-key manifest")
+    return manifest
+
+
+def write_manifest(paths: KeyPaths, manifest: dict[str, Any]) -> None:
+    """Replace the manifest atomically (write a temporary file, then rename over it)."""
+    fd, tmp = tempfile.mkstemp(dir=paths.root, prefix=".signing-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, paths.manifest)

@@ -1,0 +1,165 @@
+"""The running service's view of its key material: signing keys, JWKS, pepper, DPO public key.
+
+Keys are parsed once and kept; the manifest is re-read when it changes on disk (checked at most
+once a second), so every worker process follows a rotation without a restart and all agree on
+the active key within a second. The next key is published a whole rotation period before it
+signs, so that second of disagreement never produces a token a verifier cannot check.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from joserfc.jwk import RSAKey
+
+from .files import (
+    KeyMaterialError,
+    KeyPaths,
+    is_private_to_owner,
+    load_dpo_public_key,
+    load_pepper,
+    load_private_key,
+    pem_is_encrypted,
+    read_manifest,
+)
+from .lifecycle import ACTIVE, NEXT, RETIRED
+
+RELOAD_INTERVAL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """One RS256 signing key. ``repr`` never shows the private part."""
+
+    kid: str
+    state: str
+    private_key: RSAPrivateKey = field(repr=False)
+
+    @property
+    def public_key(self) -> RSAPublicKey:
+        return self.private_key.public_key()
+
+    def public_jwk(self) -> dict[str, Any]:
+        jwk = RSAKey.import_key(self.public_key).as_dict(private=False)
+        return {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid, "n": jwk["n"], "e": jwk["e"]}
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    stamp: tuple[int, int]
+    development: bool
+    keys: tuple[SigningKey, ...]
+    jwks: dict[str, Any]
+
+
+class Keyring:
+    """Signing keys, JWKS, the blind-index pepper and the DPO public key of one keys directory."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        passphrase: str | None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.paths = KeyPaths(Path(root))
+        self._passphrase = passphrase
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._parsed: dict[str, RSAPrivateKey] = {}
+        self.pepper: bytes = load_pepper(self.paths.pepper)
+        self.dpo_public_key: X25519PublicKey = load_dpo_public_key(self.paths.dpo_public)
+        self._loaded = self._load()
+        self._checked_at = self._monotonic()
+
+    def __repr__(self) -> str:
+        return f"Keyring(root={str(self.paths.root)!r})"
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def _stamp(self) -> tuple[int, int]:
+        try:
+            st = os.stat(self.paths.manifest)
+        except OSError as exc:
+            raise KeyMaterialError(f"cannot read {self.paths.manifest}") from exc
+        return (st.st_mtime_ns, st.st_size)
+
+    def _load(self) -> _Loaded:
+        stamp = self._stamp()
+        manifest = read_manifest(self.paths)
+        keys = []
+        for entry in manifest["keys"]:
+            kid, state = str(entry.get("kid")), entry.get("state")
+            if state not in (NEXT, ACTIVE, RETIRED):
+                raise KeyMaterialError(f"{self.paths.manifest}: key {kid} has unknown state {state!r}")
+            if kid not in self._parsed:
+                self._parsed[kid] = load_private_key(self.paths.signing_key(kid), self._passphrase)
+            keys.append(SigningKey(kid=kid, state=state, private_key=self._parsed[kid]))
+        if sum(1 for k in keys if k.state == ACTIVE) != 1:
+            raise KeyMaterialError(f"{self.paths.manifest} must name exactly one active signing key")
+        jwks = {"keys": [k.public_jwk() for k in keys]}
+        return _Loaded(stamp=stamp, development=bool(manifest.get("development")), keys=tuple(keys), jwks=jwks)
+
+    def _current(self) -> _Loaded:
+        now = self._monotonic()
+        if now - self._checked_at < RELOAD_INTERVAL_SECONDS:
+            return self._loaded
+        with self._lock:
+            if now - self._checked_at >= RELOAD_INTERVAL_SECONDS:
+                self._checked_at = now
+                try:
+                    if self._stamp() != self._loaded.stamp:
+                        self._loaded = self._load()
+                except KeyMaterialError:
+                    pass  # keep serving with the keys we have; readiness reports the problem
+        return self._loaded
+
+    def reload(self) -> None:
+        """Re-read the manifest now (tests and operators' tools)."""
+        with self._lock:
+            self._loaded = self._load()
+            self._checked_at = self._monotonic()
+
+    # -- queries -----------------------------------------------------------------------------
+
+    @property
+    def development(self) -> bool:
+        return self._current().development
+
+    def active_signing_key(self) -> SigningKey:
+        return next(k for k in self._current().keys if k.state == ACTIVE)
+
+    def signing_keys(self) -> tuple[SigningKey, ...]:
+        return self._current().keys
+
+    def jwks(self) -> dict[str, Any]:
+        """Public signing keys only (next, active, retired): what verifiers need, nothing more."""
+        return self._current().jwks
+
+    def is_healthy(self) -> bool:
+        try:
+            self._stamp()
+            return True
+        except KeyMaterialError:
+            return False
+
+    def production_problems(self) -> list[str]:
+        """Why this key material must not serve production traffic (empty when it may)."""
+        problems = []
+        if self._loaded.development:
+            problems.append("development keys: create production keys with `scripts/keys.py init`")
+        for key in self._loaded.keys:
+            if not pem_is_encrypted(self.paths.signing_key(key.kid)):
+                problems.append(f"signing key {key.kid} is not encrypted with IDENTITY_KEYS_PASSPHRASE")
+        if not is_private_to_owner(self.paths.pepper):
+            problems.append(f"{self.paths.pepper} is readable by group or others (chmod 600)")
+        if self.paths.dpo_private.exists():
+            problems.append(f"{self.paths.dpo_private} is on the service host: move it offline")
+        return problems

@@ -1,0 +1,168 @@
+"""Creating and rotating key material (``scripts/keys.py init|rotate|list``).
+
+Signing keys move through three states: *next* (published in the JWKS, not yet signing),
+*active* (signs every new token) and *retired* (published until every token it signed has
+expired, then dropped). Each ``rotate`` promotes next → active and active → retired, then adds a
+fresh *next* key, so verifiers have seen a key in the JWKS for a whole rotation period before it
+signs anything.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from joserfc.jwk import RSAKey
+
+from .files import (
+    KeyMaterialError,
+    KeyPaths,
+    new_pepper,
+    private_key_pem,
+    read_manifest,
+    write_manifest,
+    write_private_file,
+    write_public_file,
+)
+
+RSA_KEY_BITS = 2048
+NEXT, ACTIVE, RETIRED = "next", "active", "retired"
+
+
+def thumbprint(public_key: rsa.RSAPublicKey) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256, base64url): the key's ``kid``."""
+    return RSAKey.import_key(public_key).thumbprint()
+
+
+@dataclass(frozen=True)
+class Created:
+    """What ``init`` wrote, for the operator's report."""
+
+    signing_kid: str
+    files: dict[str, Path]
+
+
+@contextmanager
+def _locked(paths: KeyPaths) -> Iterator[None]:
+    """Serialise init/rotate between operators on the same keys directory."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with open(paths.root / ".lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _new_signing_key(paths: KeyPaths, passphrase: str | None) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+    kid = thumbprint(key.public_key())
+    write_private_file(paths.signing_key(kid), private_key_pem(key, passphrase))
+    return kid
+
+
+def init_keys(
+    root: Path,
+    *,
+    passphrase: str | None,
+    dpo_passphrase: str | None,
+    development: bool,
+    now: float,
+) -> Created:
+    """Create the signing key, the blind-index pepper and the DPO key pair in ``root``.
+
+    Refuses (``KeyMaterialError``) if any of those files already exists; an empty directory is fine.
+    """
+    paths = KeyPaths(root)
+    with _locked(paths):
+        existing = [p for p in (paths.manifest, paths.pepper, paths.dpo_public, paths.dpo_private) if p.exists()]
+        if existing:
+            raise KeyMaterialError(f"{existing[0]} already exists; refusing to overwrite key material")
+        kid = _new_signing_key(paths, passphrase)
+        write_private_file(paths.pepper, new_pepper())
+        dpo_key = X25519PrivateKey.generate()
+        write_private_file(paths.dpo_private, private_key_pem(dpo_key, dpo_passphrase))
+        write_public_file(
+            paths.dpo_public,
+            dpo_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+        )
+        write_manifest(
+            paths,
+            {
+                "version": 1,
+                "development": development,
+                "keys": [{"kid": kid, "state": ACTIVE, "created_at": int(now), "activated_at": int(now)}],
+            },
+        )
+    return Created(
+        signing_kid=kid,
+        files={
+            "signing_key": paths.signing_key(kid),
+            "manifest": paths.manifest,
+            "blind_index_pepper": paths.pepper,
+            "dpo_public_key": paths.dpo_public,
+            "dpo_private_key": paths.dpo_private,
+        },
+    )
+
+
+def rotate_signing_keys(
+    root: Path, *, passphrase: str | None, longest_token_ttl: int, now: float
+) -> dict[str, Any]:
+    """Promote next → active → retired, add a new next key, drop retired keys no token needs.
+
+    Returns the new manifest. A retired key is dropped only once ``longest_token_ttl`` seconds
+    have passed since it stopped signing, so every token it signed has expired.
+    """
+    paths = KeyPaths(root)
+    with _locked(paths):
+        manifest = read_manifest(paths)
+        keys: list[dict[str, Any]] = manifest["keys"]
+        upcoming = [k for k in keys if k["state"] == NEXT]
+        if upcoming:
+            for key in keys:
+                if key["state"] == ACTIVE:
+                    key["state"], key["retired_at"] = RETIRED, int(now)
+            for key in upcoming:
+                key["state"], key["activated_at"] = ACTIVE, int(now)
+        kept, dropped = _drop_expired(keys, longest_token_ttl=longest_token_ttl, now=now)
+        kept.append({"kid": _new_signing_key(paths, passphrase), "state": NEXT, "created_at": int(now)})
+        manifest["keys"] = kept
+        write_manifest(paths, manifest)
+        for kid in dropped:
+            _remove_quietly(paths.signing_key(kid))
+    return manifest
+
+
+def _drop_expired(
+    keys: list[dict[str, Any]], *, longest_token_ttl: int, now: float
+) -> tuple[list[dict[str, Any]], list[str]]:
+    kept, dropped = [], []
+    for key in keys:
+        if key["state"] == RETIRED and key.get("retired_at", now) + longest_token_ttl <= now:
+            dropped.append(key["kid"])
+        else:
+            kept.append(key)
+    return kept, dropped
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def describe(root: Path) -> list[dict[str, Any]]:
+    """The manifest's keys, for ``keys.py list`` (no secret material)."""
+    return list(read_manifest(KeyPaths(root))["keys"])
+

@@ -1,0 +1,57 @@
+"""The service objects one app (or one script) works with, built once from ``Settings``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .config import ConfigError, Settings
+from .keys import KeyMaterialError, Keyring
+from .sealing import Sealer
+from .store import ClientFactory, Store, open_store
+from .vault import Vault
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Services:
+    """Everything a request handler or an operator script needs; kept on ``app.extensions``."""
+
+    settings: Settings
+    store: Store
+    keyring: Keyring
+    vault: Vault
+    clock: Clock = field(default=time.time)
+
+    def derived_secret(self, purpose: str) -> bytes:
+        """A 32-byte secret for ``purpose``, derived from the pepper (HKDF, domain-separated)."""
+        return HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=b"identity-service", info=purpose.encode()
+        ).derive(self.keyring.pepper)
+
+
+def build_services(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    clock: Clock | None = None,
+    mongo_client_factory: ClientFactory | None = None,
+) -> Services:
+    """Open key material and the store; refuse unsafe production set-ups with ``ConfigError``."""
+    clock = clock or time.time
+    try:
+        keyring = Keyring(settings.keys_dir, passphrase=settings.keys_passphrase)
+    except KeyMaterialError as exc:
+        raise ConfigError([f"IDENTITY_KEYS_DIR ({settings.keys_dir}): {exc}"]) from exc
+    if settings.is_production:
+        problems = keyring.production_problems()
+        if problems:
+            raise ConfigError([f"refusing to start in production: {p}" for p in problems])
+    store = store or open_store(settings.db_uri, mongo_client_factory=mongo_client_factory)
+    vault = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key), clock=clock)
+    return Services(settings=settings, store=store, keyring=keyring, vault=vault, clock=clock)

@@ -1,0 +1,107 @@
+"""The store contract: flat documents in named collections, with the few atomic operations we need.
+
+Every write is a single-document (or single-statement) operation, so both backends are atomic
+without multi-document transactions: uniqueness comes from unique indexes, one-time use from a
+conditional ``update`` that reports how many documents it changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Protocol
+
+Document = dict[str, Any]
+Where = Mapping[str, Any]
+
+
+class StoreError(Exception):
+    """Base class for store failures."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or cannot write right now (answered as 503)."""
+
+
+class DuplicateKeyError(StoreError):
+    """An insert or update would break a unique constraint."""
+
+
+@dataclass(frozen=True)
+class Lt:
+    """Filter: the field is present and less than ``value``."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class In:
+    """Filter: the field equals one of ``values``."""
+
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A collection's schema: its fields and types, primary key, unique and indexed fields.
+
+    Field types are ``str``, ``int``, ``float``, ``bool`` or ``list``/``dict`` (stored as JSON by
+    SQLite). Unique fields may be ``None`` in many documents (partial unique index).
+    """
+
+    name: str
+    key: str
+    fields: Mapping[str, type]
+    unique: tuple[str, ...] = ()
+    indexed: tuple[str | tuple[str, ...], ...] = ()
+
+    def check_fields(self, names: Iterator[str] | Mapping[str, Any]) -> None:
+        unknown = [n for n in names if n not in self.fields]
+        if unknown:
+            raise ValueError(f"{self.name}: unknown field(s) {unknown}")
+
+
+@dataclass(frozen=True)
+class Order:
+    """Sort order for ``find``: ``Order("seq", descending=True)``."""
+
+    field: str
+    descending: bool = False
+
+
+class Store(Protocol):
+    """What the service needs from a database. Implementations: SQLite (default) and MongoDB.
+
+    A collection's table or indexes are created on its first use in a process, so each module
+    declares the ``Collection`` it owns and nothing else needs to know about it.
+    """
+
+    def insert(self, coll: Collection, doc: Document) -> None:
+        """Insert one document; raise ``DuplicateKeyError`` if a unique field clashes."""
+
+    def get(self, coll: Collection, key: Any) -> Document | None:
+        """The document with primary key ``key``, or None."""
+
+    def find(
+        self, coll: Collection, where: Where, *, order: Order | None = None, limit: int | None = None
+    ) -> Iterator[Document]:
+        """Documents matching every condition in ``where`` (equality, ``Lt``, ``In``)."""
+
+    def count(self, coll: Collection, where: Where) -> int:
+        """How many documents match ``where``."""
+
+    def update(self, coll: Collection, where: Where, changes: Mapping[str, Any]) -> int:
+        """Set fields on every matching document atomically; return how many matched."""
+
+    def delete(self, coll: Collection, where: Where) -> int:
+        """Delete every matching document; return how many were deleted."""
+
+    def ping(self) -> None:
+        """Raise ``StoreUnavailable`` if the store cannot be reached."""
+
+    def close(self) -> None:
+        """Release connections held by this process."""
+
+
+def find_one(store: Store, coll: Collection, where: Where) -> Document | None:
+    """The first document matching ``where``, or None."""
+    return next(iter(store.find(coll, where, limit=1)), None)

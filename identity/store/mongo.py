@@ -1,0 +1,185 @@
+"""Production store on MongoDB (pymongo): majority writes, unique indexes, retryable operations.
+
+The client is created lazily in each process (pymongo clients are not fork-safe), indexes are
+created on a collection's first use, and every driver failure that means "the database is not
+there" becomes ``StoreUnavailable``. Unique fields use partial indexes so that many documents
+may lack the field (an erased identity has no blind index).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Callable, Iterator, Mapping
+from urllib.parse import urlsplit
+
+import pymongo
+from pymongo import errors as mongo_errors
+from pymongo.write_concern import WriteConcern
+
+from .base import Collection, Document, DuplicateKeyError, In, Lt, Order, StoreUnavailable, Where
+
+ClientFactory = Callable[[], Any]
+SERVER_SELECTION_TIMEOUT_MS = 5000
+
+
+class MongoStore:
+    """``Store`` on one MongoDB database (the one named in the URI, default ``identity``)."""
+
+    def __init__(self, uri: str, *, client_factory: ClientFactory | None = None) -> None:
+        self.uri = uri
+        self._client_factory = client_factory or self._real_client
+        self._client: Any = None
+        self._pid: int | None = None
+        self._ensured: set[str] = set()
+        self._lock = threading.Lock()
+        self._db_name = urlsplit(uri).path.lstrip("/") or "identity"
+
+    def _real_client(self) -> Any:
+        return pymongo.MongoClient(
+            self.uri,
+            serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
+            connectTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
+            retryWrites=True,
+            retryReads=True,
+            w="majority",
+            appname="identity-service",
+        )
+
+    def _db(self) -> Any:
+        if self._client is None or self._pid != os.getpid():
+            with self._lock:
+                if self._client is None or self._pid != os.getpid():
+                    self._client = self._client_factory()
+                    self._pid = os.getpid()
+                    self._ensured = set()
+        return self._client[self._db_name]
+
+    def _collection(self, coll: Collection) -> Any:
+        handle = self._db().get_collection(
+            coll.name, write_concern=WriteConcern(w="majority", wtimeout=10000)
+        )
+        if coll.name not in self._ensured:
+            self._guard(lambda: self._create_indexes(handle, coll))
+            self._ensured.add(coll.name)
+        return handle
+
+    @staticmethod
+    def _create_indexes(handle: Any, coll: Collection) -> None:
+        for name in coll.unique:
+            handle.create_index(
+                [(name, pymongo.ASCENDING)],
+                name=f"u_{name}",
+                unique=True,
+                partialFilterExpression={name: {"$exists": True}},
+            )
+        for index in coll.indexed:
+            names = (index,) if isinstance(index, str) else index
+            handle.create_index([(n, pymongo.ASCENDING) for n in names], name="i_" + "_".join(names))
+
+    @staticmethod
+    def _guard(operation: Callable[[], Any]) -> Any:
+        try:
+            return operation()
+        except mongo_errors.DuplicateKeyError as exc:
+            raise DuplicateKeyError("duplicate key") from exc
+        except (mongo_errors.ConnectionFailure, mongo_errors.ServerSelectionTimeoutError,
+                mongo_errors.WriteConcernError, mongo_errors.ExecutionTimeout) as exc:
+            raise StoreUnavailable(f"MongoDB is unavailable: {type(exc).__name__}") from exc
+        except mongo_errors.OperationFailure as exc:
+            if exc.code == 11000:
+                raise DuplicateKeyError("duplicate key") from exc
+            raise StoreUnavailable(f"MongoDB refused the operation: code {exc.code}") from exc
+
+    # -- conversion --------------------------------------------------------------------------
+
+    @staticmethod
+    def _to_mongo(coll: Collection, doc: Mapping[str, Any]) -> Document:
+        out = {name: value for name, value in doc.items() if value is not None}
+        if coll.key in out:
+            out["_id"] = out.pop(coll.key)
+        return out
+
+    @staticmethod
+    def _from_mongo(coll: Collection, raw: Mapping[str, Any]) -> Document:
+        doc = {name: raw.get(name) for name in coll.fields}
+        doc[coll.key] = raw.get("_id")
+        return doc
+
+    @staticmethod
+    def _filter(coll: Collection, where: Where) -> Document:
+        coll.check_fields(where)
+        query: Document = {}
+        for name, cond in where.items():
+            target = "_id" if name == coll.key else name
+            if isinstance(cond, Lt):
+                query[target] = {"$lt": cond.value}
+            elif isinstance(cond, In):
+                query[target] = {"$in": list(cond.values)}
+            elif cond is None:
+                query[target] = {"$exists": False}
+            else:
+                query[target] = cond
+        return query
+
+    # -- operations --------------------------------------------------------------------------
+
+    def insert(self, coll: Collection, doc: Document) -> None:
+        coll.check_fields(doc)
+        handle = self._collection(coll)
+        self._guard(lambda: handle.insert_one(self._to_mongo(coll, doc)))
+
+    def get(self, coll: Collection, key: Any) -> Document | None:
+        handle = self._collection(coll)
+        raw = self._guard(lambda: handle.find_one({"_id": key}))
+        return None if raw is None else self._from_mongo(coll, raw)
+
+    def find(
+        self, coll: Collection, where: Where, *, order: Order | None = None, limit: int | None = None
+    ) -> Iterator[Document]:
+        handle = self._collection(coll)
+        query = self._filter(coll, where)
+
+        def run() -> list[Document]:
+            cursor = handle.find(query)
+            if order is not None:
+                coll.check_fields([order.field])
+                field = "_id" if order.field == coll.key else order.field
+                cursor = cursor.sort(field, pymongo.DESCENDING if order.descending else pymongo.ASCENDING)
+            if limit is not None:
+                cursor = cursor.limit(int(limit))
+            return list(cursor)
+
+        return iter([self._from_mongo(coll, raw) for raw in self._guard(run)])
+
+    def count(self, coll: Collection, where: Where) -> int:
+        handle = self._collection(coll)
+        return int(self._guard(lambda: handle.count_documents(self._filter(coll, where))))
+
+    def update(self, coll: Collection, where: Where, changes: Mapping[str, Any]) -> int:
+        coll.check_fields(changes)
+        handle = self._collection(coll)
+        to_set = {n: v for n, v in changes.items() if v is not None}
+        to_unset = {n: "" for n, v in changes.items() if v is None}
+        operation: Document = {}
+        if to_set:
+            operation["$set"] = to_set
+        if to_unset:
+            operation["$unset"] = to_unset
+        if not operation:
+            return self.count(coll, where)
+        result = self._guard(lambda: handle.update_many(self._filter(coll, where), operation))
+        return int(result.matched_count)
+
+    def delete(self, coll: Collection, where: Where) -> int:
+        handle = self._collection(coll)
+        result = self._guard(lambda: handle.delete_many(self._filter(coll, where)))
+        return int(result.deleted_count)
+
+    def ping(self) -> None:
+        self._guard(lambda: self._db().command("ping"))
+
+    def close(self) -> None:
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close()
+        self._client = None

@@ -1,0 +1,200 @@
+"""Embedded store on SQLite (stdlib): WAL, one connection per process and thread, opened lazily.
+
+Every operation is a single statement in autocommit mode, so several gunicorn workers can share
+the file: SQLite serialises the writes and a unique index settles every race. Connections are
+opened after fork (the process id is part of the cache key), never at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from .base import Collection, Document, DuplicateKeyError, In, Lt, Order, StoreUnavailable, Where
+
+_SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "REAL", bool: "INTEGER", list: "TEXT", dict: "TEXT"}
+BUSY_TIMEOUT_SECONDS = 10.0
+
+
+def path_from_uri(uri: str) -> Path:
+    """``sqlite:///var/x.sqlite3`` → ``var/x.sqlite3``; ``sqlite:////abs/x`` → ``/abs/x``."""
+    if not uri.startswith("sqlite:///"):
+        raise ValueError("an SQLite URI starts with sqlite:///")
+    return Path(uri[len("sqlite:///"):])
+
+
+class SQLiteStore:
+    """``Store`` on one SQLite database file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._ensured: set[str] = set()
+        self._ensure_lock = threading.Lock()
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            return conn
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=True
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a first-login mapping that reached a token must survive a power cut.
+            conn.execute("PRAGMA synchronous=FULL")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot open the SQLite store: {type(exc).__name__}") from exc
+        conn.row_factory = sqlite3.Row
+        self._local.conn = conn
+        self._local.pid = os.getpid()
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self._connection().execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateKeyError(str(exc)) from exc
+        except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+            self.close()  # a broken connection is reopened on the next call
+            raise StoreUnavailable(f"the SQLite store failed: {exc}") from exc
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _ensure(self, coll: Collection) -> None:
+        if coll.name in self._ensured:
+            return
+        with self._ensure_lock:
+            columns = ", ".join(
+                f'"{name}" {_SQL_TYPES[kind]}' + (" PRIMARY KEY" if name == coll.key else "")
+                for name, kind in coll.fields.items()
+            )
+            self._run(f'CREATE TABLE IF NOT EXISTS "{coll.name}" ({columns})')
+            existing = {row["name"] for row in self._run(f'PRAGMA table_info("{coll.name}")')}
+            for name, kind in coll.fields.items():
+                if name not in existing:  # a field added by a later release
+                    self._run(f'ALTER TABLE "{coll.name}" ADD COLUMN "{name}" {_SQL_TYPES[kind]}')
+            for name in coll.unique:
+                self._run(
+                    f'CREATE UNIQUE INDEX IF NOT EXISTS "u_{coll.name}_{name}" ON "{coll.name}" ("{name}")'
+                )
+            for index in coll.indexed:
+                names = (index,) if isinstance(index, str) else index
+                cols = ", ".join(f'"{n}"' for n in names)
+                self._run(
+                    f'CREATE INDEX IF NOT EXISTS "i_{coll.name}_{"_".join(names)}" ON "{coll.name}" ({cols})'
+                )
+            self._ensured.add(coll.name)
+
+    # -- conversion --------------------------------------------------------------------------
+
+    @staticmethod
+    def _to_sql(kind: type, value: Any) -> Any:
+        if value is None:
+            return None
+        if kind in (list, dict):
+            return json.dumps(value, separators=(",", ":"), sort_keys=True)
+        if kind is bool:
+            return 1 if value else 0
+        return value
+
+    @staticmethod
+    def _from_row(coll: Collection, row: sqlite3.Row) -> Document:
+        doc: Document = {}
+        for name, kind in coll.fields.items():
+            value = row[name]
+            if value is not None:
+                if kind in (list, dict):
+                    value = json.loads(value)
+                elif kind is bool:
+                    value = bool(value)
+            doc[name] = value
+        return doc
+
+    def _where(self, coll: Collection, where: Where) -> tuple[str, tuple[Any, ...]]:
+        coll.check_fields(where)
+        clauses: list[str] = []
+        params: list[Any] = []
+        for name, cond in where.items():
+            kind = coll.fields[name]
+            if isinstance(cond, Lt):
+                clauses.append(f'"{name}" < ?')
+                params.append(self._to_sql(kind, cond.value))
+            elif isinstance(cond, In):
+                if not cond.values:
+                    clauses.append("0")
+                    continue
+                clauses.append(f'"{name}" IN ({", ".join("?" for _ in cond.values)})')
+                params.extend(self._to_sql(kind, v) for v in cond.values)
+            elif cond is None:
+                clauses.append(f'"{name}" IS NULL')
+            else:
+                clauses.append(f'"{name}" = ?')
+                params.append(self._to_sql(kind, cond))
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+    # -- operations --------------------------------------------------------------------------
+
+    def insert(self, coll: Collection, doc: Document) -> None:
+        self._ensure(coll)
+        coll.check_fields(doc)
+        names = list(doc)
+        cols = ", ".join(f'"{n}"' for n in names)
+        marks = ", ".join("?" for _ in names)
+        values = tuple(self._to_sql(coll.fields[n], doc[n]) for n in names)
+        self._run(f'INSERT INTO "{coll.name}" ({cols}) VALUES ({marks})', values)
+
+    def get(self, coll: Collection, key: Any) -> Document | None:
+        self._ensure(coll)
+        row = self._run(f'SELECT * FROM "{coll.name}" WHERE "{coll.key}" = ?', (key,)).fetchone()
+        return None if row is None else self._from_row(coll, row)
+
+    def find(
+        self, coll: Collection, where: Where, *, order: Order | None = None, limit: int | None = None
+    ) -> Iterator[Document]:
+        self._ensure(coll)
+        clause, params = self._where(coll, where)
+        sql = f'SELECT * FROM "{coll.name}"{clause}'
+        if order is not None:
+            coll.check_fields([order.field])
+            sql += f' ORDER BY "{order.field}" {"DESC" if order.descending else "ASC"}'
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = self._run(sql, params).fetchall()  # short read transactions: never hold a cursor open
+        return iter([self._from_row(coll, row) for row in rows])
+
+    def count(self, coll: Collection, where: Where) -> int:
+        self._ensure(coll)
+        clause, params = self._where(coll, where)
+        return int(self._run(f'SELECT COUNT(*) FROM "{coll.name}"{clause}', params).fetchone()[0])
+
+    def update(self, coll: Collection, where: Where, changes: Mapping[str, Any]) -> int:
+        self._ensure(coll)
+        coll.check_fields(changes)
+        clause, params = self._where(coll, where)
+        sets = ", ".join(f'"{n}" = ?' for n in changes)
+        values = tuple(self._to_sql(coll.fields[n], v) for n, v in changes.items())
+        return self._run(f'UPDATE "{coll.name}" SET {sets}{clause}', values + params).rowcount
+
+    def delete(self, coll: Collection, where: Where) -> int:
+        self._ensure(coll)
+        clause, params = self._where(coll, where)
+        return self._run(f'DELETE FROM "{coll.name}"{clause}', params).rowcount
+
+    def ping(self) -> None:
+        self._run("SELECT 1").fetchone()
+        if not os.access(self.path, os.R_OK | os.W_OK):
+            raise StoreUnavailable("the SQLite store file is not readable and writable")

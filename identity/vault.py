@@ -1,0 +1,173 @@
+"""The identity vault: e-mail address → random pseudonym. The only module that sees an e-mail.
+
+Rules, as documented in the README:
+
+* **Normalisation** — trim surrounding whitespace, Unicode NFC, lower-case the whole address.
+  ``" Alice@Example.ORG "`` and ``"alice@example.org"`` are the same person.
+* **Blind index** — HMAC-SHA256 over the normalised address under the pepper from the key
+  material (never in the database), hex encoded; unique in the store.
+* **Pseudonym** — 128 random bits from ``secrets``, lower-case RFC 4648 base32 without padding:
+  26 characters of ``a-z2-7``. Never derived from the e-mail.
+* **Sealed e-mail** — the normalised address sealed to the DPO's public key; the service cannot
+  open it.
+
+Creation is race-free by the unique index on the blind index: the loser of a concurrent first
+login gets ``DuplicateKeyError`` and reads the winner's record.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+import unicodedata
+from dataclasses import dataclass
+from typing import Callable
+
+from .sealing import Sealer
+from .store import Collection, DuplicateKeyError, Store, StoreUnavailable, find_one
+
+log = logging.getLogger(__name__)
+
+ACTIVE, RESTRICTED, ERASED = "active", "restricted", "erased"
+PSEUDONYM_PATTERN = re.compile(r"^[a-z2-7]{26}$")
+MAX_EMAIL_LENGTH = 254
+CREATE_ATTEMPTS = 8
+
+IDENTITIES = Collection(
+    name="identities",
+    key="pseudonym",
+    fields={
+        "pseudonym": str,
+        "blind_index": str,
+        "sealed_email": str,
+        "created_at": int,
+        "last_login_at": int,
+        "status": str,
+        "status_changed_at": int,
+    },
+    unique=("blind_index",),
+    indexed=("last_login_at",),
+)
+
+
+class InvalidEmail(ValueError):
+    """The address cannot be an e-mail address (the message never repeats it)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the vault holds about a person, minus the sealed e-mail."""
+
+    pseudonym: str
+    created_at: int
+    last_login_at: int | None
+    status: str
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == ACTIVE
+
+
+@dataclass(frozen=True)
+class Resolution:
+    identity: Identity
+    created: bool
+
+
+def normalise_email(raw: str) -> str:
+    """Trim, NFC, lower-case; raise ``InvalidEmail`` for anything that is not an address."""
+    if not isinstance(raw, str):
+        raise InvalidEmail("an e-mail address must be text")
+    email = unicodedata.normalize("NFC", raw.strip()).lower()
+    local, at, domain = email.rpartition("@")
+    if not at or not local or not domain:
+        raise InvalidEmail("an e-mail address needs a local part, '@' and a domain")
+    if len(email) > MAX_EMAIL_LENGTH or len(local) > 64:
+        raise InvalidEmail("the e-mail address is too long")
+    if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in email):
+        raise InvalidEmail("the e-mail address contains spaces or control characters")
+    if domain.startswith(".") or domain.endswith(".") or ".." in domain or "@" in domain:
+        raise InvalidEmail("the e-mail domain is malformed")
+    return email
+
+
+def new_pseudonym() -> str:
+    """128 random bits, lower-case base32 without padding (26 characters)."""
+    return base64.b32encode(secrets.token_bytes(16)).decode("ascii").rstrip("=").lower()
+
+
+def is_pseudonym(value: object) -> bool:
+    return isinstance(value, str) and PSEUDONYM_PATTERN.fullmatch(value) is not None
+
+
+def _identity(doc: dict) -> Identity:
+    return Identity(
+        pseudonym=doc["pseudonym"],
+        created_at=doc["created_at"],
+        last_login_at=doc.get("last_login_at"),
+        status=doc["status"],
+    )
+
+
+class Vault:
+    """Maps e-mail addresses to pseudonyms; holds nothing that turns a pseudonym back."""
+
+    def __init__(
+        self, store: Store, *, pepper: bytes, sealer: Sealer, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._store = store
+        self._pepper = pepper
+        self._sealer = sealer
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return "Vault()"
+
+    def blind_index(self, email: str) -> str:
+        """HMAC-SHA256 of the normalised address under the pepper."""
+        normalised = normalise_email(email)
+        return hmac.new(self._pepper, normalised.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def resolve_or_create(self, email: str) -> Resolution:
+        """The pseudonym for ``email``, created on first sight. Safe under concurrent calls."""
+        normalised = normalise_email(email)
+        index = hmac.new(self._pepper, normalised.encode("utf-8"), hashlib.sha256).hexdigest()
+        sealed: str | None = None
+        for _ in range(CREATE_ATTEMPTS):
+            found = find_one(self._store, IDENTITIES, {"blind_index": index})
+            if found is not None:
+                return Resolution(_identity(found), created=False)
+            sealed = sealed or self._sealer.seal(normalised.encode("utf-8"))
+            now = int(self._clock())
+            doc = {
+                "pseudonym": new_pseudonym(),
+                "blind_index": index,
+                "sealed_email": sealed,
+                "created_at": now,
+                "last_login_at": None,
+                "status": ACTIVE,
+                "status_changed_at": now,
+            }
+            try:
+                self._store.insert(IDENTITIES, doc)
+            except DuplicateKeyError:
+                continue  # a concurrent first login won (or a pseudonym clashed): read again
+            log.info("identity created", extra={"pseudonym": doc["pseudonym"]})
+            return Resolution(_identity(doc), created=True)
+        raise StoreUnavailable("could not create the identity; try again")
+
+    def find(self, pseudonym: str) -> Identity | None:
+        """The identity with this pseudonym, whatever its status, or None."""
+        if not is_pseudonym(pseudonym):
+            return None
+        doc = self._store.get(IDENTITIES, pseudonym)
+        return None if doc is None else _identity(doc)
+
+    def record_login(self, pseudonym: str) -> None:
+        """Note a successful login (retention counts inactivity from it)."""
+        self._store.update(IDENTITIES, {"pseudonym": pseudonym}, {"last_login_at": int(self._clock())})

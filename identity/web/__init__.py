@@ -1,0 +1,1 @@
+"""HTTP surface: small blueprints; each view parses, calls a service, renders."""

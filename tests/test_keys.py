@@ -1,0 +1,118 @@
+"""Key material: init, rotation lifecycle, keyring reload, JWKS content."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from identity.keys import KeyMaterialError, Keyring, init_keys, rotate_signing_keys, thumbprint
+from identity.keys.files import KeyPaths, pem_is_encrypted
+
+PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+
+
+def test_init_creates_every_piece_with_private_modes(tmp_path: Path):
+    root = tmp_path / "keys"
+    root.mkdir()  # an existing empty directory is fine
+    created = init_keys(root, passphrase=None, dpo_passphrase=None, development=True, now=0)
+    for name in ("signing_key", "manifest", "blind_index_pepper", "dpo_private_key"):
+        assert stat.S_IMODE(os.stat(created.files[name]).st_mode) == 0o600, name
+    names = [p.name for p in root.rglob("*") if p.is_file()]
+    assert sorted(n for n in names if "dpo" in n) == ["dpo_private.pem", "dpo_public.pem"]
+
+
+def test_init_refuses_to_overwrite(keys_dir: Path):
+    with pytest.raises(KeyMaterialError, match="already exists"):
+        init_keys(keys_dir, passphrase=None, dpo_passphrase=None, development=True, now=0)
+
+
+def test_passphrase_encrypts_private_keys_and_is_needed_to_load(tmp_path: Path):
+    root = tmp_path / "keys"
+    created = init_keys(root, passphrase="signing-secret", dpo_passphrase="dpo-secret", development=False, now=0)
+    assert pem_is_encrypted(created.files["signing_key"])
+    assert pem_is_encrypted(created.files["dpo_private_key"])
+    with pytest.raises(KeyMaterialError, match="encrypted"):
+        Keyring(root, passphrase=None)
+    with pytest.raises(KeyMaterialError, match="wrong passphrase"):
+        Keyring(root, passphrase="wrong")
+    assert Keyring(root, passphrase="signing-secret").active_signing_key().kid == created.signing_kid
+
+
+def test_kid_is_the_rfc7638_thumbprint(keys_dir: Path):
+    key = Keyring(keys_dir, passphrase=None).active_signing_key()
+    assert key.kid == thumbprint(key.public_key)
+    # RFC 7638 §3.1 example
+    from joserfc.jwk import RSAKey
+    example = RSAKey.import_key({
+        "kty": "RSA", "e": "AQAB",
+        "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+    })
+    assert thumbprint(example.private_key or example.public_key) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+def test_rotation_lifecycle_next_active_retired_dropped(keys_dir: Path):
+    first = Keyring(keys_dir, passphrase=None).active_signing_key().kid
+    m1 = rotate_signing_keys(keys_dir, passphrase=None, longest_token_ttl=600, now=1000)
+    states = {k["kid"]: k["state"] for k in m1["keys"]}
+    assert states[first] == "active" and list(states.values()).count("next") == 1
+    upcoming = next(k for k, s in states.items() if s == "next")
+
+    keyring = Keyring(keys_dir, passphrase=None)
+    assert keyring.active_signing_key().kid == first
+    assert {k["kid"] for k in keyring.jwks()["keys"]} == {first, upcoming}  # next is published early
+
+    m2 = rotate_signing_keys(keys_dir, passphrase=None, longest_token_ttl=600, now=2000)
+    states = {k["kid"]: k["state"] for k in m2["keys"]}
+    assert states[first] == "retired" and states[upcoming] == "active"
+
+    m3 = rotate_signing_keys(keys_dir, passphrase=None, longest_token_ttl=600, now=2500)
+    assert first in {k["kid"] for k in m3["keys"]}, "dropped before its tokens expired"
+    m4 = rotate_signing_keys(keys_dir, passphrase=None, longest_token_ttl=600, now=3200)
+    assert first not in {k["kid"] for k in m4["keys"]}
+    assert not KeyPaths(keys_dir).signing_key(first).exists()
+
+
+def test_every_keyring_follows_a_rotation_without_restart(keys_dir: Path):
+    ticks = [0.0]
+    worker_a = Keyring(keys_dir, passphrase=None, monotonic=lambda: ticks[0])
+    worker_b = Keyring(keys_dir, passphrase=None, monotonic=lambda: ticks[0])
+    rotate_signing_keys(keys_dir, passphrase=None, longest_token_ttl=600, now=1)
+    manifest = rotate_signing_keys(keys_dir, passphrase=None, longest_token_ttl=600, now=2)
+    active = next(k["kid"] for k in manifest["keys"] if k["state"] == "active")
+    ticks[0] = 5.0
+    assert worker_a.active_signing_key().kid == active == worker_b.active_signing_key().kid
+
+
+def test_jwks_has_public_members_only(keys_dir: Path):
+    rotate_signing_keys(keys_dir, passphrase=None, longest_token_ttl=600, now=1)
+    jwks = Keyring(keys_dir, passphrase=None).jwks()
+    assert len(jwks["keys"]) == 2
+    for jwk in jwks["keys"]:
+        assert not PRIVATE_JWK_MEMBERS & set(jwk)
+        assert jwk["kty"] == "RSA" and jwk["alg"] == "RS256" and jwk["use"] == "sig"
+
+
+def test_repr_never_shows_key_material(keys_dir: Path):
+    keyring = Keyring(keys_dir, passphrase=None)
+    text = repr(keyring) + repr(keyring.active_signing_key())
+    assert "PRIVATE" not in text and "private_key" not in text
+
+
+def test_production_problems_name_development_and_unencrypted_keys(keys_dir: Path):
+    problems = Keyring(keys_dir, passphrase=None).production_problems()
+    joined = "\n".join(problems)
+    assert "development keys" in joined
+    assert "not encrypted" in joined
+    assert "move it offline" in joined
+
+
+def test_a_manifest_naming_a_traversal_kid_is_refused(keys_dir: Path):
+    manifest = json.loads((keys_dir / "signing.json").read_text())
+    manifest["keys"][0]["kid"] = "../../etc/passwd"
+    (keys_dir / "signing.json").write_text(json.dumps(manifest))
+    with pytest.raises(KeyMaterialError):
+        Keyring(keys_dir, passphrase=None)

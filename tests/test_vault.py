@@ -1,0 +1,171 @@
+"""The identity vault: normalisation, pseudonyms, sealing, race-free creation, no e-mail in logs."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from pathlib import Path
+
+import pytest
+
+from identity.keys import Keyring
+from identity.keys.files import load_private_key
+from identity.sealing import Opener, SealError, Sealer
+from identity.store import SQLiteStore
+from identity.vault import IDENTITIES, InvalidEmail, Vault, is_pseudonym, new_pseudonym, normalise_email
+
+EMAIL = "Alice.Example@Example.ORG"
+
+
+@pytest.fixture
+def keyring(keys_dir: Path) -> Keyring:
+    return Keyring(keys_dir, passphrase=None)
+
+
+@pytest.fixture
+def vault(store, keyring: Keyring) -> Vault:
+    return Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key), clock=lambda: 1_700_000_000)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("  Alice@Example.org ", "alice@example.org"),
+        ("ALICE@EXAMPLE.ORG", "alice@example.org"),
+        ("e\u0301lise@example.org", "\u00e9lise@example.org"),  # NFD → NFC
+        ("user+tag@sub.example.org", "user+tag@sub.example.org"),
+    ],
+)
+def test_normalisation_rule(raw: str, expected: str):
+    assert normalise_email(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "no-at-sign", "@example.org", "alice@", "a b@example.org", "alice@exa mple.org",
+            "alice@example..org", "alice@.example.org", "x" * 65 + "@example.org", "a@" + "d" * 260,
+            "alice\x00@example.org", "alice@example.org\u200b"],
+)
+def test_malformed_addresses_are_refused_without_echoing_them(raw: str):
+    with pytest.raises(InvalidEmail) as info:
+        normalise_email(raw)
+    if raw.strip():
+        assert raw.strip() not in str(info.value)
+
+
+def test_pseudonym_format_is_128_random_bits_base32():
+    values = {new_pseudonym() for _ in range(1000)}
+    assert len(values) == 1000
+    assert all(is_pseudonym(v) for v in values)
+    assert not is_pseudonym("A" * 26) and not is_pseudonym("a" * 25) and not is_pseudonym(None)
+
+
+def test_same_email_same_pseudonym_after_normalisation(vault: Vault):
+    first = vault.resolve_or_create(EMAIL)
+    again = vault.resolve_or_create("  alice.example@example.org")
+    assert first.created and not again.created
+    assert first.identity.pseudonym == again.identity.pseudonym
+    assert is_pseudonym(first.identity.pseudonym)
+
+
+def test_different_emails_get_different_unlinkable_pseudonyms(vault: Vault):
+    a = vault.resolve_or_create("a@example.org").identity.pseudonym
+    b = vault.resolve_or_create("b@example.org").identity.pseudonym
+    assert a != b
+
+
+def test_pseudonym_is_not_derived_from_the_email(store, keyring: Keyring, tmp_path: Path):
+    """Two vaults with the same pepper give the same e-mail different pseudonyms."""
+    other = SQLiteStore(tmp_path / "other.sqlite3")
+    v1 = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key))
+    v2 = Vault(other, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key))
+    assert v1.resolve_or_create(EMAIL).identity.pseudonym != v2.resolve_or_create(EMAIL).identity.pseudonym
+
+
+def test_record_holds_no_clear_email_only_blind_index_and_sealed_copy(vault: Vault, store, keyring: Keyring):
+    pseudonym = vault.resolve_or_create(EMAIL).identity.pseudonym
+    doc = store.get(IDENTITIES, pseudonym)
+    assert set(doc) == {"pseudonym", "blind_index", "sealed_email", "created_at", "last_login_at", "status",
+                        "status_changed_at"}
+    flat = repr(doc).lower()
+    assert "alice" not in flat and "example.org" not in flat
+    assert doc["blind_index"] == vault.blind_index(EMAIL)
+    dpo = Opener(load_private_key(keyring.paths.dpo_private, None))
+    assert dpo.open(doc["sealed_email"]) == b"alice.example@example.org"
+
+
+def test_blind_index_depends_on_the_pepper(store, keyring: Keyring):
+    other = Vault(store, pepper=b"\x01" * 32, sealer=Sealer(keyring.dpo_public_key))
+    mine = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key))
+    assert other.blind_index(EMAIL) != mine.blind_index(EMAIL)
+
+
+def test_sealed_email_cannot_be_opened_with_another_key(vault: Vault, store):
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    doc = store.get(IDENTITIES, vault.resolve_or_create(EMAIL).identity.pseudonym)
+    with pytest.raises(SealError):
+        Opener(X25519PrivateKey.generate()).open(doc["sealed_email"])
+
+
+def test_find_and_record_login(vault: Vault):
+    pseudonym = vault.resolve_or_create(EMAIL).identity.pseudonym
+    assert vault.find(pseudonym).last_login_at is None
+    vault.record_login(pseudonym)
+    assert vault.find(pseudonym).last_login_at == 1_700_000_000
+    assert vault.find("not-a-pseudonym") is None
+    assert vault.find(new_pseudonym()) is None
+
+
+def test_concurrent_first_logins_from_threads_yield_one_pseudonym(vault: Vault, store):
+    barrier = threading.Barrier(16)
+    results: list[str] = []
+
+    def login() -> None:
+        barrier.wait()
+        results.append(vault.resolve_or_create(EMAIL).identity.pseudonym)
+
+    threads = [threading.Thread(target=login) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 16 and len(set(results)) == 1
+    assert store.count(IDENTITIES, {}) == 1
+
+
+def _login_in_process(db: str, keys_dir: str, emails: list[str], start, out) -> None:
+    keyring = Keyring(Path(keys_dir), passphrase=None)
+    vault = Vault(SQLiteStore(db), pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key))
+    start.wait()
+    out.put([vault.resolve_or_create(e).identity.pseudonym for e in emails])
+
+
+def test_concurrent_first_logins_from_processes_yield_one_pseudonym_per_email(tmp_path: Path, keys_dir: Path):
+    ctx = multiprocessing.get_context("fork")
+    db = str(tmp_path / "shared.sqlite3")
+    emails = [f"person{i}@example.org" for i in range(10)]
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_login_in_process, args=(db, str(keys_dir), emails, start, out)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    start.set()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert all(r == results[0] for r in results)
+    assert len(set(results[0])) == 10
+    assert SQLiteStore(db).count(IDENTITIES, {}) == 10
+
+
+def test_no_email_in_any_log_record_of_vault_operations(vault: Vault, caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.DEBUG)
+    pseudonym = vault.resolve_or_create(EMAIL).identity.pseudonym
+    vault.resolve_or_create(EMAIL)
+    vault.record_login(pseudonym)
+    with pytest.raises(InvalidEmail):
+        vault.resolve_or_create("broken address@example.org")
+    assert caplog.records, "the vault should log its operations"
+    for record in caplog.records:
+        text = (record.getMessage() + repr(vars(record))).lower()
+        assert "alice" not in text and "example.org" not in text and "broken" not in text
