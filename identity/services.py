@@ -9,6 +9,7 @@ from typing import Callable
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .audit import AuditLog
 from .config import ConfigError, Settings
 from .keys import KeyMaterialError, Keyring
 from .sealing import Sealer
@@ -26,6 +27,7 @@ class Services:
     store: Store
     keyring: Keyring
     vault: Vault
+    audit: AuditLog
     clock: Clock = field(default=time.time)
 
     def derived_secret(self, purpose: str) -> bytes:
@@ -54,4 +56,5 @@ def build_services(
             raise ConfigError([f"refusing to start in production: {p}" for p in problems])
     store = store or open_store(settings.db_uri, mongo_client_factory=mongo_client_factory)
     vault = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key), clock=clock)
-    return Services(settings=settings, store=store, keyring=keyring, vault=vault, clock=clock)
+    audit = AuditLog(store, clock=clock)
+    return Services(settings=settings, store=store, keyring=keyring, vault=vault, audit=audit, clock=clock)

@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import random
 import re
 import secrets
 import time
@@ -138,7 +139,7 @@ class Vault:
         normalised = normalise_email(email)
         index = hmac.new(self._pepper, normalised.encode("utf-8"), hashlib.sha256).hexdigest()
         sealed: str | None = None
-        for _ in range(CREATE_ATTEMPTS):
+        for attempt in range(CREATE_ATTEMPTS):
             found = find_one(self._store, IDENTITIES, {"blind_index": index})
             if found is not None:
                 return Resolution(_identity(found), created=False)
@@ -156,7 +157,10 @@ class Vault:
             try:
                 self._store.insert(IDENTITIES, doc)
             except DuplicateKeyError:
-                continue  # a concurrent first login won (or a pseudonym clashed): read again
+                # A concurrent first login won (or a pseudonym clashed): read again, after a short
+                # random pause so that a crowd of losers does not retry in lock-step.
+                time.sleep(random.uniform(0, 0.001 * attempt))
+                continue
             log.info("identity created", extra={"pseudonym": doc["pseudonym"]})
             return Resolution(_identity(doc), created=True)
         raise StoreUnavailable("could not create the identity; try again")

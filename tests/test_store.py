@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from identity.store import Collection, DuplicateKeyError, In, Lt, Order, SQLiteStore, StoreUnavailable, find_one
+from identity.store import Collection, DuplicateKeyError, Gt, In, Lt, Order, SQLiteStore, StoreUnavailable, find_one
 
 THINGS = Collection(
     name="things",
@@ -58,6 +58,7 @@ def test_find_filters_orders_and_limits(store):
     for i in range(5):
         store.insert(THINGS, {"id": f"k{i}", "n": i, "ok": i % 2 == 0})
     assert [d["id"] for d in store.find(THINGS, {"n": Lt(2)}, order=Order("n"))] == ["k0", "k1"]
+    assert [d["id"] for d in store.find(THINGS, {"n": Gt(2)}, order=Order("n"))] == ["k3", "k4"]
     assert [d["id"] for d in store.find(THINGS, {"ok": True}, order=Order("n", descending=True))] == ["k4", "k2", "k0"]
     assert [d["id"] for d in store.find(THINGS, {"id": In(("k1", "k3"))}, order=Order("id"))] == ["k1", "k3"]
     assert list(store.find(THINGS, {"id": In(())})) == []

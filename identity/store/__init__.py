@@ -6,6 +6,7 @@ from .base import (
     Collection,
     Document,
     DuplicateKeyError,
+    Gt,
     In,
     Lt,
     Order,
@@ -18,7 +19,7 @@ from .mongo import ClientFactory, MongoStore
 from .sqlite import SQLiteStore, path_from_uri
 
 __all__ = [
-    "Collection", "Document", "DuplicateKeyError", "In", "Lt", "Order", "Store", "StoreError",
+    "Collection", "Document", "DuplicateKeyError", "Gt", "In", "Lt", "Order", "Store", "StoreError",
     "StoreUnavailable", "find_one", "MongoStore", "SQLiteStore", "open_store",
 ]
 

@@ -34,6 +34,13 @@ class Lt:
 
 
 @dataclass(frozen=True)
+class Gt:
+    """Filter: the field is present and greater than ``value``."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
 class In:
     """Filter: the field equals one of ``values``."""
 
@@ -84,7 +91,7 @@ class Store(Protocol):
     def find(
         self, coll: Collection, where: Where, *, order: Order | None = None, limit: int | None = None
     ) -> Iterator[Document]:
-        """Documents matching every condition in ``where`` (equality, ``Lt``, ``In``)."""
+        """Documents matching every condition in ``where`` (equality, ``Lt``, ``Gt``, ``In``)."""
 
     def count(self, coll: Collection, where: Where) -> int:
         """How many documents match ``where``."""

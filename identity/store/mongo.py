@@ -17,7 +17,7 @@ import pymongo
 from pymongo import errors as mongo_errors
 from pymongo.write_concern import WriteConcern
 
-from .base import Collection, Document, DuplicateKeyError, In, Lt, Order, StoreUnavailable, Where
+from .base import Collection, Document, DuplicateKeyError, Gt, In, Lt, Order, StoreUnavailable, Where
 
 ClientFactory = Callable[[], Any]
 SERVER_SELECTION_TIMEOUT_MS = 5000
@@ -114,6 +114,8 @@ class MongoStore:
             target = "_id" if name == coll.key else name
             if isinstance(cond, Lt):
                 query[target] = {"$lt": cond.value}
+            elif isinstance(cond, Gt):
+                query[target] = {"$gt": cond.value}
             elif isinstance(cond, In):
                 query[target] = {"$in": list(cond.values)}
             elif cond is None:

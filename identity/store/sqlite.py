@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .base import Collection, Document, DuplicateKeyError, In, Lt, Order, StoreUnavailable, Where
+from .base import Collection, Document, DuplicateKeyError, Gt, In, Lt, Order, StoreUnavailable, Where
 
 _SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "REAL", bool: "INTEGER", list: "TEXT", dict: "TEXT"}
 BUSY_TIMEOUT_SECONDS = 10.0
@@ -130,8 +130,8 @@ class SQLiteStore:
         params: list[Any] = []
         for name, cond in where.items():
             kind = coll.fields[name]
-            if isinstance(cond, Lt):
-                clauses.append(f'"{name}" < ?')
+            if isinstance(cond, (Lt, Gt)):
+                clauses.append(f'"{name}" {"<" if isinstance(cond, Lt) else ">"} ?')
                 params.append(self._to_sql(kind, cond.value))
             elif isinstance(cond, In):
                 if not cond.values:

@@ -1,0 +1,51 @@
+"""The application factory: settings → services → blueprints."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from .config import Settings, load_settings
+from .errors import register_error_handlers
+from .logs import configure_logging
+from .services import Clock, Services, build_services
+from .store import ClientFactory, Store
+from .web import health, jwks
+from .web.context import EXTENSION
+from .web.headers import install_security_headers
+
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    clock: Clock | None = None,
+    mongo_client_factory: ClientFactory | None = None,
+) -> Flask:
+    """Build the app from validated settings (read from the environment when not given).
+
+    Raises ``ConfigError`` (every problem, one per line) before serving anything.
+    """
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    services = build_services(settings, store=store, clock=clock, mongo_client_factory=mongo_client_factory)
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=services.derived_secret("flask-session-v1"),
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.issuer_is_https,
+        SESSION_COOKIE_NAME="identity_session",
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions[EXTENSION] = services
+    register_error_handlers(app)
+    install_security_headers(app, https=settings.issuer_is_https)
+    app.register_blueprint(health.blueprint)
+    app.register_blueprint(jwks.blueprint)
+    return app
+
+
