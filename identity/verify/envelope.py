@@ -1,0 +1,92 @@
+"""The outer layer: a compact JWE (RFC 7516) encrypted to this audience, decrypted with joserfc.
+
+Refused before any key is touched: anything but five segments (a bare JWS or an opaque string is
+not encrypted), an ``alg`` other than RSA-OAEP-256, an ``enc`` other than A256GCM, any ``zip``,
+any ``crit``, a ``cty`` other than JWT, a missing or unknown ``kid``. ``jku``/``jwk``/``x5u``/``x5c``
+are never read: the key is chosen only from the configured ones, by ``kid``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Mapping
+
+from joserfc import jwe
+from joserfc.jwe import JWERegistry
+
+from .errors import DecryptionFailed, MalformedToken, UnencryptedToken, UnknownKey, UnsupportedToken
+from .keys import MAX_KID_LENGTH, DecryptionKey
+
+KEY_MANAGEMENT_ALG = "RSA-OAEP-256"
+CONTENT_ENC = "A256GCM"
+CONTENT_TYPE = "JWT"
+MAX_HEADER_SEGMENT = 1024
+
+
+def decode_json_segment(segment: str, *, limit: int = MAX_HEADER_SEGMENT) -> dict[str, Any]:
+    """A base64url JSON object (a JOSE header); ``MalformedToken`` otherwise."""
+    if not segment or len(segment) > limit:
+        raise MalformedToken()
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise MalformedToken() from None
+    if not isinstance(value, dict):
+        raise MalformedToken()
+    return value
+
+
+def key_id(header: Mapping[str, Any]) -> str:
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH:
+        raise UnknownKey("the access token does not name its key")
+    return kid
+
+
+def check_jwe_header(header: Mapping[str, Any]) -> str:
+    """Enforce the contract's JWE header; return its ``kid``."""
+    if header.get("alg") != KEY_MANAGEMENT_ALG:
+        raise UnsupportedToken("the access token's key management algorithm is refused")
+    if header.get("enc") != CONTENT_ENC:
+        raise UnsupportedToken("the access token's content encryption is refused")
+    if "zip" in header:
+        raise UnsupportedToken("compressed access tokens are refused")
+    if "crit" in header:
+        raise UnsupportedToken("access tokens with critical header extensions are refused")
+    cty = header.get("cty")
+    if not isinstance(cty, str) or cty.upper() != CONTENT_TYPE:
+        raise UnsupportedToken("the access token does not contain a JWT")
+    return key_id(header)
+
+
+class Decrypter:
+    """Decrypts compact JWEs with the configured audience keys; one joserfc registry, built once."""
+
+    def __init__(self, keys: Mapping[str, DecryptionKey]) -> None:
+        self._keys = dict(keys)
+        self._registry = JWERegistry(algorithms=[KEY_MANAGEMENT_ALG, CONTENT_ENC])
+
+    @property
+    def kids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    def decrypt(self, token: str) -> tuple[bytes, str]:
+        """``(plaintext, kid)``; raises an ``InvalidToken`` subclass."""
+        segments = token.split(".")
+        if len(segments) == 3:
+            raise UnencryptedToken()
+        if len(segments) != 5:
+            raise MalformedToken()
+        kid = check_jwe_header(decode_json_segment(segments[0]))
+        key = self._keys.get(kid)
+        if key is None:
+            raise UnknownKey("the access token is encrypted to a key this service does not hold")
+        try:
+            plaintext = jwe.decrypt_compact(token, key.jwk, registry=self._registry).plaintext
+        except Exception:  # joserfc and cryptography raise many types on hostile input; all mean "no"
+            raise DecryptionFailed() from None
+        if not plaintext:
+            raise DecryptionFailed()
+        return plaintext, kid

@@ -1,0 +1,124 @@
+"""The only door to the network: an injectable fetcher, and which URLs it may be pointed at.
+
+The verifier fetches exactly the URLs it was configured with (discovery, JWKS, introspection),
+never a URL a token names. Tests inject a fake ``Fetcher``; the default uses ``requests`` with
+timeouts, no redirects and a response size cap.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError, IssuerUnavailable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import requests
+
+MAX_RESPONSE_BYTES = 1024 * 1024
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What the verifier needs from an HTTP response."""
+
+    status: int
+    body: bytes
+
+    def json_object(self) -> dict[str, Any]:
+        """The body as a JSON object; ``IssuerUnavailable`` when it is not a 200 JSON object."""
+        if self.status != 200:
+            raise IssuerUnavailable(f"the issuer answered HTTP {self.status}")
+        try:
+            value = json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise IssuerUnavailable("the issuer answered with something that is not JSON") from exc
+        if not isinstance(value, dict):
+            raise IssuerUnavailable("the issuer answered with JSON that is not an object")
+        return value
+
+
+class Fetcher(Protocol):
+    """HTTP as the verifier uses it. Implementations raise ``IssuerUnavailable`` on transport errors."""
+
+    def get(self, url: str) -> HttpResponse: ...
+
+    def post_form(self, url: str, form: Mapping[str, str], *, basic_auth: tuple[str, str]) -> HttpResponse: ...
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_safe_url(url: str, what: str) -> str:
+    """``url`` if it is https, or http to a loopback host (development); ``ConfigurationError`` otherwise."""
+    if not isinstance(url, str):
+        raise ConfigurationError(f"{what} must be a URL string")
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        return url
+    raise ConfigurationError(f"{what} must be an https URL (plain http only to a loopback host)")
+
+
+class RequestsFetcher:
+    """The default ``Fetcher``: ``requests`` with timeouts, no redirects, capped responses.
+
+    One ``requests.Session`` per thread, so connections are reused without sharing a session
+    between threads.
+    """
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 3.05,
+        read_timeout: float = 5.0,
+        max_bytes: int = MAX_RESPONSE_BYTES,
+        user_agent: str = "identity-verify/1",
+    ) -> None:
+        import requests  # imported here: verifying a cached key set never needs it
+
+        self._requests = requests
+        self._timeout = (connect_timeout, read_timeout)
+        self._max_bytes = max_bytes
+        self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = self._requests.Session()
+        return session
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> HttpResponse:
+        try:
+            with self._session().request(
+                method, url, headers=self._headers, timeout=self._timeout, allow_redirects=False,
+                stream=True, **kwargs,
+            ) as response:
+                body = response.raw.read(self._max_bytes + 1, decode_content=True)
+                status = response.status_code
+        except self._requests.RequestException as exc:
+            raise IssuerUnavailable(f"HTTP {method} to the issuer failed ({type(exc).__name__})") from None
+        if len(body) > self._max_bytes:
+            raise IssuerUnavailable("the issuer's response is too large")
+        return HttpResponse(status=status, body=body)
+
+    def get(self, url: str) -> HttpResponse:
+        return self._send("GET", url)
+
+    def post_form(self, url: str, form: Mapping[str, str], *, basic_auth: tuple[str, str]) -> HttpResponse:
+        return self._send("POST", url, data=dict(form), auth=basic_auth)

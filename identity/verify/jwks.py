@@ -1,0 +1,126 @@
+"""The issuer's signing keys: a JWKS cached with a TTL, refetched once on an unknown ``kid``.
+
+Every fetch attempt (first load, TTL refresh, unknown ``kid``) is rate-limited to one per
+``min_refresh_interval``, and concurrent callers share one fetch, so a flood of tokens naming
+made-up key ids costs the issuer at most one request per interval. While a refresh is due or
+failing, the keys already held keep verifying (stale-while-revalidate).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from .discovery import Discovery
+from .errors import IssuerUnavailable, UnknownKey
+from .http import Fetcher, require_safe_url
+from .keys import parse_jwks
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL_SECONDS = 300.0  # the issuer serves its JWKS with max-age=300
+DEFAULT_MIN_REFRESH_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    keys: Mapping[str, RSAPublicKey]
+    fetched_at: float
+
+
+class SigningKeys:
+    """``kid`` → RS256 public key of the issuer, from ``jwks_uri`` or the discovery document."""
+
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        *,
+        jwks_uri: str | None = None,
+        discovery: Discovery | None = None,
+        ttl: float = DEFAULT_TTL_SECONDS,
+        min_refresh_interval: float = DEFAULT_MIN_REFRESH_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_keys_removed: Callable[[frozenset[str]], None] | None = None,
+    ) -> None:
+        if jwks_uri is None and discovery is None:
+            raise ValueError("either jwks_uri or discovery is required")
+        self._jwks_uri = require_safe_url(jwks_uri, "jwks_uri") if jwks_uri is not None else None
+        self._discovery = discovery
+        self._fetcher = fetcher
+        self._ttl = ttl
+        self._min_interval = min_refresh_interval
+        self._monotonic = monotonic
+        self._on_keys_removed = on_keys_removed
+        self._lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+        self._last_attempt: float | None = None
+
+    def key(self, kid: str) -> RSAPublicKey:
+        """The public key named ``kid``; ``UnknownKey`` or ``IssuerUnavailable`` otherwise."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            snapshot = self._refresh(blocking=True)
+            if snapshot is None:
+                raise IssuerUnavailable("the issuer's signing keys could not be fetched")
+        elif self._monotonic() - snapshot.fetched_at >= self._ttl:
+            snapshot = self._refresh(blocking=False) or snapshot
+        key = snapshot.keys.get(kid)
+        if key is not None:
+            return key
+        snapshot = self._refresh(blocking=True) or snapshot  # once, and only if the rate limit allows
+        key = snapshot.keys.get(kid)
+        if key is None:
+            raise UnknownKey()
+        return key
+
+    def refresh(self) -> None:
+        """Fetch now, ignoring the rate limit (start-up warm-up, operators); raises on failure."""
+        with self._lock:
+            self._last_attempt = self._monotonic()
+            self._install(self._fetch(), self._last_attempt)
+
+    def kids(self) -> frozenset[str]:
+        snapshot = self._snapshot
+        return frozenset(snapshot.keys) if snapshot else frozenset()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _jwks_url(self) -> str:
+        if self._jwks_uri is not None:
+            return self._jwks_uri
+        assert self._discovery is not None
+        return self._discovery.metadata().jwks_uri
+
+    def _fetch(self) -> dict[str, RSAPublicKey]:
+        return parse_jwks(self._fetcher.get(self._jwks_url()).json_object())
+
+    def _install(self, keys: dict[str, RSAPublicKey], now: float) -> _Snapshot:
+        previous = self._snapshot
+        self._snapshot = snapshot = _Snapshot(keys=keys, fetched_at=now)
+        removed = frozenset(previous.keys) - frozenset(keys) if previous else frozenset()
+        if removed and self._on_keys_removed is not None:
+            self._on_keys_removed(removed)
+        return snapshot
+
+    def _refresh(self, *, blocking: bool) -> _Snapshot | None:
+        """Fetch unless another fetch happened within the interval; the current snapshot either way."""
+        if not self._lock.acquire(blocking=blocking):
+            return None
+        try:
+            now = self._monotonic()
+            if self._last_attempt is not None and now - self._last_attempt < self._min_interval:
+                return self._snapshot
+            self._last_attempt = now
+            try:
+                keys = self._fetch()
+            except IssuerUnavailable as exc:
+                log.warning("fetching the issuer's JWKS failed: %s", exc)
+                return self._snapshot
+            return self._install(keys, now)
+        finally:
+            self._lock.release()

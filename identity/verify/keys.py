@@ -1,0 +1,147 @@
+"""Key material the verifier holds: the audience's private decryption keys and the issuer's public
+signing keys (parsed from a JWKS once per fetch, never per token)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Union
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from joserfc.jwk import RSAKey
+
+from .errors import ConfigurationError, IssuerUnavailable
+
+log = logging.getLogger(__name__)
+
+MIN_RSA_BITS = 2048
+MAX_KID_LENGTH = 128
+SIGNING_ALG = "RS256"
+
+PemOrKey = Union[bytes, str, rsa.RSAPrivateKey]
+
+
+def thumbprint(key: rsa.RSAPublicKey | rsa.RSAPrivateKey) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256, base64url) of the public part: the ``kid`` convention."""
+    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
+    return RSAKey.import_key(public).thumbprint()
+
+
+@dataclass(frozen=True)
+class DecryptionKey:
+    """One audience private key, as joserfc wants it, with the JWE ``kid`` that selects it.
+
+    ``repr`` never shows the key.
+    """
+
+    kid: str
+    jwk: RSAKey = field(repr=False, compare=False)
+
+    @classmethod
+    def from_private_key(cls, key: rsa.RSAPrivateKey, *, kid: str | None = None) -> DecryptionKey:
+        """Wrap an RSA private key (≥ 2048 bits); ``kid`` defaults to its RFC 7638 thumbprint."""
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ConfigurationError("a decryption key must be an RSA private key")
+        if key.key_size < MIN_RSA_BITS:
+            raise ConfigurationError(f"a decryption key must have at least {MIN_RSA_BITS} bits")
+        kid = kid if kid is not None else thumbprint(key)
+        if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH:
+            raise ConfigurationError("a decryption key id must be a non-empty short string")
+        return cls(kid=kid, jwk=RSAKey.import_key(key))
+
+    @classmethod
+    def from_pem(cls, pem: bytes | str, *, passphrase: str | None = None, kid: str | None = None) -> DecryptionKey:
+        """Load a PEM private key (PKCS#8 or PKCS#1, encrypted when ``passphrase`` is given)."""
+        data = pem.encode("ascii") if isinstance(pem, str) else pem
+        try:
+            key = serialization.load_pem_private_key(data, password=passphrase.encode("utf-8") if passphrase else None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError("cannot load the decryption key: wrong passphrase or not a PEM private key") from exc
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ConfigurationError("a decryption key must be an RSA private key")
+        return cls.from_private_key(key, kid=kid)
+
+    @classmethod
+    def from_file(
+        cls, path: str | os.PathLike[str], *, passphrase: str | None = None, kid: str | None = None
+    ) -> DecryptionKey:
+        """Load a PEM private key file (as written by ``identity.verify.keygen``)."""
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read decryption key file {os.fspath(path)}: {exc.strerror}") from exc
+        return cls.from_pem(data, passphrase=passphrase, kid=kid)
+
+
+def as_decryption_key(value: DecryptionKey | PemOrKey) -> DecryptionKey:
+    """Accept a ``DecryptionKey``, an RSA private key object, or PEM text/bytes."""
+    if isinstance(value, DecryptionKey):
+        return value
+    if isinstance(value, rsa.RSAPrivateKey):
+        return DecryptionKey.from_private_key(value)
+    if isinstance(value, (bytes, str)):
+        return DecryptionKey.from_pem(value)
+    raise ConfigurationError("decryption keys must be DecryptionKey, RSA private keys or PEM")
+
+
+def index_decryption_keys(values: Any) -> dict[str, DecryptionKey]:
+    """``kid`` → key for the configured keys; at least one, no duplicate ``kid``."""
+    if isinstance(values, (DecryptionKey, rsa.RSAPrivateKey, bytes, str)):
+        values = [values]
+    keys = [as_decryption_key(v) for v in values]
+    if not keys:
+        raise ConfigurationError("at least one decryption key is required")
+    indexed = {k.kid: k for k in keys}
+    if len(indexed) != len(keys):
+        raise ConfigurationError("two decryption keys share one kid")
+    return indexed
+
+
+def _b64url_uint(value: Any) -> int:
+    if not isinstance(value, str) or not value or len(value) > 2048:
+        raise ValueError("not a base64url integer")
+    raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    return int.from_bytes(raw, "big")
+
+
+def public_key_from_jwk(jwk: Mapping[str, Any]) -> rsa.RSAPublicKey | None:
+    """The RS256 verification key a JWKS member describes, or None when it is not one.
+
+    Only the public members ``n`` and ``e`` are read: a JWKS can never smuggle in a private or
+    symmetric key, and keys marked for another use or algorithm are skipped.
+    """
+    if jwk.get("kty") != "RSA":
+        return None
+    if jwk.get("use", "sig") != "sig" or jwk.get("alg", SIGNING_ALG) != SIGNING_ALG:
+        return None
+    try:
+        key = rsa.RSAPublicNumbers(e=_b64url_uint(jwk.get("e")), n=_b64url_uint(jwk.get("n"))).public_key()
+    except (ValueError, TypeError):
+        return None
+    if key.key_size < MIN_RSA_BITS:
+        return None
+    return key
+
+
+def parse_jwks(document: Mapping[str, Any]) -> dict[str, rsa.RSAPublicKey]:
+    """``kid`` → public key for every usable RS256 key of a JWKS (RFC 7517 §5)."""
+    members = document.get("keys")
+    if not isinstance(members, list):
+        raise IssuerUnavailable("the issuer's JWKS has no key list")
+    keys: dict[str, rsa.RSAPublicKey] = {}
+    for member in members:
+        if not isinstance(member, dict):
+            continue
+        kid = member.get("kid")
+        if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH or kid in keys:
+            continue
+        key = public_key_from_jwk(member)
+        if key is not None:
+            keys[kid] = key
+    if not keys:
+        log.warning("the issuer's JWKS holds no usable RS256 key")
+    return keys
