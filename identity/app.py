@@ -9,9 +9,10 @@ from .errors import register_error_handlers
 from .logs import configure_logging
 from .services import Clock, Services, build_services
 from .store import ClientFactory, Store
-from .web import health, jwks
+from .web import health, jwks, oauth
 from .web.context import EXTENSION
 from .web.headers import install_security_headers
+from .web.login import LoginBroker, install_login_broker
 
 MAX_REQUEST_BYTES = 64 * 1024
 
@@ -22,6 +23,7 @@ def create_app(
     store: Store | None = None,
     clock: Clock | None = None,
     mongo_client_factory: ClientFactory | None = None,
+    login_broker: LoginBroker | None = None,
 ) -> Flask:
     """Build the app from validated settings (read from the environment when not given).
 
@@ -46,6 +48,8 @@ def create_app(
     install_security_headers(app, https=settings.issuer_is_https)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(jwks.blueprint)
+    app.register_blueprint(oauth.blueprint)
+    install_login_broker(app, login_broker)
     return app
 
 

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from .config import ConfigError, Settings, load_settings
 from .services import Services, build_services
+from .store import StoreUnavailable
 
 
 class CommandError(Exception):
@@ -61,6 +62,17 @@ def passphrase_from(variable: str, prompt: str) -> str | None:
     return None
 
 
+def operator_name() -> str:
+    """Who runs the command, for the audit log (``IDENTITY_OPERATOR`` or the login name)."""
+    name = os.environ.get("IDENTITY_OPERATOR")
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 def run(main: Any) -> NoReturn:
     """Run a script's ``main()``, turning ``CommandError`` into a clean message and exit code."""
     try:
@@ -69,4 +81,6 @@ def run(main: Any) -> NoReturn:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except StoreUnavailable as exc:
+        fail(f"the store is unavailable: {exc}", 3)
     raise SystemExit(code or 0)

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from .audit import AuditLog
 from .config import ConfigError, Settings
 from .keys import KeyMaterialError, Keyring
+from .oauth import OAuthServer, build_oauth
 from .sealing import Sealer
 from .store import ClientFactory, Store, open_store
 from .vault import Vault
@@ -28,13 +29,17 @@ class Services:
     keyring: Keyring
     vault: Vault
     audit: AuditLog
+    oauth: OAuthServer
     clock: Clock = field(default=time.time)
 
     def derived_secret(self, purpose: str) -> bytes:
         """A 32-byte secret for ``purpose``, derived from the pepper (HKDF, domain-separated)."""
-        return HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=b"identity-service", info=purpose.encode()
-        ).derive(self.keyring.pepper)
+        return derive_secret(self.keyring.pepper, purpose)
+
+
+def derive_secret(pepper: bytes, purpose: str) -> bytes:
+    """HKDF-SHA256 of the pepper with ``purpose`` as info: independent keys from one secret."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"identity-service", info=purpose.encode()).derive(pepper)
 
 
 def build_services(
@@ -57,4 +62,7 @@ def build_services(
     store = store or open_store(settings.db_uri, mongo_client_factory=mongo_client_factory)
     vault = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key), clock=clock)
     audit = AuditLog(store, clock=clock)
-    return Services(settings=settings, store=store, keyring=keyring, vault=vault, audit=audit, clock=clock)
+    oauth = build_oauth(settings, store=store, vault=vault, keyring=keyring, clock=clock,
+                        client_secret_key=derive_secret(keyring.pepper, "client-secret-hash-v1"))
+    return Services(settings=settings, store=store, keyring=keyring, vault=vault, audit=audit, oauth=oauth,
+                    clock=clock)

@@ -79,3 +79,81 @@ def client(app):
 @pytest.fixture
 def services(app):
     return app.extensions["identity"]
+
+
+# -- OAuth fixtures ----------------------------------------------------------------------------
+
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+
+from identity.oauth.audiences import parse_encryption_key  # noqa: E402
+from tests.oauth_helpers import AudienceKeys, DirectLoginBroker  # noqa: E402
+
+REDIRECT_URI = "https://app.example.org/callback"
+API = "https://api.example.org"
+OTHER_API = "https://other.example.org"
+
+
+@pytest.fixture(scope="session")
+def audience_keys() -> dict[str, AudienceKeys]:
+    return {uri: AudienceKeys(uri, rsa.generate_private_key(public_exponent=65537, key_size=2048))
+            for uri in (API, OTHER_API)}
+
+
+class FakeClock:
+    """A clock tests can move forward instead of sleeping."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def broker() -> DirectLoginBroker:
+    return DirectLoginBroker()
+
+
+@pytest.fixture
+def oauth_app(settings, broker, clock, audience_keys):
+    application = create_app(settings, login_broker=broker, clock=clock)
+    application.config["TESTING"] = True
+    broker.app = application
+    audiences = application.extensions["identity"].oauth.audiences
+    for keys in audience_keys.values():
+        audiences.add(keys.uri, key=parse_encryption_key(keys.public_pem), jwks_uri=None)
+    yield application
+    application.extensions["identity"].store.close()
+
+
+@pytest.fixture
+def oauth(oauth_app):
+    return oauth_app.extensions["identity"].oauth
+
+
+@pytest.fixture
+def oauth_client(oauth_app):
+    return oauth_app.test_client()
+
+
+@pytest.fixture
+def public_app(oauth):
+    client, _ = oauth.clients.register(name="Mobile app", public=True, redirect_uris=[REDIRECT_URI],
+                                       grant_types=None, scopes=["openid", "records:write", "records:read"],
+                                       audiences=[API])
+    return client
+
+
+@pytest.fixture
+def service_client(oauth):
+    client, secret = oauth.clients.register(name="Backend", public=False, redirect_uris=[], grant_types=None,
+                                            scopes=["records:read"], audiences=[API, OTHER_API])
+    return client, secret

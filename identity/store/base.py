@@ -53,6 +53,9 @@ class Collection:
 
     Field types are ``str``, ``int``, ``float``, ``bool`` or ``list``/``dict`` (stored as JSON by
     SQLite). Unique fields may be ``None`` in many documents (partial unique index).
+
+    ``durable=False`` marks records whose loss in a power cut is harmless and fails closed (e.g.
+    the record of an issued access token): SQLite then commits them without an fsync each time.
     """
 
     name: str
@@ -60,6 +63,7 @@ class Collection:
     fields: Mapping[str, type]
     unique: tuple[str, ...] = ()
     indexed: tuple[str | tuple[str, ...], ...] = ()
+    durable: bool = True
 
     def check_fields(self, names: Iterator[str] | Mapping[str, Any]) -> None:
         unknown = [n for n in names if n not in self.fields]

@@ -56,9 +56,8 @@ class MongoStore:
         return self._client[self._db_name]
 
     def _collection(self, coll: Collection) -> Any:
-        handle = self._db().get_collection(
-            coll.name, write_concern=WriteConcern(w="majority", wtimeout=10000)
-        )
+        concern = WriteConcern(w="majority", wtimeout=10000) if coll.durable else WriteConcern(w=1)
+        handle = self._db().get_collection(coll.name, write_concern=concern)
         if coll.name not in self._ensured:
             self._guard(lambda: self._create_indexes(handle, coll))
             self._ensured.add(coll.name)

@@ -38,10 +38,13 @@ class SQLiteStore:
 
     # -- connections -------------------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+    def _connection(self, durable: bool = True) -> sqlite3.Connection:
+        attr = "conn" if durable else "fast_conn"
+        conn: sqlite3.Connection | None = getattr(self._local, attr, None)
         if conn is not None and getattr(self._local, "pid", None) == os.getpid():
             return conn
+        if getattr(self._local, "pid", None) != os.getpid():
+            self._local.conn = self._local.fast_conn = None  # inherited across fork: never reuse
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
@@ -49,23 +52,25 @@ class SQLiteStore:
             )
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a first-login mapping that reached a token must survive a power cut.
-            conn.execute("PRAGMA synchronous=FULL")
+            # NORMAL (non-durable collections only): no fsync per commit; a crash loses nothing.
+            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open the SQLite store: {type(exc).__name__}") from exc
         conn.row_factory = sqlite3.Row
-        self._local.conn = conn
+        setattr(self._local, attr, conn)
         self._local.pid = os.getpid()
         return conn
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        for attr in ("conn", "fast_conn"):
+            conn = getattr(self._local, attr, None)
+            if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+                conn.close()
+            setattr(self._local, attr, None)
 
-    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+    def _run(self, sql: str, params: tuple[Any, ...] = (), *, durable: bool = True) -> sqlite3.Cursor:
         try:
-            return self._connection().execute(sql, params)
+            return self._connection(durable).execute(sql, params)
         except sqlite3.IntegrityError as exc:
             raise DuplicateKeyError(str(exc)) from exc
         except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
@@ -155,7 +160,7 @@ class SQLiteStore:
         cols = ", ".join(f'"{n}"' for n in names)
         marks = ", ".join("?" for _ in names)
         values = tuple(self._to_sql(coll.fields[n], doc[n]) for n in names)
-        self._run(f'INSERT INTO "{coll.name}" ({cols}) VALUES ({marks})', values)
+        self._run(f'INSERT INTO "{coll.name}" ({cols}) VALUES ({marks})', values, durable=coll.durable)
 
     def get(self, coll: Collection, key: Any) -> Document | None:
         self._ensure(coll)
@@ -187,12 +192,14 @@ class SQLiteStore:
         clause, params = self._where(coll, where)
         sets = ", ".join(f'"{n}" = ?' for n in changes)
         values = tuple(self._to_sql(coll.fields[n], v) for n, v in changes.items())
-        return self._run(f'UPDATE "{coll.name}" SET {sets}{clause}', values + params).rowcount
+        return self._run(
+            f'UPDATE "{coll.name}" SET {sets}{clause}', values + params, durable=coll.durable
+        ).rowcount
 
     def delete(self, coll: Collection, where: Where) -> int:
         self._ensure(coll)
         clause, params = self._where(coll, where)
-        return self._run(f'DELETE FROM "{coll.name}"{clause}', params).rowcount
+        return self._run(f'DELETE FROM "{coll.name}"{clause}', params, durable=coll.durable).rowcount
 
     def ping(self) -> None:
         self._run("SELECT 1").fetchone()

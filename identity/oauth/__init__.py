@@ -1,0 +1,53 @@
+"""The OAuth 2.0 authorization server, as Flask-free services (``identity.web.oauth`` is the HTTP side)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..config import Settings
+from ..keys import Keyring
+from ..store import Store
+from ..tokens import TokenMinter
+from ..vault import Vault
+from .audiences import AudienceRegistry, JwksFetcher, fetch_jwks_with_requests
+from .authorize import Authorizer
+from .clients import ClientRegistry
+from .grants import Grants
+from .token_endpoint import TokenEndpoint
+from .token_status import TokenStatus
+
+
+@dataclass
+class OAuthServer:
+    clients: ClientRegistry
+    audiences: AudienceRegistry
+    grants: Grants
+    minter: TokenMinter
+    authorizer: Authorizer
+    token_endpoint: TokenEndpoint
+    token_status: TokenStatus
+
+
+def build_oauth(
+    settings: Settings,
+    *,
+    store: Store,
+    vault: Vault,
+    keyring: Keyring,
+    client_secret_key: bytes,
+    clock: Callable[[], float],
+    fetch_jwks: JwksFetcher = fetch_jwks_with_requests,
+) -> OAuthServer:
+    clients = ClientRegistry(store, secret_key=client_secret_key, clock=clock)
+    audiences = AudienceRegistry(store, clock=clock, fetch_jwks=fetch_jwks)
+    minter = TokenMinter(keyring, issuer=settings.issuer, access_token_ttl=settings.access_token_ttl,
+                         id_token_ttl=settings.id_token_ttl)
+    grants = Grants(store, minter=minter, refresh_ttl=settings.refresh_token_ttl,
+                    refresh_idle_ttl=settings.refresh_token_idle_ttl, clock=clock)
+    authorizer = Authorizer(store=store, vault=vault, clients=clients, audiences=audiences, issuer=settings.issuer,
+                            code_ttl=settings.code_ttl, pending_ttl=settings.pending_login_ttl, clock=clock)
+    token_endpoint = TokenEndpoint(store=store, vault=vault, clients=clients, audiences=audiences, grants=grants,
+                                   minter=minter, access_token_ttl=settings.access_token_ttl, clock=clock)
+    token_status = TokenStatus(vault=vault, clients=clients, grants=grants, issuer=settings.issuer, clock=clock)
+    return OAuthServer(clients, audiences, grants, minter, authorizer, token_endpoint, token_status)

@@ -1,0 +1,211 @@
+"""Downstream services (audiences) and their encryption keys: every access token is encrypted to one."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from joserfc.errors import JoseError
+from joserfc.jwk import RSAKey
+
+from ..store import Collection, DuplicateKeyError, Order, Store
+from ..tokens import EncryptionKey
+
+MIN_RSA_BITS = 2048
+CACHE_SECONDS = 2.0
+REMOTE_JWKS_SECONDS = 600.0
+
+AUDIENCES = Collection(
+    name="audiences",
+    key="audience",
+    fields={"audience": str, "kid": str, "public_jwk": dict, "jwks_uri": str, "created_at": int, "updated_at": int},
+)
+
+JwksFetcher = Callable[[str], dict[str, Any]]
+
+
+class AudienceError(ValueError):
+    """An audience or key that cannot be registered or used; the message says why."""
+
+
+class AudienceKeyUnavailable(Exception):
+    """The audience's remote JWKS could not be fetched or holds no usable key."""
+
+
+@dataclass(frozen=True)
+class Audience:
+    audience: str
+    kid: str | None
+    public_jwk: dict[str, Any] | None
+    jwks_uri: str | None
+    created_at: int
+    updated_at: int
+
+    def view(self) -> dict[str, Any]:
+        return {"audience": self.audience, "kid": self.kid, "jwks_uri": self.jwks_uri,
+                "created_at": self.created_at, "updated_at": self.updated_at}
+
+
+def _audience(doc: dict[str, Any]) -> Audience:
+    return Audience(doc["audience"], doc.get("kid"), doc.get("public_jwk"), doc.get("jwks_uri"),
+                    doc["created_at"], doc.get("updated_at") or doc["created_at"])
+
+
+def audience_problem(uri: str) -> str | None:
+    """RFC 8707 §2: a resource is an absolute URI without a fragment."""
+    parts = urlsplit(uri)
+    if not parts.scheme or "#" in uri or not (parts.netloc or parts.scheme == "urn"):
+        return "an audience must be an absolute URI without a fragment"
+    return None
+
+
+def parse_encryption_key(data: bytes) -> EncryptionKey:
+    """An RSA public key from PEM or JWK text; ``kid`` from the JWK or its RFC 7638 thumbprint."""
+    text = data.decode("utf-8", "replace").strip()
+    if "PRIVATE KEY" in text or '"d"' in text:
+        raise AudienceError("that is a private key: register the downstream service's PUBLIC key")
+    try:
+        if text.startswith("{"):
+            jwk = json.loads(text)
+            if "keys" in jwk:
+                raise AudienceError("give one key, not a JWKS (or use --jwks-uri)")
+            key = RSAKey.import_key(jwk)
+            kid = jwk.get("kid") or key.thumbprint()
+        else:
+            key = RSAKey.import_key(text.encode())
+            kid = key.thumbprint()
+    except (ValueError, JoseError, TypeError) as exc:
+        raise AudienceError("not an RSA public key in PEM or JWK form") from exc
+    return _checked(key, kid)
+
+
+def _checked(key: RSAKey, kid: str) -> EncryptionKey:
+    if key.is_private:
+        raise AudienceError("that is a private key: register the downstream service's PUBLIC key")
+    if key.public_key.key_size < MIN_RSA_BITS:
+        raise AudienceError(f"the encryption key must be RSA with at least {MIN_RSA_BITS} bits")
+    public = RSAKey.import_key(key.as_dict(private=False), parameters={"kid": kid})
+    return EncryptionKey(kid=kid, key=public)
+
+
+def select_from_jwks(jwks: dict[str, Any]) -> EncryptionKey:
+    """The first RSA key meant for encryption (``use: enc`` or ``alg: RSA-OAEP-256``) in a JWKS."""
+    for jwk in jwks.get("keys", []) if isinstance(jwks, dict) else []:
+        if not isinstance(jwk, dict) or jwk.get("kty") != "RSA":
+            continue
+        if jwk.get("use", "enc") != "enc" or jwk.get("alg", "RSA-OAEP-256") != "RSA-OAEP-256":
+            continue
+        try:
+            key = RSAKey.import_key({k: v for k, v in jwk.items() if k in ("kty", "n", "e")})
+            return _checked(key, jwk.get("kid") or key.thumbprint())
+        except (ValueError, JoseError, TypeError, AudienceError):
+            continue
+    raise AudienceKeyUnavailable("the audience's JWKS has no usable RSA encryption key")
+
+
+def fetch_jwks_with_requests(uri: str) -> dict[str, Any]:
+    import requests  # imported here: only audiences registered by --jwks-uri need it
+
+    response = requests.get(uri, timeout=5, allow_redirects=False, headers={"Accept": "application/json"})
+    response.raise_for_status()
+    return response.json()
+
+
+class AudienceRegistry:
+    """Audiences in the store, with their parsed keys cached in-process."""
+
+    def __init__(
+        self, store: Store, *, clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic, fetch_jwks: JwksFetcher = fetch_jwks_with_requests,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._monotonic = monotonic
+        self._fetch = fetch_jwks
+        self._records: dict[str, tuple[float, Audience | None]] = {}
+        self._keys: dict[tuple[str, int], tuple[float, EncryptionKey]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, audience: str) -> Audience | None:
+        now = self._monotonic()
+        cached = self._records.get(audience)
+        if cached is not None and now - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        doc = self._store.get(AUDIENCES, audience)
+        record = None if doc is None else _audience(doc)
+        with self._lock:
+            if len(self._records) > 10_000:
+                self._records.clear()
+            self._records[audience] = (now, record)
+        return record
+
+    def encryption_key(self, audience: Audience) -> EncryptionKey:
+        """The key to encrypt to; raises ``AudienceKeyUnavailable`` if a remote JWKS fails."""
+        cache_key = (audience.audience, audience.updated_at)
+        now = self._monotonic()
+        cached = self._keys.get(cache_key)
+        ttl = REMOTE_JWKS_SECONDS if audience.jwks_uri else float("inf")
+        if cached is not None and now - cached[0] < ttl:
+            return cached[1]
+        if audience.public_jwk is not None:
+            key = RSAKey.import_key(audience.public_jwk)
+            parsed = EncryptionKey(kid=audience.kid or key.thumbprint(), key=key)
+        else:
+            try:
+                parsed = select_from_jwks(self._fetch(audience.jwks_uri or ""))
+            except AudienceKeyUnavailable:
+                raise
+            except Exception as exc:  # any transport or decoding failure of the remote JWKS
+                raise AudienceKeyUnavailable("the audience's JWKS could not be fetched") from exc
+        with self._lock:
+            self._keys[cache_key] = (now, parsed)
+        return parsed
+
+    def add(self, audience: str, *, key: EncryptionKey | None, jwks_uri: str | None) -> Audience:
+        problem = audience_problem(audience)
+        if problem:
+            raise AudienceError(problem)
+        if (key is None) == (jwks_uri is None):
+            raise AudienceError("give exactly one of --encryption-key or --jwks-uri")
+        if jwks_uri is not None and urlsplit(jwks_uri).scheme != "https":
+            raise AudienceError("--jwks-uri must be an https URL")
+        now = int(self._clock())
+        doc = {"audience": audience, "kid": key.kid if key else None,
+               "public_jwk": key.key.as_dict(private=False) if key else None,
+               "jwks_uri": jwks_uri, "created_at": now, "updated_at": now}
+        try:
+            self._store.insert(AUDIENCES, doc)
+        except DuplicateKeyError as exc:
+            raise AudienceError(f"{audience} is already registered (use `update` to change its key)") from exc
+        return _audience(doc)
+
+    def update_key(self, audience: str, *, key: EncryptionKey | None, jwks_uri: str | None) -> Audience:
+        """Switch an audience to a new key (rotation): new tokens use it at once."""
+        if (key is None) == (jwks_uri is None):
+            raise AudienceError("give exactly one of --encryption-key or --jwks-uri")
+        existing = self._store.get(AUDIENCES, audience)
+        if existing is None:
+            raise AudienceError(f"{audience} is not registered")
+        now = max(int(self._clock()), int(existing.get("updated_at") or 0) + 1)
+        self._store.update(AUDIENCES, {"audience": audience}, {
+            "kid": key.kid if key else None,
+            "public_jwk": key.key.as_dict(private=False) if key else None,
+            "jwks_uri": jwks_uri,
+            "updated_at": now,
+        })
+        with self._lock:
+            self._records.pop(audience, None)
+        return _audience(self._store.get(AUDIENCES, audience) or existing)
+
+    def all(self) -> list[Audience]:
+        return [_audience(d) for d in self._store.find(AUDIENCES, {}, order=Order("created_at"))]
+
+    def remove(self, audience: str) -> bool:
+        removed = self._store.delete(AUDIENCES, {"audience": audience}) > 0
+        with self._lock:
+            self._records.pop(audience, None)
+        return removed

@@ -1,0 +1,263 @@
+"""The authorization endpoint's logic (RFC 6749 §4.1, RFC 7636, RFC 8707, RFC 9207), without Flask.
+
+``validate`` checks an app's request in a fixed order: the client and its redirect URI first (a
+failure there is an error *page*, never a redirect), then everything else (a failure is an OAuth
+error *redirect* to the verified URI). ``park`` keeps the request server side while the person logs
+in upstream; ``complete`` turns a verified e-mail into a pseudonym and a one-time code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Collection, Mapping
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from ..store import Store
+from ..vault import Vault
+from .audiences import AudienceRegistry
+from .clients import AUTHORIZATION_CODE, Client, ClientRegistry, redirect_uri_matches
+from .pkce import challenge_problem
+from .records import AUTHORIZATION_CODES, PENDING_AUTHORIZATIONS, new_secret_value, token_hash
+
+MAX_PARAM_LENGTH = 2048
+SINGLE_VALUE_PARAMS = (
+    "client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge",
+    "code_challenge_method", "nonce", "resource", "response_mode", "prompt",
+)
+
+
+class ErrorPage(Exception):
+    """The request cannot be answered by redirect (unknown client, unregistered redirect URI)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class RedirectError(Exception):
+    """An OAuth error delivered to the client's verified redirect URI (RFC 6749 §4.1.2.1)."""
+
+    def __init__(self, redirect_uri: str, error: str, description: str, state: str | None) -> None:
+        super().__init__(f"{error}: {description}")
+        self.redirect_uri = redirect_uri
+        self.error = error
+        self.description = description
+        self.state = state
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    client: Client
+    redirect_uri: str
+    redirect_uri_given: bool
+    state: str | None
+    scope: tuple[str, ...]
+    audience: str
+    code_challenge: str | None
+    nonce: str | None
+
+
+@dataclass(frozen=True)
+class PendingAuthorization:
+    pending_id: str
+    client_id: str
+    redirect_uri: str
+    state: str | None
+    expires_at: int
+
+
+def with_query(uri: str, params: Mapping[str, str | None]) -> str:
+    """Append parameters to a URI's query, keeping the parameters it already has."""
+    parts = urlsplit(uri)
+    extra = urlencode({k: v for k, v in params.items() if v is not None})
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+class Authorizer:
+    """Validates authorization requests, parks them during login, and issues codes."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        vault: Vault,
+        clients: ClientRegistry,
+        audiences: AudienceRegistry,
+        issuer: str,
+        code_ttl: int,
+        pending_ttl: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._vault = vault
+        self._clients = clients
+        self._audiences = audiences
+        self.issuer = issuer
+        self._code_ttl = code_ttl
+        self._pending_ttl = pending_ttl
+        self._clock = clock
+
+    # -- validation --------------------------------------------------------------------------
+
+    def validate(self, params: Mapping[str, str], duplicated: Collection[str] = ()) -> AuthorizationRequest:
+        """Check an authorization request; raise ``ErrorPage`` or ``RedirectError``."""
+        client = self._client(params, duplicated)
+        redirect_uri, given = self._redirect_uri(client, params, duplicated)
+        state = params.get("state")
+
+        def refuse(error: str, description: str) -> RedirectError:
+            return RedirectError(redirect_uri, error, description, state)
+
+        repeated = [p for p in duplicated if p in SINGLE_VALUE_PARAMS]
+        if repeated:
+            raise refuse("invalid_request", f"parameter {sorted(repeated)[0]} was given more than once")
+        if any(len(v) > MAX_PARAM_LENGTH for v in params.values()):
+            raise refuse("invalid_request", "a parameter is too long")
+        if "request" in params:
+            raise refuse("request_not_supported", "request objects are not supported")
+        if "request_uri" in params:
+            raise refuse("request_uri_not_supported", "request_uri is not supported")
+        if params.get("response_type") != "code":
+            raise refuse("unsupported_response_type", "only response_type=code is supported")
+        if params.get("response_mode", "query") != "query":
+            raise refuse("invalid_request", "only response_mode=query is supported")
+        if not client.allows_grant(AUTHORIZATION_CODE):
+            raise refuse("unauthorized_client", "this client may not use the authorization code flow")
+        if params.get("prompt") == "none":
+            raise refuse("login_required", "the person must log in")
+        scope = tuple(dict.fromkeys(params.get("scope", "").split()))
+        if not client.allows_scopes(list(scope)):
+            raise refuse("invalid_scope", "the requested scope is not allowed for this client")
+        challenge, method = params.get("code_challenge"), params.get("code_challenge_method")
+        problem = challenge_problem(challenge, method)
+        if problem:
+            raise refuse("invalid_request", problem)
+        if challenge is None and client.public:
+            raise refuse("invalid_request", "PKCE (code_challenge with S256) is required")
+        audience = self._audience(client, params.get("resource"), refuse)
+        return AuthorizationRequest(
+            client=client, redirect_uri=redirect_uri, redirect_uri_given=given, state=state, scope=scope,
+            audience=audience, code_challenge=challenge, nonce=params.get("nonce"),
+        )
+
+    def _client(self, params: Mapping[str, str], duplicated: Collection[str]) -> Client:
+        if "client_id" in duplicated:
+            raise ErrorPage("The request names more than one client.")
+        client = self._clients.get(params.get("client_id", ""))
+        if client is None:
+            raise ErrorPage("The application that sent you here is not registered.")
+        return client
+
+    @staticmethod
+    def _redirect_uri(client: Client, params: Mapping[str, str], duplicated: Collection[str]) -> tuple[str, bool]:
+        if "redirect_uri" in duplicated:
+            raise ErrorPage("The request names more than one redirect URI.")
+        presented = params.get("redirect_uri")
+        if presented is None:
+            if len(client.redirect_uris) == 1:
+                return client.redirect_uris[0], False
+            raise ErrorPage("The request has no redirect URI and the application has several.")
+        if any(redirect_uri_matches(r, presented) for r in client.redirect_uris):
+            return presented, True
+        raise ErrorPage("The redirect URI is not registered for this application.")
+
+    def _audience(self, client: Client, resource: str | None, refuse: Callable[[str, str], RedirectError]) -> str:
+        """RFC 8707: ``resource`` picks the audience; one registered audience is the default."""
+        if resource is None:
+            if len(client.audiences) == 1:
+                resource = client.audiences[0]
+            else:
+                raise refuse("invalid_target", "name the audience with the resource parameter")
+        if resource not in client.audiences or self._audiences.get(resource) is None:
+            raise refuse("invalid_target", "this client may not obtain tokens for that resource")
+        return resource
+
+    # -- parking and completion ---------------------------------------------------------------
+
+    def park(self, request: AuthorizationRequest, *, purpose: str = "login", subject: str | None = None) -> PendingAuthorization:
+        """Keep the validated request server side while the person logs in (bounded lifetime)."""
+        now = int(self._clock())
+        pending = PendingAuthorization(
+            pending_id=new_secret_value(), client_id=request.client.client_id,
+            redirect_uri=request.redirect_uri, state=request.state, expires_at=now + self._pending_ttl,
+        )
+        self._store.insert(PENDING_AUTHORIZATIONS, {
+            "pending_id": pending.pending_id,
+            "client_id": request.client.client_id,
+            "redirect_uri": request.redirect_uri,
+            "redirect_uri_given": request.redirect_uri_given,
+            "state": request.state,
+            "scope": " ".join(request.scope),
+            "audience": request.audience,
+            "code_challenge": request.code_challenge,
+            "nonce": request.nonce,
+            "created_at": now,
+            "expires_at": pending.expires_at,
+            "purpose": purpose,
+            "subject": subject,
+        })
+        return pending
+
+    def pending(self, pending_id: str) -> dict[str, Any] | None:
+        """The parked request if it exists and has not expired."""
+        if not isinstance(pending_id, str) or not pending_id:
+            return None
+        doc = self._store.get(PENDING_AUTHORIZATIONS, pending_id)
+        if doc is None or doc["expires_at"] <= self._clock():
+            return None
+        return doc
+
+    def take(self, pending_id: str) -> dict[str, Any] | None:
+        """Remove and return the parked request: exactly one caller gets it (one-time use)."""
+        doc = self.pending(pending_id)
+        if doc is None or self._store.delete(PENDING_AUTHORIZATIONS, {"pending_id": pending_id}) != 1:
+            return None
+        return doc
+
+    def complete(self, pending_id: str, email: str) -> str:
+        """Map the verified e-mail to its pseudonym and return the app's redirect URL with a code.
+
+        Raises ``ErrorPage`` if the parked request is unknown, expired or already completed.
+        """
+        doc = self.take(pending_id)
+        if doc is None:
+            raise ErrorPage("This login has expired or was already used. Start again from the app.")
+        identity = self._vault.resolve_or_create(email).identity
+        if not identity.is_active:
+            return self.error_redirect(doc, "access_denied", "this account is restricted")
+        self._vault.record_login(identity.pseudonym)
+        return self.issue_code(doc, identity.pseudonym)
+
+    def issue_code(self, doc: Mapping[str, Any], subject: str) -> str:
+        """Store a one-time code bound to client, redirect URI and PKCE challenge; return the redirect."""
+        now = int(self._clock())
+        code = new_secret_value()
+        self._store.insert(AUTHORIZATION_CODES, {
+            "code_hash": token_hash(code),
+            "grant_id": new_secret_value(),
+            "client_id": doc["client_id"],
+            "redirect_uri": doc["redirect_uri"],
+            "redirect_uri_given": bool(doc["redirect_uri_given"]),
+            "code_challenge": doc.get("code_challenge"),
+            "subject": subject,
+            "audience": doc["audience"],
+            "scope": doc.get("scope") or "",
+            "nonce": doc.get("nonce"),
+            "auth_time": now,
+            "expires_at": now + self._code_ttl,
+            "used": False,
+        })
+        return with_query(doc["redirect_uri"], {"code": code, "state": doc.get("state"), "iss": self.issuer})
+
+    def error_redirect(self, doc: Mapping[str, Any], error: str, description: str) -> str:
+        """An OAuth error for a parked (hence verified) request, as the app's redirect URL."""
+        return with_query(doc["redirect_uri"], {
+            "error": error, "error_description": description, "state": doc.get("state"), "iss": self.issuer,
+        })
+
+    def redirect_for(self, err: RedirectError) -> str:
+        return with_query(err.redirect_uri, {
+            "error": err.error, "error_description": err.description, "state": err.state, "iss": self.issuer,
+        })

@@ -1,0 +1,242 @@
+"""Registered OAuth clients: records, secrets (keyed hash), redirect URI matching, a short cache."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from ..store import Collection, DuplicateKeyError, Order, Store
+
+AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS = "authorization_code", "refresh_token", "client_credentials"
+GRANT_TYPES = (AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS)
+DEFAULT_SCOPES = ("openid",)
+SECRET_BYTES = 32  # 256 bits
+CACHE_SECONDS = 2.0
+
+CLIENTS = Collection(
+    name="clients",
+    key="client_id",
+    fields={
+        "client_id": str,
+        "name": str,
+        "public": bool,
+        "secret_hash": str,
+        "redirect_uris": list,
+        "grant_types": list,
+        "scopes": list,
+        "audiences": list,
+        "created_at": int,
+    },
+)
+
+
+class ClientRegistrationError(ValueError):
+    """A client registration that cannot be accepted; the message says why."""
+
+
+@dataclass(frozen=True)
+class Client:
+    client_id: str
+    name: str
+    public: bool
+    secret_hash: str | None
+    redirect_uris: tuple[str, ...]
+    grant_types: tuple[str, ...]
+    scopes: tuple[str, ...]
+    audiences: tuple[str, ...]
+    created_at: int
+
+    @property
+    def confidential(self) -> bool:
+        return not self.public
+
+    def allows_grant(self, grant_type: str) -> bool:
+        return grant_type in self.grant_types
+
+    def allows_scopes(self, requested: list[str]) -> bool:
+        return set(requested) <= set(self.scopes)
+
+    def public_view(self) -> dict[str, Any]:
+        """The registration as shown to operators (no secret, no hash)."""
+        return {
+            "client_id": self.client_id,
+            "name": self.name,
+            "type": "public" if self.public else "confidential",
+            "redirect_uris": list(self.redirect_uris),
+            "grant_types": list(self.grant_types),
+            "scopes": list(self.scopes),
+            "audiences": list(self.audiences),
+            "created_at": self.created_at,
+        }
+
+
+def _client(doc: dict[str, Any]) -> Client:
+    return Client(
+        client_id=doc["client_id"],
+        name=doc["name"],
+        public=bool(doc["public"]),
+        secret_hash=doc.get("secret_hash"),
+        redirect_uris=tuple(doc.get("redirect_uris") or ()),
+        grant_types=tuple(doc.get("grant_types") or ()),
+        scopes=tuple(doc.get("scopes") or ()),
+        audiences=tuple(doc.get("audiences") or ()),
+        created_at=doc["created_at"],
+    )
+
+
+def new_client_id() -> str:
+    """22 characters of lower-case base32 (unreserved, never starting with ``-``)."""
+    return base64.b32encode(secrets.token_bytes(14)).decode("ascii").rstrip("=").lower()
+
+
+def redirect_uri_problem(uri: str, *, public: bool) -> str | None:
+    """Why ``uri`` cannot be registered as a redirect URI (RFC 6749 §3.1.2, RFC 8252), or None."""
+    parts = urlsplit(uri)
+    if not parts.scheme or parts.fragment or "#" in uri:
+        return "a redirect URI must be absolute and have no fragment"
+    if parts.username or parts.password:
+        return "a redirect URI must not contain user information"
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost"):
+        if parts.hostname == "localhost":
+            return "use 127.0.0.1 or [::1] rather than localhost (RFC 8252 §8.3)"
+        return None
+    if parts.scheme not in ("http", "https") and "." in parts.scheme and public:
+        return None  # private-use scheme of a native app, e.g. com.example.app:/callback (RFC 8252 §7.1)
+    return "a redirect URI must use https, a loopback http address, or a reverse-DNS private scheme"
+
+
+def redirect_uri_matches(registered: str, presented: str) -> bool:
+    """Exact string match; for loopback http URIs only the port may differ (RFC 8252 §7.3)."""
+    if hmac.compare_digest(registered.encode(), presented.encode()):
+        return True
+    reg, got = urlsplit(registered), urlsplit(presented)
+    if reg.scheme != "http" or reg.hostname not in ("127.0.0.1", "::1"):
+        return False
+    try:
+        got.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return False
+    expected_netloc = f"[{reg.hostname}]" if reg.hostname == "::1" else reg.hostname
+    got_netloc_host = got.netloc if got.port is None else got.netloc.rsplit(":", 1)[0]
+    return (
+        got.scheme == "http"
+        and got_netloc_host == expected_netloc
+        and got.path == reg.path
+        and got.query == reg.query
+        and not got.fragment
+        and "#" not in presented
+    )
+
+
+class ClientRegistry:
+    """Clients in the store, with a short in-process cache (changes apply within seconds)."""
+
+    def __init__(
+        self, store: Store, *, secret_key: bytes, clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._secret_key = secret_key
+        self._clock = clock
+        self._monotonic = monotonic
+        self._cache: dict[str, tuple[float, Client | None]] = {}
+        self._lock = threading.Lock()
+
+    def hash_secret(self, secret: str) -> str:
+        """HMAC-SHA256 under a service key: the secrets are 256-bit random, so no slow hash is needed."""
+        return hmac.new(self._secret_key, secret.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def secret_matches(self, client: Client, presented: str) -> bool:
+        if client.secret_hash is None:
+            return False
+        return hmac.compare_digest(self.hash_secret(presented), client.secret_hash)
+
+    def get(self, client_id: str) -> Client | None:
+        if not isinstance(client_id, str) or not client_id or len(client_id) > 128:
+            return None
+        now = self._monotonic()
+        cached = self._cache.get(client_id)
+        if cached is not None and now - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        doc = self._store.get(CLIENTS, client_id)
+        client = None if doc is None else _client(doc)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[client_id] = (now, client)
+        return client
+
+    def register(
+        self,
+        *,
+        name: str,
+        public: bool,
+        redirect_uris: list[str],
+        grant_types: list[str] | None,
+        scopes: list[str] | None,
+        audiences: list[str],
+    ) -> tuple[Client, str | None]:
+        """Create a client; return it with its secret (confidential clients only, shown once)."""
+        grants = list(dict.fromkeys(grant_types or (
+            [AUTHORIZATION_CODE, REFRESH_TOKEN] if public else [CLIENT_CREDENTIALS])))
+        self._check_registration(name, public, redirect_uris, grants, scopes or [])
+        secret = None if public else secrets.token_urlsafe(SECRET_BYTES)
+        doc = {
+            "name": name,
+            "public": public,
+            "secret_hash": None if secret is None else self.hash_secret(secret),
+            "redirect_uris": list(dict.fromkeys(redirect_uris)),
+            "grant_types": grants,
+            "scopes": list(dict.fromkeys(scopes or DEFAULT_SCOPES)),
+            "audiences": list(dict.fromkeys(audiences)),
+            "created_at": int(self._clock()),
+        }
+        for _ in range(5):
+            doc["client_id"] = new_client_id()
+            try:
+                self._store.insert(CLIENTS, doc)
+                return _client(doc), secret
+            except DuplicateKeyError:
+                continue
+        raise ClientRegistrationError("could not allocate a client id")
+
+    @staticmethod
+    def _check_registration(
+        name: str, public: bool, redirect_uris: list[str], grants: list[str], scopes: list[str]
+    ) -> None:
+        if not name.strip():
+            raise ClientRegistrationError("a client needs a --name")
+        unknown = [g for g in grants if g not in GRANT_TYPES]
+        if unknown:
+            raise ClientRegistrationError(f"unsupported grant type(s) {unknown}; use {list(GRANT_TYPES)}")
+        if public and CLIENT_CREDENTIALS in grants:
+            raise ClientRegistrationError("client_credentials is for confidential clients only")
+        if REFRESH_TOKEN in grants and AUTHORIZATION_CODE not in grants:
+            raise ClientRegistrationError("refresh_token needs authorization_code")
+        if AUTHORIZATION_CODE in grants and not redirect_uris:
+            raise ClientRegistrationError("authorization_code needs at least one --redirect-uri")
+        for uri in redirect_uris:
+            problem = redirect_uri_problem(uri, public=public)
+            if problem:
+                raise ClientRegistrationError(f"{uri}: {problem}")
+        for scope in scopes:
+            if not scope or any(c in scope for c in ' "\\') or not scope.isprintable():
+                raise ClientRegistrationError(f"invalid scope token {scope!r} (RFC 6749 §3.3)")
+
+    def all(self) -> list[Client]:
+        return [_client(d) for d in self._store.find(CLIENTS, {}, order=Order("created_at"))]
+
+    def remove(self, client_id: str) -> bool:
+        removed = self._store.delete(CLIENTS, {"client_id": client_id}) > 0
+        with self._lock:
+            self._cache.pop(client_id, None)
+        return removed

@@ -1,0 +1,155 @@
+"""Grants (one per authorization: the refresh-token family) and the tokens issued under them.
+
+Revoking a grant revokes its whole refresh-token family and makes introspection answer inactive
+for every access token issued under it (RFC 7009 §2.1, RFC 9700 §4.14).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..store import DuplicateKeyError, Store
+from ..tokens import AccessToken, EncryptionKey, TokenMinter
+from .records import (
+    ACTIVE,
+    GRANTS,
+    ISSUED_ACCESS_TOKENS,
+    REFRESH_TOKENS,
+    REVOKED,
+    ROTATED,
+    new_secret_value,
+    token_hash,
+)
+
+
+@dataclass(frozen=True)
+class Grant:
+    grant_id: str
+    client_id: str
+    subject: str
+    audience: str
+    scope: str
+    created_at: int
+    expires_at: int
+    revoked_at: int | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+def _grant(doc: dict[str, Any]) -> Grant:
+    return Grant(doc["grant_id"], doc["client_id"], doc["subject"], doc["audience"], doc.get("scope") or "",
+                 doc["created_at"], doc["expires_at"], doc.get("revoked_at"))
+
+
+class GrantAlreadyRevoked(Exception):
+    """The grant was revoked (a replayed code got there first)."""
+
+
+class Grants:
+    """Creates, looks up and revokes grants; issues and records the tokens under them."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        minter: TokenMinter,
+        refresh_ttl: int,
+        refresh_idle_ttl: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._minter = minter
+        self._refresh_ttl = refresh_ttl
+        self._refresh_idle_ttl = refresh_idle_ttl
+        self._clock = clock
+
+    # -- grants ------------------------------------------------------------------------------
+
+    def create(self, *, grant_id: str, client_id: str, subject: str, audience: str, scope: str) -> Grant:
+        now = int(self._clock())
+        doc = {"grant_id": grant_id, "client_id": client_id, "subject": subject, "audience": audience,
+               "scope": scope, "created_at": now, "expires_at": now + self._refresh_ttl}
+        try:
+            self._store.insert(GRANTS, doc)
+        except DuplicateKeyError as exc:
+            raise GrantAlreadyRevoked() from exc
+        return _grant(doc)
+
+    def get(self, grant_id: str | None) -> Grant | None:
+        if not grant_id:
+            return None
+        doc = self._store.get(GRANTS, grant_id)
+        return None if doc is None else _grant(doc)
+
+    def revoke(self, grant_id: str, *, reason: str, placeholder: dict[str, Any] | None = None) -> None:
+        """Revoke the grant and its refresh tokens. ``placeholder`` creates it revoked if absent."""
+        now = int(self._clock())
+        if self._store.update(GRANTS, {"grant_id": grant_id}, {"revoked_at": now, "revoked_reason": reason}) == 0:
+            if placeholder is not None:
+                try:
+                    self._store.insert(GRANTS, {**placeholder, "grant_id": grant_id, "created_at": now,
+                                                "expires_at": now + self._refresh_ttl, "revoked_at": now,
+                                                "revoked_reason": reason})
+                except DuplicateKeyError:
+                    self._store.update(GRANTS, {"grant_id": grant_id},
+                                       {"revoked_at": now, "revoked_reason": reason})
+        self._store.update(REFRESH_TOKENS, {"grant_id": grant_id}, {"status": REVOKED})
+
+    def revoke_all_for_subject(self, subject: str, *, reason: str) -> int:
+        """Revoke every grant of a person (erasure, restriction); returns how many."""
+        grant_ids = [g["grant_id"] for g in self._store.find(GRANTS, {"subject": subject})]
+        for grant_id in grant_ids:
+            self.revoke(grant_id, reason=reason)
+        return len(grant_ids)
+
+    def active_for_subject(self, subject: str) -> list[Grant]:
+        now = self._clock()
+        return [g for g in (_grant(d) for d in self._store.find(GRANTS, {"subject": subject}))
+                if not g.revoked and g.expires_at > now]
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def issue_access_token(
+        self, *, subject: str, client_id: str, audience: str, key: EncryptionKey, scope: str,
+        grant_id: str | None,
+    ) -> AccessToken:
+        """Mint the nested token and record it (hash only) so introspection can recognise it."""
+        token = self._minter.access_token(subject=subject, client_id=client_id, audience=audience,
+                                          encryption_key=key, scope=scope or None, now=self._clock())
+        self._store.insert(ISSUED_ACCESS_TOKENS, {
+            "token_hash": token_hash(token.token), "jti": token.jti, "grant_id": grant_id,
+            "client_id": client_id, "subject": subject, "audience": audience, "scope": scope or None,
+            "issued_at": token.issued_at, "expires_at": token.expires_at, "revoked": False,
+        })
+        return token
+
+    def issue_refresh_token(self, grant: Grant, *, scope: str) -> str:
+        """A new opaque refresh token in the grant's family (absolute expiry = the grant's)."""
+        now = int(self._clock())
+        value = new_secret_value()
+        self._store.insert(REFRESH_TOKENS, {
+            "token_hash": token_hash(value), "grant_id": grant.grant_id, "client_id": grant.client_id,
+            "subject": grant.subject, "audience": grant.audience, "scope": scope, "status": ACTIVE,
+            "created_at": now, "expires_at": grant.expires_at,
+            "idle_expires_at": min(grant.expires_at, now + self._refresh_idle_ttl),
+        })
+        return value
+
+    def find_refresh_token(self, value: str) -> dict[str, Any] | None:
+        return self._store.get(REFRESH_TOKENS, token_hash(value))
+
+    def find_access_token(self, value: str) -> dict[str, Any] | None:
+        return self._store.get(ISSUED_ACCESS_TOKENS, token_hash(value))
+
+    def mark_rotated(self, doc: dict[str, Any]) -> bool:
+        """Compare-and-set active → rotated: exactly one concurrent caller wins."""
+        return self._store.update(
+            REFRESH_TOKENS, {"token_hash": doc["token_hash"], "status": ACTIVE},
+            {"status": ROTATED, "used_at": int(self._clock())},
+        ) == 1
+
+    def revoke_access_token(self, doc: dict[str, Any]) -> None:
+        self._store.update(ISSUED_ACCESS_TOKENS, {"token_hash": doc["token_hash"]}, {"revoked": True})

@@ -1,0 +1,120 @@
+"""Collections for authorization state: pending logins, codes, grants, refresh and issued tokens.
+
+Codes and tokens are stored only as SHA-256 hashes: they are 256-bit random values, so a plain
+hash is enough and a leaked table yields nothing usable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from ..store import Collection
+
+PENDING_AUTHORIZATIONS = Collection(
+    name="pending_authorizations",
+    key="pending_id",
+    fields={
+        "pending_id": str,
+        "client_id": str,
+        "redirect_uri": str,
+        "redirect_uri_given": bool,
+        "state": str,
+        "scope": str,
+        "audience": str,
+        "code_challenge": str,
+        "nonce": str,
+        "created_at": int,
+        "expires_at": int,
+        "purpose": str,
+        "subject": str,
+    },
+    indexed=("expires_at",),
+)
+
+AUTHORIZATION_CODES = Collection(
+    name="authorization_codes",
+    key="code_hash",
+    fields={
+        "code_hash": str,
+        "grant_id": str,
+        "client_id": str,
+        "redirect_uri": str,
+        "redirect_uri_given": bool,
+        "code_challenge": str,
+        "subject": str,
+        "audience": str,
+        "scope": str,
+        "nonce": str,
+        "auth_time": int,
+        "expires_at": int,
+        "used": bool,
+    },
+    indexed=("expires_at",),
+)
+
+GRANTS = Collection(
+    name="grants",
+    key="grant_id",
+    fields={
+        "grant_id": str,
+        "client_id": str,
+        "subject": str,
+        "audience": str,
+        "scope": str,
+        "created_at": int,
+        "expires_at": int,
+        "revoked_at": int,
+        "revoked_reason": str,
+    },
+    indexed=("subject", "expires_at"),
+)
+
+REFRESH_TOKENS = Collection(
+    name="refresh_tokens",
+    key="token_hash",
+    fields={
+        "token_hash": str,
+        "grant_id": str,
+        "client_id": str,
+        "subject": str,
+        "audience": str,
+        "scope": str,
+        "status": str,
+        "created_at": int,
+        "expires_at": int,
+        "idle_expires_at": int,
+        "used_at": int,
+    },
+    indexed=("grant_id", "subject", "expires_at"),
+)
+
+ISSUED_ACCESS_TOKENS = Collection(
+    name="issued_access_tokens",
+    key="token_hash",
+    fields={
+        "token_hash": str,
+        "jti": str,
+        "grant_id": str,
+        "client_id": str,
+        "subject": str,
+        "audience": str,
+        "scope": str,
+        "issued_at": int,
+        "expires_at": int,
+        "revoked": bool,
+    },
+    indexed=("expires_at", "subject"),
+    durable=False,  # losing one in a power cut only makes introspection answer inactive
+)
+
+ACTIVE, ROTATED, REVOKED = "active", "rotated", "revoked"
+
+
+def new_secret_value() -> str:
+    """256 random bits, base64url (codes, refresh tokens, pending login ids)."""
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()

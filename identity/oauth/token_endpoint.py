@@ -1,0 +1,219 @@
+"""The token endpoint (RFC 6749 §3.2): authorization_code, refresh_token and client_credentials.
+
+``password`` and the implicit grant are not offered. Every refusal is an ``errors.ServiceError``
+rendered in the RFC 6749 §5.2 JSON form.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from ..errors import (
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    InvalidTarget,
+    TemporarilyUnavailable,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+)
+from ..store import Store
+from ..tokens import EncryptionKey, TokenMinter
+from ..vault import Vault
+from .audiences import AudienceKeyUnavailable, AudienceRegistry
+from .client_auth import authenticate, read_credentials
+from .clients import AUTHORIZATION_CODE, CLIENT_CREDENTIALS, REFRESH_TOKEN, Client, ClientRegistry
+from .grants import Grant, GrantAlreadyRevoked, Grants
+from .pkce import verifier_matches
+from .records import AUTHORIZATION_CODES, REVOKED, ROTATED, token_hash
+
+
+class TokenEndpoint:
+    """Authenticates the client and runs the requested grant."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        vault: Vault,
+        clients: ClientRegistry,
+        audiences: AudienceRegistry,
+        grants: Grants,
+        minter: TokenMinter,
+        access_token_ttl: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._vault = vault
+        self._clients = clients
+        self._audiences = audiences
+        self._grants = grants
+        self._minter = minter
+        self._access_ttl = access_token_ttl
+        self._clock = clock
+        self._handlers: dict[str, Callable[[Client, Mapping[str, str]], dict[str, Any]]] = {
+            AUTHORIZATION_CODE: self._authorization_code,
+            REFRESH_TOKEN: self._refresh_token,
+            CLIENT_CREDENTIALS: self._client_credentials,
+        }
+
+    def handle(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
+        """The token response body for a valid request; raises ``ServiceError`` otherwise."""
+        grant_type = form.get("grant_type")
+        if not grant_type:
+            raise InvalidRequest("grant_type is required")
+        handler = self._handlers.get(grant_type)
+        if handler is None:
+            raise UnsupportedGrantType(f"grant_type {grant_type[:40]!r} is not supported")
+        client = authenticate(self._clients, read_credentials(authorization, form))
+        if not client.allows_grant(grant_type):
+            raise UnauthorizedClient("this client may not use this grant type")
+        return handler(client, form)
+
+    # -- shared pieces -----------------------------------------------------------------------
+
+    def _encryption_key(self, audience: str) -> EncryptionKey:
+        record = self._audiences.get(audience)
+        if record is None:
+            raise InvalidTarget("the audience is no longer registered")
+        try:
+            return self._audiences.encryption_key(record)
+        except AudienceKeyUnavailable as exc:
+            raise TemporarilyUnavailable("the audience's encryption key cannot be fetched right now") from exc
+
+    def _check_resource(self, form: Mapping[str, str], audience: str) -> None:
+        """RFC 8707 at the token endpoint: absent means the authorised audience; present must equal it."""
+        resource = form.get("resource")
+        if resource is not None and resource != audience:
+            raise InvalidTarget("resource differs from the audience that was authorised")
+
+    def _subject_is_active(self, subject: str) -> bool:
+        identity = self._vault.find(subject)
+        return identity is not None and identity.is_active
+
+    def _response(
+        self, *, access_token: str, scope: str, refresh_token: str | None = None, id_token: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer", "expires_in": self._access_ttl}
+        if scope:
+            body["scope"] = scope
+        if refresh_token:
+            body["refresh_token"] = refresh_token
+        if id_token:
+            body["id_token"] = id_token
+        return body
+
+    # -- authorization_code ------------------------------------------------------------------
+
+    def _authorization_code(self, client: Client, form: Mapping[str, str]) -> dict[str, Any]:
+        code = form.get("code")
+        if not code:
+            raise InvalidRequest("code is required")
+        doc = self._store.get(AUTHORIZATION_CODES, token_hash(code))
+        if doc is None or doc["client_id"] != client.client_id:
+            raise InvalidGrant("the code is invalid")
+        self._check_code_binding(doc, form)
+        if not self._store.update(AUTHORIZATION_CODES, {"code_hash": doc["code_hash"], "used": False}, {"used": True}):
+            # RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it.
+            self._grants.revoke(doc["grant_id"], reason="authorization code replayed", placeholder={
+                "client_id": doc["client_id"], "subject": doc["subject"], "audience": doc["audience"],
+                "scope": doc["scope"]})
+            raise InvalidGrant("the code was already used")
+        self._check_resource(form, doc["audience"])
+        if not self._subject_is_active(doc["subject"]):
+            raise InvalidGrant("the account is not active")
+        key = self._encryption_key(doc["audience"])
+        try:
+            grant = self._grants.create(grant_id=doc["grant_id"], client_id=client.client_id,
+                                        subject=doc["subject"], audience=doc["audience"], scope=doc["scope"])
+        except GrantAlreadyRevoked:
+            raise InvalidGrant("the code was already used") from None
+        return self._tokens_for_grant(client, grant, key, scope=doc["scope"], nonce=doc.get("nonce"),
+                                      auth_time=doc["auth_time"], with_id_token=True)
+
+    def _check_code_binding(self, doc: Mapping[str, Any], form: Mapping[str, str]) -> None:
+        """Expiry, redirect URI and PKCE, checked before the code is spent."""
+        if doc["expires_at"] <= self._clock():
+            raise InvalidGrant("the code has expired")
+        redirect_uri = form.get("redirect_uri")
+        if (doc["redirect_uri_given"] or redirect_uri is not None) and redirect_uri != doc["redirect_uri"]:
+            raise InvalidGrant("redirect_uri differs from the authorization request")
+        verifier = form.get("code_verifier")
+        if doc.get("code_challenge"):
+            if not verifier or not verifier_matches(verifier, doc["code_challenge"]):
+                raise InvalidGrant("code_verifier does not match the code_challenge")
+        elif verifier is not None:
+            raise InvalidGrant("code_verifier given but no code_challenge was sent (downgrade refused)")
+
+    def _tokens_for_grant(
+        self, client: Client, grant: Grant, key: EncryptionKey, *, scope: str, nonce: str | None = None,
+        auth_time: int | None = None, with_id_token: bool = False,
+    ) -> dict[str, Any]:
+        access = self._grants.issue_access_token(
+            subject=grant.subject, client_id=client.client_id, audience=grant.audience, key=key, scope=scope,
+            grant_id=grant.grant_id)
+        refresh = self._grants.issue_refresh_token(grant, scope=scope) if client.allows_grant(REFRESH_TOKEN) else None
+        id_token = None
+        if with_id_token and "openid" in scope.split():
+            id_token = self._minter.id_token(subject=grant.subject, client_id=client.client_id, nonce=nonce,
+                                             auth_time=auth_time or grant.created_at, now=self._clock())
+        return self._response(access_token=access.token, scope=scope, refresh_token=refresh, id_token=id_token)
+
+    # -- refresh_token -----------------------------------------------------------------------
+
+    def _refresh_token(self, client: Client, form: Mapping[str, str]) -> dict[str, Any]:
+        value = form.get("refresh_token")
+        if not value:
+            raise InvalidRequest("refresh_token is required")
+        doc = self._grants.find_refresh_token(value)
+        if doc is None or doc["client_id"] != client.client_id:
+            raise InvalidGrant("the refresh token is invalid")
+        if doc["status"] == ROTATED:
+            self._grants.revoke(doc["grant_id"], reason="refresh token reused")  # RFC 9700 §4.14.2
+            raise InvalidGrant("the refresh token was already used; the session is revoked")
+        grant = self._grants.get(doc["grant_id"])
+        now = self._clock()
+        if doc["status"] == REVOKED or grant is None or grant.revoked:
+            raise InvalidGrant("the refresh token was revoked")
+        if doc["expires_at"] <= now or doc["idle_expires_at"] <= now:
+            raise InvalidGrant("the refresh token has expired")
+        scope = self._narrowed_scope(doc["scope"], form.get("scope"))
+        self._check_resource(form, doc["audience"])
+        if not self._subject_is_active(doc["subject"]):
+            raise InvalidGrant("the account is not active")
+        key = self._encryption_key(doc["audience"])
+        if not self._grants.mark_rotated(doc):
+            self._grants.revoke(doc["grant_id"], reason="refresh token used concurrently")
+            raise InvalidGrant("the refresh token was already used; the session is revoked")
+        return self._tokens_for_grant(client, grant, key, scope=scope)
+
+    @staticmethod
+    def _narrowed_scope(granted: str, requested: str | None) -> str:
+        """RFC 6749 §6: the new scope may equal or narrow the granted one, never widen it."""
+        if requested is None:
+            return granted
+        wanted = list(dict.fromkeys(requested.split()))
+        if not set(wanted) <= set(granted.split()):
+            raise InvalidScope("a refresh cannot widen the scope")
+        return " ".join(wanted)
+
+    # -- client_credentials ------------------------------------------------------------------
+
+    def _client_credentials(self, client: Client, form: Mapping[str, str]) -> dict[str, Any]:
+        if client.public:
+            raise UnauthorizedClient("client_credentials is for confidential clients")
+        scope_list = list(dict.fromkeys(form.get("scope", "").split()))
+        if not client.allows_scopes(scope_list):
+            raise InvalidScope("the requested scope is not allowed for this client")
+        audience = form.get("resource")
+        if audience is None:
+            if len(client.audiences) != 1:
+                raise InvalidTarget("name the audience with the resource parameter")
+            audience = client.audiences[0]
+        if audience not in client.audiences:
+            raise InvalidTarget("this client may not obtain tokens for that resource")
+        key = self._encryption_key(audience)
+        scope = " ".join(scope_list)
+        access = self._grants.issue_access_token(subject=client.client_id, client_id=client.client_id,
+                                                 audience=audience, key=key, scope=scope, grant_id=None)
+        return self._response(access_token=access.token, scope=scope)

@@ -1,0 +1,106 @@
+"""Revocation (RFC 7009) and introspection (RFC 7662).
+
+The service cannot decrypt its own access tokens (they are encrypted to their audience), so it
+recognises them by the SHA-256 of the token recorded at issuance.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from ..errors import InvalidClient, InvalidRequest
+from ..vault import Vault
+from .client_auth import authenticate, read_credentials
+from .clients import Client, ClientRegistry
+from .grants import Grants
+from .records import ACTIVE
+
+INACTIVE: dict[str, Any] = {"active": False}
+MAX_TOKEN_LENGTH = 8192
+
+
+class TokenStatus:
+    """Answers revocation and introspection requests."""
+
+    def __init__(
+        self, *, vault: Vault, clients: ClientRegistry, grants: Grants, issuer: str, clock: Callable[[], float]
+    ) -> None:
+        self._vault = vault
+        self._clients = clients
+        self._grants = grants
+        self._issuer = issuer
+        self._clock = clock
+
+    def _token_param(self, form: Mapping[str, str]) -> str:
+        token = form.get("token")
+        if not token:
+            raise InvalidRequest("token is required")
+        return token
+
+    # -- revocation --------------------------------------------------------------------------
+
+    def revoke(self, form: Mapping[str, str], authorization: str | None) -> None:
+        """Revoke a token of the calling client. Unknown tokens and other clients' tokens are ignored
+        (RFC 7009 §2.2: the answer is 200 either way, so it reveals nothing)."""
+        client = authenticate(self._clients, read_credentials(authorization, form))
+        token = self._token_param(form)
+        if len(token) > MAX_TOKEN_LENGTH:
+            return
+        refresh = self._grants.find_refresh_token(token)
+        if refresh is not None:
+            if refresh["client_id"] == client.client_id:
+                self._grants.revoke(refresh["grant_id"], reason="revoked by the client")
+            return
+        access = self._grants.find_access_token(token)
+        if access is not None and access["client_id"] == client.client_id:
+            self._grants.revoke_access_token(access)
+
+    # -- introspection -----------------------------------------------------------------------
+
+    def introspect(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
+        """RFC 7662: any authenticated confidential client, for tokens of its own audiences."""
+        caller = authenticate(self._clients, read_credentials(authorization, form))
+        if caller.public:
+            raise InvalidClient("introspection needs a confidential client")
+        token = self._token_param(form)
+        if len(token) > MAX_TOKEN_LENGTH:
+            return INACTIVE
+        refresh = self._grants.find_refresh_token(token)
+        if refresh is not None:
+            return self._describe_refresh(caller, refresh)
+        access = self._grants.find_access_token(token)
+        if access is not None:
+            return self._describe_access(caller, access)
+        return INACTIVE
+
+    def _live(self, caller: Client, doc: Mapping[str, Any]) -> bool:
+        if doc["audience"] not in caller.audiences or doc["expires_at"] <= self._clock():
+            return False
+        if doc.get("grant_id"):
+            grant = self._grants.get(doc["grant_id"])
+            if grant is None or grant.revoked:
+                return False
+            identity = self._vault.find(doc["subject"])
+            return identity is not None and identity.is_active
+        return self._clients.get(doc["client_id"]) is not None  # client_credentials token
+
+    def _describe_access(self, caller: Client, doc: Mapping[str, Any]) -> dict[str, Any]:
+        if doc["revoked"] or not self._live(caller, doc):
+            return INACTIVE
+        return self._claims(doc, token_type="access_token", iat=doc["issued_at"])
+
+    def _describe_refresh(self, caller: Client, doc: Mapping[str, Any]) -> dict[str, Any]:
+        if doc["status"] != ACTIVE or doc["idle_expires_at"] <= self._clock() or not self._live(caller, doc):
+            return INACTIVE
+        return self._claims(doc, token_type="refresh_token", iat=doc["created_at"])
+
+    def _claims(self, doc: Mapping[str, Any], *, token_type: str, iat: int) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "active": True, "token_type": token_type, "client_id": doc["client_id"], "sub": doc["subject"],
+            "aud": doc["audience"], "iss": self._issuer, "exp": doc["expires_at"], "iat": iat,
+        }
+        if doc.get("scope"):
+            body["scope"] = doc["scope"]
+        if doc.get("jti"):
+            body["jti"] = doc["jti"]
+        return body

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""OAuth clients (apps): add, list, show, remove. Prints exactly one JSON object on stdout.
+
+Changes apply to a running service within seconds, without a restart. Reads the same IDENTITY_*
+environment as the service; each change is recorded in the audit log (actor: IDENTITY_OPERATOR or
+the login name).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import _bootstrap  # noqa: F401
+
+from identity.cli import CommandError, emit, operator_name, run, services_from_environment
+from identity.oauth.clients import GRANT_TYPES, ClientRegistrationError
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="clients.py", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    add = sub.add_parser("add", help="register a client; a confidential client's secret is shown once")
+    add.add_argument("--name", required=True, help="a human-readable name")
+    add.add_argument("--public", action="store_true",
+                     help="a public client (mobile or browser app: no secret, PKCE required)")
+    add.add_argument("--redirect-uri", action="append", default=[], metavar="URI",
+                     help="an exact redirect URI (repeat for several)")
+    add.add_argument("--grant", action="append", choices=GRANT_TYPES, metavar="G",
+                     help=f"allowed grant type, one of {', '.join(GRANT_TYPES)} (repeatable); default: public "
+                          "authorization_code + refresh_token, confidential client_credentials")
+    add.add_argument("--scope", action="append", metavar="S",
+                     help="a scope the client may request (repeatable); default: openid only")
+    add.add_argument("--audience", action="append", default=[], metavar="AUD",
+                     help="a registered audience the client may get tokens for (repeatable)")
+    sub.add_parser("list", help="list clients")
+    show = sub.add_parser("show", help="show one client")
+    show.add_argument("client_id")
+    remove = sub.add_parser("remove", help="remove a client (its tokens stop working)")
+    remove.add_argument("client_id")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    services = services_from_environment()
+    registry = services.oauth.clients
+    if args.command == "add":
+        missing = [a for a in args.audience if services.oauth.audiences.get(a) is None]
+        if missing:
+            raise CommandError(f"audience {missing[0]} is not registered (scripts/audiences.py add)")
+        try:
+            client, secret = registry.register(
+                name=args.name, public=args.public, redirect_uris=args.redirect_uri, grant_types=args.grant,
+                scopes=args.scope, audiences=args.audience,
+            )
+        except ClientRegistrationError as exc:
+            raise CommandError(str(exc)) from exc
+        services.audit.append(actor=operator_name(), action="clients.add",
+                              details={"client_id": client.client_id, "name": client.name,
+                                       "type": "public" if client.public else "confidential"})
+        output = {"client_id": client.client_id}
+        if secret is not None:
+            output["client_secret"] = secret
+        emit(output)
+    elif args.command == "list":
+        emit({"clients": [c.public_view() for c in registry.all()]})
+    elif args.command == "show":
+        client = registry.get(args.client_id)
+        if client is None:
+            raise CommandError(f"no client {args.client_id!r}")
+        emit(client.public_view())
+    else:
+        if not registry.remove(args.client_id):
+            raise CommandError(f"no client {args.client_id!r}")
+        services.audit.append(actor=operator_name(), action="clients.remove", details={"client_id": args.client_id})
+        emit({"removed": args.client_id})
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
