@@ -131,9 +131,15 @@ class AuditLog:
             yield from batch
             last = batch[-1]["seq"]
 
-    def verify_chain(self) -> ChainReport:
-        """Walk the chain; report the first record that was changed, removed, added or moved."""
+    def verify_chain(self, *, expected_head: str | None = None) -> ChainReport:
+        """Walk the chain; report the first record that was changed, removed, added or moved.
+
+        :param expected_head: a head hash printed earlier and kept elsewhere. The chain may have
+            grown since, but a record with that hash must still be in it; otherwise the end of the
+            chain was cut off or rewritten (which the links alone cannot show).
+        """
         expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
+        anchored = expected_head is None
         for record in self.records():
             seq = record["seq"]
             if seq != expected_seq:
@@ -143,5 +149,12 @@ class AuditLog:
                 return ChainReport(False, count, prev_hash, seq, f"record {seq} does not follow record {seq - 1}")
             if record_hash(record) != record["hash"]:
                 return ChainReport(False, count, prev_hash, seq, f"record {seq} was altered")
+            anchored = anchored or record["hash"] == expected_head
             prev_hash, expected_seq, count = record["hash"], seq + 1, count + 1
+        if not anchored:
+            return ChainReport(
+                False, count, prev_hash, None,
+                f"no record has the expected head {expected_head}: records after record {count} "
+                "were removed, or the chain was rewritten",
+            )
         return ChainReport(True, count, prev_hash)

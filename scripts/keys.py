@@ -8,13 +8,16 @@ IDENTITY_ENV); the DPO key's passphrase comes from IDENTITY_DPO_KEY_PASSPHRASE o
 from __future__ import annotations
 
 import argparse
+import getpass
 import time
 
 import _bootstrap  # noqa: F401
 
+from identity.audit import AuditLog
 from identity.cli import CommandError, emit, passphrase_from, run, say, settings_from_environment
 from identity.keys import KeyMaterialError, KeyPaths, describe, init_keys, rotate_signing_keys
 from identity.keys.files import pem_is_encrypted
+from identity.store import StoreUnavailable, open_store
 
 
 def parse_args() -> argparse.Namespace:
@@ -80,13 +83,24 @@ def cmd_rotate() -> int:
         passphrase = passphrase_from("IDENTITY_KEYS_PASSPHRASE", "Passphrase for the signing keys: ")
         if not passphrase:
             raise CommandError("the signing keys are encrypted: set IDENTITY_KEYS_PASSPHRASE")
+    audit = AuditLog(open_store(settings.db_uri))
+    try:
+        audit.head()  # the rotation must be audited: refuse before rotating if the store is down
+    except StoreUnavailable as exc:
+        raise CommandError(f"the audit log is unavailable, nothing rotated: {exc}") from exc
     try:
         manifest = rotate_signing_keys(
             paths.root, passphrase=passphrase, longest_token_ttl=settings.longest_signed_token_ttl,
             now=time.time(),
         )
     except KeyMaterialError as exc:
+        audit.append(actor=getpass.getuser(), action="keys.rotate", outcome="failed", details={"problem": str(exc)})
         raise CommandError(str(exc)) from exc
+    states = {k["kid"]: k["state"] for k in manifest["keys"]}
+    audit.append(actor=getpass.getuser(), action="keys.rotate", details={
+        "keys_dir": str(paths.root), "states": states,
+        "dropped": sorted({k["kid"] for k in existing} - set(states)),
+    })
     emit({"status": "rotated", "keys": manifest["keys"]})
     return 0
 
