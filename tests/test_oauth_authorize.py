@@ -1,0 +1,148 @@
+"""/authorize refusals: error pages where the redirect is not verified, OAuth redirects after."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import API, OTHER_API, REDIRECT_URI
+from tests.oauth_helpers import pkce_pair, query_of
+
+
+def params_for(app_client, **overrides):
+    _, challenge = pkce_pair()
+    params = {"response_type": "code", "client_id": app_client.client_id, "redirect_uri": REDIRECT_URI,
+              "state": "s", "code_challenge": challenge, "code_challenge_method": "S256"}
+    params.update(overrides)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def assert_error_page(response):
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    assert response.mimetype == "text/html"
+
+
+def assert_redirect_error(response, error):
+    assert response.status_code == 303, response.get_data(as_text=True)
+    location = response.headers["Location"]
+    assert location.startswith(REDIRECT_URI + "?")
+    query = query_of(location)
+    assert query["error"] == error and query["state"] == "s" and query["iss"]
+    assert "code" not in query
+
+
+def test_unknown_client_gets_an_error_page(oauth_client, public_app):
+    assert_error_page(oauth_client.get("/authorize", query_string=params_for(public_app, client_id="nope")))
+    assert_error_page(oauth_client.get("/authorize", query_string=params_for(public_app, client_id=None)))
+
+
+@pytest.mark.parametrize("uri", [
+    REDIRECT_URI + "/", "https://APP.example.org/callback", "https://app.example.org/callback/extra",
+    REDIRECT_URI + "?x=1", "https://app.example.org@evil.example/callback", "https://evil.app.example.org/callback",
+    "http://app.example.org/callback", REDIRECT_URI + "#frag", "https://app.example.org/Callback",
+    "https://app.example.org:443/callback", "https://evil.example/callback",
+])
+def test_redirect_uri_variations_get_an_error_page_and_no_redirect(oauth_client, public_app, uri):
+    assert_error_page(oauth_client.get("/authorize", query_string=params_for(public_app, redirect_uri=uri)))
+
+
+def test_duplicate_client_or_redirect_parameters_get_an_error_page(oauth_client, public_app):
+    query = "&".join(f"{k}={v}" for k, v in params_for(public_app).items())
+    assert_error_page(oauth_client.get(f"/authorize?{query}&redirect_uri=https://evil.example/cb"))
+    assert_error_page(oauth_client.get(f"/authorize?{query}&client_id=other"))
+
+
+def test_duplicate_other_parameters_are_invalid_request(oauth_client, public_app):
+    query = "&".join(f"{k}={v}" for k, v in params_for(public_app).items())
+    assert_redirect_error(oauth_client.get(f"/authorize?{query}&scope=openid&scope=openid"), "invalid_request")
+
+
+@pytest.mark.parametrize("response_type", ["token", "id_token", "code token", None])
+def test_only_response_type_code(oauth_client, public_app, response_type):
+    response = oauth_client.get("/authorize", query_string=params_for(public_app, response_type=response_type))
+    assert_redirect_error(response, "unsupported_response_type")
+
+
+def test_pkce_is_required_for_public_clients(oauth_client, public_app):
+    response = oauth_client.get("/authorize", query_string=params_for(
+        public_app, code_challenge=None, code_challenge_method=None))
+    assert_redirect_error(response, "invalid_request")
+
+
+@pytest.mark.parametrize("method", ["plain", None, "S512", "s256"])
+def test_pkce_method_must_be_s256(oauth_client, public_app, method):
+    response = oauth_client.get("/authorize", query_string=params_for(public_app, code_challenge_method=method))
+    assert_redirect_error(response, "invalid_request")
+
+
+@pytest.mark.parametrize("challenge", ["short", "x" * 44, "a" * 42 + "!"])
+def test_pkce_challenge_must_have_the_s256_shape(oauth_client, public_app, challenge):
+    response = oauth_client.get("/authorize", query_string=params_for(public_app, code_challenge=challenge))
+    assert_redirect_error(response, "invalid_request")
+
+
+def test_scope_outside_the_clients_allowance_is_refused(oauth_client, public_app):
+    response = oauth_client.get("/authorize", query_string=params_for(public_app, scope="openid admin"))
+    assert_redirect_error(response, "invalid_scope")
+
+
+def test_resource_the_client_may_not_use_is_invalid_target(oauth_client, public_app):
+    for resource in (OTHER_API, "https://unknown.example.org"):
+        response = oauth_client.get("/authorize", query_string=params_for(public_app, resource=resource))
+        assert_redirect_error(response, "invalid_target")
+
+
+def test_request_objects_and_prompt_none_are_refused(oauth_client, public_app):
+    assert_redirect_error(oauth_client.get("/authorize", query_string=params_for(public_app, request="x.y.z")),
+                          "request_not_supported")
+    assert_redirect_error(oauth_client.get("/authorize", query_string=params_for(public_app, prompt="none")),
+                          "login_required")
+
+
+def test_state_round_trips_and_iss_is_sent(oauth_client, public_app, settings):
+    response = oauth_client.get("/authorize", query_string=params_for(public_app, state="a b&c=d", resource=API))
+    query = query_of(response.headers["Location"])
+    assert query["state"] == "a b&c=d" and query["iss"] == settings.issuer and query["code"]
+
+
+def test_redirect_uri_may_be_omitted_when_only_one_is_registered(oauth_client, public_app):
+    response = oauth_client.get("/authorize", query_string=params_for(public_app, redirect_uri=None))
+    assert response.status_code == 303 and "code" in query_of(response.headers["Location"])
+
+
+def test_loopback_redirect_port_may_vary_for_native_apps(oauth_client, oauth):
+    native, _ = oauth.clients.register(name="CLI", public=True, redirect_uris=["http://127.0.0.1/cb"],
+                                       grant_types=None, scopes=None, audiences=[API])
+    ok = oauth_client.get("/authorize", query_string=params_for(native, redirect_uri="http://127.0.0.1:53123/cb"))
+    assert ok.status_code == 303 and ok.headers["Location"].startswith("http://127.0.0.1:53123/cb?")
+    for bad in ("http://127.0.0.1:53123/other", "http://localhost:53123/cb", "http://127.0.0.1.evil.example/cb",
+                "http://user@127.0.0.1:5/cb", "https://127.0.0.1:53123/cb"):
+        assert_error_page(oauth_client.get("/authorize", query_string=params_for(native, redirect_uri=bad)))
+
+
+def test_a_restricted_identity_gets_access_denied(oauth_client, public_app, services, broker):
+    from identity.vault import IDENTITIES
+
+    pseudonym = services.vault.resolve_or_create(broker.email).identity.pseudonym
+    services.store.update(IDENTITIES, {"pseudonym": pseudonym}, {"status": "restricted"})
+    response = oauth_client.get("/authorize", query_string=params_for(public_app))
+    assert_redirect_error(response, "access_denied")
+
+
+def test_a_parked_request_can_be_completed_only_once(oauth, public_app, clock):
+    from identity.oauth.authorize import ErrorPage
+
+    request = oauth.authorizer.validate(params_for(public_app))
+    pending = oauth.authorizer.park(request)
+    oauth.authorizer.complete(pending.pending_id, "once@example.org")
+    with pytest.raises(ErrorPage):
+        oauth.authorizer.complete(pending.pending_id, "once@example.org")
+    late = oauth.authorizer.park(request)
+    clock.advance(601)
+    with pytest.raises(ErrorPage):
+        oauth.authorizer.complete(late.pending_id, "late@example.org")
+
+
+def test_authorize_errors_never_500_on_odd_input(oauth_client, public_app):
+    for query in ("client_id=%00", "client_id=" + "x" * 5000, "response_type=code&client_id[]=x", "%ff%fe=1"):
+        assert oauth_client.get("/authorize?" + query).status_code < 500

@@ -1,0 +1,288 @@
+"""/token refusals: codes, PKCE, redirect binding, client authentication, grants, resources, scopes."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tests.conftest import API, OTHER_API, REDIRECT_URI
+from tests.oauth_helpers import pkce_pair, query_of
+from tests.test_oauth_flow import basic
+
+
+def get_code(oauth_client, app_client, *, challenge=None, redirect_uri=REDIRECT_URI, **extra):
+    verifier, default_challenge = pkce_pair()
+    params = {"response_type": "code", "client_id": app_client.client_id, "redirect_uri": redirect_uri,
+              "code_challenge": challenge or default_challenge, "code_challenge_method": "S256",
+              "scope": "openid records:read", **extra}
+    response = oauth_client.get("/authorize", query_string={k: v for k, v in params.items() if v is not None})
+    return query_of(response.headers["Location"])["code"], verifier
+
+
+def token(oauth_client, headers=None, **form):
+    return oauth_client.post("/token", data={k: v for k, v in form.items() if v is not None}, headers=headers or {})
+
+
+def code_grant(oauth_client, app_client, code, verifier, **extra):
+    return token(oauth_client, grant_type="authorization_code", code=code, client_id=app_client.client_id,
+                 redirect_uri=REDIRECT_URI, code_verifier=verifier, **extra)
+
+
+def assert_oauth_error(response, error, status=400):
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.json["error"] == error
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.fixture
+def introspect(oauth_client, service_client):
+    rs, secret = service_client
+
+    def check(value):
+        return oauth_client.post("/introspect", data={"token": value}, headers=basic(rs.client_id, secret)).json
+
+    return check
+
+
+def test_a_replayed_code_is_refused_and_revokes_what_it_issued(oauth_client, public_app, introspect):
+    code, verifier = get_code(oauth_client, public_app)
+    first = code_grant(oauth_client, public_app, code, verifier)
+    assert first.status_code == 200
+    assert introspect(first.json["access_token"])["active"] is True
+    assert_oauth_error(code_grant(oauth_client, public_app, code, verifier), "invalid_grant")
+    assert introspect(first.json["access_token"]) == {"active": False}
+    assert introspect(first.json["refresh_token"]) == {"active": False}
+    refresh = token(oauth_client, grant_type="refresh_token", client_id=public_app.client_id,
+                    refresh_token=first.json["refresh_token"])
+    assert_oauth_error(refresh, "invalid_grant")
+
+
+def test_an_expired_code_is_refused(oauth_client, public_app, clock):
+    code, verifier = get_code(oauth_client, public_app)
+    clock.advance(61)
+    assert_oauth_error(code_grant(oauth_client, public_app, code, verifier), "invalid_grant")
+
+
+def test_code_of_client_a_at_client_b_is_refused(oauth_client, public_app, oauth):
+    other, _ = oauth.clients.register(name="Other", public=True, redirect_uris=[REDIRECT_URI], grant_types=None,
+                                      scopes=["openid", "records:read"], audiences=[API])
+    code, verifier = get_code(oauth_client, public_app)
+    assert_oauth_error(code_grant(oauth_client, other, code, verifier), "invalid_grant")
+    assert code_grant(oauth_client, public_app, code, verifier).status_code == 200  # not burnt by the attempt
+
+
+@pytest.mark.parametrize("verifier", [None, "wrong" * 10, "short"])
+def test_wrong_or_missing_verifier_is_refused_without_burning_the_code(oauth_client, public_app, verifier):
+    code, good = get_code(oauth_client, public_app)
+    assert_oauth_error(code_grant(oauth_client, public_app, code, verifier), "invalid_grant")
+    assert code_grant(oauth_client, public_app, code, good).status_code == 200
+
+
+def test_verifier_without_an_earlier_challenge_is_a_refused_downgrade(oauth_client, oauth):
+    confidential, secret = oauth.clients.register(
+        name="Web", public=False, redirect_uris=[REDIRECT_URI], grant_types=["authorization_code"],
+        scopes=None, audiences=[API])
+    response = oauth_client.get("/authorize", query_string={
+        "response_type": "code", "client_id": confidential.client_id, "redirect_uri": REDIRECT_URI})
+    code = query_of(response.headers["Location"])["code"]
+    downgraded = token(oauth_client, basic(confidential.client_id, secret), grant_type="authorization_code",
+                       code=code, redirect_uri=REDIRECT_URI, code_verifier=pkce_pair()[0])
+    assert_oauth_error(downgraded, "invalid_grant")
+    plain = token(oauth_client, basic(confidential.client_id, secret), grant_type="authorization_code",
+                  code=code, redirect_uri=REDIRECT_URI)
+    assert plain.status_code == 200  # PKCE is optional for confidential clients
+
+
+def test_redirect_uri_must_match_the_authorization_request(oauth_client, public_app):
+    code, verifier = get_code(oauth_client, public_app)
+    for uri in (None, REDIRECT_URI + "/", "https://evil.example/cb"):
+        response = token(oauth_client, grant_type="authorization_code", code=code, client_id=public_app.client_id,
+                         redirect_uri=uri, code_verifier=verifier)
+        assert_oauth_error(response, "invalid_grant")
+
+
+def test_resource_at_the_token_endpoint_must_equal_the_authorised_one(oauth_client, public_app):
+    code, verifier = get_code(oauth_client, public_app)
+    assert_oauth_error(code_grant(oauth_client, public_app, code, verifier, resource=OTHER_API), "invalid_target")
+    code, verifier = get_code(oauth_client, public_app)
+    assert code_grant(oauth_client, public_app, code, verifier, resource=API).status_code == 200
+
+
+@pytest.mark.parametrize("grant_type", ["password", "implicit", "urn:ietf:params:oauth:grant-type:device_code"])
+def test_unsupported_grant_types(oauth_client, service_client, grant_type):
+    rs, secret = service_client
+    response = token(oauth_client, basic(rs.client_id, secret), grant_type=grant_type, username="u", password="p")
+    assert_oauth_error(response, "unsupported_grant_type")
+
+
+def test_client_authentication_failures_are_401_invalid_client(oauth_client, service_client):
+    rs, secret = service_client
+    cases = [basic(rs.client_id, "wrong"), basic("unknown", secret), basic(rs.client_id, ""),
+             {"Authorization": "Basic !!!notbase64"}, {"Authorization": "Bearer xyz"}, {}]
+    for headers in cases:
+        response = token(oauth_client, headers, grant_type="client_credentials", resource=API)
+        assert_oauth_error(response, "invalid_client", 401)
+        assert "WWW-Authenticate" in response.headers
+
+
+def test_confidential_client_without_secret_is_refused(oauth_client, service_client):
+    rs, _ = service_client
+    assert_oauth_error(token(oauth_client, grant_type="client_credentials", client_id=rs.client_id, resource=API),
+                       "invalid_client", 401)
+
+
+def test_two_authentication_methods_at_once_are_refused(oauth_client, service_client):
+    rs, secret = service_client
+    response = token(oauth_client, basic(rs.client_id, secret), grant_type="client_credentials",
+                     client_id=rs.client_id, client_secret=secret, resource=API)
+    assert_oauth_error(response, "invalid_request")
+
+
+def test_public_client_cannot_use_client_credentials(oauth_client, public_app):
+    response = token(oauth_client, grant_type="client_credentials", client_id=public_app.client_id, resource=API)
+    assert_oauth_error(response, "unauthorized_client")
+
+
+def test_client_credentials_scope_and_audience_checks(oauth_client, service_client, oauth):
+    rs, secret = service_client
+    assert_oauth_error(token(oauth_client, basic(rs.client_id, secret), grant_type="client_credentials",
+                             resource=API, scope="records:write"), "invalid_scope")
+    assert_oauth_error(token(oauth_client, basic(rs.client_id, secret), grant_type="client_credentials",
+                             resource="https://unknown.example.org"), "invalid_target")
+    assert_oauth_error(token(oauth_client, basic(rs.client_id, secret), grant_type="client_credentials"),
+                       "invalid_target")  # two audiences: resource is required
+
+
+def test_request_body_rules(oauth_client, service_client):
+    rs, secret = service_client
+    json_body = oauth_client.post("/token", json={"grant_type": "client_credentials"},
+                                  headers=basic(rs.client_id, secret))
+    assert_oauth_error(json_body, "invalid_request")
+    twice = oauth_client.post("/token", data="grant_type=client_credentials&grant_type=client_credentials",
+                              content_type="application/x-www-form-urlencoded", headers=basic(rs.client_id, secret))
+    assert_oauth_error(twice, "invalid_request")
+    assert_oauth_error(oauth_client.post("/token", data={}), "invalid_request")
+    assert oauth_client.get("/token").status_code == 405
+
+
+# -- refresh tokens ------------------------------------------------------------------------------
+
+def refresh(oauth_client, app_client, value, **extra):
+    return token(oauth_client, grant_type="refresh_token", client_id=app_client.client_id, refresh_token=value,
+                 **extra)
+
+
+@pytest.fixture
+def session(oauth_client, public_app):
+    code, verifier = get_code(oauth_client, public_app)
+    return code_grant(oauth_client, public_app, code, verifier).json
+
+
+def test_refresh_reuse_revokes_that_family_only(oauth_client, public_app, session, introspect):
+    other_code, other_verifier = get_code(oauth_client, public_app)
+    other_session = code_grant(oauth_client, public_app, other_code, other_verifier).json
+    rotated = refresh(oauth_client, public_app, session["refresh_token"]).json
+    reuse = refresh(oauth_client, public_app, session["refresh_token"])
+    assert_oauth_error(reuse, "invalid_grant")
+    assert_oauth_error(refresh(oauth_client, public_app, rotated["refresh_token"]), "invalid_grant")
+    assert introspect(rotated["access_token"]) == {"active": False}
+    # the person's other session is untouched
+    assert refresh(oauth_client, public_app, other_session["refresh_token"]).status_code == 200
+
+
+def test_refresh_by_another_client_is_refused(oauth_client, oauth, session):
+    other, _ = oauth.clients.register(name="Other", public=True, redirect_uris=[REDIRECT_URI], grant_types=None,
+                                      scopes=None, audiences=[API])
+    assert_oauth_error(refresh(oauth_client, other, session["refresh_token"]), "invalid_grant")
+
+
+def test_refresh_cannot_widen_scope_but_may_narrow_it(oauth_client, public_app, session):
+    assert_oauth_error(refresh(oauth_client, public_app, session["refresh_token"], scope="openid records:write"),
+                       "invalid_scope")
+    narrowed = refresh(oauth_client, public_app, session["refresh_token"], scope="records:read")
+    assert narrowed.status_code == 200 and narrowed.json["scope"] == "records:read"
+
+
+def test_refresh_tokens_expire_idle_and_absolute(oauth_client, public_app, session, clock, settings):
+    clock.advance(settings.refresh_token_idle_ttl + 1)
+    assert_oauth_error(refresh(oauth_client, public_app, session["refresh_token"]), "invalid_grant")
+
+
+def test_refresh_absolute_lifetime_holds_across_rotations(oauth_client, public_app, session, clock, settings):
+    current = session["refresh_token"]
+    step = settings.refresh_token_idle_ttl - 10
+    while clock.now + step < 1_800_000_000 + settings.refresh_token_ttl:
+        clock.advance(step)
+        response = refresh(oauth_client, public_app, current)
+        assert response.status_code == 200
+        current = response.json["refresh_token"]
+    clock.advance(step)
+    assert_oauth_error(refresh(oauth_client, public_app, current), "invalid_grant")
+
+
+def test_concurrent_refresh_with_one_token_lets_exactly_one_succeed(oauth_app, public_app, session):
+    results: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def use():
+        client = oauth_app.test_client()
+        barrier.wait()
+        results.append(refresh(client, public_app, session["refresh_token"]).status_code)
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [200] + [400] * 7
+
+
+def test_a_restricted_persons_refresh_fails_at_once(oauth_client, public_app, session, services, introspect):
+    from identity.vault import IDENTITIES
+
+    services.store.update(IDENTITIES, {}, {"status": "restricted"})
+    assert_oauth_error(refresh(oauth_client, public_app, session["refresh_token"]), "invalid_grant")
+    assert introspect(session["access_token"]) == {"active": False}
+
+
+# -- revocation and introspection ----------------------------------------------------------------
+
+def test_revocation_is_limited_to_the_clients_own_tokens(oauth_client, oauth, public_app, session, introspect):
+    other, _ = oauth.clients.register(name="Other", public=True, redirect_uris=[REDIRECT_URI], grant_types=None,
+                                      scopes=None, audiences=[API])
+    answer = oauth_client.post("/revoke", data={"client_id": other.client_id, "token": session["refresh_token"]})
+    assert answer.status_code == 200
+    assert introspect(session["refresh_token"])["active"] is True
+
+
+def test_revoking_an_access_token(oauth_client, public_app, session, introspect):
+    oauth_client.post("/revoke", data={"client_id": public_app.client_id, "token": session["access_token"],
+                                       "token_type_hint": "access_token"})
+    assert introspect(session["access_token"]) == {"active": False}
+    assert introspect(session["refresh_token"])["active"] is True
+
+
+def test_revocation_and_introspection_need_client_authentication(oauth_client, session, public_app, service_client):
+    assert_oauth_error(oauth_client.post("/revoke", data={"token": session["refresh_token"]}), "invalid_client", 401)
+    assert_oauth_error(oauth_client.post("/introspect", data={"token": session["access_token"]}),
+                       "invalid_client", 401)
+    public = oauth_client.post("/introspect", data={"token": session["access_token"],
+                                                    "client_id": public_app.client_id})
+    assert_oauth_error(public, "invalid_client", 401)
+    rs, _ = service_client
+    wrong = oauth_client.post("/introspect", data={"token": session["access_token"]}, headers=basic(rs.client_id, "x"))
+    assert_oauth_error(wrong, "invalid_client", 401)
+
+
+def test_introspection_only_for_the_callers_own_audiences(oauth_client, oauth, session):
+    stranger, secret = oauth.clients.register(name="Stranger", public=False, redirect_uris=[], grant_types=None,
+                                              scopes=None, audiences=[OTHER_API])
+    answer = oauth_client.post("/introspect", data={"token": session["access_token"]},
+                               headers=basic(stranger.client_id, secret))
+    assert answer.json == {"active": False}
+
+
+def test_expired_access_tokens_introspect_inactive(oauth_client, session, clock, introspect):
+    clock.advance(601)
+    assert introspect(session["access_token"]) == {"active": False}

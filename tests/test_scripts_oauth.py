@@ -1,0 +1,125 @@
+"""``scripts/clients.py`` and ``scripts/audiences.py`` as operators run them against a running service."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from identity import create_app
+from identity.audit import AuditLog
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def env(settings) -> dict[str, str]:
+    return {"IDENTITY_KEYS_DIR": str(settings.keys_dir), "IDENTITY_DB_URI": settings.db_uri,
+            "IDENTITY_ISSUER": settings.issuer, "IDENTITY_OPERATOR": "ops-alice"}
+
+
+def cli(script: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | env
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True, text=True,
+                          env=full, stdin=subprocess.DEVNULL, timeout=60)
+
+
+def one_json(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # exactly one JSON object, nothing else
+
+
+def test_register_audience_and_clients_then_use_them_in_a_running_service(env, settings, audience_keys, tmp_path):
+    app = create_app(settings)  # already running before the CLI changes anything
+    client = app.test_client()
+    pem = tmp_path / "api.pem"
+    pem.write_bytes(audience_keys["https://api.example.org"].public_pem)
+    audience = one_json(cli("audiences.py", "add", "--audience", "https://api.example.org",
+                            "--encryption-key", str(pem), env=env))
+    assert audience["kid"] and audience["audience"] == "https://api.example.org"
+
+    confidential = one_json(cli("clients.py", "add", "--name", "Backend", "--audience", "https://api.example.org",
+                                "--scope", "records:read", env=env))
+    assert set(confidential) == {"client_id", "client_secret"}
+    assert len(base64.urlsafe_b64decode(confidential["client_secret"] + "==")) >= 32
+    assert not confidential["client_id"].startswith("-")
+
+    public = one_json(cli("clients.py", "add", "--name", "App", "--public", "--redirect-uri",
+                          "https://app.example.org/cb", "--audience", "https://api.example.org", env=env))
+    assert set(public) == {"client_id"}
+
+    shown = one_json(cli("clients.py", "show", public["client_id"], env=env))
+    assert shown["grant_types"] == ["authorization_code", "refresh_token"] and shown["scopes"] == ["openid"]
+    assert "secret" not in json.dumps(shown)
+    listed = one_json(cli("clients.py", "list", env=env))
+    assert {c["client_id"] for c in listed["clients"]} == {public["client_id"], confidential["client_id"]}
+
+    auth = base64.b64encode(f"{confidential['client_id']}:{confidential['client_secret']}".encode()).decode()
+    issued = client.post("/token", data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {auth}"})
+    assert issued.status_code == 200, issued.json
+
+    actions = [r["action"] for r in AuditLog(app.extensions["identity"].store).records()]
+    assert actions == ["audiences.add", "clients.add", "clients.add"]
+    assert {r["actor"] for r in AuditLog(app.extensions["identity"].store).records()} == {"ops-alice"}
+
+
+def test_secret_is_stored_only_as_a_hash(env, settings):
+    created = one_json(cli("clients.py", "add", "--name", "Backend", env=env))
+    db = Path(settings.db_uri.removeprefix("sqlite:///"))
+    assert created["client_secret"].encode() not in db.read_bytes()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--name", "X", "--public", "--grant", "client_credentials"], "confidential clients only"),
+    (["--name", "X", "--public"], "redirect-uri"),
+    (["--name", "X", "--public", "--redirect-uri", "http://app.example.org/cb"], "https"),
+    (["--name", "X", "--public", "--redirect-uri", "https://app.example.org/cb#x"], "fragment"),
+    (["--name", "X", "--audience", "https://nowhere.example.org"], "not registered"),
+])
+def test_bad_registrations_are_refused_with_a_reason(env, args, message):
+    result = cli("clients.py", "add", *args, env=env)
+    assert result.returncode != 0 and result.stdout == "" and message in result.stderr
+
+
+def test_audience_keys_are_checked(env, tmp_path, audience_keys):
+    private = tmp_path / "private.pem"
+    private.write_bytes(audience_keys["https://api.example.org"].private_pem)
+    refused = cli("audiences.py", "add", "--audience", "https://api.example.org", "--encryption-key", str(private),
+                  env=env)
+    assert refused.returncode == 1 and "PUBLIC" in refused.stderr
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key")
+    assert cli("audiences.py", "add", "--audience", "https://api.example.org", "--encryption-key", str(garbage),
+               env=env).returncode == 1
+    assert cli("audiences.py", "add", "--audience", "https://api.example.org", env=env).returncode == 2
+
+
+def test_audience_from_a_jwk_keeps_its_kid_and_can_be_updated_and_removed(env, tmp_path, audience_keys):
+    from joserfc.jwk import RSAKey
+
+    jwk = RSAKey.import_key(audience_keys["https://api.example.org"].public_pem).as_dict(private=False)
+    jwk["kid"] = "api-2026-11"
+    path = tmp_path / "api.jwk"
+    path.write_text(json.dumps(jwk))
+    assert one_json(cli("audiences.py", "add", "--audience", "https://api.example.org", "--encryption-key",
+                        str(path), env=env))["kid"] == "api-2026-11"
+    pem = tmp_path / "other.pem"
+    pem.write_bytes(audience_keys["https://other.example.org"].public_pem)
+    updated = one_json(cli("audiences.py", "update", "--audience", "https://api.example.org", "--encryption-key",
+                           str(pem), env=env))
+    assert updated["kid"] != "api-2026-11"
+    assert one_json(cli("audiences.py", "remove", "--audience", "https://api.example.org", env=env))
+    assert one_json(cli("audiences.py", "list", env=env)) == {"audiences": []}
+
+
+def test_help_everywhere(env):
+    for script, commands in (("clients.py", ("add", "list", "show", "remove")),
+                             ("audiences.py", ("add", "update", "list", "remove", "keygen"))):
+        assert cli(script, "--help", env=env).returncode == 0
+        for command in commands:
+            assert cli(script, command, "--help", env=env).returncode == 0
