@@ -77,10 +77,15 @@ def main() -> int:
 
 
 def keygen(out: Path) -> int:
-    """Delegates to the downstream verification library's key generator."""
-    from identity.verify.keygen import generate_audience_keypair
+    """Write a key pair for a downstream service: the private part stays with it, the public part
+    is what ``add --encryption-key`` registers here."""
+    from identity.verify import ConfigurationError, generate_audience_key
 
-    emit(generate_audience_keypair(out))
+    try:
+        files = generate_audience_key(out)
+    except ConfigurationError as exc:
+        raise CommandError(str(exc)) from exc
+    emit({"kid": files.kid, "private_key": str(files.private_key), "public_key": str(files.public_key)})
     return 0
 
 
