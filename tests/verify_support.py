@@ -188,6 +188,32 @@ class FakeFetcher:
         return [url for _, url in self.calls]
 
 
+class FlaskClientFetcher:
+    """A ``Fetcher`` that answers the issuer's URLs through a Flask test client (no sockets)."""
+
+    def __init__(self, client: Any, issuer: str) -> None:
+        self._client = client
+        self._issuer = issuer.rstrip("/")
+        self.calls: list[tuple[str, str]] = []
+
+    def _path(self, url: str) -> str:
+        if not url.startswith(self._issuer + "/"):
+            raise AssertionError(f"the verifier tried to fetch a foreign URL: {url}")
+        return url[len(self._issuer):]
+
+    def get(self, url: str) -> HttpResponse:
+        self.calls.append(("GET", url))
+        response = self._client.get(self._path(url))
+        return HttpResponse(status=response.status_code, body=response.get_data())
+
+    def post_form(self, url: str, form: Mapping[str, str], *, basic_auth: tuple[str, str]) -> HttpResponse:
+        self.calls.append(("POST", url))
+        credentials = base64.b64encode(":".join(basic_auth).encode("utf-8")).decode("ascii")
+        response = self._client.post(self._path(url), data=dict(form),
+                                     headers={"Authorization": f"Basic {credentials}"})
+        return HttpResponse(status=response.status_code, body=response.get_data())
+
+
 class Clock:
     """A settable clock for both wall time and monotonic time."""
 
