@@ -1,0 +1,1 @@
+"""Runnable examples of services built on this repository's libraries."""
