@@ -13,6 +13,8 @@ from .audit import AuditLog
 from .config import ConfigError, Settings
 from .keys import KeyMaterialError, Keyring
 from .oauth import OAuthServer, build_oauth
+from .oauth.self_audience import ensure_self_audience
+from .rights import SubjectRights
 from .sealing import Sealer
 from .store import ClientFactory, Store, open_store
 from .vault import Vault
@@ -30,6 +32,7 @@ class Services:
     vault: Vault
     audit: AuditLog
     oauth: OAuthServer
+    rights: SubjectRights
     clock: Clock = field(default=time.time)
 
     def derived_secret(self, purpose: str) -> bytes:
@@ -62,7 +65,10 @@ def build_services(
     store = store or open_store(settings.db_uri, mongo_client_factory=mongo_client_factory)
     vault = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key), clock=clock)
     audit = AuditLog(store, clock=clock)
-    oauth = build_oauth(settings, store=store, vault=vault, keyring=keyring, clock=clock,
+    oauth = build_oauth(settings, store=store, vault=vault, keyring=keyring, clock=clock, audit=audit,
                         client_secret_key=derive_secret(keyring.pepper, "client-secret-hash-v1"))
+    rights = SubjectRights(store=store, vault=vault, grants=oauth.grants, clients=oauth.clients, audit=audit,
+                           clock=clock)
+    ensure_self_audience(oauth.audiences, keyring, issuer=settings.issuer)
     return Services(settings=settings, store=store, keyring=keyring, vault=vault, audit=audit, oauth=oauth,
-                    clock=clock)
+                    rights=rights, clock=clock)

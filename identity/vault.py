@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .sealing import Sealer
-from .store import Collection, DuplicateKeyError, Store, StoreUnavailable, find_one
+from .store import Collection, DuplicateKeyError, In, Lt, Store, StoreUnavailable, find_one
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,16 @@ IDENTITIES = Collection(
         "status_changed_at": int,
     },
     unique=("blind_index",),
-    indexed=("last_login_at",),
+    indexed=("last_login_at", ("status", "created_at")),
 )
 
 
 class InvalidEmail(ValueError):
     """The address cannot be an e-mail address (the message never repeats it)."""
+
+
+class EmailInUse(Exception):
+    """Rectification to an address that already belongs to another pseudonym."""
 
 
 @dataclass(frozen=True)
@@ -175,3 +179,48 @@ class Vault:
     def record_login(self, pseudonym: str) -> None:
         """Note a successful login (retention counts inactivity from it)."""
         self._store.update(IDENTITIES, {"pseudonym": pseudonym}, {"last_login_at": int(self._clock())})
+
+    def set_status(self, pseudonym: str, status: str, *, only_from: str) -> bool:
+        """Move an identity from ``only_from`` to ``status`` (restriction and its reversal)."""
+        return self._store.update(
+            IDENTITIES, {"pseudonym": pseudonym, "status": only_from},
+            {"status": status, "status_changed_at": int(self._clock())},
+        ) == 1
+
+    def erase(self, pseudonym: str) -> bool:
+        """Remove the blind index and the sealed e-mail in one write; keep a tombstone.
+
+        Afterwards nothing links the pseudonym to an address: the same e-mail logging in again gets
+        a new, unrelated pseudonym, and the breach path reports this one as erased.
+        """
+        return self._store.update(
+            IDENTITIES, {"pseudonym": pseudonym, "status": In((ACTIVE, RESTRICTED))},
+            {"blind_index": None, "sealed_email": None, "last_login_at": None, "status": ERASED,
+             "status_changed_at": int(self._clock())},
+        ) == 1
+
+    def rekey(self, pseudonym: str, new_email: str) -> None:
+        """Rectification: the same pseudonym now belongs to ``new_email``; the old address is forgotten.
+
+        Raises ``EmailInUse`` when the new address already has a pseudonym of its own, and
+        ``InvalidEmail`` for a malformed one.
+        """
+        normalised = normalise_email(new_email)
+        index = hmac.new(self._pepper, normalised.encode("utf-8"), hashlib.sha256).hexdigest()
+        sealed = self._sealer.seal(normalised.encode("utf-8"))
+        try:
+            changed = self._store.update(
+                IDENTITIES, {"pseudonym": pseudonym, "status": ACTIVE}, {"blind_index": index, "sealed_email": sealed})
+        except DuplicateKeyError as exc:
+            raise EmailInUse() from exc
+        if changed != 1:
+            raise LookupError("no active identity with that pseudonym")
+        log.info("identity re-keyed", extra={"pseudonym": pseudonym})
+
+    def inactive_since(self, cutoff: int, *, limit: int) -> list[str]:
+        """Pseudonyms of identities not erased with no login (or creation, if never) before ``cutoff``."""
+        stale = self._store.find(IDENTITIES, {"last_login_at": Lt(cutoff), "status": In((ACTIVE, RESTRICTED))},
+                                 limit=limit)
+        never = self._store.find(IDENTITIES, {"last_login_at": None, "created_at": Lt(cutoff),
+                                              "status": In((ACTIVE, RESTRICTED))}, limit=limit)
+        return [d["pseudonym"] for d in list(stale) + list(never)][:limit]

@@ -7,6 +7,8 @@ Layout of ``IDENTITY_KEYS_DIR``::
     blind_index_pepper.key    32 random bytes (base64url) keying the e-mail blind index
     dpo_public.pem            the DPO's X25519 public key: the service seals e-mails to it
     dpo_private.pem           the DPO's private key: created here, then moved OFFLINE
+    self_encryption.pem       RSA key of the service's own audience ({issuer}/me): it decrypts the
+                              access tokens apps present to the self-service endpoints
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ SIGNING_DIR = "signing"
 PEPPER = "blind_index_pepper.key"
 DPO_PUBLIC = "dpo_public.pem"
 DPO_PRIVATE = "dpo_private.pem"
+SELF_ENCRYPTION = "self_encryption.pem"
 ENCRYPTED_PEM_HEADER = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
 PEPPER_BYTES = 32
 
@@ -68,6 +71,10 @@ class KeyPaths:
     @property
     def dpo_private(self) -> Path:
         return self.root / DPO_PRIVATE
+
+    @property
+    def self_encryption(self) -> Path:
+        return self.root / SELF_ENCRYPTION
 
 
 def write_private_file(path: Path, data: bytes) -> None:

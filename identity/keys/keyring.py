@@ -76,6 +76,7 @@ class Keyring:
         self._parsed: dict[str, RSAPrivateKey] = {}
         self.pepper: bytes = load_pepper(self.paths.pepper)
         self.dpo_public_key: X25519PublicKey = load_dpo_public_key(self.paths.dpo_public)
+        self.self_encryption_key: RSAPrivateKey = load_private_key(self.paths.self_encryption, passphrase)
         self._loaded = self._load()
         self._checked_at = self._monotonic()
 
@@ -158,6 +159,8 @@ class Keyring:
         for key in self._loaded.keys:
             if not pem_is_encrypted(self.paths.signing_key(key.kid)):
                 problems.append(f"signing key {key.kid} is not encrypted with IDENTITY_KEYS_PASSPHRASE")
+        if not pem_is_encrypted(self.paths.self_encryption):
+            problems.append(f"{self.paths.self_encryption} is not encrypted with IDENTITY_KEYS_PASSPHRASE")
         if not is_private_to_owner(self.paths.pepper):
             problems.append(f"{self.paths.pepper} is readable by group or others (chmod 600)")
         if self.paths.dpo_private.exists():

@@ -76,17 +76,20 @@ def init_keys(
     development: bool,
     now: float,
 ) -> Created:
-    """Create the signing key, the blind-index pepper and the DPO key pair in ``root``.
+    """Create the signing key, the self-audience key, the pepper and the DPO key pair in ``root``.
 
     Refuses (``KeyMaterialError``) if any of those files already exists; an empty directory is fine.
     """
     paths = KeyPaths(root)
     with _locked(paths):
-        existing = [p for p in (paths.manifest, paths.pepper, paths.dpo_public, paths.dpo_private) if p.exists()]
+        existing = [p for p in (paths.manifest, paths.pepper, paths.dpo_public, paths.dpo_private,
+                                paths.self_encryption) if p.exists()]
         if existing:
             raise KeyMaterialError(f"{existing[0]} already exists; refusing to overwrite key material")
         kid = _new_signing_key(paths, passphrase)
         write_private_file(paths.pepper, new_pepper())
+        self_key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+        write_private_file(paths.self_encryption, private_key_pem(self_key, passphrase))
         dpo_key = X25519PrivateKey.generate()
         write_private_file(paths.dpo_private, private_key_pem(dpo_key, dpo_passphrase))
         write_public_file(
@@ -109,6 +112,7 @@ def init_keys(
             "signing_key": paths.signing_key(kid),
             "manifest": paths.manifest,
             "blind_index_pepper": paths.pepper,
+            "self_encryption_key": paths.self_encryption,
             "dpo_public_key": paths.dpo_public,
             "dpo_private_key": paths.dpo_private,
         },

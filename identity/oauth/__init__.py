@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..audit import AuditLog
 from ..config import Settings
 from ..keys import Keyring
 from ..store import Store
@@ -38,6 +39,7 @@ def build_oauth(
     client_secret_key: bytes,
     clock: Callable[[], float],
     fetch_jwks: JwksFetcher = fetch_jwks_with_requests,
+    audit: AuditLog | None = None,
 ) -> OAuthServer:
     clients = ClientRegistry(store, secret_key=client_secret_key, clock=clock)
     audiences = AudienceRegistry(store, clock=clock, fetch_jwks=fetch_jwks)
@@ -46,7 +48,8 @@ def build_oauth(
     grants = Grants(store, minter=minter, refresh_ttl=settings.refresh_token_ttl,
                     refresh_idle_ttl=settings.refresh_token_idle_ttl, clock=clock)
     authorizer = Authorizer(store=store, vault=vault, clients=clients, audiences=audiences, issuer=settings.issuer,
-                            code_ttl=settings.code_ttl, pending_ttl=settings.pending_login_ttl, clock=clock)
+                            code_ttl=settings.code_ttl, pending_ttl=settings.pending_login_ttl, clock=clock,
+                            audit=audit)
     token_endpoint = TokenEndpoint(store=store, vault=vault, clients=clients, audiences=audiences, grants=grants,
                                    minter=minter, access_token_ttl=settings.access_token_ttl, clock=clock)
     token_status = TokenStatus(vault=vault, clients=clients, grants=grants, issuer=settings.issuer, clock=clock)

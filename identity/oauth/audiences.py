@@ -181,6 +181,8 @@ class AudienceRegistry:
             self._store.insert(AUDIENCES, doc)
         except DuplicateKeyError as exc:
             raise AudienceError(f"{audience} is already registered (use `update` to change its key)") from exc
+        with self._lock:
+            self._records.pop(audience, None)
         return _audience(doc)
 
     def update_key(self, audience: str, *, key: EncryptionKey | None, jwks_uri: str | None) -> Audience:

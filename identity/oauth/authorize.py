@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from typing import Any, Callable, Collection, Mapping
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from ..audit import AuditLog
 from ..store import Store
-from ..vault import Vault
+from ..vault import EmailInUse, Vault
 from .audiences import AudienceRegistry
 from .clients import AUTHORIZATION_CODE, Client, ClientRegistry, redirect_uri_matches
 from .pkce import challenge_problem
 from .records import AUTHORIZATION_CODES, PENDING_AUTHORIZATIONS, new_secret_value, token_hash
 
 MAX_PARAM_LENGTH = 2048
+RECTIFY = "rectify"
 SINGLE_VALUE_PARAMS = (
     "client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge",
     "code_challenge_method", "nonce", "resource", "response_mode", "prompt",
@@ -89,8 +91,10 @@ class Authorizer:
         code_ttl: int,
         pending_ttl: int,
         clock: Callable[[], float],
+        audit: AuditLog | None = None,
     ) -> None:
         self._store = store
+        self._audit = audit
         self._vault = vault
         self._clients = clients
         self._audiences = audiences
@@ -224,11 +228,26 @@ class Authorizer:
         doc = self.take(pending_id)
         if doc is None:
             raise ErrorPage("This login has expired or was already used. Start again from the app.")
+        if doc.get("purpose") == RECTIFY:
+            return self._rectify(doc, email)
         identity = self._vault.resolve_or_create(email).identity
         if not identity.is_active:
             return self.error_redirect(doc, "access_denied", "this account is restricted")
         self._vault.record_login(identity.pseudonym)
         return self.issue_code(doc, identity.pseudonym)
+
+    def _rectify(self, doc: Mapping[str, Any], email: str) -> str:
+        """The person proved a new address: re-key their pseudonym to it (GDPR Art. 16)."""
+        try:
+            self._vault.rekey(doc["subject"], email)
+        except EmailInUse:
+            raise ErrorPage("That e-mail address already belongs to another account; nothing was changed.") from None
+        except LookupError:
+            raise ErrorPage("Your account is not active; nothing was changed.") from None
+        if self._audit is not None:
+            self._audit.append(actor="subject", action="subjects.rectify", reason="e-mail change proven upstream",
+                               details={"pseudonym": doc["subject"]})
+        return doc["redirect_uri"]
 
     def issue_code(self, doc: Mapping[str, Any], subject: str) -> str:
         """Store a one-time code bound to client, redirect URI and PKCE challenge; return the redirect."""

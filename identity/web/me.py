@@ -1,0 +1,152 @@
+"""Self-service for the person (GDPR Art. 15–20): ``/me``, ``/me/export``, ``DELETE /me``, e-mail change.
+
+Access tokens for the service's own audience (``{issuer}/me``, scope ``identity:self``) are verified
+with the same library downstream services use (``identity.verify``), then checked against the
+service's own records, so that a revoked grant or an erased or restricted person is refused at once.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Flask, Response, jsonify, make_response, render_template, request
+
+from ..oauth.authorize import RECTIFY, PendingAuthorization
+from ..oauth.records import PENDING_AUTHORIZATIONS, new_secret_value
+from ..oauth.self_audience import SELF_SCOPE, self_audience_uri
+from ..rights import UnknownSubject
+from ..services import Services
+from ..verify import DecryptionKey, HttpResponse, TokenVerifier
+from ..verify.flask import bearer_token, current_token, init_app, require_token
+from .context import services
+from .login import login_broker
+from .pages import error_page
+
+blueprint = Blueprint("me", __name__)
+
+
+class LocalJwks:
+    """The verifier's fetcher, answered from this process's keyring (no HTTP to ourselves)."""
+
+    def __init__(self, svc: Services) -> None:
+        self._svc = svc
+
+    def get(self, url: str) -> HttpResponse:
+        return HttpResponse(200, json.dumps(self._svc.keyring.jwks()).encode())
+
+    def post_form(self, url: str, form, *, basic_auth) -> HttpResponse:  # pragma: no cover - never used
+        return HttpResponse(404, b"{}")
+
+
+def install_self_service(app: Flask, svc: Services) -> None:
+    issuer = svc.settings.issuer
+    verifier = TokenVerifier(
+        issuer=issuer, audience=self_audience_uri(issuer),
+        decryption_keys=[DecryptionKey.from_private_key(svc.keyring.self_encryption_key)],
+        jwks_uri=f"{issuer}/.well-known/jwks.json", fetcher=LocalJwks(svc), clock=svc.clock,
+    )
+    init_app(app, verifier, realm="identity")
+    app.register_blueprint(blueprint)
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _invalid_token() -> Response:
+    response = jsonify(error="invalid_token", error_description="the access token is not valid")
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = 'Bearer realm="identity", error="invalid_token"'
+    return _no_store(response)
+
+
+def _live_subject() -> str | None:
+    """The pseudonym of the current token, if the token, its grant and its person are all live."""
+    svc = services()
+    token = current_token()
+    record = svc.oauth.grants.find_access_token(bearer_token(request.headers.get("Authorization")))
+    if record is None or record["revoked"] or token.is_client_token:
+        return None
+    grant = svc.oauth.grants.get(record.get("grant_id"))
+    identity = svc.vault.find(token.pseudonym)
+    if grant is None or grant.revoked or identity is None or not identity.is_active:
+        return None
+    return token.pseudonym
+
+
+@blueprint.get("/me")
+@require_token(scope=SELF_SCOPE)
+def me() -> Response:
+    subject = _live_subject()
+    if subject is None:
+        return _invalid_token()
+    return _no_store(jsonify(services().rights.describe(subject)))
+
+
+@blueprint.get("/me/export")
+@require_token(scope=SELF_SCOPE)
+def export() -> Response:
+    subject = _live_subject()
+    if subject is None:
+        return _invalid_token()
+    response = make_response(json.dumps(services().rights.export(subject), indent=2, sort_keys=True))
+    response.mimetype = "application/json"
+    response.headers["Content-Disposition"] = 'attachment; filename="identity-export.json"'
+    return _no_store(response)
+
+
+@blueprint.delete("/me")
+@require_token(scope=SELF_SCOPE)
+def erase() -> Response:
+    subject = _live_subject()
+    if subject is None:
+        return _invalid_token()
+    try:
+        result = services().rights.erase(subject, actor="subject", reason="erasure requested by the person")
+    except UnknownSubject:
+        return _invalid_token()
+    return _no_store(jsonify(result))
+
+
+@blueprint.post("/me/email")
+@require_token(scope=SELF_SCOPE)
+def start_email_change() -> Response:
+    """Rectification, step 1: a one-time URL where the person proves the new address upstream."""
+    subject = _live_subject()
+    if subject is None:
+        return _invalid_token()
+    svc = services()
+    ticket = new_secret_value()
+    now = int(svc.clock())
+    svc.store.insert(PENDING_AUTHORIZATIONS, {
+        "pending_id": ticket, "client_id": current_token().client_id,
+        "redirect_uri": f"{svc.settings.issuer}/me/email/changed", "redirect_uri_given": True,
+        "state": None, "scope": "", "audience": self_audience_uri(svc.settings.issuer), "code_challenge": None,
+        "nonce": None, "created_at": now, "expires_at": now + svc.settings.pending_login_ttl,
+        "purpose": RECTIFY, "subject": subject,
+    })
+    url = f"{svc.settings.issuer}/me/email/verify?ticket={ticket}"
+    return _no_store(jsonify(verification_url=url, expires_in=svc.settings.pending_login_ttl))
+
+
+@blueprint.get("/me/email/verify")
+def verify_email_change() -> Response:
+    """Rectification, step 2 (in the person's browser): log in upstream with the new address."""
+    svc = services()
+    doc = svc.oauth.authorizer.pending(request.args.get("ticket", ""))
+    broker = login_broker()
+    if doc is None or doc.get("purpose") != RECTIFY:
+        return error_page("This link has expired or was already used. Start again from the app.")
+    if broker is None:
+        return error_page("No login method is configured.", 503)
+    pending = PendingAuthorization(doc["pending_id"], doc["client_id"], doc["redirect_uri"], None, doc["expires_at"])
+    return _no_store(broker.begin(pending))
+
+
+@blueprint.get("/me/email/changed")
+def email_changed() -> Response:
+    if request.args.get("error"):
+        return error_page("Your e-mail address was not changed.")
+    return _no_store(make_response(render_template("email_changed.html")))
+

@@ -1,0 +1,40 @@
+"""``scripts/subjects.py``: operators act on data-subject requests; JSON out, audited."""
+
+from __future__ import annotations
+
+import json
+
+from identity import create_app
+from identity.audit import AuditLog
+from tests.test_scripts_oauth import cli, env  # noqa: F401  (fixture)
+
+
+def test_show_restrict_unrestrict_erase(env, settings):  # noqa: F811
+    app = create_app(settings)
+    services = app.extensions["identity"]
+    pseudonym = services.vault.resolve_or_create("someone@example.org").identity.pseudonym
+
+    shown = cli("subjects.py", "show", pseudonym, env=env)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "active"
+    assert "example.org" not in shown.stdout
+    assert json.loads(cli("subjects.py", "restrict", pseudonym, "--reason", "ticket 42", env=env).stdout)["status"] == "restricted"
+    assert cli("subjects.py", "restrict", pseudonym, "--reason", "again", env=env).returncode == 1
+    assert json.loads(cli("subjects.py", "unrestrict", pseudonym, "--reason", "done", env=env).stdout)["status"] == "active"
+    erased = cli("subjects.py", "erase", pseudonym, "--reason", "request by e-mail", env=env)
+    assert erased.returncode == 0 and json.loads(erased.stdout)["status"] == "erased"
+    assert cli("subjects.py", "show", pseudonym, env=env).returncode == 1
+    assert cli("subjects.py", "erase", pseudonym, "--reason", "twice", env=env).returncode == 1
+    assert cli("subjects.py", "erase", pseudonym, env=env).returncode == 2  # --reason is required
+    actions = [(r["action"], r["actor"], r["reason"]) for r in AuditLog(services.store).records()]
+    assert actions == [("subjects.restrict", "ops-alice", "ticket 42"), ("subjects.unrestrict", "ops-alice", "done"),
+                       ("subjects.erase", "ops-alice", "request by e-mail")]
+
+
+def test_purge_dry_run_and_real(env, settings):  # noqa: F811
+    app = create_app(settings)
+    app.extensions["identity"].vault.resolve_or_create("old@example.org")
+    dry = cli("subjects.py", "purge", "--inactive-for", "24m", "--dry-run", env=env)
+    assert dry.returncode == 0 and json.loads(dry.stdout)["identities_to_erase"] == 0
+    real = json.loads(cli("subjects.py", "purge", "--inactive-for", "1d", env=env).stdout)
+    assert real["identities_erased"] == 0 and real["dry_run"] is False
+    assert cli("subjects.py", "purge", "--inactive-for", "soon", env=env).returncode == 2
