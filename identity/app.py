@@ -9,6 +9,7 @@ from .errors import register_error_handlers
 from .logs import configure_logging
 from .services import Clock, Services, build_services
 from .store import ClientFactory, Store
+from .upstream import configure_login
 from .web import health, jwks, oauth
 from .web.context import EXTENSION
 from .web.headers import install_security_headers
@@ -49,7 +50,7 @@ def create_app(
     app.register_blueprint(health.blueprint)
     app.register_blueprint(jwks.blueprint)
     app.register_blueprint(oauth.blueprint)
-    install_login_broker(app, login_broker)
+    install_login_broker(app, configure_login(app, services, login_broker))
     return app
 
 

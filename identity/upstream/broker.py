@@ -1,0 +1,181 @@
+"""The login broker: from a parked authorization request, through the upstream IdP, to the app.
+
+``begin`` (called by ``/authorize``) sends the person to the IdP with a fresh ``state``, ``nonce``
+and PKCE S256 challenge, kept server side with the ``pending_id``. ``/login/callback`` consumes that
+state (one-time, bound to the browser), exchanges the code, validates the ID token completely and
+hands the verified e-mail to ``Authorizer.complete``. The e-mail exists only in this request's
+memory: never in a log record, the session, a token or an error message.
+
+Every failure is answered: without a valid state there is no verified app redirect, so the person
+gets an error page; with one, the app gets an OAuth error at its registered redirect URI.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import requests
+from authlib.integrations.base_client import OAuthError
+from flask import Blueprint, Flask, Response, redirect, request, session
+from requests.adapters import BaseAdapter
+
+from ..oauth.authorize import ErrorPage, PendingAuthorization
+from ..store import StoreUnavailable
+from ..vault import InvalidEmail, normalise_email
+from ..web.context import services
+from ..web.pages import error_page
+from .client import UpstreamApp, metadata_problem, register_upstream, signing_algorithms, token_auth_method
+from .config import CALLBACK_PATH, UpstreamConfig
+from .errors import LoginRefused, UpstreamDenied, UpstreamFailure, UpstreamUnavailable
+from .idtoken import verified_email
+from .state import StoreStateCache
+
+log = logging.getLogger(__name__)
+
+INVALID_STATE = "This sign-in link is not valid, has expired or was already used. Start again from the app."
+PENDING_GONE = "This sign-in took too long or was already completed. Start again from the app."
+STORE_DOWN = "The service is temporarily unavailable. Try again in a moment."
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+class UpstreamBroker:
+    """A ``LoginBroker`` for any OpenID Provider; ``init_app`` adds ``/login/callback``."""
+
+    def __init__(self, config: UpstreamConfig, *, mounts: Mapping[str, BaseAdapter] | None = None) -> None:
+        self.config = config
+        self._mounts = dict(mounts or {})
+        self._client: UpstreamApp | None = None
+
+    def __repr__(self) -> str:
+        return f"UpstreamBroker(issuer={self.config.issuer!r})"
+
+    def init_app(self, app: Flask) -> None:
+        if self._client is not None:
+            raise RuntimeError("an UpstreamBroker serves one app")
+        svc = app.extensions["identity"]
+        cache = StoreStateCache(svc.store, ttl=self.config.state_ttl, clock=svc.clock)
+        self._client = register_upstream(app, self.config, cache=cache, mounts=self._mounts)
+        blueprint = Blueprint("upstream_login", __name__)
+        blueprint.add_url_rule(CALLBACK_PATH, "callback", self.finish, methods=["GET"])
+        app.register_blueprint(blueprint)
+
+    @property
+    def client(self) -> UpstreamApp:
+        if self._client is None:
+            raise RuntimeError("UpstreamBroker.init_app(app) was not called")
+        return self._client
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def begin(self, pending: PendingAuthorization) -> Response:
+        """Redirect to the IdP; if it cannot be reached, answer the app ``temporarily_unavailable``."""
+        try:
+            self._metadata()
+            started = self.client.create_authorization_url(self.config.callback_url)
+        except UpstreamFailure as failure:
+            return self._fail(pending.pending_id, failure)
+        self.client.save_authorize_data(
+            state=started["state"], redirect_uri=self.config.callback_url, pending_id=pending.pending_id,
+            code_verifier=started["code_verifier"], nonce=started["nonce"],
+        )
+        return redirect(started["url"], code=303)
+
+    # -- callback ------------------------------------------------------------------------------
+
+    def finish(self) -> Response:
+        """``GET /login/callback``: an error page, or a redirect to the app (code or OAuth error)."""
+        try:
+            return _no_store(self._finish())
+        except StoreUnavailable as exc:
+            log.error("upstream login: store unavailable (%s)", type(exc).__name__)
+            return error_page(STORE_DOWN, 503)
+
+    def _finish(self) -> Response:
+        args = request.args
+        if any(len(args.getlist(name)) > 1 for name in args):
+            log.warning("upstream login refused", extra={"reason": "repeated_callback_parameter"})
+            return error_page(INVALID_STATE, 400)
+        data = self._take_state(args.get("state", ""))
+        if data is None:
+            log.warning("upstream login refused", extra={"reason": "unknown_or_used_state"})
+            return error_page(INVALID_STATE, 400)
+        authorizer = services().oauth.authorizer
+        pending_id = data.get("pending_id")
+        parked = authorizer.pending(pending_id) if isinstance(pending_id, str) else None
+        if parked is None:
+            log.warning("upstream login refused", extra={"reason": "pending_authorization_gone"})
+            return error_page(PENDING_GONE, 400)
+        try:
+            email = self._verified_email(args, data)
+            email = normalise_email(email)
+        except UpstreamFailure as failure:
+            return self._fail(pending_id, failure)
+        except InvalidEmail:
+            return self._fail(pending_id, LoginRefused("email_malformed"))
+        try:
+            location = authorizer.complete(pending_id, email)
+        except ErrorPage as err:
+            return error_page(err.message, err.status)
+        log.info("upstream login completed", extra={"client_id": parked["client_id"]})
+        return redirect(location, code=303)
+
+    def _take_state(self, state: str) -> dict[str, Any] | None:
+        """The stored data for ``state`` if this browser started it; consumed (one-time)."""
+        if not state:
+            return None
+        framework = self.client.framework
+        data = framework.get_state_data(session, state)
+        framework.clear_state_data(session, state)
+        return data if isinstance(data, dict) else None
+
+    def _verified_email(self, args: Mapping[str, str], data: Mapping[str, Any]) -> str:
+        if "error" in args:
+            raise UpstreamDenied(args["error"])
+        metadata = self._metadata()
+        if "iss" in args and args["iss"] != metadata["issuer"]:  # RFC 9207: a mix-up defence
+            raise LoginRefused("callback_iss_mismatch")
+        code = args.get("code")
+        if not code:
+            raise LoginRefused("no_code")
+        try:
+            token = self.client.fetch_access_token(redirect_uri=data["redirect_uri"], code=code,
+                                                   code_verifier=data["code_verifier"])
+        except OAuthError:
+            raise LoginRefused("token_endpoint_refused") from None
+        except (requests.RequestException, ValueError) as exc:
+            raise UpstreamUnavailable(f"token_endpoint_{type(exc).__name__}") from None
+        return verified_email(self.client, token, issuer=metadata["issuer"], client_id=self.config.client_id,
+                              nonce=data["nonce"])
+
+    # -- shared --------------------------------------------------------------------------------
+
+    def _metadata(self) -> dict[str, Any]:
+        """The IdP's discovery document (fetched once, with the timeout), checked before every use."""
+        client = self.client
+        try:
+            metadata = client.load_server_metadata()
+        except (requests.RequestException, ValueError, TypeError, AttributeError) as exc:
+            raise UpstreamUnavailable(f"discovery_{type(exc).__name__}") from None
+        problem = metadata_problem(metadata, self.config)
+        if problem:
+            client.server_metadata.pop("_loaded_at", None)  # fetch again next time: it may be fixed by then
+            log.error("upstream IdP misconfigured: %s", problem, extra={"issuer": self.config.issuer})
+            raise UpstreamUnavailable("discovery_rejected")
+        client.server_metadata["id_token_signing_alg_values_supported"] = signing_algorithms(metadata)
+        client.client_kwargs["token_endpoint_auth_method"] = token_auth_method(metadata)
+        return metadata
+
+    def _fail(self, pending_id: str, failure: UpstreamFailure) -> Response:
+        """Consume the parked request and send its app the OAuth error (or a page if it is gone)."""
+        log.warning("upstream login failed", extra={"reason": failure.reason, "error": failure.error})
+        authorizer = services().oauth.authorizer
+        doc = authorizer.take(pending_id)
+        if doc is None:
+            return error_page(PENDING_GONE, 400)
+        return _no_store(redirect(authorizer.error_redirect(doc, failure.error, failure.description), code=303))

@@ -1,0 +1,55 @@
+"""Why an upstream login failed, as data: the OAuth error the app gets and a reason for the log.
+
+Descriptions are fixed texts; nothing the upstream sent (its ``error_description``, a claim, an
+exception message) is ever repeated, since any of it may contain the person's e-mail address.
+"""
+
+from __future__ import annotations
+
+# Upstream authorization errors (RFC 6749 §4.1.2.1, OpenID Connect Core §3.1.2.6) → ours for the app.
+# The person's own refusals pass through as access_denied; errors that mean *we* sent a bad request
+# upstream (invalid_request, unauthorized_client, invalid_scope, …) are our server_error, not the app's.
+UPSTREAM_ERRORS = {
+    "access_denied": ("access_denied", "the person did not sign in at the identity provider"),
+    "login_required": ("access_denied", "the person did not sign in at the identity provider"),
+    "interaction_required": ("access_denied", "the person did not sign in at the identity provider"),
+    "consent_required": ("access_denied", "the person did not consent at the identity provider"),
+    "account_selection_required": ("access_denied", "the person did not sign in at the identity provider"),
+    "temporarily_unavailable": ("temporarily_unavailable", "the identity provider is unavailable; try again shortly"),
+    "server_error": ("temporarily_unavailable", "the identity provider is unavailable; try again shortly"),
+}
+MISCONFIGURED = ("server_error", "the sign-in could not be started; the operator has been told")
+
+
+class UpstreamFailure(Exception):
+    """Base: ``error``/``description`` go to the app; ``reason`` (a fixed word) goes to the log."""
+
+    error = "server_error"
+    description = "the sign-in failed"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UpstreamUnavailable(UpstreamFailure):
+    """The IdP could not be reached, was too slow, or answered something that is not OIDC."""
+
+    error = "temporarily_unavailable"
+    description = "the identity provider cannot be reached; try again shortly"
+
+
+class LoginRefused(UpstreamFailure):
+    """The IdP answered, but the answer does not prove who the person is (bad token, no verified e-mail)."""
+
+    error = "access_denied"
+    description = "the sign-in at the identity provider could not be verified"
+
+
+class UpstreamDenied(UpstreamFailure):
+    """The IdP sent ``error=…`` to the callback instead of a code."""
+
+    def __init__(self, upstream_error: str) -> None:
+        known = upstream_error in UPSTREAM_ERRORS
+        super().__init__(f"upstream_{upstream_error}" if known else "upstream_other_error")
+        self.error, self.description = UPSTREAM_ERRORS.get(upstream_error, MISCONFIGURED)

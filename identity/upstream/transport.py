@@ -1,0 +1,80 @@
+"""HTTP for the back channel: every upstream call has a timeout; a URL prefix may be served in-process.
+
+``UpstreamSession`` is Authlib's requests session with ``default_timeout`` always set and optional
+``mounts`` (URL prefix → requests adapter). When the development IdP is mounted in the same app,
+its prefix is served by ``WsgiTransport``, which calls the IdP's WSGI app directly: no socket, so
+it works inside a gunicorn worker (no worker waits on itself), in tests, and behind any proxy.
+Everything above the transport — Authlib, discovery, token request, JWKS, ID token checks — is the
+code path used against Auth0.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from authlib.integrations.requests_client import OAuth2Session
+from requests import PreparedRequest, Response
+from requests.adapters import BaseAdapter
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+
+class UpstreamSession(OAuth2Session):
+    """Authlib's OAuth 2 session; ``mounts`` installs adapters for URL prefixes."""
+
+    def __init__(self, *args: Any, mounts: Mapping[str, BaseAdapter] | None = None, **kwargs: Any) -> None:
+        if not kwargs.get("default_timeout"):
+            raise ValueError("every upstream call needs a timeout (default_timeout)")
+        super().__init__(*args, **kwargs)
+        for prefix, adapter in (mounts or {}).items():
+            self.mount(prefix, adapter)
+
+
+class WsgiTransport(BaseAdapter):
+    """A requests adapter that answers from a WSGI app mounted at ``base_url``."""
+
+    def __init__(self, app: Any, base_url: str) -> None:
+        super().__init__()
+        self._app = app
+        self._base = urlsplit(base_url.rstrip("/"))
+
+    def send(self, request: PreparedRequest, stream: bool = False, timeout: Any = None, verify: Any = True,
+             cert: Any = None, proxies: Any = None) -> Response:
+        url = urlsplit(request.url or "")
+        if (url.scheme, url.netloc) != (self._base.scheme, self._base.netloc) or not (
+                url.path == self._base.path or url.path.startswith(self._base.path + "/")):
+            raise RequestsConnectionError(f"{url.scheme}://{url.netloc}{url.path} is not served in-process",
+                                          request=request)
+        body = request.body or b""
+        environ = EnvironBuilder(
+            path=url.path[len(self._base.path):] or "/",
+            base_url=f"{self._base.scheme}://{self._base.netloc}{self._base.path}",
+            query_string=url.query,
+            method=request.method,
+            headers=list(request.headers.items()),
+            data=body.encode("utf-8") if isinstance(body, str) else body,
+        ).get_environ()
+        app_iter, status, headers = run_wsgi_app(self._app, environ, buffered=True)
+        try:
+            content = b"".join(app_iter)
+        finally:
+            close = getattr(app_iter, "close", None)
+            if close is not None:
+                close()
+        response = Response()
+        code, _, reason = status.partition(" ")
+        response.status_code = int(code)
+        response.reason = reason
+        response.headers = CaseInsensitiveDict(headers.to_wsgi_list())
+        response.encoding = get_encoding_from_headers(response.headers)
+        response._content = content
+        response.url = request.url or ""
+        response.request = request
+        response.connection = self
+        return response
+
+    def close(self) -> None:
+        """Nothing to release: no connections."""
