@@ -229,13 +229,13 @@ class Clock:
 
 def make_verifier(
     factory: TokenFactory,
-    fetcher: FakeFetcher | None = None,
+    fetcher: Any = None,
     clock: Clock | None = None,
     **kwargs: Any,
-) -> tuple[TokenVerifier, FakeFetcher, Clock]:
-    """A verifier for ``factory``'s audience with the JWKS served by a fake fetcher."""
+) -> tuple[TokenVerifier, Any, Clock]:
+    """A verifier for ``factory``'s audience; a fake fetcher serves the JWKS unless one is given."""
     fetcher = fetcher or FakeFetcher()
-    if JWKS_URI not in fetcher.responses:
+    if isinstance(fetcher, FakeFetcher) and JWKS_URI not in fetcher.responses:
         fetcher.serve_json(JWKS_URI, factory.jwks())
     clock = clock or Clock(factory.now)
     options: dict[str, Any] = {

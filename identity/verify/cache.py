@@ -17,7 +17,8 @@ DEFAULT_MAX_ENTRIES = 10_000
 
 
 def token_digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("ascii")).digest()
+    """SHA-256 of the token's exact characters (any string, even one that is not a token)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 class VerifiedCache(Generic[T]):

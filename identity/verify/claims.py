@@ -14,7 +14,7 @@ REQUIRED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "iat", "jti", "client_i
 MAX_CLAIM_STRING = 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccessToken:
     """A verified access token. ``subject`` is the pseudonym (or the client id for a
     client_credentials token); ``claims`` is a read-only view of every claim."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from joserfc import jwe
 from joserfc.jwe import JWERegistry
@@ -22,6 +22,29 @@ KEY_MANAGEMENT_ALG = "RSA-OAEP-256"
 CONTENT_ENC = "A256GCM"
 CONTENT_TYPE = "JWT"
 MAX_HEADER_SEGMENT = 1024
+MAX_REMEMBERED_HEADERS = 64
+
+
+class HeaderMemo:
+    """Header segment → ``kid`` for headers that already passed their checks.
+
+    Every token from one issuer key to one audience key carries the very same header segment, and
+    the checks are a pure function of it, so each distinct header is parsed and checked once.
+    Bounded: when full it starts over, so junk headers can cost time but never memory.
+    """
+
+    def __init__(self, check: Callable[[Mapping[str, Any]], str]) -> None:
+        self._check = check
+        self._kids: dict[str, str] = {}
+
+    def kid(self, segment: str) -> str:
+        kid = self._kids.get(segment)
+        if kid is None:
+            kid = self._check(decode_json_segment(segment))
+            if len(self._kids) >= MAX_REMEMBERED_HEADERS:
+                self._kids.clear()
+            self._kids[segment] = kid
+        return kid
 
 
 def decode_json_segment(segment: str, *, limit: int = MAX_HEADER_SEGMENT) -> dict[str, Any]:
@@ -67,6 +90,7 @@ class Decrypter:
     def __init__(self, keys: Mapping[str, DecryptionKey]) -> None:
         self._keys = dict(keys)
         self._registry = JWERegistry(algorithms=[KEY_MANAGEMENT_ALG, CONTENT_ENC])
+        self._headers = HeaderMemo(check_jwe_header)
 
     @property
     def kids(self) -> frozenset[str]:
@@ -79,7 +103,7 @@ class Decrypter:
             raise UnencryptedToken()
         if len(segments) != 5:
             raise MalformedToken()
-        kid = check_jwe_header(decode_json_segment(segments[0]))
+        kid = self._headers.kid(segments[0])
         key = self._keys.get(kid)
         if key is None:
             raise UnknownKey("the access token is encrypted to a key this service does not hold")

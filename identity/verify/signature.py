@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import jwt
 from jwt import exceptions as jwt_errors
 
-from .envelope import decode_json_segment, key_id
+from .envelope import HeaderMemo, key_id
 from .errors import (
     BadSignature,
     InvalidToken,
@@ -45,6 +45,7 @@ class SignatureVerifier:
 
     def __init__(self, keys: SigningKeys, *, issuer: str, audience: str, required: frozenset[str]) -> None:
         self._keys = keys
+        self._headers = HeaderMemo(check_jws_header)
         self._issuer = issuer
         self._audience = audience
         # Time checks happen in ``claims`` against the verifier's clock; PyJWT checks the rest.
@@ -63,7 +64,7 @@ class SignatureVerifier:
         segments = text.split(".")
         if len(segments) != 3:
             raise MalformedToken("the decrypted access token is not a compact JWS")
-        kid = check_jws_header(decode_json_segment(segments[0]))
+        kid = self._headers.kid(segments[0])
         public_key = self._keys.key(kid)
         try:
             claims = self._jwt.decode(

@@ -136,12 +136,14 @@ class TokenVerifier:
         :raises InvalidToken: (a subclass naming the reason) for any token that must not be accepted
         :raises IssuerUnavailable: when the issuer's keys or introspection cannot be reached
         """
-        if not isinstance(token, str) or not 0 < len(token) <= self._max_length or not _COMPACT.fullmatch(token):
+        if not isinstance(token, str) or not 0 < len(token) <= self._max_length:
             raise MalformedToken()
         digest = token_digest(token)
         now = self._clock()
         verified = self._cache.get(digest, now - self._leeway)
-        if verified is None:
+        if verified is None:  # a hit is byte-identical to a token that passed every check below
+            if not _COMPACT.fullmatch(token):
+                raise MalformedToken()
             verified = self._verify_uncached(token, now)
             self._cache.put(digest, verified, verified.expires_at)
         if introspect:
