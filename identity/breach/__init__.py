@@ -1,0 +1,18 @@
+"""Breach contact: the DPO turns a list of affected pseudonyms into e-mail addresses and notices.
+
+One concern per module:
+
+* ``inputs`` — reading the pseudonym list (line numbers, malformed lines, its SHA-256)
+* ``dpo_key`` — loading the DPO's private key and checking it belongs to this vault
+* ``lookup`` — batched store reads: sealed e-mail, erased or unknown for each pseudonym
+* ``opening`` — opening sealed e-mails in a pool of worker processes, in order, bounded
+* ``state`` — the run's resumable progress (a private SQLite file next to the output)
+* ``output`` — the CSV files, created with mode 0600
+* ``progress`` — the progress bar (terminals only)
+* ``officers`` / ``four_eyes`` — officers' signing keys; requests and approvals
+* ``resolve`` — the run itself (``resolve_pseudonyms``), audited before anything is opened
+* ``smtp`` / ``templates`` / ``notify`` — GDPR Art. 34 notices by e-mail
+* ``seed`` — filling a store with many identities quickly (benchmarks)
+
+Nothing here imports Flask or the web app; worker processes import only ``opening``.
+"""

@@ -1,0 +1,158 @@
+"""Four-eyes requests: one officer files, a different officer approves, the resolve run uses it once.
+
+A request names the incident, the reason and the pseudonym list (its SHA-256 and number of lines);
+its filer signs those fields. The approver signs the request's digest (fields + the filer's
+signature). Both signatures are checked against the officer registry when the run starts, so a
+request changed in the store after signing is refused, and so is one that is unapproved, approved
+by its own filer, for another incident, reason or list, or already used by another run. Using it
+is a conditional update (``approved`` → ``used``), so two runs cannot both use one approval.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import time
+from typing import Any, Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..store import Collection, Store
+from .errors import Refused
+from .officers import Registry, b64
+
+PENDING, APPROVED, USED = "pending", "approved", "used"
+
+REQUESTS = Collection(
+    name="breach_requests",
+    key="request_id",
+    fields={
+        "request_id": str,
+        "incident": str,
+        "reason": str,
+        "pseudonyms_sha256": str,
+        "entries": int,
+        "requested_by": str,
+        "requested_at": int,
+        "request_signature": str,
+        "approved_by": str,
+        "approved_at": int,
+        "approval_signature": str,
+        "status": str,
+        "used_by": str,
+        "used_at": int,
+        "used_run": str,
+    },
+    indexed=("incident",),
+)
+_REQUEST_FIELDS = ("request_id", "incident", "reason", "pseudonyms_sha256", "entries", "requested_by",
+                   "requested_at")
+
+
+def _canonical(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def request_payload(doc: dict[str, Any]) -> bytes:
+    """What the filer signs."""
+    return _canonical({"type": "breach-request", "v": 1, **{name: doc.get(name) for name in _REQUEST_FIELDS}})
+
+
+def approval_payload(doc: dict[str, Any]) -> bytes:
+    """What the approver signs: the whole signed request, by digest, and who approves when."""
+    digest = hashlib.sha256(request_payload(doc) + (doc.get("request_signature") or "").encode()).hexdigest()
+    return _canonical({"type": "breach-approval", "v": 1, "request_id": doc.get("request_id"),
+                       "request_digest": digest, "approved_by": doc.get("approved_by"),
+                       "approved_at": doc.get("approved_at")})
+
+
+def new_request_id() -> str:
+    return "req-" + base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
+
+
+class FourEyes:
+    """Files, approves, checks and uses requests."""
+
+    def __init__(self, store: Store, registry: Registry, *, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+
+    def get(self, request_id: str) -> dict[str, Any]:
+        doc = self._store.get(REQUESTS, request_id) if request_id else None
+        if doc is None:
+            raise Refused(f"there is no four-eyes request {request_id!r}")
+        return doc
+
+    def file(self, *, officer: str, key: Ed25519PrivateKey, incident: str, reason: str,
+             pseudonyms_sha256: str, entries: int) -> dict[str, Any]:
+        """A new pending request signed by ``officer`` (whose key must be the registered one)."""
+        if not incident.strip() or not reason.strip():
+            raise Refused("a request needs an incident id and a reason")
+        doc: dict[str, Any] = {
+            "request_id": new_request_id(), "incident": incident, "reason": reason,
+            "pseudonyms_sha256": pseudonyms_sha256, "entries": entries, "requested_by": officer,
+            "requested_at": int(self._clock()), "status": PENDING,
+        }
+        doc["request_signature"] = b64(key.sign(request_payload(doc)))
+        self._registry.check_signature(officer, doc["request_signature"], request_payload(doc))
+        self._store.insert(REQUESTS, doc)
+        return doc
+
+    def approve(self, request_id: str, *, officer: str, key: Ed25519PrivateKey,
+                pseudonyms_sha256: str | None = None) -> dict[str, Any]:
+        """Approve a pending request filed by someone else; optionally confirm the list it names."""
+        doc = self.get(request_id)
+        filer_print = self._registry.check_signature(doc["requested_by"], doc.get("request_signature"),
+                                                     request_payload(doc))
+        if doc["status"] != PENDING:
+            raise Refused(f"request {request_id} is {doc['status']}, not pending")
+        if officer == doc["requested_by"]:
+            raise Refused("an officer cannot approve their own request")
+        if pseudonyms_sha256 is not None and pseudonyms_sha256 != doc["pseudonyms_sha256"]:
+            raise Refused(f"the pseudonym list you hold is not the one request {request_id} names")
+        doc.update(approved_by=officer, approved_at=int(self._clock()))
+        doc["approval_signature"] = b64(key.sign(approval_payload(doc)))
+        if self._registry.check_signature(officer, doc["approval_signature"], approval_payload(doc)) == filer_print:
+            raise Refused("the approver's key is the filer's key")
+        changes = {k: doc[k] for k in ("approved_by", "approved_at", "approval_signature")} | {"status": APPROVED}
+        if self._store.update(REQUESTS, {"request_id": request_id, "status": PENDING}, changes) != 1:
+            raise Refused(f"request {request_id} was approved or changed meanwhile")
+        doc["status"] = APPROVED
+        return doc
+
+    def check(self, request_id: str, *, incident: str, reason: str, pseudonyms_sha256: str,
+              run_id: str | None = None) -> dict[str, Any]:
+        """The approved request, if it covers exactly this run; ``Refused`` with the reason otherwise.
+
+        ``run_id`` is the run resuming with a request it already used.
+        """
+        doc = self.get(request_id)
+        filer = self._registry.check_signature(doc["requested_by"], doc.get("request_signature"), request_payload(doc))
+        if doc.get("status") == PENDING or not doc.get("approved_by"):
+            raise Refused(f"request {request_id} is not approved yet")
+        approver = self._registry.check_signature(doc["approved_by"], doc.get("approval_signature"),
+                                                  approval_payload(doc))
+        if doc["approved_by"] == doc["requested_by"] or approver == filer:
+            raise Refused(f"request {request_id} was approved by its own filer")
+        if doc["incident"] != incident:
+            raise Refused(f"request {request_id} is for incident {doc['incident']}, not {incident}")
+        if doc["reason"] != reason:
+            raise Refused(f"the reason differs from the one request {request_id} approves")
+        if doc["pseudonyms_sha256"] != pseudonyms_sha256:
+            raise Refused(f"the pseudonym list is not the one request {request_id} approves")
+        if doc.get("status") == USED and (run_id is None or doc.get("used_run") != run_id):
+            raise Refused(f"request {request_id} was already used (by {doc.get('used_by')})")
+        if doc.get("status") not in (APPROVED, USED):
+            raise Refused(f"request {request_id} has an unknown status")
+        return doc
+
+    def use(self, request_id: str, *, operator: str, run_id: str) -> None:
+        """Mark an approved request used by this run (once; a resumed run passes its own run id)."""
+        changes = {"status": USED, "used_by": operator, "used_at": int(self._clock()), "used_run": run_id}
+        if self._store.update(REQUESTS, {"request_id": request_id, "status": APPROVED}, changes) == 1:
+            return
+        if self._store.count(REQUESTS, {"request_id": request_id, "status": USED, "used_run": run_id}) != 1:
+            raise Refused(f"request {request_id} was already used")

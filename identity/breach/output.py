@@ -1,0 +1,96 @@
+"""The run's CSV files: ``OUT`` (``pseudonym,email``) and ``OUT.unresolved.csv``
+(``line,pseudonym,problem``), both created with mode 0600 and never overwritten.
+
+Rows are encoded here and written as bytes, so the byte count after each chunk is exact and a
+resumed run can cut a file back to its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO, Iterable, Sequence
+
+from .errors import Refused
+
+RESOLVED_HEADER = ("pseudonym", "email")
+UNRESOLVED_HEADER = ("line", "pseudonym", "problem")
+
+
+def unresolved_path(out: Path) -> Path:
+    return out.with_name(out.name + ".unresolved.csv")
+
+
+def state_path(out: Path) -> Path:
+    return out.with_name(out.name + ".state")
+
+
+def encode_rows(rows: Iterable[Sequence[object]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+class CsvFile:
+    """Appends encoded rows to a binary stream and counts the bytes written."""
+
+    def __init__(self, handle: BinaryIO, position: int, *, durable: bool) -> None:
+        self._handle = handle
+        self.position = position
+        self._durable = durable
+
+    @classmethod
+    def create(cls, path: Path, header: Sequence[str]) -> CsvFile:
+        """A new file, mode 0600 from the start (no window in which others could open it)."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError as exc:
+            raise Refused(f"{path} already exists; refusing to overwrite it") from exc
+        handle = os.fdopen(fd, "wb")
+        out = cls(handle, 0, durable=True)
+        out.write(encode_rows([header]))
+        return out
+
+    @classmethod
+    def reopen(cls, path: Path, position: int) -> CsvFile:
+        """An existing file of an interrupted run, cut back to ``position`` bytes."""
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError as exc:
+            raise Refused(f"cannot reopen {path} to resume: {exc.strerror}") from exc
+        info = os.fstat(fd)
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO) or info.st_uid != os.getuid():
+            os.close(fd)
+            raise Refused(f"{path} is readable by others or not yours; refusing to resume into it")
+        if info.st_size < position:
+            os.close(fd)
+            raise Refused(f"{path} is shorter than its last checkpoint; it was changed, refusing to resume")
+        os.ftruncate(fd, position)
+        handle = os.fdopen(fd, "r+b")
+        handle.seek(position)
+        return cls(handle, position, durable=True)
+
+    @classmethod
+    def stream(cls, handle: BinaryIO, header: Sequence[str]) -> CsvFile:
+        out = cls(handle, 0, durable=False)
+        out.write(encode_rows([header]))
+        return out
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self._handle.write(data)
+            self.position += len(data)
+
+    def sync(self) -> None:
+        """Flush to the operating system and, for files, to the disk."""
+        self._handle.flush()
+        if self._durable:
+            os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.flush()
+        if self._durable:
+            self._handle.close()

@@ -1,0 +1,405 @@
+"""The breach run: a list of affected pseudonyms → ``pseudonym,email`` CSV, under audit.
+
+Order of events, each a guarantee:
+
+1. Refusals first, touching nothing: missing incident/operator/reason, a DPO key that does not
+   load or is not the vault's, an unreadable list, an output that exists without a resumable
+   state, a missing/unapproved/altered/used four-eyes request. Every refusal is audited.
+2. The four-eyes request (if any) is marked used, then the ``breach.resolve``/``started`` audit
+   record is written — before any e-mail is opened.
+3. The list is streamed in chunks: one batched store read per chunk, sealed e-mails opened by a
+   worker pool, rows written in input order, a checkpoint every couple of seconds.
+4. ``completed`` (or ``interrupted``/``failed``) is audited with the counts.
+
+``resolve_pseudonyms`` is the whole run as a function (the script and benchmarks call it);
+``count_pseudonyms`` produces the same counts without any key (for the Art. 33 notice).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator, Mapping, TextIO
+
+from ..audit import AuditLog
+from ..store import Store, StoreError
+from .dpo_key import load_dpo_key, raw_private
+from .errors import BreachError, Refused
+from .four_eyes import FourEyes
+from .inputs import Entry, count_lines, file_sha256, read_entries
+from .lookup import look_up
+from .officers import Registry
+from .opening import OpeningPool, default_workers
+from .output import RESOLVED_HEADER, UNRESOLVED_HEADER, CsvFile, encode_rows, state_path, unresolved_path
+from .progress import ProgressBar
+from .state import Progress, RunState, StateError
+
+ACTION = "breach.resolve"
+COUNT_ACTION = "breach.count"
+CHECKPOINT_SECONDS = 2.0
+DEFAULT_CHUNK = 1000
+MALFORMED_SHOWN = 10
+SUMMARY_KEYS = ("resolved", "unknown", "erased", "malformed")
+COUNT_KEYS = SUMMARY_KEYS + ("duplicate", "unopenable", "restricted")
+
+
+@dataclass(frozen=True)
+class ResolveParams:
+    """Everything one run needs. ``out=None`` writes the CSV to ``stdout`` (no resume)."""
+
+    incident: str | None
+    operator: str | None
+    reason: str | None
+    pseudonyms: Path
+    dpo_key: Path
+    dpo_public: Path
+    passphrase: str | None = field(default=None, repr=False)
+    out: Path | None = None
+    request_id: str | None = None
+    workers: int | None = None
+    chunk_size: int = DEFAULT_CHUNK
+    progress: bool | None = None
+    notes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Summary:
+    """The counts of one run (``line()`` is the summary line the script ends with)."""
+
+    counts: Counter = field(default_factory=Counter)
+    run_id: str = ""
+    resumed: bool = False
+    pseudonyms_sha256: str = ""
+    malformed_lines: list[int] = field(default_factory=list)
+    out: Path | None = None
+
+    def line(self) -> str:
+        return " ".join(f"{key}={self.counts.get(key, 0)}" for key in SUMMARY_KEYS)
+
+    def as_dict(self) -> dict[str, int]:
+        return {key: int(self.counts.get(key, 0)) for key in COUNT_KEYS}
+
+
+# -- refusals ----------------------------------------------------------------------------------
+
+
+def _require(params: ResolveParams) -> None:
+    missing = [flag for flag, value in (("--incident", params.incident), ("--operator", params.operator),
+                                        ("--reason", params.reason)) if not (value and value.strip())]
+    if missing:
+        raise Refused(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+
+
+def _list_hash(path: Path) -> str:
+    try:
+        return file_sha256(path)
+    except OSError as exc:
+        raise Refused(f"cannot read the pseudonym list {path}: {exc.strerror}") from exc
+
+
+def _audit_refusal(audit: AuditLog, params: Any, problem: str, action: str = ACTION) -> None:
+    audit.append(actor=(params.operator or "").strip() or "(unnamed)", action=action, outcome="refused",
+                 reason=params.reason or None, incident=params.incident or None, details={"problem": problem})
+
+
+# -- one chunk of work -------------------------------------------------------------------------
+
+OPEN, DUPLICATE, MALFORMED, ERASED, UNKNOWN = "open", "duplicate", "malformed", "erased", "unknown"
+
+
+@dataclass
+class Job:
+    """A chunk of consecutive input lines, what became of each, and the sealed values to open."""
+
+    last_line: int
+    items: list[tuple[int, str, str, bool]]  # (line, pseudonym, kind, restricted)
+    sealed: list[str]
+
+
+def _chunks(entries: Iterator[Entry], size: int) -> Iterator[list[Entry]]:
+    while chunk := list(islice(entries, size)):
+        yield chunk
+
+
+def _plan(store: Store, state: RunState, chunk: list[Entry]) -> Job:
+    """Classify a chunk's lines (one store read) and collect the sealed values to open, in order."""
+    fresh = state.keep_new([entry for entry in chunk if entry[1] is not None])
+    answers = look_up(store, list(fresh.values()))
+    sealed_of, erased, restricted = answers.sealed, answers.erased, answers.restricted
+    items: list[tuple[int, str, str, bool]] = []
+    sealed: list[str] = []
+    for line, pseudonym in chunk:
+        if pseudonym is None:
+            items.append((line, "", MALFORMED, False))
+        elif fresh.get(line) != pseudonym:
+            items.append((line, pseudonym, DUPLICATE, False))
+        elif pseudonym in sealed_of:
+            items.append((line, pseudonym, OPEN, pseudonym in restricted))
+            sealed.append(sealed_of[pseudonym])
+        else:
+            items.append((line, pseudonym, ERASED if pseudonym in erased else UNKNOWN, False))
+    return Job(chunk[-1][0], items, sealed)
+
+
+class _Writer:
+    """Writes finished jobs in order and checkpoints; counts only what was written."""
+
+    def __init__(self, state: RunState, resolved: CsvFile, unresolved: CsvFile, summary: Summary,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.state, self.resolved, self.unresolved, self.summary = state, resolved, unresolved, summary
+        self.lines_done = 0
+        self._clock = clock
+        self._checkpointed_at = clock()
+
+    def write(self, job: Job, emails: list[str | None]) -> None:
+        counts = self.summary.counts
+        found, missing = [], []
+        opened = iter(emails)
+        for line, pseudonym, kind, restricted in job.items:
+            if kind == OPEN:
+                email = next(opened)
+                if email is None:
+                    missing.append((line, pseudonym, "unopenable"))
+                    counts["unopenable"] += 1
+                    continue
+                found.append((pseudonym, email))
+                counts["resolved"] += 1
+                counts["restricted"] += restricted
+            else:
+                missing.append((line, pseudonym, kind))
+                counts[kind] += 1
+                if kind == MALFORMED and len(self.summary.malformed_lines) < MALFORMED_SHOWN:
+                    self.summary.malformed_lines.append(line)
+        self.resolved.write(encode_rows(found))
+        self.unresolved.write(encode_rows(missing))
+        self.lines_done = job.last_line
+        if self._clock() - self._checkpointed_at >= CHECKPOINT_SECONDS:
+            self.checkpoint()
+
+    def checkpoint(self, *, complete: bool = False) -> None:
+        self.resolved.sync()
+        self.unresolved.sync()
+        self.state.checkpoint(Progress(self.lines_done, self.resolved.position, self.unresolved.position,
+                                       dict(self.summary.counts), complete))
+        self._checkpointed_at = self._clock()
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Prepared:
+    key: bytes
+    sha: str
+    run_id: str
+    resumed: bool
+    state: RunState | None = None
+
+
+class _TextSink:
+    """Lets ``CsvFile`` write bytes to a text stream (standard error in stdout mode)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> int:
+        return self._stream.write(data.decode("utf-8"))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _load_resumable(params: ResolveParams, sha: str) -> RunState | None:
+    """The state of an interrupted run of exactly these parameters, or None for a new run."""
+    if params.out is None:
+        return None
+    spath, out = state_path(params.out), params.out
+    if not spath.exists():
+        if out.exists() or unresolved_path(out).exists():
+            raise Refused(f"{out} already exists; refusing to overwrite it")
+        return None
+    if not out.exists():
+        raise Refused(f"{spath} is left from a run whose output {out} is gone; remove it to start over")
+    try:
+        state = RunState.load(spath)
+        identity = state.identity
+    except StateError as exc:
+        raise Refused(str(exc)) from exc
+    mismatch = [name for name, value in (("incident", params.incident), ("pseudonyms_sha256", sha),
+                                         ("request_id", params.request_id)) if identity[name] != value]
+    if mismatch:
+        state.close()
+        raise Refused(f"{out} belongs to a run with another {', '.join(mismatch)}; choose another --out")
+    return state
+
+
+def _prepare(store: Store, params: ResolveParams, four_eyes_required: bool,
+             clock: Callable[[], float]) -> _Prepared:
+    _require(params)
+    key = raw_private(load_dpo_key(params.dpo_key, params.passphrase, public_key_path=params.dpo_public))
+    sha = _list_hash(params.pseudonyms)
+    state = _load_resumable(params, sha)
+    try:
+        run_id = state.identity["run_id"] if state else "run-" + secrets.token_hex(8)
+        if params.request_id:
+            four_eyes = FourEyes(store, Registry(store, clock=clock), clock=clock)
+            four_eyes.check(params.request_id, incident=params.incident or "", reason=params.reason or "",
+                            pseudonyms_sha256=sha, run_id=run_id if state else None)
+            four_eyes.use(params.request_id, operator=params.operator or "", run_id=run_id)
+        elif four_eyes_required:
+            raise Refused("a second officer's approval is required (IDENTITY_FOUR_EYES_REQUIRED): file a "
+                          "request with scripts/four_eyes.py and pass --request ID")
+    except BaseException:
+        if state:
+            state.close()
+        raise
+    return _Prepared(key, sha, run_id, state is not None, state)
+
+
+def _open_outputs(params: ResolveParams, prepared: _Prepared, stdout: BinaryIO,
+                  stderr: TextIO) -> tuple[RunState, CsvFile, CsvFile, Progress]:
+    identity = {"run_id": prepared.run_id, "incident": params.incident, "pseudonyms_sha256": prepared.sha,
+                "request_id": params.request_id}
+    if params.out is None:
+        state = RunState.temporary(identity)
+        return (state, CsvFile.stream(stdout, RESOLVED_HEADER), CsvFile.stream(_TextSink(stderr), UNRESOLVED_HEADER),
+                Progress())
+    if prepared.state is not None:
+        state = prepared.state
+        progress = state.rewind()
+        return (state, CsvFile.reopen(params.out, progress.out_bytes),
+                CsvFile.reopen(unresolved_path(params.out), progress.unresolved_bytes), progress)
+    resolved = CsvFile.create(params.out, RESOLVED_HEADER)
+    unresolved = CsvFile.create(unresolved_path(params.out), UNRESOLVED_HEADER)
+    state = RunState.create(state_path(params.out), identity)
+    state.checkpoint(Progress(0, resolved.position, unresolved.position, {}, False))
+    return state, resolved, unresolved, Progress(0, resolved.position, unresolved.position)
+
+
+def _stream(store: Store, params: ResolveParams, prepared: _Prepared, writer: _Writer, bar: ProgressBar,
+            start_line: int) -> None:
+    workers = default_workers() if params.workers is None else params.workers
+    with open(params.pseudonyms, "rb") as handle, OpeningPool[Job](prepared.key, workers=workers) as pool:
+        for chunk in _chunks(read_entries(handle, skip_through=start_line), params.chunk_size):
+            job = _plan(store, writer.state, chunk)
+            for done, emails in pool.submit(job, job.sealed):
+                writer.write(done, emails)
+                bar.update(writer.lines_done)
+        for done, emails in pool.finish():
+            writer.write(done, emails)
+    writer.checkpoint(complete=True)
+    bar.update(writer.lines_done, force=True)
+
+
+def resolve_pseudonyms(store: Store, audit: AuditLog, params: ResolveParams, *, four_eyes_required: bool = False,
+                       stdout: BinaryIO | None = None, stderr: TextIO | None = None,
+                       clock: Callable[[], float] = time.time) -> Summary:
+    """Run (or resume) one breach resolution; see the module docstring for its guarantees.
+
+    :raises Refused: nothing was opened; the refusal is in the audit log.
+    :raises BreachError: the run stopped part-way; running it again resumes.
+    """
+    stdout = stdout or sys.stdout.buffer
+    stderr = stderr or sys.stderr
+    try:
+        prepared = _prepare(store, params, four_eyes_required, clock)
+    except Refused as exc:
+        _audit_refusal(audit, params, str(exc))
+        raise
+    summary = Summary(run_id=prepared.run_id, resumed=prepared.resumed, pseudonyms_sha256=prepared.sha,
+                      out=params.out)
+    details = {"run_id": prepared.run_id, "pseudonyms_sha256": prepared.sha, "request_id": params.request_id,
+               "resumed": prepared.resumed, "output": "file" if params.out else "stdout", **params.notes}
+    try:
+        audit.append(actor=params.operator or "", action=ACTION, outcome="started", reason=params.reason,
+                     incident=params.incident, details=details)
+        state, resolved, unresolved, progress = _open_outputs(params, prepared, stdout, stderr)
+    except BaseException as exc:
+        if prepared.state is not None:
+            prepared.state.close()
+        if isinstance(exc, Refused):
+            _audit_refusal(audit, params, str(exc))
+        raise
+    summary.counts.update(progress.counts)
+    writer = _Writer(state, resolved, unresolved, summary)
+    writer.lines_done = progress.lines_done
+    total = count_lines(params.pseudonyms) if (bar_on := _bar_enabled(params, stderr)) else None
+    bar = ProgressBar(total, stream=stderr, enabled=bar_on, start_at=progress.lines_done)
+    outcome, failure = "completed", None
+    try:
+        if not progress.complete:
+            _stream(store, params, prepared, writer, bar, progress.lines_done)
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+        raise
+    except (StoreError, OSError, StateError) as exc:
+        outcome, failure = "failed", exc
+        raise BreachError(f"the run stopped: {type(exc).__name__}: {exc}; run it again to resume") from exc
+    finally:
+        bar.close()
+        resolved.close()
+        unresolved.close()
+        state.close()
+        _audit_end(audit, params, details, summary, outcome, failure, stderr)
+    return summary
+
+
+def _bar_enabled(params: ResolveParams, stderr: TextIO) -> bool:
+    return stderr.isatty() if params.progress is None else params.progress
+
+
+def _audit_end(audit: AuditLog, params: ResolveParams, details: dict[str, Any], summary: Summary, outcome: str,
+               failure: BaseException | None, stderr: TextIO) -> None:
+    extra = {"problem": type(failure).__name__} if failure else {}
+    try:
+        audit.append(actor=params.operator or "", action=ACTION, outcome=outcome, reason=params.reason,
+                     incident=params.incident, counts=summary.as_dict(),
+                     details={"run_id": details["run_id"], "pseudonyms_sha256": details["pseudonyms_sha256"], **extra})
+    except StoreError as exc:
+        print(f"warning: could not write the '{outcome}' audit record: {exc}", file=stderr)
+
+
+# -- counts only (Art. 33 notice) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CountParams:
+    incident: str | None
+    operator: str | None
+    reason: str | None
+    pseudonyms: Path
+    chunk_size: int = DEFAULT_CHUNK
+
+
+def count_pseudonyms(store: Store, audit: AuditLog, params: CountParams) -> Summary:
+    """How many listed pseudonyms the vault could resolve, has erased, does not know, or cannot read.
+
+    Needs no key and opens nothing: the numbers the supervisory authority's notice asks for.
+    """
+    try:
+        _require(params)  # type: ignore[arg-type]
+        sha = _list_hash(params.pseudonyms)
+    except Refused as exc:
+        _audit_refusal(audit, params, str(exc), COUNT_ACTION)
+        raise
+    summary = Summary(pseudonyms_sha256=sha)
+    state = RunState.temporary({"run_id": "count", "incident": params.incident, "pseudonyms_sha256": sha})
+    try:
+        with open(params.pseudonyms, "rb") as handle:
+            for chunk in _chunks(read_entries(handle), params.chunk_size):
+                for _, _, kind, restricted in _plan(store, state, chunk).items:
+                    summary.counts["resolved" if kind == OPEN else kind] += 1
+                    summary.counts["restricted"] += restricted
+    finally:
+        state.close()
+    audit.append(actor=params.operator or "", action=COUNT_ACTION, reason=params.reason, incident=params.incident,
+                 counts=summary.as_dict(), details={"pseudonyms_sha256": sha})
+    return summary
+
+
+__all__ = ["CountParams", "ResolveParams", "Summary", "count_pseudonyms", "resolve_pseudonyms"]

@@ -1,0 +1,190 @@
+"""A breach run's resumable progress: a private SQLite file next to the output (``OUT.state``).
+
+It records which run this is (run id, incident, the list's SHA-256, the four-eyes request), how far
+the run got (input lines done, bytes of output written, counts) and, per pseudonym, that it was
+seen (duplicates in the list are skipped) and what became of its notice. It never holds an e-mail
+address.
+
+Consistency rule: output is flushed to disk *before* a checkpoint commits, and a resumed run
+truncates the output back to the checkpoint's byte counts and forgets pseudonyms seen after the
+checkpoint's line, so nothing is written or sent twice. Notices are marked ``sending`` (committed)
+before a message goes out: a run interrupted mid-send finds the mark and reports that message as
+*uncertain* instead of sending it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+SENDING, SENT, FAILED, UNCERTAIN = "sending", "sent", "failed", "uncertain"
+_SQL_ROWS = 1000  # two variables a row: well under SQLite's 32766
+_INSERT_SEEN = "INSERT INTO seen (pseudonym, line) VALUES "
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS seen (pseudonym TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS notices (pseudonym TEXT PRIMARY KEY, status TEXT NOT NULL, "
+    "attempts INTEGER NOT NULL) WITHOUT ROWID",
+)
+IDENTITY_FIELDS = ("run_id", "incident", "pseudonyms_sha256", "request_id")
+
+
+class StateError(Exception):
+    """The state file is unusable (not ours, damaged, or for another run)."""
+
+
+@dataclass
+class Progress:
+    """How far the run got: every input line up to ``lines_done`` is fully written."""
+
+    lines_done: int = 0
+    out_bytes: int = 0
+    unresolved_bytes: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    complete: bool = False
+
+
+class RunState:
+    """Open with ``create`` (new run), ``load`` (resume) or ``temporary`` (stdout runs)."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, delete_on_close: bool = False) -> None:
+        self.path = path
+        self._conn = conn
+        self._delete_on_close = delete_on_close
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # a 'sending' mark must survive a crash
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        return conn
+
+    @classmethod
+    def create(cls, path: Path, identity: dict[str, Any]) -> RunState:
+        """A new state file (mode 0600); refuses to overwrite one."""
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError as exc:
+            raise StateError(f"{path} already exists") from exc
+        state = cls(path, cls._connect(path))
+        state._write_meta({**{k: identity.get(k) for k in IDENTITY_FIELDS}, **_progress_meta(Progress())})
+        return state
+
+    @classmethod
+    def load(cls, path: Path) -> RunState:
+        try:
+            conn = cls._connect(path)
+            state = cls(path, conn)
+            state.identity  # noqa: B018 - fails on a file that is not a run state
+        except (sqlite3.DatabaseError, KeyError) as exc:
+            raise StateError(f"{path} is not a breach-run state file") from exc
+        return state
+
+    @classmethod
+    def temporary(cls, identity: dict[str, Any]) -> RunState:
+        """A throw-away state (for runs that write to stdout and cannot resume)."""
+        fd, name = tempfile.mkstemp(prefix="breach-", suffix=".state")
+        os.close(fd)
+        os.unlink(name)
+        state = cls.create(Path(name), identity)
+        state._delete_on_close = True
+        return state
+
+    def close(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+        self._conn.close()
+        if self._delete_on_close:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+
+    # -- meta ------------------------------------------------------------------------------
+
+    def _write_meta(self, values: dict[str, Any]) -> None:
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+            [(name, json.dumps(value)) for name, value in values.items()],
+        )
+
+    def _meta(self) -> dict[str, Any]:
+        return {name: json.loads(value) for name, value in self._conn.execute("SELECT name, value FROM meta")}
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        meta = self._meta()
+        return {name: meta[name] for name in IDENTITY_FIELDS}
+
+    @property
+    def progress(self) -> Progress:
+        meta = self._meta()
+        return Progress(meta["lines_done"], meta["out_bytes"], meta["unresolved_bytes"], meta["counts"],
+                        meta["complete"])
+
+    # -- resolution ------------------------------------------------------------------------
+
+    def rewind(self) -> Progress:
+        """Forget what was seen after the last checkpoint; return that checkpoint."""
+        progress = self.progress
+        self._conn.execute("DELETE FROM seen WHERE line > ?", (progress.lines_done,))
+        return progress
+
+    def keep_new(self, entries: Iterable[tuple[int, str]]) -> dict[int, str]:
+        """Line → pseudonym for the entries not seen before (first occurrence wins); marks them seen.
+
+        One multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per slice: the rows it returns
+        are the new ones. Uncommitted until the next ``checkpoint``.
+        """
+        rows = list(entries)
+        if not self._conn.in_transaction:
+            self._conn.execute("BEGIN")
+        fresh: dict[int, str] = {}
+        for start in range(0, len(rows), _SQL_ROWS):
+            part = rows[start:start + _SQL_ROWS]
+            sql = _INSERT_SEEN + ",".join(["(?,?)"] * len(part)) + " ON CONFLICT DO NOTHING RETURNING line, pseudonym"
+            params = [value for line, pseudonym in part for value in (pseudonym, line)]
+            fresh.update(self._conn.execute(sql, params).fetchall())
+        return fresh
+
+    def checkpoint(self, progress: Progress) -> None:
+        """Commit ``progress`` together with everything marked seen so far."""
+        if not self._conn.in_transaction:
+            self._conn.execute("BEGIN")
+        self._write_meta(_progress_meta(progress))
+        self._conn.execute("COMMIT")
+
+    # -- notices ---------------------------------------------------------------------------
+
+    def notice(self, pseudonym: str) -> tuple[str, int] | None:
+        row = self._conn.execute("SELECT status, attempts FROM notices WHERE pseudonym = ?", (pseudonym,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def mark_notice(self, pseudonym: str, status: str, attempts: int) -> None:
+        """Record a notice's status durably (committed before this returns)."""
+        if self._conn.in_transaction:
+            self._conn.execute("COMMIT")
+        self._conn.execute(
+            "INSERT OR REPLACE INTO notices (pseudonym, status, attempts) VALUES (?, ?, ?)",
+            (pseudonym, status, attempts),
+        )
+
+    def notice_counts(self) -> dict[str, int]:
+        return dict(self._conn.execute("SELECT status, COUNT(*) FROM notices GROUP BY status").fetchall())
+
+
+def _progress_meta(progress: Progress) -> dict[str, Any]:
+    return {
+        "lines_done": progress.lines_done,
+        "out_bytes": progress.out_bytes,
+        "unresolved_bytes": progress.unresolved_bytes,
+        "counts": progress.counts,
+        "complete": progress.complete,
+    }

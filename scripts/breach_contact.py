@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Breach contact: the DPO resolves affected pseudonyms to e-mail addresses (and notifies them), under audit.
+
+  python scripts/breach_contact.py --incident ID --operator NAME --reason TEXT --pseudonyms FILE|- \\
+      --dpo-key PATH --out FILE [--request ID] [--notify --notice FILE [--language nl|en|both] [--dry-run]]
+  python scripts/breach_contact.py --incident ID --operator NAME --reason TEXT --pseudonyms FILE --counts-only
+
+Writes OUT (``pseudonym,email``), OUT.unresolved.csv (``line,pseudonym,problem``) and OUT.state (to
+resume), all mode 0600; ``--stdout`` writes the CSV to standard output instead (no resume). Ends with
+``resolved=N unknown=N erased=N malformed=N`` on stdout. Run the same command again to resume an
+interrupted run (nothing is written or sent twice). The DPO key's passphrase comes from
+IDENTITY_DPO_KEY_PASSPHRASE or a prompt; everything else from the same IDENTITY_* environment as
+the service (IDENTITY_DB_URI, IDENTITY_KEYS_DIR for dpo_public.pem, IDENTITY_FOUR_EYES_REQUIRED,
+IDENTITY_SMTP_*). See docs/breach-contact.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import _bootstrap  # noqa: F401
+
+from identity.audit import AuditLog
+from identity.breach.errors import BreachError, Refused
+from identity.breach.inputs import spool
+from identity.breach.notify import Letter, NoticeReport, send_notices
+from identity.breach.output import state_path
+from identity.breach.resolve import CountParams, ResolveParams, Summary, count_pseudonyms, resolve_pseudonyms
+from identity.breach.smtp import Mailer, SmtpSettings, load_smtp_settings
+from identity.breach.state import RunState
+from identity.breach.templates import LANGUAGES, load_notice, render
+from identity.cli import CommandError, passphrase_from, run, say, settings_from_environment
+from identity.config import ConfigError, Settings
+from identity.keys import KeyPaths
+from identity.keys.files import pem_is_encrypted
+from identity.store import StoreError, open_store
+
+ACTION = "breach.resolve"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="breach_contact.py", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[2:]))
+    parser.add_argument("--incident", metavar="ID", help="the incident id (required)")
+    parser.add_argument("--operator", metavar="NAME", help="who runs this (required)")
+    parser.add_argument("--reason", metavar="TEXT", help="why, for the audit log (required)")
+    parser.add_argument("--pseudonyms", metavar="FILE|-", help="affected pseudonyms, one a line; - for stdin")
+    parser.add_argument("--dpo-key", metavar="PATH", type=Path, help="the DPO's private key (dpo_private.pem)")
+    parser.add_argument("--out", metavar="FILE", type=Path, help="the CSV to create (mode 0600)")
+    parser.add_argument("--stdout", action="store_true", help="write the CSV to standard output instead of --out")
+    parser.add_argument("--request", metavar="ID", help="the approved four-eyes request (scripts/four_eyes.py)")
+    parser.add_argument("--notify", action="store_true", help="e-mail every resolved person the notice")
+    parser.add_argument("--notice", metavar="FILE", type=Path, help="the notice's texts (JSON), with --notify")
+    parser.add_argument("--language", choices=("nl", "en", "both"), default="both",
+                        help="the notice's language (default: both, Dutch first)")
+    parser.add_argument("--dry-run", action="store_true", help="with --notify: show what would be sent, send nothing")
+    parser.add_argument("--counts-only", action="store_true",
+                        help="only count (for the authority's 72-hour notice): no key, nothing opened")
+    parser.add_argument("--workers", type=int, metavar="N", help="processes opening e-mails (default: one a core)")
+    return parser.parse_args()
+
+
+def refuse(audit: AuditLog, args: argparse.Namespace, problem: str, action: str = ACTION) -> NoReturn:
+    """Audit a refusal found here (the library audits its own) and stop."""
+    audit.append(actor=(args.operator or "").strip() or "(unnamed)", action=action, outcome="refused",
+                 reason=args.reason or None, incident=args.incident or None, details={"problem": problem})
+    raise CommandError(problem)
+
+
+def check_flags(audit: AuditLog, args: argparse.Namespace) -> None:
+    problems = []
+    if not args.pseudonyms:
+        problems.append("--pseudonyms is required")
+    if not args.dpo_key:
+        problems.append("--dpo-key is required")
+    if bool(args.out) == bool(args.stdout):
+        problems.append("give exactly one of --out FILE and --stdout")
+    if args.notify and args.stdout:
+        problems.append("--notify needs --out (it sends from the CSV file and resumes from its state)")
+    if args.notify and not args.notice:
+        problems.append("--notify needs --notice FILE (the notice's texts)")
+    if (args.dry_run or args.notice) and not args.notify:
+        problems.append("--dry-run and --notice go with --notify")
+    if problems:
+        refuse(audit, args, "; ".join(problems))
+
+
+def languages(args: argparse.Namespace) -> tuple[str, ...]:
+    return LANGUAGES if args.language == "both" else (args.language,)
+
+
+def prepare_notices(audit: AuditLog, args: argparse.Namespace) -> tuple[SmtpSettings, Letter]:
+    """SMTP settings and the rendered notice, checked before anything is opened."""
+    try:
+        smtp = load_smtp_settings()
+        notice = load_notice(args.notice, languages(args))
+    except ConfigError as exc:
+        refuse(audit, args, "; ".join(exc.problems))
+    except Refused as exc:
+        refuse(audit, args, str(exc))
+    subject, body = render(notice, languages(args), args.incident or "")
+    return smtp, Letter(smtp.sender, subject, body, languages(args))
+
+
+def dpo_passphrase(path: Path) -> str | None:
+    try:
+        encrypted = pem_is_encrypted(path)
+    except OSError:
+        return None  # the library refuses the unreadable key (and audits it)
+    if not encrypted:
+        return None
+    return passphrase_from("IDENTITY_DPO_KEY_PASSPHRASE", "Passphrase for the DPO private key: ")
+
+
+def input_path(audit: AuditLog, args: argparse.Namespace) -> tuple[Path, bool]:
+    """The list as a file (standard input is spooled to a private temporary file first)."""
+    if args.pseudonyms == "-":
+        return spool(sys.stdin.buffer), True
+    if not args.pseudonyms:
+        refuse(audit, args, "--pseudonyms is required", "breach.count" if args.counts_only else ACTION)
+    return Path(args.pseudonyms), False
+
+
+def report_unresolved(summary: Summary, args: argparse.Namespace) -> None:
+    where = f" (see {args.out}.unresolved.csv)" if args.out else " (listed on stderr)"
+    if summary.malformed_lines:
+        shown = ", ".join(str(n) for n in summary.malformed_lines)
+        more = summary.counts["malformed"] - len(summary.malformed_lines)
+        say(f"malformed lines: {shown}{f' and {more} more' if more > 0 else ''}{where}")
+    for kind in ("duplicate", "restricted"):
+        if summary.counts.get(kind):
+            say(f"{kind}: {summary.counts[kind]}")
+    if summary.counts.get("unopenable"):
+        say(f"error: {summary.counts['unopenable']} sealed e-mails could not be opened{where}")
+
+
+def notify(audit: AuditLog, args: argparse.Namespace, smtp: SmtpSettings, letter: Letter,
+           summary: Summary) -> NoticeReport:
+    state = RunState.load(state_path(args.out))
+    try:
+        if args.dry_run:
+            say(f"dry run: would send through {smtp.describe()}, subject: {letter.subject}")
+            say("----- message (the same for everyone) -----\n" + letter.body + "-----")
+        mailer = None if args.dry_run else Mailer(smtp)
+        report = send_notices(args.out, state, letter, audit, mailer=mailer, operator=args.operator,
+                              incident=args.incident, total=summary.counts["resolved"], dry_run=args.dry_run)
+    finally:
+        state.close()
+    say(f"notices: {report.line()}")
+    if report.stopped:
+        say(f"error: sending stopped: {report.stopped}; run the same command again to continue")
+    elif report.failed or report.uncertain:
+        say("error: some notices failed or are uncertain (see `scripts/audit.py show --incident "
+            f"{args.incident}`); run the same command again to retry the failed ones")
+    return report
+
+
+def count_only(store, audit: AuditLog, args: argparse.Namespace) -> int:
+    path, spooled = input_path(audit, args)
+    try:
+        summary = count_pseudonyms(store, audit, CountParams(args.incident, args.operator, args.reason, path))
+    except Refused as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        if spooled:
+            path.unlink(missing_ok=True)
+    say("counts only: nothing was opened; 'resolved' counts the pseudonyms the vault can still resolve")
+    report_unresolved(summary, args)
+    print(summary.line(), flush=True)
+    return 0
+
+
+def resolve(settings: Settings, store, audit: AuditLog, args: argparse.Namespace) -> int:
+    check_flags(audit, args)
+    smtp, letter = prepare_notices(audit, args) if args.notify else (None, None)
+    path, spooled = input_path(audit, args)
+    params = ResolveParams(
+        incident=args.incident, operator=args.operator, reason=args.reason, pseudonyms=path,
+        dpo_key=args.dpo_key, dpo_public=KeyPaths(settings.keys_dir).dpo_public,
+        passphrase=dpo_passphrase(args.dpo_key), out=args.out, request_id=args.request, workers=args.workers,
+        notes={"notify": args.notify, "dry_run": args.dry_run},
+    )
+    try:
+        summary = resolve_pseudonyms(store, audit, params, four_eyes_required=settings.requires_four_eyes)
+    except (Refused, BreachError) as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        if spooled:
+            path.unlink(missing_ok=True)
+    sys.stdout.flush()
+    report_unresolved(summary, args)
+    ok = not summary.counts.get("unopenable")
+    if args.notify:
+        ok = notify(audit, args, smtp, letter, summary).ok and ok
+    print(summary.line(), flush=True)
+    return 0 if ok else 1
+
+
+def main() -> int:
+    args = parse_args()
+    settings = settings_from_environment()
+    store = open_store(settings.db_uri)
+    audit = AuditLog(store)
+    try:
+        return count_only(store, audit, args) if args.counts_only else resolve(settings, store, audit, args)
+    except StoreError as exc:
+        raise CommandError(f"the store is unavailable: {exc}") from exc
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,137 @@
+"""Helpers shared by the breach-contact tests: a populated vault, parameters, an SMTP server."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.x509.oid import NameOID
+
+from identity.breach.resolve import ResolveParams
+from identity.keys import Keyring
+from identity.keys.files import load_private_key, private_key_pem
+from identity.sealing import Sealer
+from identity.store import Store
+from identity.vault import ERASED, IDENTITIES, RESTRICTED, Vault
+
+EMAILS = [f"person{i}@example.org" for i in range(12)]
+
+
+@dataclass
+class Population:
+    """Twelve people in a vault: one erased, one restricted; the list file names them all."""
+
+    pseudonyms: dict[str, str]  # pseudonym → e-mail (only those still resolvable)
+    erased: str
+    restricted: str
+    order: list[str] = field(default_factory=list)
+
+
+def populate(store: Store, keys_dir: Path) -> Population:
+    keyring = Keyring(keys_dir, passphrase=None)
+    vault = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key))
+    order = [vault.resolve_or_create(email).identity.pseudonym for email in EMAILS]
+    erased, restricted = order[3], order[5]
+    store.update(IDENTITIES, {"pseudonym": erased},
+                 {"status": ERASED, "sealed_email": None, "blind_index": None})
+    store.update(IDENTITIES, {"pseudonym": restricted}, {"status": RESTRICTED})
+    resolvable = {p: e for p, e in zip(order, EMAILS) if p != erased}
+    return Population(resolvable, erased, restricted, order)
+
+
+def write_list(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def params(tmp_path: Path, keys_dir: Path, listing: Path, **overrides: Any) -> ResolveParams:
+    values: dict[str, Any] = dict(
+        incident="INC-2026-01", operator="dpo.jansen", reason="tracking data leaked from the analytics bucket",
+        pseudonyms=listing, dpo_key=keys_dir / "dpo_private.pem", dpo_public=keys_dir / "dpo_public.pem",
+        out=tmp_path / "contacts.csv", workers=0, chunk_size=4, progress=False,
+    )
+    values.update(overrides)
+    return ResolveParams(**values)
+
+
+def encrypted_dpo_key(keys_dir: Path, target: Path, passphrase: str) -> Path:
+    key = load_private_key(keys_dir / "dpo_private.pem", None)
+    target.write_bytes(private_key_pem(key, passphrase))
+    target.chmod(0o600)
+    return target
+
+
+def other_x25519_key(target: Path) -> Path:
+    target.write_bytes(private_key_pem(X25519PrivateKey.generate(), None))
+    return target
+
+
+# -- a real SMTP server on 127.0.0.1 (aiosmtpd) ---------------------------------------------------
+
+
+class Inbox:
+    """Collects delivered messages; ``plan`` scripts replies (e.g. ``["451 busy", None]``)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+        self.plan: list[str | None] = []
+        self.fail_for: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            for rcpt in envelope.rcpt_tos:
+                if rcpt in self.fail_for:
+                    return self.fail_for[rcpt]
+            scripted = self.plan.pop(0) if self.plan else None
+            if scripted:
+                return scripted
+            self.messages.append((list(envelope.rcpt_tos), envelope.original_content or envelope.content))
+        return "250 OK"
+
+    def recipients(self) -> list[str]:
+        return [r for rcpts, _ in self.messages for r in rcpts]
+
+
+def self_signed_tls(directory: Path) -> tuple[Path, ssl.SSLContext]:
+    """A certificate for 127.0.0.1 and localhost; returns the CA file and the server's context."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return cert_file, context
+
+
+NOTICE = {
+    "organisation": "Voorbeeld B.V.",
+    "dpo_contact": "Functionaris gegevensbescherming, privacy@voorbeeld.nl, 020 123 4567",
+    "nl": {"nature": "Een onbeveiligde opslag met klikgedrag was een week openbaar.",
+           "consequences": "Anderen kunnen zien welke pagina's u bekeek; misbruik voor phishing is mogelijk.",
+           "measures": "De opslag is afgesloten, de toegang onderzocht en de Autoriteit Persoonsgegevens ingelicht."},
+    "en": {"nature": "An unprotected store of click data was public for a week.",
+           "consequences": "Others could see which pages you viewed; it could be used for phishing.",
+           "measures": "The store was closed, access investigated and the Dutch DPA informed.",
+           "advice": "Do not click links in unexpected e-mails that mention this incident."},
+}
