@@ -180,3 +180,58 @@ def test_demo_walk_through_runs(tmp_path: Path):
     assert result["posted"] == 201 and not result["email_in_downstream"]
     assert [row[0] for row in result["rows"]] == [result["pseudonym"]]
     assert "e-mail anywhere in the downstream database: no" in out.getvalue()
+
+
+# -- the example app's token helper (native app: code + PKCE, loopback redirect) ---------------------
+
+
+def test_get_token_helper_runs_code_and_pkce_against_the_real_service(
+        oauth_client, public_app, audience_keys, settings, clock, tmp_path):
+    from examples.downstream.get_token import build_authorization, code_from_redirect, exchange_code
+    from tests.conftest import REDIRECT_URI
+    from tests.oauth_helpers import query_of
+
+    auth = build_authorization(issuer=settings.issuer, client_id=public_app.client_id, redirect_uri=REDIRECT_URI,
+                               scope="records:read records:write", resource=API)
+    assert "code_challenge_method=S256" in auth.url and auth.code_verifier not in auth.url
+    redirect = oauth_client.get(auth.url.removeprefix(settings.issuer))
+    query = query_of(redirect.headers["Location"])
+    with pytest.raises(ValueError, match="state"):
+        code_from_redirect({**query, "state": "forged"}, auth, issuer=settings.issuer)
+    with pytest.raises(ValueError, match="issuer"):
+        code_from_redirect({**query, "iss": "https://evil.example.test"}, auth, issuer=settings.issuer)
+    code = code_from_redirect(query, auth, issuer=settings.issuer)
+
+    def post(url: str, form):
+        response = oauth_client.post(url.removeprefix(settings.issuer), data=dict(form))
+        return {"status": response.status_code, **response.json}
+
+    answer = exchange_code(issuer=settings.issuer, client_id=public_app.client_id, code=code, auth=auth, post=post)
+    assert answer["status"] == 200
+    verifier = TokenVerifier(issuer=settings.issuer, audience=API, decryption_keys=[audience_keys[API].private_key],
+                             fetcher=FlaskClientFetcher(oauth_client, settings.issuer), clock=clock)
+    assert verifier.verify(answer["access_token"]).scopes == {"records:read", "records:write"}
+
+
+def test_get_token_loopback_listener_returns_the_redirect_query():
+    import socket
+    import threading
+    import urllib.request
+
+    from examples.downstream.get_token import wait_for_redirect
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result: dict = {}
+    listener = threading.Thread(target=lambda: result.update(wait_for_redirect(port, timeout=20)))
+    listener.start()
+    for _ in range(50):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/callback?code=c1&state=s1", timeout=2) as r:
+                assert r.status == 200
+            break
+        except OSError:
+            threading.Event().wait(0.05)
+    listener.join(timeout=20)
+    assert result == {"code": "c1", "state": "s1"}
