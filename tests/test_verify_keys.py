@@ -337,3 +337,15 @@ def test_verifier_is_usable_with_pem_and_decryption_key_objects(factory: TokenFa
         DecryptionKey.from_file(tmp_path / "k.pem", passphrase="wrong")
     with pytest.raises(ConfigurationError):
         DecryptionKey.from_file(tmp_path / "missing.pem")
+
+
+def test_a_fetcher_that_raises_anything_means_issuer_unavailable(factory: TokenFactory):
+    class Broken(FakeFetcher):
+        def get(self, url: str):
+            self.calls.append(("GET", url))
+            raise OSError("network down")
+
+    for jwks_uri in (JWKS_URI, None):
+        verifier, _, _ = make_verifier(factory, fetcher=Broken(), jwks_uri=jwks_uri)
+        with pytest.raises(IssuerUnavailable):
+            verifier.verify(factory.token())

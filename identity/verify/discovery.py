@@ -75,7 +75,13 @@ class Discovery:
             if self._failed_at is not None and now - self._failed_at < self._retry_interval:
                 raise IssuerUnavailable("the issuer's discovery document could not be fetched recently")
             try:
-                self._metadata = parse_metadata(self._fetcher.get(self.url).json_object(), issuer=self.issuer)
+                try:
+                    response = self._fetcher.get(self.url)
+                except IssuerUnavailable:
+                    raise
+                except Exception as exc:  # an injected fetcher that breaks its contract
+                    raise IssuerUnavailable(f"fetching the discovery document failed ({type(exc).__name__})") from None
+                self._metadata = parse_metadata(response.json_object(), issuer=self.issuer)
             except IssuerUnavailable as exc:
                 self._failed_at = now
                 log.warning("issuer discovery failed: %s", exc)

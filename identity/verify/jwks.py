@@ -97,7 +97,14 @@ class SigningKeys:
         return self._discovery.metadata().jwks_uri
 
     def _fetch(self) -> dict[str, RSAPublicKey]:
-        return parse_jwks(self._fetcher.get(self._jwks_url()).json_object())
+        url = self._jwks_url()
+        try:
+            response = self._fetcher.get(url)
+        except IssuerUnavailable:
+            raise
+        except Exception as exc:  # an injected fetcher that breaks its contract still means "unavailable"
+            raise IssuerUnavailable(f"fetching the JWKS failed ({type(exc).__name__})") from None
+        return parse_jwks(response.json_object())
 
     def _install(self, keys: dict[str, RSAPublicKey], now: float) -> _Snapshot:
         previous = self._snapshot
