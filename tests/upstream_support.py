@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any, Callable, Iterator, Mapping
@@ -171,20 +172,27 @@ Tamper = Callable[[dict[str, Any], dict[str, Any]], str]
 
 @dataclass
 class TamperingIdP:
-    """Wraps a dev IdP: its token endpoint's ID token is replaced by ``tamper(header, claims)``."""
+    """Wraps a dev IdP (a WSGI app): rewrites the token endpoint's ID token with ``tamper(header, claims)``,
+    answers ``replies[path] = (status, body)`` instead of the IdP, or sleeps ``delays[path]`` seconds first."""
 
     idp: DevIdP
     tamper: Tamper | None = None
-    token_status: int | None = None
+    replies: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
-        self.requests.append(environ.get("PATH_INFO", ""))
-        if environ.get("PATH_INFO") != "/token" or (self.tamper is None and self.token_status is None):
+        path = environ.get("PATH_INFO", "")
+        self.requests.append(path)
+        if path in self.delays:
+            time.sleep(self.delays[path])
+        if path in self.replies:
+            status, body = self.replies[path]
+            content_type = "application/json" if body.startswith(b"{") else "text/html"
+            start_response(f"{status} Test", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+            return iter([body])
+        if path != "/token" or self.tamper is None:
             return self.idp.app(environ, start_response)
-        if self.token_status is not None:
-            start_response(f"{self.token_status} Upstream Error", [("Content-Type", "text/html")])
-            return iter([b"<h1>down</h1>"])
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -192,7 +200,7 @@ class TamperingIdP:
             return lambda data: None
 
         body = json.loads(b"".join(self.idp.app(environ, capture)))
-        if "id_token" in body and self.tamper is not None:
+        if "id_token" in body:
             token = body["id_token"]
             body["id_token"] = self.tamper(decode_segment(token, 0), decode_segment(token, 1))
         data = json.dumps(body).encode()
@@ -204,6 +212,9 @@ class TamperingIdP:
         """Sign with the IdP's active key (or ``key``): what a genuine token with these claims looks like."""
         key = key or self.idp.keys.active
         return jwt.encode({**header, "kid": header.get("kid", key.kid)}, claims, key)
+
+    def count(self, path: str) -> int:
+        return self.requests.count(path)
 
 
 class LiveServer:

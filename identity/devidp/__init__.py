@@ -50,12 +50,13 @@ class DevIdP:
         return self.config.issuer
 
     def metadata(self) -> dict[str, Any]:
-        """OpenID Connect Discovery 1.0 §3."""
+        """OpenID Connect Discovery 1.0 §3 (an issuer may end in ``/``, as Auth0's does)."""
+        base = self.issuer.rstrip("/")
         return {
             "issuer": self.issuer,
-            "authorization_endpoint": f"{self.issuer}/authorize",
-            "token_endpoint": f"{self.issuer}/token",
-            "jwks_uri": f"{self.issuer}/jwks",
+            "authorization_endpoint": f"{base}/authorize",
+            "token_endpoint": f"{base}/token",
+            "jwks_uri": f"{base}/jwks",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code"],

@@ -13,6 +13,7 @@ gets an error page; with one, the app gets an OAuth error at its registered redi
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Mapping
 
 import requests
@@ -51,6 +52,7 @@ class UpstreamBroker:
         self.config = config
         self._mounts = dict(mounts or {})
         self._client: UpstreamApp | None = None
+        self._keys_fetched_at: float | None = None
 
     def __repr__(self) -> str:
         return f"UpstreamBroker(issuer={self.config.issuer!r})"
@@ -150,8 +152,13 @@ class UpstreamBroker:
             raise LoginRefused("token_endpoint_refused") from None
         except (requests.RequestException, ValueError) as exc:
             raise UpstreamUnavailable(f"token_endpoint_{type(exc).__name__}") from None
-        return verified_email(self.client, token, issuer=metadata["issuer"], client_id=self.config.client_id,
-                              nonce=data["nonce"])
+        now = time.monotonic()
+        refresh = self._keys_fetched_at is None or now - self._keys_fetched_at >= self.config.jwks_max_age
+        email = verified_email(self.client, token, issuer=metadata["issuer"], client_id=self.config.client_id,
+                               nonce=data["nonce"], refresh_keys=refresh)
+        if refresh:
+            self._keys_fetched_at = now
+        return email
 
     # -- shared --------------------------------------------------------------------------------
 

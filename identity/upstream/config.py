@@ -26,6 +26,7 @@ class UpstreamConfig:
     timeout: float = 5.0
     state_ttl: int = 600
     require_https: bool = True
+    jwks_max_age: float = 300.0  # a key the IdP withdrew is trusted at most this long after
 
     @property
     def discovery_url(self) -> str:

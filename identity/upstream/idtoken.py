@@ -32,12 +32,15 @@ def claims_options(*, issuer: str, client_id: str) -> dict[str, dict[str, Any]]:
 
 
 def verified_email(client: UpstreamApp, token: Mapping[str, Any], *, issuer: str, client_id: str,
-                   nonce: str) -> str:
-    """The verified e-mail address the ID token in ``token`` asserts; raise ``LoginRefused`` otherwise."""
+                   nonce: str, refresh_keys: bool = False) -> str:
+    """The verified e-mail address the ID token in ``token`` asserts; raise ``LoginRefused`` otherwise.
+
+    The JWKS is cached; ``refresh_keys`` fetches it first (Authlib also refetches for an unknown kid).
+    """
     if not isinstance(token.get("id_token"), str):
         raise LoginRefused("no_id_token")
     try:
-        client.fetch_jwk_set()  # cached after the first login; refetched by Authlib for an unknown kid
+        client.fetch_jwk_set(force=refresh_keys)
     except (requests.RequestException, ValueError) as exc:
         raise UpstreamUnavailable("jwks_unreachable") from exc
     try:
