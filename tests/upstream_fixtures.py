@@ -32,11 +32,11 @@ UPSTREAM_CLIENT_ID = "identity-test"
 UPSTREAM_SECRET = "upstream-client-secret"
 
 
-def register_app_client(app: Flask, audience_keys: dict[str, AudienceKeys]) -> Any:
-    """The audience API and a public client with ``REDIRECT_URI``: an app that wants tokens for it."""
+def register_app_client(app: Flask, audience_keys: dict[str, AudienceKeys], redirect_uri: str = REDIRECT_URI) -> Any:
+    """The audience API and a public client with ``redirect_uri``: an app that wants tokens for it."""
     oauth = app.extensions["identity"].oauth
     oauth.audiences.add(API, key=parse_encryption_key(audience_keys[API].public_pem), jwks_uri=None)
-    client, _ = oauth.clients.register(name="Test app", public=True, redirect_uris=[REDIRECT_URI], grant_types=None,
+    client, _ = oauth.clients.register(name="Test app", public=True, redirect_uris=[redirect_uri], grant_types=None,
                                        scopes=["openid", "records:read"], audiences=[API])
     return client
 
