@@ -42,7 +42,7 @@ def answer(fetcher: FakeFetcher, **body: object) -> None:
 def test_active_token_is_confirmed_with_client_secret_basic(factory: TokenFactory):
     verifier, fetcher, _ = make_verifier(factory, introspection=CREDENTIALS, introspection_endpoint=INTROSPECTION_URI)
     token = factory.token()
-    answer(fetcher, active=True, sub=PSEUDONYM, client_id=CLIENT_ID, iss=ISSUER)
+    answer(fetcher, active=True, sub=PSEUDONYM, client_id=CLIENT_ID, iss=ISSUER, aud=[factory.audience, "x"])
     assert verifier.verify(token, introspect=True).subject == PSEUDONYM
     url, form, auth = fetcher.posts[0]
     assert url == INTROSPECTION_URI
@@ -63,7 +63,8 @@ def test_revoked_token_is_refused_even_when_cached(factory: TokenFactory):
 
 
 @pytest.mark.parametrize("body", [{"active": "true"}, {"active": 1}, {}, {"active": True, "sub": "other"},
-                                  {"active": True, "jti": "other"}, {"active": True, "client_id": "other"}])
+                                  {"active": True, "jti": "other"}, {"active": True, "client_id": "other"},
+                                  {"active": True, "aud": "https://other.example.test"}, {"active": True, "aud": [5]}])
 def test_anything_but_a_matching_active_true_is_inactive(factory: TokenFactory, body: dict):
     verifier, fetcher, _ = make_verifier(factory, introspection=CREDENTIALS, introspection_endpoint=INTROSPECTION_URI)
     answer(fetcher, **body)

@@ -75,3 +75,7 @@ class IntrospectionClient:
         for name in CROSS_CHECKED:
             if name in answer and answer[name] != verified.claims.get(name):
                 raise TokenInactive("the introspection answer describes another token")
+        if "aud" in answer:
+            audiences = answer["aud"] if isinstance(answer["aud"], list) else [answer["aud"]]
+            if not set(verified.audience) & set(a for a in audiences if isinstance(a, str)):
+                raise TokenInactive("the introspection answer describes another audience")
