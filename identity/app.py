@@ -14,6 +14,7 @@ from .web import health, jwks, oauth
 from .web.context import EXTENSION
 from .web.headers import install_security_headers
 from .web.login import LoginBroker, install_login_broker
+from .web.me import install_self_service
 
 MAX_REQUEST_BYTES = 64 * 1024
 
@@ -50,6 +51,7 @@ def create_app(
     app.register_blueprint(health.blueprint)
     app.register_blueprint(jwks.blueprint)
     app.register_blueprint(oauth.blueprint)
+    install_self_service(app, services)
     install_login_broker(app, configure_login(app, services, login_broker))
     return app
 
