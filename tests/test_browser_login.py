@@ -9,7 +9,6 @@ Skipped, saying why, where Chromium is not installed (``.ci/run`` installs it:
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 from typing import Iterator
 

@@ -13,8 +13,10 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, make_response, redirect, render_template, \
-    request, session, url_for
+from flask import (
+    Blueprint, Flask, Response, current_app, jsonify, make_response, redirect, render_template, request, session,
+    url_for,
+)
 from werkzeug.exceptions import HTTPException
 
 from .authorization import LoginRequest, PageError, RedirectError, email_problem, parse_login_request, with_query
