@@ -1,0 +1,180 @@
+"""``scripts/breach_contact.py`` and ``scripts/four_eyes.py`` as the DPO and officers run them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from identity.audit import AuditLog
+from identity.store import SQLiteStore
+from tests.breach_support import EMAILS, NOTICE, Inbox, Population, populate, write_list
+
+ROOT = Path(__file__).resolve().parent.parent
+SUMMARY = "resolved=11 unknown=0 erased=1 malformed=1"
+
+
+def run_script(name: str, *args: str, env: dict[str, str], stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | env
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], capture_output=True,
+                          env=full_env, input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
+                          timeout=120)
+
+
+@pytest.fixture
+def world(tmp_path: Path, keys_dir: Path) -> tuple[Population, dict[str, str], Path]:
+    db = tmp_path / "identity.sqlite3"
+    store = SQLiteStore(db)
+    people = populate(store, keys_dir)
+    store.close()
+    listing = write_list(tmp_path / "affected.txt", people.order + ["not-a-pseudonym"])
+    env = {"IDENTITY_DB_URI": f"sqlite:///{db}", "IDENTITY_KEYS_DIR": str(keys_dir)}
+    return people, env, listing
+
+
+def base_args(tmp_path: Path, keys_dir: Path, listing: Path | str) -> list[str]:
+    return ["--incident", "INC-2026-01", "--operator", "dpo.jansen", "--reason", "analytics bucket leaked",
+            "--pseudonyms", str(listing), "--dpo-key", str(keys_dir / "dpo_private.pem"), "--workers", "2"]
+
+
+def records(env: dict[str, str]) -> list[dict]:
+    return list(AuditLog(SQLiteStore(env["IDENTITY_DB_URI"].removeprefix("sqlite:///"))).records())
+
+
+def text(result: subprocess.CompletedProcess, stream: str = "stdout") -> str:
+    return getattr(result, stream).decode("utf-8")
+
+
+def test_resolve_to_a_private_csv_and_end_with_the_summary_line(world, tmp_path, keys_dir):
+    people, env, listing = world
+    out = tmp_path / "contacts.csv"
+    result = run_script("breach_contact.py", *base_args(tmp_path, keys_dir, listing), "--out", str(out), env=env)
+    assert result.returncode == 0, text(result, "stderr")
+    assert text(result).splitlines() == [SUMMARY]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    rows = list(csv.reader(io.StringIO(out.read_text())))
+    assert rows[0] == ["pseudonym", "email"] and len(rows) == 12
+    assert "malformed lines: 13" in text(result, "stderr")
+    assert not any(e in text(result, "stderr") for e in EMAILS)
+    verify = run_script("audit.py", "verify", env=env)
+    assert verify.returncode == 0 and json.loads(verify.stdout)["records"] == 2
+
+
+def test_refusal_without_a_reason_is_audited_and_prints_nothing(world, tmp_path, keys_dir):
+    _, env, listing = world
+    args = [a for a in base_args(tmp_path, keys_dir, listing) if a not in ("--reason", "analytics bucket leaked")]
+    result = run_script("breach_contact.py", *args, "--out", str(tmp_path / "c.csv"), env=env)
+    assert result.returncode == 1 and result.stdout == b"" and "--reason is required" in text(result, "stderr")
+    assert not (tmp_path / "c.csv").exists()
+    assert [(r["action"], r["outcome"], r["actor"]) for r in records(env)] == [("breach.resolve", "refused",
+                                                                                  "dpo.jansen")]
+
+
+def test_wrong_passphrase_is_refused_and_audited(world, tmp_path, keys_dir):
+    from tests.breach_support import encrypted_dpo_key
+    _, env, listing = world
+    key = encrypted_dpo_key(keys_dir, tmp_path / "dpo.pem", "right one")
+    args = base_args(tmp_path, keys_dir, listing)
+    args[args.index("--dpo-key") + 1] = str(key)
+    result = run_script("breach_contact.py", *args, "--out", str(tmp_path / "c.csv"),
+                        env=env | {"IDENTITY_DPO_KEY_PASSPHRASE": "wrong one"})
+    assert result.returncode == 1 and "wrong passphrase" in text(result, "stderr")
+    assert not (tmp_path / "c.csv").exists() and records(env)[0]["outcome"] == "refused"
+
+
+def test_stdout_only_with_the_flag_and_stdin_as_the_list(world, tmp_path, keys_dir):
+    people, env, listing = world
+    result = run_script("breach_contact.py", *base_args(tmp_path, keys_dir, "-"), "--stdout", env=env,
+                        stdin=listing.read_bytes())
+    assert result.returncode == 0, text(result, "stderr")
+    lines = text(result).splitlines()
+    assert lines[0] == "pseudonym,email" and lines[-1] == SUMMARY and len(lines) == 13
+    assert records(env)[0]["details"]["output"] == "stdout"
+
+
+def test_counts_for_the_authority_need_no_key(world, tmp_path):
+    _, env, listing = world
+    result = run_script("breach_contact.py", "--incident", "INC-2026-01", "--operator", "dpo.jansen", "--reason",
+                        "art. 33 notice", "--pseudonyms", str(listing), "--counts-only", env=env)
+    assert result.returncode == 0 and text(result).splitlines() == [SUMMARY]
+    assert records(env)[0]["action"] == "breach.count"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_whole_procedure_with_four_eyes_and_notices(world, tmp_path, keys_dir):
+    people, env, listing = world
+    env = env | {"IDENTITY_FOUR_EYES_REQUIRED": "true"}
+    officer_env = env | {"IDENTITY_OFFICER_KEY_PASSPHRASE": "officer secret"}
+    for name in ("anna", "bram"):
+        made = run_script("four_eyes.py", "keygen", "--officer", name, "--out", str(tmp_path / f"{name}.key"),
+                          env=officer_env)
+        assert made.returncode == 0, text(made, "stderr")
+        enrolled = run_script("four_eyes.py", "enrol", "--officer", name, "--public-key",
+                              str(tmp_path / f"{name}.key.pub"), "--by", "security-lead", env=env)
+        assert enrolled.returncode == 0, text(enrolled, "stderr")
+
+    args = base_args(tmp_path, keys_dir, listing)
+    out = tmp_path / "contacts.csv"
+    refused = run_script("breach_contact.py", *args, "--out", str(out), env=env)
+    assert refused.returncode == 1 and "approval is required" in text(refused, "stderr") and not out.exists()
+
+    filed = run_script("four_eyes.py", "request", "--officer", "anna", "--key", str(tmp_path / "anna.key"),
+                       "--incident", "INC-2026-01", "--reason", "analytics bucket leaked", "--pseudonyms",
+                       str(listing), env=officer_env)
+    assert filed.returncode == 0, text(filed, "stderr")
+    request_id = json.loads(filed.stdout)["request_id"]
+    self_approved = run_script("four_eyes.py", "approve", "--officer", "anna", "--key", str(tmp_path / "anna.key"),
+                               "--request", request_id, env=officer_env)
+    assert self_approved.returncode == 1 and "own request" in text(self_approved, "stderr")
+    approved = run_script("four_eyes.py", "approve", "--officer", "bram", "--key", str(tmp_path / "bram.key"),
+                          "--request", request_id, "--pseudonyms", str(listing), env=officer_env)
+    assert approved.returncode == 0 and json.loads(approved.stdout)["status"] == "approved"
+
+    notice = tmp_path / "notice.json"
+    notice.write_text(json.dumps(NOTICE))
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        smtp = {"IDENTITY_SMTP_HOST": "127.0.0.1", "IDENTITY_SMTP_PORT": str(controller.port),
+                "IDENTITY_SMTP_SECURITY": "none", "IDENTITY_SMTP_FROM": "privacy@voorbeeld.nl"}
+        notify = [*args, "--out", str(out), "--request", request_id, "--notify", "--notice", str(notice)]
+        rehearsal = run_script("breach_contact.py", *notify, "--dry-run", env=env | smtp)
+        assert rehearsal.returncode == 0, text(rehearsal, "stderr")
+        assert inbox.messages == [] and "would_send=11" in text(rehearsal, "stderr")
+        assert NOTICE["nl"]["measures"] in text(rehearsal, "stderr")
+        assert not any(e in text(rehearsal, "stderr") for e in EMAILS)
+
+        sent = run_script("breach_contact.py", *notify, env=env | smtp)
+        assert sent.returncode == 0, text(sent, "stderr")
+        assert text(sent).splitlines() == [SUMMARY] and "sent=11" in text(sent, "stderr")
+        assert sorted(inbox.recipients()) == sorted(people.pseudonyms.values())
+        again = run_script("breach_contact.py", *notify, env=env | smtp)
+        assert again.returncode == 0 and "already_sent=11" in text(again, "stderr") and len(inbox.messages) == 11
+    finally:
+        controller.stop()
+
+    other_run = run_script("breach_contact.py", *args, "--out", str(tmp_path / "second.csv"), "--request",
+                           request_id, env=env)
+    assert other_run.returncode == 1 and "already used" in text(other_run, "stderr")
+
+    log = json.loads(run_script("audit.py", "show", "--incident", "INC-2026-01", env=env).stdout)["records"]
+    kinds = [(r["action"], r["outcome"]) for r in log]
+    assert ("four_eyes.request", "ok") in kinds and ("four_eyes.approve", "ok") in kinds
+    assert kinds.count(("breach.notify", "sent")) == 11
+    assert "@example.org" not in json.dumps(log)
+    assert run_script("audit.py", "verify", env=env).returncode == 0
