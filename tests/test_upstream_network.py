@@ -112,11 +112,12 @@ def test_a_slow_discovery_document_times_out(settings, audience_keys, live_idp):
     assert time.monotonic() - started < 2.5
 
 
-def test_a_slow_token_endpoint_times_out_after_the_person_signed_in(settings, audience_keys, live_idp):
+@pytest.mark.parametrize("path", ["/token", "/jwks"])
+def test_a_slow_token_endpoint_or_jwks_times_out_after_the_person_signed_in(path, settings, audience_keys, live_idp):
     server, tampering = live_idp
     app, client = service_for(settings, server.url, audience_keys, timeout=0.3)
     browser = Browser({"id.example.test": app, urlsplit(server.url).netloc: tampering}, stop_at=REDIRECT_URI)
-    tampering.delays["/token"] = 3.0
+    tampering.delays[path] = 3.0
     started = time.monotonic()
     result = log_in(browser, ISSUER, client.client_id, REDIRECT_URI, "judy@example.org")
     assert time.monotonic() - started < 2.5

@@ -20,9 +20,12 @@ from joserfc.jwk import ECKey, OctKey
 
 from identity import create_app
 from identity.oauth.records import PENDING_AUTHORIZATIONS
+from identity.store import StoreUnavailable
 from identity.upstream import UpstreamBroker, WsgiTransport
+from identity.upstream.transport import UpstreamSession
+from identity.web.login import EXTENSION as LOGIN_BROKER
 from tests.conftest import REDIRECT_URI
-from tests.oauth_helpers import query_of
+from tests.oauth_helpers import pkce_pair, query_of
 from tests.upstream_fixtures import (  # noqa: F401
     UPSTREAM,
     UPSTREAM_CLIENT_ID,
@@ -35,7 +38,7 @@ from tests.upstream_fixtures import (  # noqa: F401
     upstream_config,
     upstream_idp,
 )
-from tests.upstream_support import Browser, decode_segment, log_in
+from tests.upstream_support import Browser, authorization_url, decode_segment, log_in
 
 ISSUER = "https://id.example.test"
 EMAIL = "dana@example.org"
@@ -226,3 +229,40 @@ def test_refusals_are_logged_with_a_reason_and_never_the_email(broker_browser, b
     failed = [r for r in caplog.records if r.getMessage() == "upstream login failed"]
     assert [r.reason for r in failed] == ["email_not_verified"]
     assert not [r for r in caplog.records if "grace" in r.getMessage() or "grace" in repr(vars(r))]
+
+
+def installed_broker(app) -> UpstreamBroker:
+    return app.extensions[LOGIN_BROKER]
+
+
+def test_an_unforeseen_error_at_the_callback_is_a_server_error_for_the_app(broker_browser, broker_client, broker_app,
+                                                                          monkeypatch, caplog):
+    def broken(**kwargs):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(installed_broker(broker_app).client, "fetch_access_token", broken)
+    assert_refused(login(broker_browser, broker_client), broker_app, "server_error")
+    assert failure_reasons(caplog) == ["unexpected_error"]
+
+
+def test_an_unforeseen_error_when_starting_is_a_server_error_for_the_app(broker_browser, broker_client, broker_app,
+                                                                        monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(installed_broker(broker_app).client, "create_authorization_url", broken)
+    verifier, challenge = pkce_pair()
+    page = broker_browser.get(authorization_url(ISSUER, broker_client.client_id, REDIRECT_URI, challenge))
+    assert page.query["error"] == "server_error" and page.query["state"] == "app-state"
+
+
+def test_a_store_outage_at_the_callback_is_an_error_page(broker_browser, broker_client, broker_app, monkeypatch):
+    def down(*args, **kwargs):
+        raise StoreUnavailable("disk gone")
+    monkeypatch.setattr(broker_app.extensions["identity"].oauth.authorizer, "complete", down)
+    page = login(broker_browser, broker_client).page
+    assert page.status == 503 and page.response.mimetype == "text/html" and "disk gone" not in page.text
+
+
+def test_every_upstream_session_has_a_timeout():
+    with pytest.raises(ValueError, match="timeout"):
+        UpstreamSession(client_id="c")
+    assert UpstreamSession(client_id="c", default_timeout=2.0).default_timeout == 2.0

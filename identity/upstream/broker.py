@@ -82,6 +82,9 @@ class UpstreamBroker:
             started = self.client.create_authorization_url(self.config.callback_url)
         except UpstreamFailure as failure:
             return self._fail(pending.pending_id, failure)
+        except Exception:  # noqa: BLE001 - an unforeseen answer or a bug: still an OAuth error, not a 500
+            log.exception("upstream login: unexpected error while starting")
+            return self._fail(pending.pending_id, UpstreamFailure("unexpected_error"))
         self.client.save_authorize_data(
             state=started["state"], redirect_uri=self.config.callback_url, pending_id=pending.pending_id,
             code_verifier=started["code_verifier"], nonce=started["nonce"],
@@ -120,6 +123,11 @@ class UpstreamBroker:
             return self._fail(pending_id, failure)
         except InvalidEmail:
             return self._fail(pending_id, LoginRefused("email_malformed"))
+        except StoreUnavailable:
+            raise
+        except Exception:  # noqa: BLE001 - RFC 6749 §4.1.2.1: server_error instead of a 500 the app never sees
+            log.exception("upstream login: unexpected error at the callback")
+            return self._fail(pending_id, UpstreamFailure("unexpected_error"))
         try:
             location = authorizer.complete(pending_id, email)
         except ErrorPage as err:

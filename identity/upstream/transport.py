@@ -26,9 +26,10 @@ class UpstreamSession(OAuth2Session):
     """Authlib's OAuth 2 session; ``mounts`` installs adapters for URL prefixes."""
 
     def __init__(self, *args: Any, mounts: Mapping[str, BaseAdapter] | None = None, **kwargs: Any) -> None:
-        if not kwargs.get("default_timeout"):
-            raise ValueError("every upstream call needs a timeout (default_timeout)")
         super().__init__(*args, **kwargs)
+        if not self.default_timeout:
+            self.close()
+            raise ValueError("every upstream call needs a timeout (default_timeout)")
         for prefix, adapter in (mounts or {}).items():
             self.mount(prefix, adapter)
 
