@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Benchmark the breach run: seed N identities in an SQLite store, resolve them all, report time and memory.
+
+  python scripts/bench_breach.py --n 1000000 [--dir DIR] [--workers N] [--chunk 1000] [--distinct-seals 1000]
+
+Uses its own development keys and database under DIR (default: a new temporary directory; an
+existing DIR with the same N is reused, so seeding happens once). Prints one JSON object: wall
+seconds, resolutions per second, CPU seconds of the main process and of the workers, and the peak
+resident memory of the main process and of all processes together (sampled every 0.1 s).
+Target: 1,000,000 pseudonyms in < 60 s and < 300 MB on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+
+from identity.audit import AuditLog
+from identity.breach.resolve import ResolveParams, resolve_pseudonyms
+from identity.breach.seed import seed_identities
+from identity.cli import emit, run, say
+from identity.keys import Keyring, init_keys
+from identity.store import SQLiteStore
+
+SAMPLE_SECONDS = 0.1
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench_breach.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000, help="identities to seed and resolve")
+    parser.add_argument("--dir", type=Path, help="working directory (reused when it holds the same N)")
+    parser.add_argument("--workers", type=int, default=None, help="opening processes (default: one a core)")
+    parser.add_argument("--chunk", type=int, default=1000, help="pseudonyms per store read and per worker task")
+    parser.add_argument("--distinct-seals", type=int, default=1000,
+                        help="e-mails actually sealed while seeding (reused; every record still costs one open)")
+    return parser.parse_args()
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found += [int(c) for c in handle.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+class MemorySampler(threading.Thread):
+    """Peak RSS of this process and of this process plus its children (Linux /proc)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_total_kb = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        me = os.getpid()
+        while not self._halt.wait(SAMPLE_SECONDS):
+            total = _rss_kb(me) + sum(_rss_kb(child) for child in _children(me))
+            self.peak_total_kb = max(self.peak_total_kb, total)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def prepare(directory: Path, n: int, distinct_seals: int) -> tuple[SQLiteStore, Path]:
+    marker, listing = directory / "seeded.json", directory / "pseudonyms.txt"
+    store = SQLiteStore(directory / "bench.sqlite3")
+    if marker.exists() and json.loads(marker.read_text()).get("n") == n:
+        return store, listing
+    if not (directory / "keys").exists():
+        init_keys(directory / "keys", passphrase=None, dpo_passphrase=None, development=True, now=time.time())
+    say(f"seeding {n:,} identities in {directory} …")
+    seeded = seed_identities(store, Keyring(directory / "keys", passphrase=None).dpo_public_key, n, listing,
+                             distinct_seals=distinct_seals)
+    marker.write_text(json.dumps({"n": n, "seed_seconds": round(seeded.seconds, 1)}))
+    return store, listing
+
+
+def main() -> int:
+    args = parse_args()
+    directory = args.dir or Path(tempfile.mkdtemp(prefix="bench-breach-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    store, listing = prepare(directory, args.n, args.distinct_seals)
+    out = directory / f"out-{int(time.time())}.csv"
+    params = ResolveParams(incident="BENCH", operator="bench", reason="benchmark", pseudonyms=listing,
+                           dpo_key=directory / "keys" / "dpo_private.pem",
+                           dpo_public=directory / "keys" / "dpo_public.pem", out=out, workers=args.workers,
+                           chunk_size=args.chunk)
+    sampler = MemorySampler()
+    sampler.start()
+    started, cpu = time.perf_counter(), time.process_time()
+    summary = resolve_pseudonyms(store, AuditLog(store), params)
+    seconds = time.perf_counter() - started
+    main_cpu = time.process_time() - cpu
+    sampler.stop()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    emit({
+        "n": args.n, "summary": summary.line(), "seconds": round(seconds, 2),
+        "per_second": round(summary.counts["resolved"] / seconds),
+        "main_cpu_seconds": round(main_cpu, 2), "workers_cpu_seconds": round(children.ru_utime + children.ru_stime, 2),
+        "peak_rss_mb_main": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mb_all_processes": round(sampler.peak_total_kb / 1024),
+        "cores": os.cpu_count(), "workers": args.workers or os.cpu_count(), "directory": str(directory),
+    })
+    for path in (out, Path(f"{out}.unresolved.csv"), Path(f"{out}.state")):
+        path.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
