@@ -52,7 +52,7 @@ def test_verifier_fetches_discovery_and_jwks_over_http(server: str):
     factory = TokenFactory(issuer=server)
     Handler.routes["/.well-known/openid-configuration"] = (200, {}, json.dumps(
         {"issuer": server, "jwks_uri": f"{server}/.well-known/jwks.json"}).encode())
-    Handler.routes["/.well-known/jwks.json"] = (200, {"Cache-Control": "max-age=300"}, json.dumps(factory.jwks()).encode())
+    Handler.routes["/.well-known/jwks.json"] = (200, {}, json.dumps(factory.jwks()).encode())
     verifier, _, _ = make_verifier(factory, fetcher=RequestsFetcher(), jwks_uri=None)
     assert verifier.verify(factory.token()).subject == PSEUDONYM
     assert [(m, p) for m, p, _, _ in Handler.seen] == [

@@ -58,7 +58,8 @@ def test_client_credentials_token_verifies_via_discovery(
         f"{settings.issuer}/.well-known/openid-configuration", f"{settings.issuer}/.well-known/jwks.json"]
 
 
-def test_token_without_scope_verifies_with_no_scopes(oauth_client, service_client, audience_keys, settings, fetcher, clock):
+def test_token_without_scope_verifies_with_no_scopes(
+        oauth_client, service_client, audience_keys, settings, fetcher, clock):
     verifier = verifier_for(audience_keys[API], settings, fetcher, clock)
     assert verifier.verify(client_credentials(oauth_client, service_client, scope=None)).scopes == frozenset()
 

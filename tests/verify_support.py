@@ -48,7 +48,8 @@ def _uint(value: int) -> str:
 
 def public_jwk(key: rsa.RSAPrivateKey, kid: str | None = None, **extra: Any) -> dict[str, Any]:
     numbers = key.public_key().public_numbers()
-    return {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid or (thumbprint(key) if key.key_size >= 2048 else "small"),
+    kid = kid or (thumbprint(key) if key.key_size >= 2048 else "small")
+    return {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
             "n": _uint(numbers.n), "e": _uint(numbers.e), **extra}
 
 

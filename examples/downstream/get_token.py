@@ -101,7 +101,9 @@ def requests_post(url: str, form: Mapping[str, str]) -> dict[str, Any]:
     return {"status": response.status_code, **response.json()}
 
 
-def exchange_code(*, issuer: str, client_id: str, code: str, auth: Authorization, post: Post = requests_post) -> dict[str, Any]:
+def exchange_code(
+    *, issuer: str, client_id: str, code: str, auth: Authorization, post: Post = requests_post
+) -> dict[str, Any]:
     """POST ``/token`` (authorization_code with the PKCE verifier) and return the JSON answer."""
     return post(f"{issuer.rstrip('/')}/token", {
         "grant_type": "authorization_code", "code": code, "redirect_uri": auth.redirect_uri,

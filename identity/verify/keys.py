@@ -59,7 +59,9 @@ class DecryptionKey:
         try:
             key = serialization.load_pem_private_key(data, password=passphrase.encode("utf-8") if passphrase else None)
         except (ValueError, TypeError) as exc:
-            raise ConfigurationError("cannot load the decryption key: wrong passphrase or not a PEM private key") from exc
+            raise ConfigurationError(
+                "cannot load the decryption key: wrong passphrase or not a PEM private key"
+            ) from exc
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ConfigurationError("a decryption key must be an RSA private key")
         return cls.from_private_key(key, kid=kid)
