@@ -23,7 +23,7 @@ run: keys
 		--access-logfile - wsgi:app
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)  # -rs: say why a test was skipped (e.g. no Chromium)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
