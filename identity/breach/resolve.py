@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping, TextIO
 
 from ..audit import AuditLog
 from ..store import Store, StoreError
+from .dedupe import RepeatCursor, find_repeats
 from .dpo_key import load_dpo_key, raw_private
 from .errors import BreachError, Refused
 from .four_eyes import FourEyes
@@ -126,17 +127,24 @@ def _chunks(entries: Iterator[Entry], size: int) -> Iterator[list[Entry]]:
         yield chunk
 
 
-def _plan(store: Store, state: RunState, chunk: list[Entry]) -> Job:
+def _plan(store: Store, repeats: RepeatCursor, chunk: list[Entry]) -> Job:
     """Classify a chunk's lines (one store read) and collect the sealed values to open, in order."""
-    fresh = state.keep_new([entry for entry in chunk if entry[1] is not None])
-    answers = look_up(store, list(fresh.values()))
+    fresh: list[tuple[int, str]] = []
+    repeated: set[int] = set()
+    for line, pseudonym in chunk:
+        if pseudonym is not None:
+            if repeats.is_repeat(line):
+                repeated.add(line)
+            else:
+                fresh.append((line, pseudonym))
+    answers = look_up(store, [p for _, p in fresh])
     sealed_of, erased, restricted = answers.sealed, answers.erased, answers.restricted
     items: list[tuple[int, str, str, bool]] = []
     sealed: list[str] = []
     for line, pseudonym in chunk:
         if pseudonym is None:
             items.append((line, "", MALFORMED, False))
-        elif fresh.get(line) != pseudonym:
+        elif line in repeated:
             items.append((line, pseudonym, DUPLICATE, False))
         elif pseudonym in sealed_of:
             items.append((line, pseudonym, OPEN, pseudonym in restricted))
@@ -144,6 +152,14 @@ def _plan(store: Store, state: RunState, chunk: list[Entry]) -> Job:
         else:
             items.append((line, pseudonym, ERASED if pseudonym in erased else UNKNOWN, False))
     return Job(chunk[-1][0], items, sealed)
+
+
+def _repeats(state: RunState, path: Path, *, start_after: int = 0) -> RepeatCursor:
+    """The list's repeated lines: found once per run (before anything is opened), then merged."""
+    if not state.repeats_ready:
+        find_repeats(path, state.add_repeats, workdir=state.path.parent)
+        state.mark_repeats_ready()
+    return RepeatCursor(state.repeats_after, start_after=start_after)
 
 
 class _Writer:
@@ -284,9 +300,10 @@ def _open_outputs(params: ResolveParams, prepared: _Prepared, stdout: BinaryIO,
 def _stream(store: Store, params: ResolveParams, prepared: _Prepared, writer: _Writer, bar: ProgressBar,
             start_line: int) -> None:
     workers = default_workers() if params.workers is None else params.workers
+    repeats = _repeats(writer.state, params.pseudonyms, start_after=start_line)
     with open(params.pseudonyms, "rb") as handle, OpeningPool[Job](prepared.key, workers=workers) as pool:
         for chunk in _chunks(read_entries(handle, skip_through=start_line), params.chunk_size):
-            job = _plan(store, writer.state, chunk)
+            job = _plan(store, repeats, chunk)
             for done, emails in pool.submit(job, job.sealed):
                 writer.write(done, emails)
                 bar.update(writer.lines_done)
@@ -390,9 +407,10 @@ def count_pseudonyms(store: Store, audit: AuditLog, params: CountParams) -> Summ
     summary = Summary(pseudonyms_sha256=sha)
     state = RunState.temporary({"run_id": "count", "incident": params.incident, "pseudonyms_sha256": sha})
     try:
+        repeats = _repeats(state, params.pseudonyms)
         with open(params.pseudonyms, "rb") as handle:
             for chunk in _chunks(read_entries(handle), params.chunk_size):
-                for _, _, kind, restricted in _plan(store, state, chunk).items:
+                for _, _, kind, restricted in _plan(store, repeats, chunk).items:
                     summary.counts["resolved" if kind == OPEN else kind] += 1
                     summary.counts["restricted"] += restricted
     finally:

@@ -1,13 +1,12 @@
 """A breach run's resumable progress: a private SQLite file next to the output (``OUT.state``).
 
 It records which run this is (run id, incident, the list's SHA-256, the four-eyes request), how far
-the run got (input lines done, bytes of output written, counts) and, per pseudonym, that it was
-seen (duplicates in the list are skipped) and what became of its notice. It never holds an e-mail
-address.
+the run got (input lines done, bytes of output written, counts), which lines repeat an earlier
+pseudonym (computed once, see ``dedupe``) and, per pseudonym, what became of its notice. It never
+holds an e-mail address.
 
 Consistency rule: output is flushed to disk *before* a checkpoint commits, and a resumed run
-truncates the output back to the checkpoint's byte counts and forgets pseudonyms seen after the
-checkpoint's line, so nothing is written or sent twice. Notices are marked ``sending`` (committed)
+truncates the output back to the checkpoint's byte counts, so nothing is written or sent twice. Notices are marked ``sending`` (committed)
 before a message goes out: a run interrupted mid-send finds the mark and reports that message as
 *uncertain* instead of sending it again.
 """
@@ -23,11 +22,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 SENDING, SENT, FAILED, UNCERTAIN = "sending", "sent", "failed", "uncertain"
-_SQL_ROWS = 1000  # two variables a row: well under SQLite's 32766
-_INSERT_SEEN = "INSERT INTO seen (pseudonym, line) VALUES "
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS seen (pseudonym TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS repeats (line INTEGER PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS notices (pseudonym TEXT PRIMARY KEY, status TEXT NOT NULL, "
     "attempts INTEGER NOT NULL) WITHOUT ROWID",
 )
@@ -132,30 +129,31 @@ class RunState:
     # -- resolution ------------------------------------------------------------------------
 
     def rewind(self) -> Progress:
-        """Forget what was seen after the last checkpoint; return that checkpoint."""
-        progress = self.progress
-        self._conn.execute("DELETE FROM seen WHERE line > ?", (progress.lines_done,))
-        return progress
+        """The last checkpoint, where a resumed run continues."""
+        return self.progress
 
-    def keep_new(self, entries: Iterable[tuple[int, str]]) -> dict[int, str]:
-        """Line → pseudonym for the entries not seen before (first occurrence wins); marks them seen.
+    @property
+    def repeats_ready(self) -> bool:
+        return bool(self._meta().get("repeats_ready"))
 
-        One multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per slice: the rows it returns
-        are the new ones. Uncommitted until the next ``checkpoint``.
-        """
-        rows = list(entries)
+    def add_repeats(self, lines: Iterable[int]) -> None:
+        """Record line numbers that repeat an earlier pseudonym (see ``dedupe.find_repeats``)."""
         if not self._conn.in_transaction:
             self._conn.execute("BEGIN")
-        fresh: dict[int, str] = {}
-        for start in range(0, len(rows), _SQL_ROWS):
-            part = rows[start:start + _SQL_ROWS]
-            sql = _INSERT_SEEN + ",".join(["(?,?)"] * len(part)) + " ON CONFLICT DO NOTHING RETURNING line, pseudonym"
-            params = [value for line, pseudonym in part for value in (pseudonym, line)]
-            fresh.update(self._conn.execute(sql, params).fetchall())
-        return fresh
+        self._conn.executemany("INSERT OR IGNORE INTO repeats (line) VALUES (?)", ((n,) for n in lines))
+
+    def mark_repeats_ready(self) -> None:
+        if not self._conn.in_transaction:
+            self._conn.execute("BEGIN")
+        self._write_meta({"repeats_ready": True})
+        self._conn.execute("COMMIT")
+
+    def repeats_after(self, line: int, limit: int) -> list[int]:
+        return [n for (n,) in self._conn.execute(
+            "SELECT line FROM repeats WHERE line > ? ORDER BY line LIMIT ?", (line, limit))]
 
     def checkpoint(self, progress: Progress) -> None:
-        """Commit ``progress`` together with everything marked seen so far."""
+        """Commit ``progress`` (after the output it counts was flushed to disk)."""
         if not self._conn.in_transaction:
             self._conn.execute("BEGIN")
         self._write_meta(_progress_meta(progress))
