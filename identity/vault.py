@@ -1,4 +1,7 @@
-"""The identity vault: e-mail address → random pseudonym. The only module that sees an e-mail.
+"""The identity vault: e-mail address → random pseudonym.
+
+The only module that stores anything derived from an e-mail address (a blind index and a sealed
+copy). The login broker holds the verified address in memory for one request and hands it here.
 
 Rules, as documented in the README:
 

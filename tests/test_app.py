@@ -75,6 +75,19 @@ def test_security_headers_are_set(client):
     assert "Strict-Transport-Security" in response.headers  # issuer is https in tests
 
 
+PRODUCTION_UPSTREAM = {"upstream_issuer": "https://idp.example.org", "upstream_client_id": "c",
+                       "upstream_client_secret": "s"}
+
+
+def test_production_refuses_to_start_without_an_upstream_idp(settings, tmp_path):
+    root = tmp_path / "prod-keys"
+    created = init_keys(root, passphrase="pass", dpo_passphrase="dpo", development=False, now=0)
+    created.files["dpo_private_key"].unlink()
+    prod = dataclasses.replace(settings, env="production", keys_dir=root, keys_passphrase="pass")
+    with pytest.raises(ConfigError, match="IDENTITY_UPSTREAM_"):
+        create_app(prod)
+
+
 def test_production_refuses_development_keys(settings):
     with pytest.raises(ConfigError, match="development keys"):
         create_app(dataclasses.replace(settings, env="production", keys_passphrase="x"))
@@ -83,7 +96,8 @@ def test_production_refuses_development_keys(settings):
 def test_production_starts_with_proper_keys_and_no_dpo_private_key(settings, tmp_path):
     root = tmp_path / "prod-keys"
     created = init_keys(root, passphrase="pass", dpo_passphrase="dpo", development=False, now=0)
-    prod = dataclasses.replace(settings, env="production", keys_dir=root, keys_passphrase="pass")
+    prod = dataclasses.replace(settings, env="production", keys_dir=root, keys_passphrase="pass",
+                               **PRODUCTION_UPSTREAM)
     with pytest.raises(ConfigError, match="move it offline"):
         create_app(prod)
     created.files["dpo_private_key"].rename(tmp_path / "offline-dpo.pem")

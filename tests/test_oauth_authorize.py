@@ -146,3 +146,18 @@ def test_a_parked_request_can_be_completed_only_once(oauth, public_app, clock):
 def test_authorize_errors_never_500_on_odd_input(oauth_client, public_app):
     for query in ("client_id=%00", "client_id=" + "x" * 5000, "response_type=code&client_id[]=x", "%ff%fe=1"):
         assert oauth_client.get("/authorize?" + query).status_code < 500
+
+
+def test_a_failing_vault_still_answers_the_app_with_an_oauth_error(oauth, public_app, services, monkeypatch):
+    from identity.store import StoreUnavailable
+
+    request = oauth.authorizer.validate(params_for(public_app))
+    bad_address = oauth.authorizer.complete(oauth.authorizer.park(request).pending_id, "not an address")
+    assert query_of(bad_address)["error"] == "access_denied"
+
+    def store_down(email):
+        raise StoreUnavailable("down")
+
+    monkeypatch.setattr(oauth.authorizer._vault, "resolve_or_create", store_down)
+    down = oauth.authorizer.complete(oauth.authorizer.park(request).pending_id, "someone@example.org")
+    assert query_of(down)["error"] == "temporarily_unavailable" and query_of(down)["state"] == "s"

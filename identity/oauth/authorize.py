@@ -8,13 +8,14 @@ in upstream; ``complete`` turns a verified e-mail into a pseudonym and a one-tim
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Mapping
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ..audit import AuditLog
-from ..store import Store
-from ..vault import EmailInUse, Vault
+from ..store import Lt, Store, StoreUnavailable
+from ..vault import EmailInUse, InvalidEmail, Vault
 from .audiences import AudienceRegistry
 from .clients import AUTHORIZATION_CODE, Client, ClientRegistry, redirect_uri_matches
 from .pkce import challenge_problem
@@ -22,6 +23,7 @@ from .records import AUTHORIZATION_CODES, PENDING_AUTHORIZATIONS, new_secret_val
 
 MAX_PARAM_LENGTH = 2048
 RECTIFY = "rectify"
+CLEANUP_ONE_IN = 64
 SINGLE_VALUE_PARAMS = (
     "client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge",
     "code_challenge_method", "nonce", "resource", "response_mode", "prompt",
@@ -187,6 +189,8 @@ class Authorizer:
             pending_id=new_secret_value(), client_id=request.client.client_id,
             redirect_uri=request.redirect_uri, state=request.state, expires_at=now + self._pending_ttl,
         )
+        if secrets.randbelow(CLEANUP_ONE_IN) == 0:  # now and then, drop abandoned logins
+            self._store.delete(PENDING_AUTHORIZATIONS, {"expires_at": Lt(now)})
         self._store.insert(PENDING_AUTHORIZATIONS, {
             "pending_id": pending.pending_id,
             "client_id": request.client.client_id,
@@ -230,7 +234,12 @@ class Authorizer:
             raise ErrorPage("This login has expired or was already used. Start again from the app.")
         if doc.get("purpose") == RECTIFY:
             return self._rectify(doc, email)
-        identity = self._vault.resolve_or_create(email).identity
+        try:
+            identity = self._vault.resolve_or_create(email).identity
+        except InvalidEmail:
+            return self.error_redirect(doc, "access_denied", "the identity provider gave no usable e-mail address")
+        except StoreUnavailable:
+            return self.error_redirect(doc, "temporarily_unavailable", "the identity store is unavailable")
         if not identity.is_active:
             return self.error_redirect(doc, "access_denied", "this account is restricted")
         self._vault.record_login(identity.pseudonym)

@@ -7,10 +7,9 @@ development IdP and builds the same broker against it (its back channel served i
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 
+from ..config import ConfigError
 from ..devidp import mount_devidp
 from ..services import Services
 from ..web.login import LoginBroker
@@ -19,8 +18,6 @@ from .config import CALLBACK_PATH, UpstreamConfig, callback_url
 from .transport import WsgiTransport
 
 __all__ = ["CALLBACK_PATH", "UpstreamBroker", "UpstreamConfig", "WsgiTransport", "callback_url", "configure_login"]
-
-log = logging.getLogger(__name__)
 
 
 def configure_login(app: Flask, services: Services, broker: LoginBroker | None = None) -> LoginBroker | None:
@@ -39,9 +36,8 @@ def _broker_from_settings(app: Flask, services: Services) -> UpstreamBroker | No
     if config is not None:
         return UpstreamBroker(config)
     if settings.is_production:
-        # load_settings already refuses this; a hand-built Settings gets no login rather than the dev IdP.
-        log.error("no upstream IdP configured (IDENTITY_UPSTREAM_*): /authorize answers temporarily_unavailable")
-        return None
+        raise ConfigError(["refusing to start in production: IDENTITY_UPSTREAM_* is not set "
+                           "(the development IdP is never used in production)"])
     idp = mount_devidp(app, settings, store=services.store, secret=services.derived_secret("devidp-v1"),
                        redirect_uri=callback_url(settings.issuer))
     config = UpstreamConfig(issuer=idp.issuer, client_id=idp.config.client_id,
