@@ -15,6 +15,7 @@ from .web.context import EXTENSION
 from .web.headers import install_security_headers
 from .web.login import LoginBroker, install_login_broker
 from .web.me import install_self_service
+from .web.ratelimit import install_rate_limits
 
 MAX_REQUEST_BYTES = 64 * 1024
 
@@ -53,6 +54,7 @@ def create_app(
     app.register_blueprint(oauth.blueprint)
     install_self_service(app, services)
     install_login_broker(app, configure_login(app, services, login_broker))
+    install_rate_limits(app, settings)
     return app
 
 

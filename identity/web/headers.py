@@ -1,20 +1,135 @@
-"""Security headers on every response."""
+"""Security headers on every response, size limits on request lines and headers, no server banner.
+
+Every response gets ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``,
+``Referrer-Policy: no-referrer``, ``Cross-Origin-Opener-Policy: same-origin``, a Content Security
+Policy (``default-src 'none'``; HTML pages may load only their own inline style, allowed by its
+SHA-256 hash, never ``'unsafe-inline'``), ``Cache-Control: no-store`` unless the view chose a
+caching policy (JWKS and discovery are public), and HSTS when the issuer is https. No ``Server``
+header leaves the app, and under gunicorn its ``Server: gunicorn`` banner is dropped as well.
+
+The after_request hook reads only the response (no request, session or ``g``): the token endpoint's
+fast path (``identity.web.oauth.TokenFastPath``) runs it on the responses it makes itself.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import re
+import sys
+from typing import Any, Callable, Iterable
+
 from flask import Flask, Response
 
-STRICT_CSP = "default-src 'none'; style-src 'self' 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+HTML_CSP_TEMPLATE = "default-src 'none'; style-src {styles}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+HSTS = "max-age=31536000; includeSubDomains"
+MAX_QUERY_STRING = 8 * 1024
+MAX_HEADER_VALUE = 8 * 1024
+MAX_HEADERS_TOTAL = 32 * 1024
+_STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def style_hashes(app: Flask) -> list[str]:
+    """CSP hash sources for every static ``<style>`` block of the app's templates (CSP3 §8.3)."""
+    sources: list[str] = []
+    loader = app.jinja_env.loader
+    if loader is None:
+        return sources
+    for name in app.jinja_env.list_templates(extensions=["html"]):
+        text, _, _ = loader.get_source(app.jinja_env, name)
+        for block in _STYLE_BLOCK.findall(text):
+            if "{{" in block or "{%" in block:
+                continue  # rendered per request: cannot be hashed ahead of time (and is then blocked)
+            digest = base64.b64encode(hashlib.sha256(block.encode("utf-8")).digest()).decode("ascii")
+            sources.append(f"'sha256-{digest}'")
+    return sorted(set(sources))
+
+
+def html_csp(app: Flask) -> str:
+    return HTML_CSP_TEMPLATE.format(styles=" ".join(style_hashes(app)) or "'none'")
+
+
+def secure_response(response: Response, *, https: bool, page_csp: str) -> Response:
+    """Add the security headers to ``response`` (for responses made outside a Flask request too)."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    headers.setdefault("Content-Security-Policy", page_csp if response.mimetype == "text/html" else STRICT_CSP)
+    headers.setdefault("Cache-Control", "no-store")
+    if https:
+        headers.setdefault("Strict-Transport-Security", HSTS)
+    headers.pop("Server", None)
+    headers.pop("X-Powered-By", None)
+    return response
 
 
 def install_security_headers(app: Flask, *, https: bool) -> None:
+    """Security headers on every response; request-size limits; no gunicorn banner."""
+    page_csp = html_csp(app)
+    app.extensions["identity.page_csp"] = page_csp
+
     @app.after_request
     def _headers(response: Response) -> Response:
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("Content-Security-Policy", STRICT_CSP)
-        if https:
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        response.headers.pop("Server", None)
-        return response
+        return secure_response(response, https=https, page_csp=page_csp)
+
+    app.wsgi_app = RequestSizeLimits(app.wsgi_app, https=https)  # type: ignore[method-assign]
+    drop_gunicorn_server_header()
+
+
+class RequestSizeLimits:
+    """Refuse an over-long query string (414) or header (431) before Flask parses anything.
+
+    gunicorn refuses request lines over 4094 bytes and header fields over 8190 bytes itself; this
+    keeps the same bound behind any other server (and in tests). Bodies are bounded by
+    ``MAX_CONTENT_LENGTH`` (413).
+    """
+
+    def __init__(self, wsgi_app: WsgiApp, *, https: bool) -> None:
+        self._next = wsgi_app
+        self._https = https
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if len(environ.get("QUERY_STRING", "")) > MAX_QUERY_STRING:
+            return self._refuse(start_response, 414, "URI Too Long", "the query string is too long")
+        total = 0
+        for name, value in environ.items():
+            if name.startswith("HTTP_") and isinstance(value, str):
+                total += len(name) + len(value)
+                if len(value) > MAX_HEADER_VALUE or total > MAX_HEADERS_TOTAL:
+                    return self._refuse(start_response, 431, "Request Header Fields Too Large",
+                                        "a request header is too large")
+        return self._next(environ, start_response)
+
+    def _refuse(self, start_response: Callable[..., Any], status: int, reason: str,
+                description: str) -> Iterable[bytes]:
+        body = json.dumps({"error": "invalid_request", "error_description": description}).encode("utf-8")
+        response = Response(body, status=status, mimetype="application/json")
+        response.headers["Connection"] = "close"
+        secure_response(response, https=self._https, page_csp=STRICT_CSP)
+        start_response(f"{status} {reason}", list(response.headers.items()))
+        return [body]
+
+
+def drop_gunicorn_server_header() -> None:
+    """Under gunicorn, send no ``Server`` header at all (it would name the server software).
+
+    gunicorn writes ``Server: gunicorn`` itself, outside the WSGI app, and has no setting for it;
+    its response class is adjusted once per process (a no-op when gunicorn is not serving us).
+    """
+    module = sys.modules.get("gunicorn.http.wsgi")
+    response_class = getattr(module, "Response", None)
+    if response_class is None or getattr(response_class, "_identity_no_server_header", False):
+        return
+    original = response_class.default_headers
+
+    def default_headers(self: Any) -> list[str]:
+        return [line for line in original(self) if not line.lower().startswith("server:")]
+
+    response_class.default_headers = default_headers
+    response_class._identity_no_server_header = True
