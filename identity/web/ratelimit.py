@@ -107,7 +107,7 @@ def _seconds_until_reset(limiter: Limiter) -> int:
     if current is None:
         return 60
     try:
-        return max(1, math.ceil(current.reset_at - time.time()))
+        return max(1, math.ceil(current.window.reset_time - time.time()))
     except Exception:  # noqa: BLE001 - the counter storage failed as we looked: a conservative answer
         return 60
 

@@ -1,0 +1,327 @@
+"""A real gunicorn serving the app on 127.0.0.1 (random free port), and an HTTP client that logs in.
+
+Used by the race and fault tests. Everything is bounded: start-up, every request (timeouts) and the
+shutdown (TERM, then KILL), and the server is always stopped by the context manager.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from identity import create_app
+from identity.config import Settings
+from identity.oauth.audiences import parse_encryption_key
+
+REPO = Path(__file__).resolve().parents[2]
+WSGI = "tests.security.race_wsgi:app"
+REDIRECT_URI = "https://app.example.org/callback"
+API = "https://api.example.org"
+START_TIMEOUT = 30.0
+REQUEST_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Deployment:
+    """Key material, a store file and one registered public app, as an operator would set them up."""
+
+    root: Path
+    keys_dir: Path
+    db_path: Path
+    issuer: str
+    port: int
+    client_id: str = ""
+
+    def settings(self) -> Settings:
+        return Settings(issuer=self.issuer, db_uri=f"sqlite:///{self.db_path}", keys_dir=self.keys_dir,
+                        rate_limits_enabled=False, log_level="WARNING")
+
+    def environment(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")}
+        env.update({
+            "IDENTITY_ENV": "development", "IDENTITY_ISSUER": self.issuer,
+            "IDENTITY_DB_URI": f"sqlite:///{self.db_path}", "IDENTITY_KEYS_DIR": str(self.keys_dir),
+            "IDENTITY_RATE_LIMITS_ENABLED": "false", "IDENTITY_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1",
+        })
+        env.update(extra)
+        return env
+
+
+def deploy(root: Path, key_template: Path, *, db_dir: Path | None = None, audience_key: Any = None) -> Deployment:
+    """Copy the keys, create the store and register a public app for ``API`` (audience key given)."""
+    keys_dir = root / "keys"
+    shutil.copytree(key_template, keys_dir)
+    port = free_port()
+    db_path = (db_dir or root / "db") / "identity.sqlite3"
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    deployment = Deployment(root=root, keys_dir=keys_dir, db_path=db_path, issuer=f"http://127.0.0.1:{port}",
+                            port=port)
+    app = create_app(deployment.settings())
+    try:
+        oauth = app.extensions["identity"].oauth
+        if audience_key is not None:
+            oauth.audiences.add(API, key=parse_encryption_key(audience_key), jwks_uri=None)
+        client, _ = oauth.clients.register(name="Race app", public=True, redirect_uris=[REDIRECT_URI],
+                                           grant_types=None, scopes=["openid", "records:read"],
+                                           audiences=[API])
+        deployment.client_id = client.client_id
+    finally:
+        app.extensions["identity"].store.close()
+    return deployment
+
+
+class Gunicorn:
+    """``gunicorn`` with several workers on ``deployment.port``; a context manager."""
+
+    def __init__(self, deployment: Deployment, *, workers: int = 4, threads: int = 2, user: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.deployment = deployment
+        self.workers = workers
+        self.threads = threads
+        self.user = user
+        self.env = env or {}
+        self.process: subprocess.Popen[str] | None = None
+        self.log: list[str] = []
+        self._reader: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.deployment.port}"
+
+    def __enter__(self) -> Gunicorn:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        config = self.deployment.root / "gunicorn.conf.py"
+        config.write_text("# empty: keep the repository's gunicorn.conf.py out of the tests\n")
+        command = [sys.executable, "-m", "gunicorn", "--config", str(config), "--bind", f"127.0.0.1:{self.deployment.port}",
+                   "--workers", str(self.workers), "--threads", str(self.threads), "--timeout", "60",
+                   "--graceful-timeout", "3", "--error-logfile", "-", "--log-level", "info", "--no-control-socket", WSGI]
+        if self.user:
+            command[3:3] = ["--user", self.user, "--group", "nogroup"]
+        self.process = subprocess.Popen(command, cwd=REPO, env=self.deployment.environment(**self.env),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                        start_new_session=True)
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("gunicorn exited at start:\n" + "\n".join(self.log[-30:]))
+            if len(self.worker_pids()) == self.workers and self._answers():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("gunicorn did not start in time:\n" + "\n".join(self.log[-30:]))
+
+    def _read_log(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line.rstrip("\n"))
+
+    def _answers(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def worker_pids(self) -> list[int]:
+        if self.process is None:
+            return []
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return [int(pid) for pid in path.read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+    def wait_for_workers(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.worker_pids()) == self.workers and self._answers():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"gunicorn has {len(self.worker_pids())} of {self.workers} workers")
+
+    def reload_workers(self) -> None:
+        """SIGHUP: gunicorn replaces every worker (new processes, new store connections)."""
+        assert self.process is not None
+        before = set(self.worker_pids())
+        os.kill(self.process.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            now = set(self.worker_pids())
+            if len(now) == self.workers and not now & before:
+                return
+            time.sleep(0.1)
+        raise AssertionError("gunicorn did not replace its workers")
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        self.process = None
+
+
+# -- a person logging in over HTTP ------------------------------------------------------------------
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def query_of(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def claims_of(jws: str) -> dict[str, Any]:
+    segment = jws.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
+@dataclass
+class Login:
+    """One login's progress: the parked request, then the code, then the tokens."""
+
+    email: str
+    verifier: str = ""
+    login_url: str = ""
+    code: str = ""
+    tokens: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def pseudonym(self) -> str | None:
+        return claims_of(self.tokens["id_token"])["sub"] if "id_token" in self.tokens else None
+
+
+class LoginClient:
+    """The three HTTP steps of a login against ``base`` (one ``requests.Session`` per thread)."""
+
+    def __init__(self, base: str, client_id: str) -> None:
+        self.base = base
+        self.client_id = client_id
+        self._local = threading.local()
+
+    @property
+    def http(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def authorize(self, login: Login) -> None:
+        login.verifier, challenge = pkce_pair()
+        response = self.http.get(f"{self.base}/authorize", allow_redirects=False, timeout=REQUEST_TIMEOUT, params={
+            "response_type": "code", "client_id": self.client_id, "redirect_uri": REDIRECT_URI, "state": "s",
+            "code_challenge": challenge, "code_challenge_method": "S256", "scope": "openid records:read"})
+        if response.status_code != 303:
+            raise LoginFailed(response)
+        login.login_url = response.headers["Location"]
+
+    def complete(self, login: Login) -> None:
+        """The upstream login finishing: the vault maps the e-mail, the app gets a code."""
+        response = self.http.get(f"{self.base}{login.login_url}", params={"email": login.email},
+                                 allow_redirects=False, timeout=REQUEST_TIMEOUT)
+        code = query_of(response.headers.get("Location", "")).get("code") if response.status_code == 303 else None
+        if not code:
+            raise LoginFailed(response)
+        login.code = code
+
+    def exchange(self, login: Login) -> None:
+        response = self.http.post(f"{self.base}/token", timeout=REQUEST_TIMEOUT, data={
+            "grant_type": "authorization_code", "code": login.code, "redirect_uri": REDIRECT_URI,
+            "client_id": self.client_id, "code_verifier": login.verifier})
+        if response.status_code != 200:
+            raise LoginFailed(response)
+        login.tokens = response.json()
+
+    def log_in(self, email: str) -> Login:
+        login = Login(email)
+        self.authorize(login)
+        self.complete(login)
+        self.exchange(login)
+        return login
+
+    def refresh(self, refresh_token: str) -> requests.Response:
+        return self.http.post(f"{self.base}/token", timeout=REQUEST_TIMEOUT, data={
+            "grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": self.client_id})
+
+
+class LoginFailed(Exception):
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(f"{response.status_code} {response.text[:300]}")
+        self.response = response
+
+
+# -- what the store holds, read directly (read-only) ------------------------------------------------
+
+def identity_rows(db_path: Path) -> list[dict[str, Any]]:
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute("SELECT * FROM identities")]
+    finally:
+        conn.close()
+
+
+def integrity(db_path: Path) -> str:
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def assert_identities_whole(rows: list[dict[str, Any]]) -> None:
+    """Every identity record is complete and unique: nothing half-written, nothing duplicated."""
+    pattern = re.compile(r"^[a-z2-7]{26}$")
+    for row in rows:
+        assert pattern.fullmatch(row["pseudonym"]), row
+        assert row["status"] == "active" and row["blind_index"] and row["sealed_email"], row
+        assert isinstance(row["created_at"], int), row
+    assert len({r["blind_index"] for r in rows}) == len(rows)
+    assert len({r["pseudonym"] for r in rows}) == len(rows)
+
+
+def iter_chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
