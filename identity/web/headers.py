@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import json
 import re
 import sys
@@ -122,7 +123,9 @@ def drop_gunicorn_server_header() -> None:
     gunicorn writes ``Server: gunicorn`` itself, outside the WSGI app, and has no setting for it;
     its response class is adjusted once per process (a no-op when gunicorn is not serving us).
     """
-    module = sys.modules.get("gunicorn.http.wsgi")
+    if "gunicorn.arbiter" not in sys.modules:
+        return  # not served by gunicorn
+    module = importlib.import_module("gunicorn.http.wsgi")  # not yet imported when the app is preloaded
     response_class = getattr(module, "Response", None)
     if response_class is None or getattr(response_class, "_identity_no_server_header", False):
         return

@@ -125,7 +125,7 @@ class Gunicorn:
         config.write_text("# empty: keep the repository's gunicorn.conf.py out of the tests\n")
         command = [sys.executable, "-m", "gunicorn", "--config", str(config), "--bind", f"127.0.0.1:{self.deployment.port}",
                    "--workers", str(self.workers), "--threads", str(self.threads), "--timeout", "60",
-                   "--graceful-timeout", "3", "--error-logfile", "-", "--log-level", "info", "--no-control-socket", WSGI]
+                   "--graceful-timeout", "3", "--error-logfile", "-", "--log-level", "info", "--no-control-socket", "--preload", WSGI]
         if self.user:
             command[3:3] = ["--user", self.user, "--group", "nogroup"]
         self.process = subprocess.Popen(command, cwd=REPO, env=self.deployment.environment(**self.env),
