@@ -298,6 +298,8 @@ def identity_rows(db_path: Path) -> list[dict[str, Any]]:
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
     try:
         conn.row_factory = sqlite3.Row
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'identities'").fetchone():
+            return []  # created on the first login
         return [dict(row) for row in conn.execute("SELECT * FROM identities")]
     finally:
         conn.close()
