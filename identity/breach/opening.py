@@ -4,7 +4,7 @@ Opening costs one X25519 key agreement (~70 µs here), so it is the breach run's
 spread over one worker per core. Chunks go out in order and come back in order, and no more than
 ``window`` chunks are ever in flight, so memory stays bounded however long the list is.
 
-Workers receive only the DPO key's raw bytes (inherited through ``fork``) and sealed values; they
+Workers receive only the DPO key's raw bytes (at start-up, through a pipe) and sealed values; they
 never touch the store or the output. The format is ``identity.sealing``'s (``sb1.`` + base64url);
 this module calls libsodium directly to skip per-call wrapper overhead.
 """
@@ -73,8 +73,10 @@ class _Done:
 
 
 def _context() -> Any:
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    """Fork: workers start in milliseconds, share the parent's pages and need no re-import of the
+    script (spawn and forkserver re-run ``__main__``). ``resolve`` forks them before it touches the
+    store, so no database client threads exist at that moment. Spawn where fork is unavailable."""
+    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
 
 
 class OpeningPool(Generic[T]):

@@ -210,7 +210,6 @@ class _Writer:
 
 @dataclass
 class _Prepared:
-    key: bytes
     sha: str
     run_id: str
     resumed: bool
@@ -254,10 +253,13 @@ def _load_resumable(params: ResolveParams, sha: str) -> RunState | None:
     return state
 
 
-def _prepare(store: Store, params: ResolveParams, four_eyes_required: bool,
-             clock: Callable[[], float]) -> _Prepared:
+def _load_key(params: ResolveParams) -> bytes:
     _require(params)
-    key = raw_private(load_dpo_key(params.dpo_key, params.passphrase, public_key_path=params.dpo_public))
+    return raw_private(load_dpo_key(params.dpo_key, params.passphrase, public_key_path=params.dpo_public))
+
+
+def _prepare(store: Store, params: ResolveParams, key: bytes, four_eyes_required: bool,
+             clock: Callable[[], float]) -> _Prepared:
     sha = _list_hash(params.pseudonyms)
     state = _load_resumable(params, sha)
     try:
@@ -274,7 +276,7 @@ def _prepare(store: Store, params: ResolveParams, four_eyes_required: bool,
         if state:
             state.close()
         raise
-    return _Prepared(key, sha, run_id, state is not None, state)
+    return _Prepared(sha, run_id, state is not None, state)
 
 
 def _open_outputs(params: ResolveParams, prepared: _Prepared, stdout: BinaryIO,
@@ -297,11 +299,10 @@ def _open_outputs(params: ResolveParams, prepared: _Prepared, stdout: BinaryIO,
     return state, resolved, unresolved, Progress(0, resolved.position, unresolved.position)
 
 
-def _stream(store: Store, params: ResolveParams, prepared: _Prepared, writer: _Writer, bar: ProgressBar,
+def _stream(store: Store, params: ResolveParams, pool: OpeningPool[Job], writer: _Writer, bar: ProgressBar,
             start_line: int) -> None:
-    workers = default_workers() if params.workers is None else params.workers
     repeats = _repeats(writer.state, params.pseudonyms, start_after=start_line)
-    with open(params.pseudonyms, "rb") as handle, OpeningPool[Job](prepared.key, workers=workers) as pool:
+    with open(params.pseudonyms, "rb") as handle:
         for chunk in _chunks(read_entries(handle, skip_through=start_line), params.chunk_size):
             job = _plan(store, repeats, chunk)
             for done, emails in pool.submit(job, job.sealed):
@@ -324,7 +325,19 @@ def resolve_pseudonyms(store: Store, audit: AuditLog, params: ResolveParams, *, 
     stdout = stdout or sys.stdout.buffer
     stderr = stderr or sys.stderr
     try:
-        prepared = _prepare(store, params, four_eyes_required, clock)
+        key = _load_key(params)
+    except Refused as exc:
+        _audit_refusal(audit, params, str(exc))
+        raise
+    workers = default_workers() if params.workers is None else params.workers
+    with OpeningPool[Job](key, workers=workers) as pool:  # forked before this run touches the store
+        return _run(store, audit, params, key, pool, four_eyes_required, stdout, stderr, clock)
+
+
+def _run(store: Store, audit: AuditLog, params: ResolveParams, key: bytes, pool: OpeningPool[Job],
+         four_eyes_required: bool, stdout: BinaryIO, stderr: TextIO, clock: Callable[[], float]) -> Summary:
+    try:
+        prepared = _prepare(store, params, key, four_eyes_required, clock)
     except Refused as exc:
         _audit_refusal(audit, params, str(exc))
         raise
@@ -350,7 +363,7 @@ def resolve_pseudonyms(store: Store, audit: AuditLog, params: ResolveParams, *, 
     outcome, failure = "completed", None
     try:
         if not progress.complete:
-            _stream(store, params, prepared, writer, bar, progress.lines_done)
+            _stream(store, params, pool, writer, bar, progress.lines_done)
     except KeyboardInterrupt:
         outcome = "interrupted"
         raise
