@@ -104,7 +104,9 @@ ISSUED_ACCESS_TOKENS = Collection(
         "expires_at": int,
         "revoked": bool,
     },
-    indexed=("expires_at", "subject"),
+    # Looked up by token_hash only (introspection, revocation); expires_at for the retention purge.
+    # One row per token issued, on the token endpoint's hot path: no other index.
+    indexed=("expires_at",),
     durable=False,  # losing one in a power cut only makes introspection answer inactive
 )
 

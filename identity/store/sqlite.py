@@ -3,14 +3,21 @@
 Every operation is a single statement in autocommit mode, so several gunicorn workers can share
 the file: SQLite serialises the writes and a unique index settles every race. Connections are
 opened after fork (the process id is part of the cache key), never at import time.
+
+Writers queue on an ``flock`` of ``<file>-lock`` before they write. SQLite would serialise them
+anyway, but a writer that finds the database locked sleeps in SQLite's busy handler (1, 2, 5, 10 ms…)
+however short the other write is; a writer waiting on the flock is woken the moment it is free. The
+flock only orders writers that use this class: anything else still meets SQLite's own locking.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -35,6 +42,9 @@ class SQLiteStore:
         self._local = threading.local()
         self._ensured: set[str] = set()
         self._ensure_lock = threading.Lock()
+        self._sql: dict[tuple[Any, ...], str] = {}
+        self._writer_thread_lock = threading.Lock()
+        self._writer_fd: tuple[int, int] | None = None  # (pid, fd) of this process's lock file
 
     # -- connections -------------------------------------------------------------------------
 
@@ -67,6 +77,41 @@ class SQLiteStore:
             if conn is not None and getattr(self._local, "pid", None) == os.getpid():
                 conn.close()
             setattr(self._local, attr, None)
+        with self._writer_thread_lock:
+            if self._writer_fd is not None and self._writer_fd[0] == os.getpid():
+                os.close(self._writer_fd[1])
+            self._writer_fd = None
+
+    def _writer_lock_fd(self) -> int | None:
+        """This process's descriptor of ``<file>-lock`` (None if it cannot be opened: no queueing)."""
+        if self._writer_fd is not None and self._writer_fd[0] == os.getpid():
+            return self._writer_fd[1]
+        try:
+            fd = os.open(f"{self.path}-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return None
+        self._writer_fd = (os.getpid(), fd)  # one inherited across fork is never used (pid differs)
+        return fd
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """Queue behind the other writers of this file (threads here, other processes via flock)."""
+        with self._writer_thread_lock:
+            fd = self._writer_lock_fd()
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError:
+                    fd = None
+            try:
+                yield
+            finally:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _write(self, sql: str, params: tuple[Any, ...], *, durable: bool) -> sqlite3.Cursor:
+        with self._writer_turn():
+            return self._run(sql, params, durable=durable)
 
     def _run(self, sql: str, params: tuple[Any, ...] = (), *, durable: bool = True) -> sqlite3.Cursor:
         try:
@@ -155,16 +200,23 @@ class SQLiteStore:
 
     def insert(self, coll: Collection, doc: Document) -> None:
         self._ensure(coll)
-        coll.check_fields(doc)
-        names = list(doc)
-        cols = ", ".join(f'"{n}"' for n in names)
-        marks = ", ".join("?" for _ in names)
-        values = tuple(self._to_sql(coll.fields[n], doc[n]) for n in names)
-        self._run(f'INSERT INTO "{coll.name}" ({cols}) VALUES ({marks})', values, durable=coll.durable)
+        names = tuple(doc)
+        coll.check_fields(names)
+        sql = self._sql.get((coll.name, names))
+        if sql is None:
+            cols = ", ".join(f'"{n}"' for n in names)
+            marks = ", ".join("?" for _ in names)
+            sql = self._sql[(coll.name, names)] = f'INSERT INTO "{coll.name}" ({cols}) VALUES ({marks})'
+        fields, to_sql = coll.fields, self._to_sql
+        values = tuple(to_sql(fields[n], doc[n]) for n in names)
+        self._write(sql, values, durable=coll.durable)
 
     def get(self, coll: Collection, key: Any) -> Document | None:
         self._ensure(coll)
-        row = self._run(f'SELECT * FROM "{coll.name}" WHERE "{coll.key}" = ?', (key,)).fetchone()
+        sql = self._sql.get((coll.name,))
+        if sql is None:
+            sql = self._sql[(coll.name,)] = f'SELECT * FROM "{coll.name}" WHERE "{coll.key}" = ?'
+        row = self._run(sql, (key,)).fetchone()
         return None if row is None else self._from_row(coll, row)
 
     def find(
@@ -192,14 +244,12 @@ class SQLiteStore:
         clause, params = self._where(coll, where)
         sets = ", ".join(f'"{n}" = ?' for n in changes)
         values = tuple(self._to_sql(coll.fields[n], v) for n, v in changes.items())
-        return self._run(
-            f'UPDATE "{coll.name}" SET {sets}{clause}', values + params, durable=coll.durable
-        ).rowcount
+        return self._write(f'UPDATE "{coll.name}" SET {sets}{clause}', values + params, durable=coll.durable).rowcount
 
     def delete(self, coll: Collection, where: Where) -> int:
         self._ensure(coll)
         clause, params = self._where(coll, where)
-        return self._run(f'DELETE FROM "{coll.name}"{clause}', params, durable=coll.durable).rowcount
+        return self._write(f'DELETE FROM "{coll.name}"{clause}', params, durable=coll.durable).rowcount
 
     def ping(self) -> None:
         self._run("SELECT 1").fetchone()
