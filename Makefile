@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test keys setup clean
+.PHONY: run test keys setup clean bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,18 @@ run: keys
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)  # -rs: say why a test was skipped (e.g. no Chromium)
+
+# Benchmarks (BENCHMARKS.md): `make bench`, or `make bench BENCH_ARGS=--quick` for a short run.
+$(VENV)/.bench-installed: $(STAMP) requirements-bench.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	@command -v wrk >/dev/null || { echo "bench: installing wrk, the load generator (apt-get install wrk)"; \
+		(apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 || \
+		{ echo "bench: could not install wrk; install it (Debian: apt-get install wrk) and run make bench again" >&2; \
+		exit 1; }; }
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,569 @@
+#!/usr/bin/env python3
+"""Benchmarks (issue 8): crypto limits, the token endpoint under load, verification, vault, breach path.
+
+    python scripts/bench.py [--quick] [--out bench/results.json] [--only token,verify,...]
+
+Starts everything it needs on 127.0.0.1 in a temporary directory (production settings: key material
+from ``scripts/keys.py init`` with a passphrase, an audience and confidential clients registered with
+the operators' CLIs, gunicorn with the repository's ``gunicorn.conf.py`` on the embedded SQLite
+store), drives ``POST /token`` with wrk, stops everything, prints a table and writes
+``bench/results.json`` and ``bench/token_rps.png``. Every figure is the median of several runs and is
+given with its ratio to the crypto limit measured in the same run. ``--quick`` takes under 90 s,
+the full run under 10 minutes. BENCHMARKS.md explains the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import _bootstrap  # noqa: F401
+from bench_server import AUDIENCE, BenchService, WrkResult, check_tokens
+from bench_store import VaultBench, breach_run
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("crypto", "token", "verify", "vault", "breach")
+CONCURRENCY = (1, 8, 32, 128)
+TARGETS = {
+    "token_cc_ratio_to_sign": 0.45, "token_cc_p99_ms_c32": 25.0, "verify_first_seen_ratio": 0.85,
+    "verify_repeated_per_second": 50_000, "vault_p99_ms_1m": 2.0, "breach_1m_seconds": 60.0,
+    "breach_1m_peak_mb": 300.0,
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    quick: bool
+    rounds: int  # repetitions behind every median
+    crypto_seconds: float
+    wrk_seconds: int  # wrk takes whole seconds
+    verify_args: tuple[str, ...]
+    vault_sizes: tuple[int, ...]
+    vault_lookups: int
+    vault_creates: int
+    breach_count: int
+    breach_runs: int
+
+
+QUICK = Plan(quick=True, rounds=2, crypto_seconds=0.3, wrk_seconds=2,
+             verify_args=("--tokens", "200", "--rounds", "3", "--seconds", "0.3"),
+             vault_sizes=(10_000, 100_000), vault_lookups=1000, vault_creates=50, breach_count=50_000, breach_runs=2)
+FULL = Plan(quick=False, rounds=3, crypto_seconds=1.0, wrk_seconds=5,
+            verify_args=("--tokens", "1000", "--rounds", "3", "--seconds", "1.5"),
+            vault_sizes=(10_000, 100_000, 1_000_000), vault_lookups=3000, vault_creates=150,
+            breach_count=1_000_000, breach_runs=3)
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- the machine -----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_gib = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
+    except (OSError, IndexError, ValueError):
+        mem_gib = 0.0
+    versions = {}
+    for dist in ("flask", "werkzeug", "gunicorn", "cryptography", "joserfc", "pyjwt", "pynacl", "authlib"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    from cryptography.hazmat.backends.openssl.backend import backend
+
+    versions["openssl"] = backend.openssl_version_text()
+    versions["sqlite"] = sqlite3.sqlite_version
+    versions["python"] = platform.python_version()
+    try:
+        versions["wrk"] = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split()[1]
+    except (OSError, IndexError):
+        versions["wrk"] = None
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1), "kernel": platform.release(),
+            "platform": platform.platform(), "versions": versions, "git_commit": commit.stdout.strip() or None}
+
+
+def load_snapshot() -> dict[str, Any]:
+    """Load average, CPU steal since boot, and other test or benchmark processes running now."""
+    one, five, fifteen = os.getloadavg()
+    busy = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if re.search(r"\bpytest\b|bench_verify|bench_breach", cmd) and "scripts/bench.py" not in cmd:
+            busy.append(cmd[:120].strip())
+    return {"loadavg_1m": one, "loadavg_5m": five, "loadavg_15m": fifteen, "other_processes": busy[:10],
+            "cpu_steal_percent_now": steal_percent()}
+
+
+def steal_percent(seconds: float = 0.5) -> float:
+    def read() -> list[int]:
+        return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    try:
+        a = read()
+        time.sleep(seconds)
+        b = read()
+    except (OSError, ValueError):
+        return float("nan")
+    delta = [y - x for x, y in zip(a, b)]
+    return round(100 * delta[7] / max(1, sum(delta)), 1) if len(delta) > 7 else float("nan")
+
+
+# -- crypto limits -----------------------------------------------------------------------------
+
+
+def rate(fn: Callable[[], Any], seconds: float) -> float:
+    """Operations per CPU-second of this process (one core), over about ``seconds``."""
+    fn()
+    count, wall, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall < seconds:
+        for _ in range(20):
+            fn()
+        count += 20
+    return count / max(time.process_time() - cpu, 1e-9)
+
+
+def crypto_limits(plan: Plan) -> dict[str, Any]:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from nacl import bindings
+    from nacl.public import PrivateKey, SealedBox
+
+    sign_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    payload = b"x" * 400
+    results: dict[str, list[float]] = {"rsa_sign_per_core": [], "rsa_oaep256_decrypt_per_core": [],
+                                       "rsa_oaep256_decrypt_2048_per_core": [], "sealed_box_open_per_core": []}
+    dec_keys = {bits: rsa.generate_private_key(public_exponent=65537, key_size=bits) for bits in (2048, 3072)}
+    wrapped = {bits: key.public_key().encrypt(os.urandom(32), oaep) for bits, key in dec_keys.items()}
+    dpo = PrivateKey.generate()
+    sealed = SealedBox(dpo.public_key).encrypt(b"person1@bench.example")
+    dpo_pk, dpo_sk = bytes(dpo.public_key), bytes(dpo)
+    for _ in range(plan.rounds + 1):
+        results["rsa_sign_per_core"].append(
+            rate(lambda: sign_key.sign(payload, padding.PKCS1v15(), hashes.SHA256()), plan.crypto_seconds))
+        results["rsa_oaep256_decrypt_per_core"].append(
+            rate(lambda: dec_keys[3072].decrypt(wrapped[3072], oaep), plan.crypto_seconds))
+        results["rsa_oaep256_decrypt_2048_per_core"].append(
+            rate(lambda: dec_keys[2048].decrypt(wrapped[2048], oaep), plan.crypto_seconds))
+        results["sealed_box_open_per_core"].append(
+            rate(lambda: bindings.crypto_box_seal_open(sealed, dpo_pk, dpo_sk), plan.crypto_seconds))
+    out: dict[str, Any] = {k: statistics.median(v) for k, v in results.items()}
+    out["runs"] = {k: [round(x) for x in v] for k, v in results.items()}
+    out["notes"] = ("ops per CPU-second of one process (pyca/cryptography and libsodium, as the service calls "
+                    "them); RSA-2048 PKCS#1 v1.5 SHA-256 signatures; RSA-OAEP-256 decryption with the "
+                    "audience key size (3072, audiences.py keygen default) and with 2048")
+    return out
+
+
+# -- the token endpoint ------------------------------------------------------------------------
+
+
+def token_section(plan: Plan, workdir: Path, limits: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    service = BenchService(workdir / "service")
+    say("token: key material, audience and clients through scripts/keys.py, audiences.py, clients.py")
+    service.set_up()
+    runs: dict[str, list[WrkResult]] = {}
+    checks: dict[str, list[dict[str, Any]]] = {}
+    results: dict[str, Any] = {"grants": {}}
+    service.start()
+    try:
+        say(f"token: gunicorn up ({len(service.worker_pids())} workers, gunicorn.conf.py); warming up")
+        service.wrk("client_credentials", 8, 1, sample_every=10**9, tag="warmup")
+        cc_rate = max(1.0, run_grid(service, plan, "client_credentials", runs, checks))
+        pool = workdir / "refresh-pool.txt"
+        needed = int(cc_rate * plan.wrk_seconds * plan.rounds * len(CONCURRENCY) * 1.3) + 2000
+        say(f"token: seeding {needed:,} refresh tokens through the grants service")
+        started = time.perf_counter()
+        service.seed_refresh_tokens(needed, pool)
+        results["refresh_tokens_seeded"] = needed
+        results["refresh_seed_seconds"] = round(time.perf_counter() - started, 1)
+        run_grid(service, plan, "refresh_token", runs, checks, pool=pool)
+        results["gunicorn"] = gunicorn_settings(service)
+    finally:
+        service.stop()
+    sign = limits.get("rsa_sign_per_core")
+    for grant, grant_runs in runs.items():
+        by_c: dict[str, Any] = {}
+        for c in CONCURRENCY:
+            rs = [r for r in grant_runs if r.concurrency == c]
+            per_core = statistics.median(r.rps_per_core for r in rs)
+            by_c[str(c)] = {
+                "rps": statistics.median(r.rps for r in rs),
+                "rps_per_core": per_core,
+                "ratio_to_sign": per_core / sign if sign else None,
+                "p50_ms": statistics.median(r.p50_ms for r in rs),
+                "p99_ms": statistics.median(r.p99_ms for r in rs),
+                "max_ms": max(r.max_ms for r in rs),
+                "errors": sum(r.errors for r in rs),
+                "server_cores_busy": statistics.median(r.server_cores_busy for r in rs),
+                "loadgen_cores_busy": statistics.median(r.loadgen_cpu_seconds / r.seconds for r in rs),
+                "requests": sum(r.requests for r in rs),
+                "runs": [{"rps": round(r.rps, 1), "rps_per_core": round(r.rps_per_core, 1), "p50_ms": r.p50_ms,
+                          "p99_ms": r.p99_ms, "errors": r.errors, "error_detail": r.error_detail}
+                         for r in rs],
+            }
+        sampled = checks.get(grant, [])
+        results["grants"][grant] = {
+            "by_concurrency": by_c,
+            "tokens_checked": sum(c["checked"] for c in sampled),
+            "tokens_valid": sum(c["valid"] for c in sampled),
+            "tokens_introspected": sum(c["introspected"] for c in sampled),
+            "tokens_introspected_active": sum(c["introspected_active"] for c in sampled),
+            "check_problems": [p for c in sampled for p in c["problems"]][:5],
+        }
+    cc = results["grants"]["client_credentials"]["by_concurrency"]
+    best = max(cc.values(), key=lambda v: v["rps_per_core"])
+    summary["token_cc_rps_per_core"] = cc["32"]["rps_per_core"]
+    summary["token_cc_ratio_to_sign"] = cc["32"]["ratio_to_sign"]
+    summary["token_cc_best_rps_per_core"] = best["rps_per_core"]
+    summary["token_cc_p99_ms_c32"] = cc["32"]["p99_ms"]
+    summary["token_errors"] = sum(v["errors"] for g in results["grants"].values()
+                                  for v in g["by_concurrency"].values())
+    rt = results["grants"]["refresh_token"]["by_concurrency"]
+    summary["token_refresh_rps_per_core"] = rt["32"]["rps_per_core"]
+    summary["token_refresh_ratio_to_sign"] = rt["32"]["ratio_to_sign"]
+    summary["token_refresh_p99_ms_c32"] = rt["32"]["p99_ms"]
+    summary["tokens_checked"] = sum(g["tokens_checked"] for g in results["grants"].values())
+    summary["tokens_valid"] = sum(g["tokens_valid"] for g in results["grants"].values())
+    return results
+
+
+def run_grid(service: BenchService, plan: Plan, grant: str, runs: dict[str, list[WrkResult]],
+             checks: dict[str, list[dict[str, Any]]], *, pool: Path | None = None) -> float:
+    """``plan.rounds`` wrk runs at each concurrency (interleaved); returns the best requests/s."""
+    offset, best = 0, 0.0
+    for round_no in range(plan.rounds):
+        for c in CONCURRENCY:
+            tag = f"{grant}-r{round_no}-c{c}"
+            slice_path = None
+            if pool is not None:
+                slice_path = pool.with_name(f"{tag}.txt")
+                with open(pool, encoding="ascii") as src:
+                    lines = src.readlines()[offset:]
+                slice_path.write_text("".join(lines), encoding="ascii")
+            result = service.wrk(grant, c, plan.wrk_seconds, pool=slice_path, sample_every=max(5, 20 * c // 8),
+                                 tag=tag)
+            if pool is not None:
+                offset += int(result.raw["used"])
+                slice_path.unlink()
+            bodies, errors = service.samples(tag)
+            check = check_tokens(service, bodies, grant=grant, introspect=2)
+            if errors:
+                check["problems"] = errors[:3] + check["problems"]
+            checks.setdefault(grant, []).append(check)
+            runs.setdefault(grant, []).append(result)
+            best = max(best, result.rps)
+            say(f"token: {grant:18s} c={c:<3d} {result.rps:7.0f} req/s  {result.rps_per_core:6.0f}/core  "
+                f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  errors {result.errors}  "
+                f"checked {check['valid']}/{check['checked']}")
+    return best
+
+
+def gunicorn_settings(service: BenchService) -> dict[str, Any]:
+    code = ("import json, sys; sys.argv = ['gunicorn', '-c', 'gunicorn.conf.py', 'wsgi:app'];"
+            "from gunicorn.app.wsgiapp import WSGIApplication as A; a = A(); c = a.cfg;"
+            "print(json.dumps({k: getattr(c, k) for k in ('workers', 'worker_class_str', 'threads', 'keepalive',"
+            " 'preload_app', 'worker_tmp_dir', 'backlog', 'timeout')}, default=str))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={k: v for k, v in service.env.items()})
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": done.stderr.strip()[-300:]}
+
+
+# -- verification ------------------------------------------------------------------------------
+
+
+def verify_section(plan: Plan, limits: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """scripts/bench_verify.py (the verify engineer's benchmark), run as it is and read back."""
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_verify.py"), *plan.verify_args]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench_verify.py failed: {done.stderr.strip()[-1000:]}")
+    text = done.stdout
+
+    def grab(label: str) -> float:
+        match = re.search(rf"{label}[^:]*:\s*([\d,]+)", text)
+        if not match:
+            raise RuntimeError(f"bench_verify.py output has no {label!r} line:\n{text}")
+        return float(match.group(1).replace(",", ""))
+
+    raw, first, repeated = grab("raw"), grab("first-seen"), grab("repeated")
+    bits = re.search(r"RSA-(\d+)", text)
+    result = {"raw_decrypt_verify_per_second": raw, "first_seen_per_second": first,
+              "repeated_per_second": repeated, "first_seen_ratio_to_raw": first / raw,
+              "audience_key_bits": int(bits.group(1)) if bits else None, "command": " ".join(cmd[1:]),
+              "output": text.strip().splitlines()}
+    decrypt = limits.get("rsa_oaep256_decrypt_per_core")
+    if decrypt:
+        result["first_seen_ratio_to_oaep_decrypt"] = first / decrypt
+    summary["verify_first_seen_per_second"] = first
+    summary["verify_first_seen_ratio"] = first / raw
+    summary["verify_repeated_per_second"] = repeated
+    return result
+
+
+# -- vault and breach ----------------------------------------------------------------------------
+
+
+def store_sections(plan: Plan, workdir: Path, sections: set[str], limits: dict[str, Any],
+                   summary: dict[str, Any], results: dict[str, Any]) -> None:
+    keys = BenchService(workdir / "store-keys")  # only its key material is used
+    keys.workdir.mkdir(parents=True, exist_ok=True)
+    keys._cli("scripts/keys.py", "init", extra_env={"IDENTITY_DPO_KEY_PASSPHRASE": keys.dpo_passphrase})
+    passphrase = keys.env["IDENTITY_KEYS_PASSPHRASE"]
+    bench = VaultBench(workdir / "vault.sqlite3", keys.keys_dir, passphrase)
+    sizes = plan.vault_sizes if "vault" in sections else ()
+    if "breach" in sections:
+        sizes = tuple(sorted(set(sizes) | {plan.breach_count}))
+    vault: dict[str, Any] = {}
+    for size in sizes:
+        seconds = bench.grow_to(size)
+        say(f"vault: {size:,} identities seeded in {seconds:.1f} s")
+        if "vault" in sections and size in plan.vault_sizes:
+            vault[str(size)] = bench.measure(lookups=plan.vault_lookups, creates=plan.vault_creates,
+                                             rounds=plan.rounds)
+            v = vault[str(size)]
+            say(f"vault: {size:>9,}  resolve p50 {v['resolve_p50_ms']:.3f} ms  p99 {v['resolve_p99_ms']:.3f} ms"
+                f"  first login p50 {v['create_p50_ms']:.2f} ms  p99 {v['create_p99_ms']:.2f} ms")
+    if vault:
+        results["vault"] = vault
+        largest = vault[str(max(plan.vault_sizes))]
+        summary["vault_largest"] = max(plan.vault_sizes)
+        summary["vault_resolve_p50_ms"] = largest["resolve_p50_ms"]
+        summary["vault_resolve_p99_ms"] = largest["resolve_p99_ms"]
+        summary["vault_create_p99_ms"] = largest["create_p99_ms"]
+    if "breach" in sections:
+        runs = []
+        for n in range(plan.breach_runs):
+            run = breach_run(bench, dpo_key=keys.keys_dir / "dpo_private.pem",
+                             dpo_public=keys.keys_dir / "dpo_public.pem", passphrase=keys.dpo_passphrase,
+                             workdir=workdir, count=plan.breach_count)
+            runs.append(run)
+            say(f"breach: {plan.breach_count:,} pseudonyms in {run['seconds']:.1f} s ({run['per_second']:,.0f}/s), "
+                f"peak {run['peak_rss_mb_all']:.0f} MB all processes ({run['peak_rss_mb_main']:.0f} MB main)")
+        per_second = statistics.median(r["per_second"] for r in runs)
+        opens = limits.get("sealed_box_open_per_core")
+        cores = os.cpu_count() or 1
+        results["breach"] = {
+            "pseudonyms": plan.breach_count, "seconds": statistics.median(r["seconds"] for r in runs),
+            "per_second": per_second, "peak_rss_mb_all": statistics.median(r["peak_rss_mb_all"] for r in runs),
+            "peak_rss_mb_main": statistics.median(r["peak_rss_mb_main"] for r in runs),
+            "ratio_to_open_limit_all_cores": per_second / (opens * cores) if opens else None,
+            "runs": runs,
+        }
+        summary["breach_pseudonyms"] = plan.breach_count
+        summary["breach_per_second"] = per_second
+        summary["breach_seconds"] = results["breach"]["seconds"]
+        summary["breach_peak_mb"] = results["breach"]["peak_rss_mb_all"]
+        summary["breach_ratio_to_open_limit"] = results["breach"]["ratio_to_open_limit_all_cores"]
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def table(results: dict[str, Any]) -> str:
+    s, lim = results["summary"], results.get("crypto_limits", {})
+    rows: list[tuple[str, str, str, str]] = []
+
+    def add(name: str, value: str, ratio: str = "", target: str = "") -> None:
+        rows.append((name, value, ratio, target))
+
+    sign = lim.get("rsa_sign_per_core")
+    if sign:
+        add("rsa_sign_per_core (RSA-2048 PKCS#1 v1.5)", f"{sign:,.0f}/s", "1.00 (the limit)")
+        add("RSA-OAEP-256 decrypt per core (3072 / 2048)",
+            f"{lim['rsa_oaep256_decrypt_per_core']:,.0f} / {lim['rsa_oaep256_decrypt_2048_per_core']:,.0f}/s")
+        add("sealed-box open per core (X25519)", f"{lim['sealed_box_open_per_core']:,.0f}/s")
+    grants = results.get("token", {}).get("grants", {})
+    for grant, data in grants.items():
+        for c, v in data["by_concurrency"].items():
+            target = ""
+            if grant == "client_credentials":
+                target = ">= 0.45" + (", p99 < 25 ms" if c == "32" else "")
+            add(f"token {grant} c={c}",
+                f"{v['rps']:,.0f} req/s, {v['rps_per_core']:,.0f}/core, p50 {v['p50_ms']:.1f} ms, "
+                f"p99 {v['p99_ms']:.1f} ms, errors {v['errors']}",
+                f"{v['ratio_to_sign']:.2f} of sign" if v.get("ratio_to_sign") else "", target)
+        add(f"  tokens checked ({grant})", f"{data['tokens_valid']}/{data['tokens_checked']} valid, "
+            f"{data['tokens_introspected_active']}/{data['tokens_introspected']} introspected active")
+    v = results.get("verify")
+    if v:
+        add("verify first-seen", f"{v['first_seen_per_second']:,.0f}/s",
+            f"{v['first_seen_ratio_to_raw']:.2f} of raw decrypt+verify", ">= 0.85")
+        add("verify repeated", f"{v['repeated_per_second']:,.0f}/s", "", ">= 50,000/s")
+    for size, vv in results.get("vault", {}).items():
+        add(f"vault resolve_or_create, {int(size):,} identities",
+            f"p50 {vv['resolve_p50_ms']:.3f} ms, p99 {vv['resolve_p99_ms']:.3f} ms; first login p99 "
+            f"{vv['create_p99_ms']:.2f} ms", "", "p99 < 2 ms at 1M")
+    b = results.get("breach")
+    if b:
+        add(f"breach {b['pseudonyms']:,} pseudonyms", f"{b['seconds']:.1f} s, {b['per_second']:,.0f}/s, "
+            f"peak {b['peak_rss_mb_all']:.0f} MB", f"{b['ratio_to_open_limit_all_cores']:.2f} of open limit "
+            f"x {os.cpu_count()} cores" if b.get("ratio_to_open_limit_all_cores") else "",
+            "1M < 60 s, < 300 MB")
+    load = results.get("load", {})
+    widths = [max(len(r[i]) for r in rows + [("figure", "value", "ratio", "target")]) for i in range(4)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(("figure", "value", "ratio", "target"), widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    before, after = load.get("before", {}), load.get("after", {})
+    lines.append(f"load average at start {before.get('loadavg_1m', float('nan')):.2f} / end "
+                 f"{after.get('loadavg_1m', float('nan')):.2f} (1 min), CPU steal {before.get('cpu_steal_percent_now')}"
+                 f" %, other test processes at start: {len(before.get('other_processes', []))}")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        say("plot: matplotlib is not installed (pip install -r requirements-bench.txt); no PNG written")
+        return False
+    grants = results.get("token", {}).get("grants", {})
+    if not grants:
+        return False
+    sign = results.get("crypto_limits", {}).get("rsa_sign_per_core")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for grant, style in (("client_credentials", "o-"), ("refresh_token", "s--")):
+        data = grants.get(grant)
+        if not data:
+            continue
+        cs = [int(c) for c in data["by_concurrency"]]
+        per_core = [v["rps_per_core"] for v in data["by_concurrency"].values()]
+        p99 = [v["p99_ms"] for v in data["by_concurrency"].values()]
+        ax1.plot(cs, per_core, style, label=grant)
+        ax2.plot(cs, p99, style, label=grant)
+    if sign:
+        ax1.axhline(sign, color="grey", lw=1, label=f"RSA-2048 signs/s per core ({sign:,.0f})")
+        ax1.axhline(0.45 * sign, color="red", lw=1, ls=":", label="target: 45 % of the sign rate")
+    ax2.axhline(25, color="red", lw=1, ls=":", label="target at c=32: p99 < 25 ms")
+    for ax, title, ylabel in ((ax1, "POST /token: requests/s per server core", "requests per CPU-second"),
+                              (ax2, "POST /token: p99 latency", "ms")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(CONCURRENCY), [str(c) for c in CONCURRENCY])
+        ax.set_xlabel("concurrent connections (wrk)")
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax1.set_ylim(bottom=0)
+    ax2.set_yscale("log")
+    m = results["machine"]
+    g = results.get("token", {}).get("gunicorn", {})
+    fig.suptitle(f"{m['cpu']}, {m['cores']} cores; gunicorn {m['versions']['gunicorn']} ({g.get('workers')} "
+                 f"{g.get('worker_class_str')} workers), embedded SQLite store; load average "
+                 f"{results['load']['before']['loadavg_1m']:.2f} at start", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a run of about a minute (fewer, shorter runs)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: next to --out)")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (debugging)")
+    args = parser.parse_args()
+    sections = {s.strip() for s in args.only.split(",") if s.strip()}
+    if sections - set(SECTIONS):
+        parser.error(f"unknown section(s) {sorted(sections - set(SECTIONS))}")
+    if "token" in sections and shutil.which("wrk") is None:
+        parser.error("wrk is not installed (Debian: apt-get install -y wrk; `make bench` does it)")
+    plan = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    results: dict[str, Any] = {"mode": "quick" if plan.quick else "full", "machine": machine(),
+                               "load": {"before": load_snapshot()}, "summary": {}, "targets": TARGETS,
+                               "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    say(f"bench: {results['mode']} run on {results['machine']['cpu']} ({results['machine']['cores']} cores); "
+        f"load {results['load']['before']['loadavg_1m']:.2f}")
+    summary = results["summary"]
+    workdir = Path(tempfile.mkdtemp(prefix="identity-bench-"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: every finally stops its processes
+    try:
+        limits: dict[str, Any] = {}
+        if sections & {"crypto", "token", "verify", "breach"}:
+            say("crypto: measuring the limits")
+            limits = crypto_limits(plan)
+            results["crypto_limits"] = limits
+            summary["rsa_sign_per_core"] = limits["rsa_sign_per_core"]
+            summary["rsa_oaep256_decrypt_per_core"] = limits["rsa_oaep256_decrypt_per_core"]
+            summary["sealed_box_open_per_core"] = limits["sealed_box_open_per_core"]
+        if "token" in sections:
+            results["token"] = token_section(plan, workdir, limits, summary)
+        if "verify" in sections:
+            say("verify: scripts/bench_verify.py " + " ".join(plan.verify_args))
+            results["verify"] = verify_section(plan, limits, summary)
+        if sections & {"vault", "breach"}:
+            store_sections(plan, workdir, sections, limits, summary, results)
+    finally:
+        if args.keep:
+            say(f"bench: kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    results["load"]["after"] = load_snapshot()
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rounded(results), indent=2) + "\n")
+    png = args.plot or args.out.with_name("token_rps.png")
+    if plot(results, png):
+        say(f"bench: plot written to {png}")
+    print(table(results))
+    print(f"\nresults written to {args.out} ({results['seconds']:.0f} s)")
+    return 0 if not summary.get("token_errors") else 1
+
+
+def rounded(value: Any) -> Any:
+    """Floats to a sensible precision for the record (results.json)."""
+    if isinstance(value, float):
+        return round(value, 4) if abs(value) < 10 else round(value, 1)
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v) for v in value]
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

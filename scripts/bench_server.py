@@ -1,0 +1,404 @@
+"""The token endpoint under load: a production-settings service on 127.0.0.1, driven by wrk.
+
+Used by ``scripts/bench.py`` (and handy on its own for profiling: ``python scripts/bench_server.py
+--serve`` sets everything up, prints the wrk command lines and waits for Ctrl-C).
+
+Everything lives in a temporary directory: key material made by ``scripts/keys.py init`` (production,
+passphrase-encrypted, the DPO private key moved out of the keys directory as the README says), an
+audience registered with ``scripts/audiences.py``, two confidential clients registered with
+``scripts/clients.py``, the SQLite store, and gunicorn started with the repository's
+``gunicorn.conf.py`` exactly as the README's production command does.
+
+``BENCH_WSGI_APP`` (profiling only) makes gunicorn serve another app spec, e.g. a timing wrapper.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import _bootstrap  # noqa: F401
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+LUA = ROOT / "bench" / "token.lua"
+ISSUER = "https://id.bench.example"
+AUDIENCE = "https://records.bench.example"
+SCOPE = "records:read"
+REDIRECT_URI = "https://app.bench.example/callback"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (seconds); 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class ClientCreds:
+    client_id: str
+    client_secret: str
+
+    @property
+    def basic(self) -> str:
+        quote = urllib.parse.quote
+        raw = f"{quote(self.client_id, safe='')}:{quote(self.client_secret, safe='')}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+@dataclass
+class WrkResult:
+    grant: str
+    concurrency: int
+    requests: int
+    seconds: float
+    server_cpu_seconds: float
+    loadgen_cpu_seconds: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+    error_detail: dict[str, int]
+    sampled: int
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def rps_per_core(self) -> float:
+        """Requests per second of server CPU time: what one fully busy core would serve."""
+        return self.requests / self.server_cpu_seconds if self.server_cpu_seconds else 0.0
+
+    @property
+    def server_cores_busy(self) -> float:
+        return self.server_cpu_seconds / self.seconds
+
+
+class BenchService:
+    """Key material, audience, clients, store and gunicorn in ``workdir``; stop() ends every process."""
+
+    def __init__(self, workdir: Path, *, port: int | None = None, gunicorn_args: list[str] | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.gunicorn_args = gunicorn_args or []
+        self.keys_dir = self.workdir / "keys"
+        self.dpo_dir = self.workdir / "dpo-offline"
+        self.db_path = self.workdir / "identity.sqlite3"
+        self.audience_dir = self.workdir / "audience-keys"
+        self.samples_dir = self.workdir / "samples"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.workdir / "gunicorn.log"
+        self.cc_client: ClientCreds | None = None
+        self.web_client: ClientCreds | None = None
+        self.audience_private_key: Path | None = None
+        passphrase = secrets.token_urlsafe(24)
+        self.dpo_passphrase = secrets.token_urlsafe(24)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")}
+        self.env.update({
+            "IDENTITY_ENV": "production",
+            "IDENTITY_ISSUER": ISSUER,
+            "IDENTITY_DB_URI": f"sqlite:///{self.db_path}",
+            "IDENTITY_KEYS_DIR": str(self.keys_dir),
+            "IDENTITY_KEYS_PASSPHRASE": passphrase,
+            # Never contacted: /token does not talk to the upstream IdP.
+            "IDENTITY_UPSTREAM_ISSUER": "https://upstream.bench.example",
+            "IDENTITY_UPSTREAM_CLIENT_ID": "bench",
+            "IDENTITY_UPSTREAM_CLIENT_SECRET": secrets.token_urlsafe(24),
+            "IDENTITY_OPERATOR": "bench",
+            **(extra_env or {}),
+        })
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- set-up through the operators' CLIs ---------------------------------------------------
+
+    def _cli(self, *args: str, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+        env = {**self.env, **(extra_env or {})}
+        done = subprocess.run([PYTHON, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args[:3])} failed: {done.stderr.strip()[-2000:]}")
+        return json.loads(done.stdout)
+
+    def set_up(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.samples_dir.mkdir(exist_ok=True)
+        self._cli("scripts/keys.py", "init", extra_env={"IDENTITY_DPO_KEY_PASSPHRASE": self.dpo_passphrase})
+        # README: "move keys/dpo_private.pem to the DPO, offline" (production refuses to start otherwise).
+        self.dpo_dir.mkdir(exist_ok=True)
+        shutil.move(str(self.keys_dir / "dpo_private.pem"), self.dpo_dir / "dpo_private.pem")
+        keygen = self._cli("scripts/audiences.py", "keygen", "--out", str(self.audience_dir))
+        self.audience_private_key = Path(keygen["private_key"])
+        self._cli("scripts/audiences.py", "add", "--audience", AUDIENCE, "--encryption-key", keygen["public_key"])
+        cc = self._cli("scripts/clients.py", "add", "--name", "Bench job", "--scope", SCOPE, "--audience", AUDIENCE)
+        self.cc_client = ClientCreds(cc["client_id"], cc["client_secret"])
+        web = self._cli("scripts/clients.py", "add", "--name", "Bench web app", "--grant", "authorization_code",
+                        "--grant", "refresh_token", "--redirect-uri", REDIRECT_URI, "--scope", SCOPE,
+                        "--audience", AUDIENCE)
+        self.web_client = ClientCreds(web["client_id"], web["client_secret"])
+
+    def seed_refresh_tokens(self, count: int, path: Path, *, subjects: int = 200) -> None:
+        """``count`` live refresh tokens of the web client, written one per line to ``path``.
+
+        Made by the service's own code (vault, grants), as the code exchange makes them; the seeding
+        connection skips fsync and commits in batches (seeding only: the service never does this).
+        """
+        code = f"""
+import sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from identity.cli import services_from_environment
+from identity.oauth.records import new_secret_value
+svc = services_from_environment()
+conn = svc.store._connection(True)
+conn.execute("PRAGMA synchronous=OFF")
+fast = svc.store._connection(False)
+fast.execute("PRAGMA synchronous=OFF")
+subjects = [svc.vault.resolve_or_create(f"bench{{i}}@bench.example").identity.pseudonym for i in range({subjects})]
+out = open({str(path)!r}, "w")
+done = 0
+while done < {count}:
+    conn.execute("BEGIN")
+    for i in range(min(5000, {count} - done)):
+        grant = svc.oauth.grants.create(grant_id=new_secret_value(), client_id={self.web_client.client_id!r},
+                                        subject=subjects[(done + i) % len(subjects)], audience={AUDIENCE!r},
+                                        scope={SCOPE!r})
+        out.write(svc.oauth.grants.issue_refresh_token(grant, scope={SCOPE!r}) + "\\n")
+    conn.execute("COMMIT")
+    done += min(5000, {count} - done)
+out.close()
+conn.execute("PRAGMA synchronous=FULL")
+"""
+        done = subprocess.run([PYTHON, "-c", code], cwd=ROOT, env=self.env, capture_output=True, text=True,
+                              timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"seeding refresh tokens failed: {done.stderr.strip()[-2000:]}")
+
+    # -- gunicorn -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """gunicorn as in the README's production command (gunicorn.conf.py), on 127.0.0.1 only."""
+        cmd = [str(Path(PYTHON).parent / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
+               "--bind", f"127.0.0.1:{self.port}", "--control-socket", str(self.workdir / "gunicorn.ctl"),
+               "--pid", str(self.workdir / "gunicorn.pid"), *self.gunicorn_args,
+               os.environ.get("BENCH_WSGI_APP", "wsgi:app")]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as response:
+                    if response.status == 200 and self._workers_settled():
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("gunicorn did not become ready within 60 s")
+
+    def _workers_settled(self) -> bool:
+        """Every worker forked: the count has not changed for half a second."""
+        count = len(self.worker_pids())
+        time.sleep(0.5)
+        return count > 0 and len(self.worker_pids()) == count
+
+    def worker_pids(self) -> list[int]:
+        return children(self.proc.pid) if self.proc else []
+
+    def server_cpu(self) -> float:
+        if self.proc is None:
+            return 0.0
+        return cpu_seconds(self.proc.pid) + sum(cpu_seconds(p) for p in self.worker_pids())
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    # -- load ---------------------------------------------------------------------------------
+
+    def cc_body(self) -> str:
+        return f"grant_type=client_credentials&scope={urllib.parse.quote(SCOPE)}"
+
+    def wrk(self, grant: str, concurrency: int, seconds: float, *, pool: Path | None = None,
+            sample_every: int = 100, tag: str = "") -> WrkResult:
+        """One wrk run; raises if wrk fails. Samples land in samples_dir/<tag>-<thread>.txt."""
+        threads = 1
+        creds = self.cc_client if grant == "client_credentials" else self.web_client
+        assert creds is not None
+        source = self.cc_body() if grant == "client_credentials" else str(pool)
+        prefix = str(self.samples_dir / f"{tag or grant}-c{concurrency}-")
+        cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(LUA),
+               self.url + "/token", "--", "cc" if grant == "client_credentials" else "refresh", creds.basic,
+               source, str(threads), str(sample_every), prefix]
+        cpu_before = self.server_cpu()
+        load_before = os.times()
+        started = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+        elapsed = time.perf_counter() - started
+        load_after = os.times()
+        cpu_after = self.server_cpu()
+        if done.returncode != 0:
+            raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()[-1000:]}")
+        match = re.search(r"^BENCH_JSON (\{.*\})$", done.stdout, re.M)
+        if not match:
+            raise RuntimeError(f"wrk printed no figures: {done.stdout[-1000:]} {done.stderr[-1000:]}")
+        raw = json.loads(match.group(1))
+        detail = {k: raw[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout",
+                                      "non200", "exhausted")}
+        return WrkResult(
+            grant=grant, concurrency=concurrency, requests=raw["requests"], seconds=raw["duration_us"] / 1e6,
+            server_cpu_seconds=cpu_after - cpu_before,
+            loadgen_cpu_seconds=(load_after.children_user + load_after.children_system)
+            - (load_before.children_user + load_before.children_system),
+            p50_ms=raw["p50_us"] / 1e3, p90_ms=raw["p90_us"] / 1e3, p99_ms=raw["p99_us"] / 1e3,
+            max_ms=raw["max_us"] / 1e3,
+            errors=raw["err_connect"] + raw["err_read"] + raw["err_write"] + raw["err_timeout"]
+            + max(raw["err_status"], raw["non200"]) + raw["exhausted"],
+            error_detail=detail, sampled=raw["sampled"], raw={**raw, "wall_seconds": elapsed},
+        )
+
+    # -- checking what was issued -------------------------------------------------------------
+
+    def samples(self, tag_prefix: str) -> tuple[list[dict[str, Any]], list[str]]:
+        bodies, errors = [], []
+        for path in sorted(self.samples_dir.glob(f"{tag_prefix}*.txt")):
+            for line in path.read_text().splitlines():
+                if line.startswith("ERROR "):
+                    errors.append(line[:300])
+                elif line.strip():
+                    bodies.append(json.loads(line))
+        return bodies, errors
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        assert self.cc_client is not None
+        data = urllib.parse.urlencode({"token": token}).encode()
+        req = urllib.request.Request(self.url + "/introspect", data=data, method="POST", headers={
+            "Authorization": self.cc_client.basic, "Content-Type": "application/x-www-form-urlencoded"})
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return json.loads(response.read())
+
+    def jwks(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + "/.well-known/jwks.json", timeout=10) as response:
+            return json.loads(response.read())
+
+
+def check_tokens(service: BenchService, bodies: list[dict[str, Any]], *, grant: str,
+                 introspect: int = 5, at_most: int = 30) -> dict[str, Any]:
+    """Verify sampled token responses with identity.verify and introspect a few; returns counts."""
+    if len(bodies) > at_most:  # evenly spread over the run
+        bodies = [bodies[i * len(bodies) // at_most] for i in range(at_most)]
+    from bench_verify import StaticFetcher  # the verify engineer's fixed-JWKS fetcher
+
+    from identity.verify import TokenVerifier
+
+    assert service.audience_private_key is not None and service.cc_client and service.web_client
+    verifier = TokenVerifier(issuer=ISSUER, audience=AUDIENCE,
+                             decryption_keys=[service.audience_private_key.read_bytes()],
+                             jwks_uri=ISSUER + "/.well-known/jwks.json", fetcher=StaticFetcher(service.jwks()))
+    expected_client = service.cc_client.client_id if grant == "client_credentials" else service.web_client.client_id
+    valid, problems = 0, []
+    for body in bodies:
+        try:
+            token = verifier.verify(body["access_token"])
+            assert token.claims["client_id"] == expected_client, "client_id"
+            assert body.get("scope") == SCOPE and body.get("token_type") == "Bearer", "response fields"
+            if grant == "refresh_token":
+                assert body.get("refresh_token"), "no new refresh token"
+            else:
+                assert token.claims["sub"] == expected_client, "sub"
+            valid += 1
+        except Exception as exc:  # noqa: BLE001 - every failure is reported as a problem
+            problems.append(f"{type(exc).__name__}: {exc}"[:200])
+    active = sum(1 for body in bodies[:introspect] if service.introspect(body["access_token"]).get("active"))
+    return {"checked": len(bodies), "valid": valid, "introspected": min(introspect, len(bodies)),
+            "introspected_active": active, "problems": problems[:5]}
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+if __name__ == "__main__":
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="set up the bench service and keep it running (profiling)")
+    parser.add_argument("--serve", action="store_true", required=True)
+    parser.add_argument("--refresh-tokens", type=int, default=20000)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra IDENTITY_* setting")
+    parser.add_argument("gunicorn_args", nargs="*")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="identity-bench-") as tmp:
+        svc = BenchService(Path(tmp), gunicorn_args=args.gunicorn_args,
+                           extra_env=dict(item.split("=", 1) for item in args.env))
+        svc.set_up()
+        pool = Path(tmp) / "refresh.txt"
+        svc.seed_refresh_tokens(args.refresh_tokens, pool)
+        svc.start()
+        try:
+            print(f"serving {svc.url}; master pid {svc.proc.pid}, workers {svc.worker_pids()}", flush=True)
+            print(f"wrk -t1 -c32 -d10s -s {LUA} {svc.url}/token -- cc '{svc.cc_client.basic}' "
+                  f"'{svc.cc_body()}' 1 100 {tmp}/samples/manual-", flush=True)
+            print(f"wrk -t1 -c32 -d10s -s {LUA} {svc.url}/token -- refresh '{svc.web_client.basic}' "
+                  f"{pool} 1 100 {tmp}/samples/manual-", flush=True)
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            svc.stop()
