@@ -55,6 +55,9 @@ def create_app(
     install_self_service(app, services)
     install_login_broker(app, configure_login(app, services, login_broker))
     install_rate_limits(app, settings)
+    # Start-up reads and writes the store (the self audience): close that connection, so that none is
+    # open when gunicorn --preload forks the workers (SQLite state must never cross a fork).
+    services.store.close()
     return app
 
 

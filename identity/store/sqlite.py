@@ -72,15 +72,19 @@ class SQLiteStore:
         return conn
 
     def close(self) -> None:
+        self._close_connections()
+        with self._writer_thread_lock:
+            if self._writer_fd is not None and self._writer_fd[0] == os.getpid():
+                os.close(self._writer_fd[1])
+            self._writer_fd = None
+
+    def _close_connections(self) -> None:
+        """This thread's connections; not the writers' lock file (a failing write still holds its turn)."""
         for attr in ("conn", "fast_conn"):
             conn = getattr(self._local, attr, None)
             if conn is not None and getattr(self._local, "pid", None) == os.getpid():
                 conn.close()
             setattr(self._local, attr, None)
-        with self._writer_thread_lock:
-            if self._writer_fd is not None and self._writer_fd[0] == os.getpid():
-                os.close(self._writer_fd[1])
-            self._writer_fd = None
 
     def _writer_lock_fd(self) -> int | None:
         """This process's descriptor of ``<file>-lock`` (None if it cannot be opened: no queueing)."""
@@ -119,7 +123,7 @@ class SQLiteStore:
         except sqlite3.IntegrityError as exc:
             raise DuplicateKeyError(str(exc)) from exc
         except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
-            self.close()  # a broken connection is reopened on the next call
+            self._close_connections()  # a broken connection is reopened on the next call
             raise StoreUnavailable(f"the SQLite store failed: {exc}") from exc
 
     # -- schema ------------------------------------------------------------------------------

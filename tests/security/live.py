@@ -7,6 +7,7 @@ shutdown (TERM, then KILL), and the server is always stopped by the context mana
 from __future__ import annotations
 
 import base64
+import ctypes
 import hashlib
 import json
 import os
@@ -37,6 +38,18 @@ REDIRECT_URI = "https://app.example.org/callback"
 API = "https://api.example.org"
 START_TIMEOUT = 30.0
 REQUEST_TIMEOUT = 30.0
+
+
+PR_CAPBSET_DROP = 24
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
+
+
+def drop_file_mode_override() -> None:
+    """In the child before exec: root without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH obeys file modes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
 
 
 def free_port() -> int:
@@ -98,12 +111,13 @@ def deploy(root: Path, key_template: Path, *, db_dir: Path | None = None, audien
 class Gunicorn:
     """``gunicorn`` with several workers on ``deployment.port``; a context manager."""
 
-    def __init__(self, deployment: Deployment, *, workers: int = 4, threads: int = 2, user: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(self, deployment: Deployment, *, workers: int = 4, threads: int = 2, obey_file_modes: bool = False,
+                 env: dict[str, str] | None = None, preload: bool = True) -> None:
         self.deployment = deployment
+        self.preload = preload
         self.workers = workers
         self.threads = threads
-        self.user = user
+        self.obey_file_modes = obey_file_modes
         self.env = env or {}
         self.process: subprocess.Popen[str] | None = None
         self.log: list[str] = []
@@ -125,12 +139,13 @@ class Gunicorn:
         config.write_text("# empty: keep the repository's gunicorn.conf.py out of the tests\n")
         command = [sys.executable, "-m", "gunicorn", "--config", str(config), "--bind", f"127.0.0.1:{self.deployment.port}",
                    "--workers", str(self.workers), "--threads", str(self.threads), "--timeout", "60",
-                   "--graceful-timeout", "3", "--error-logfile", "-", "--log-level", "info", "--no-control-socket", "--preload", WSGI]
-        if self.user:
-            command[3:3] = ["--user", self.user, "--group", "nogroup"]
+                   "--graceful-timeout", "3", "--error-logfile", "-", "--log-level", "info", "--no-control-socket", WSGI]
+        if self.preload:
+            command.insert(-1, "--preload")
         self.process = subprocess.Popen(command, cwd=REPO, env=self.deployment.environment(**self.env),
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                        start_new_session=True)
+                                        start_new_session=True,
+                                        preexec_fn=drop_file_mode_override if self.obey_file_modes else None)
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
         deadline = time.monotonic() + START_TIMEOUT
