@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test keys setup clean bench
+.PHONY: run test keys setup clean bench audit
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench: $(VENV)/.bench-installed
 		{ echo "bench: could not install wrk; install it (Debian: apt-get install wrk) and run make bench again" >&2; \
 		exit 1; }; }
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+audit: $(STAMP)  # pip-audit over the pinned dependencies; skips (exit 0) when no vulnerability data is reachable
+	$(BIN)/python -m tests.security.audit_gate
 
 clean:
 	rm -rf $(VENV) .pytest_cache
