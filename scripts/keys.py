@@ -8,13 +8,12 @@ IDENTITY_ENV); the DPO key's passphrase comes from IDENTITY_DPO_KEY_PASSPHRASE o
 from __future__ import annotations
 
 import argparse
-import getpass
 import time
 
 import _bootstrap  # noqa: F401
 
 from identity.audit import AuditLog
-from identity.cli import CommandError, emit, passphrase_from, run, say, settings_from_environment
+from identity.cli import CommandError, emit, operator_name, passphrase_from, run, say, settings_from_environment
 from identity.keys import KeyMaterialError, KeyPaths, describe, init_keys, rotate_signing_keys
 from identity.keys.files import pem_is_encrypted
 from identity.store import StoreUnavailable, open_store
@@ -94,10 +93,10 @@ def cmd_rotate() -> int:
             now=time.time(),
         )
     except KeyMaterialError as exc:
-        audit.append(actor=getpass.getuser(), action="keys.rotate", outcome="failed", details={"problem": str(exc)})
+        audit.append(actor=operator_name(), action="keys.rotate", outcome="failed", details={"problem": str(exc)})
         raise CommandError(str(exc)) from exc
     states = {k["kid"]: k["state"] for k in manifest["keys"]}
-    audit.append(actor=getpass.getuser(), action="keys.rotate", details={
+    audit.append(actor=operator_name(), action="keys.rotate", details={
         "keys_dir": str(paths.root), "states": states,
         "dropped": sorted({k["kid"] for k in existing} - set(states)),
     })
