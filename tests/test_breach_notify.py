@@ -127,11 +127,12 @@ def test_smtp_settings_problems_are_reported_together():
 def test_everyone_resolved_gets_one_message_and_each_is_audited(sqlite_store, resolved, inbox, notice_file):
     people, out = resolved
     box, controller = inbox
-    report = notify(sqlite_store, out, notice_file, plain_env(controller))
+    report = notify(sqlite_store, out, notice_file,
+                    plain_env(controller, IDENTITY_SMTP_FROM="Privacy Voorbeeld <privacy@voorbeeld.nl>"))
     assert report.sent == 11 and report.ok
     assert sorted(box.recipients()) == sorted(people.pseudonyms.values())
     message = email.message_from_bytes(box.messages[0][1], policy=email.policy.default)
-    assert message["From"] == "privacy@voorbeeld.nl" and "datalek" in message["Subject"]
+    assert message["From"].addresses[0].addr_spec == "privacy@voorbeeld.nl" and "datalek" in message["Subject"]
     assert NOTICE["en"]["measures"] in message.get_content()
     records = notify_records(sqlite_store)
     per_person = [r for r in records if r["details"].get("pseudonym")]

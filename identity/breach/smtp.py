@@ -6,7 +6,7 @@
 | ``IDENTITY_SMTP_PORT`` | 587 (starttls), 465 (tls), 25 (none) | its port |
 | ``IDENTITY_SMTP_SECURITY`` | ``starttls`` | ``starttls``, ``tls`` (implicit TLS) or ``none`` (loopback hosts only) |
 | ``IDENTITY_SMTP_USERNAME`` / ``IDENTITY_SMTP_PASSWORD`` | — | both or neither; never over ``none`` |
-| ``IDENTITY_SMTP_FROM`` | — (required) | the sender address (the DPO's mailbox) |
+| ``IDENTITY_SMTP_FROM`` | — (required) | the sender (the DPO's mailbox), ``address`` or ``Name <address>`` |
 | ``IDENTITY_SMTP_CA_FILE`` | system CAs | a CA bundle to verify the server with |
 | ``IDENTITY_SMTP_TIMEOUT`` | 30 | seconds per SMTP operation |
 | ``IDENTITY_SMTP_ATTEMPTS`` | 4 | tries per message before it counts as failed |
@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
+from email.utils import parseaddr
 from typing import Any, Callable, Mapping
 
 from ..config import ConfigError, _Reader
@@ -50,6 +51,11 @@ class SmtpSettings:
     timeout: float = 30.0
     attempts: int = 4
     backoff: float = 2.0
+
+    @property
+    def envelope_sender(self) -> str:
+        """The bare address of ``sender`` (which may carry a display name) for ``MAIL FROM``."""
+        return parseaddr(self.sender)[1]
 
     def describe(self) -> str:
         """For the operator: where messages go (no secret)."""
@@ -75,8 +81,8 @@ def load_smtp_settings(env: Mapping[str, str] | None = None) -> SmtpSettings:
     security = (read.text("IDENTITY_SMTP_SECURITY", STARTTLS) or STARTTLS).lower()
     if not host:
         problems.append("IDENTITY_SMTP_HOST is required to send notices")
-    if not sender or "@" not in sender:
-        problems.append("IDENTITY_SMTP_FROM must be the sender's e-mail address")
+    if not sender or "@" not in parseaddr(sender)[1]:
+        problems.append("IDENTITY_SMTP_FROM must be the sender's e-mail address (optionally 'Name <address>')")
     if security not in DEFAULT_PORTS:
         problems.append(f"IDENTITY_SMTP_SECURITY must be starttls, tls or none, got {security!r}")
         security = STARTTLS
@@ -207,12 +213,13 @@ class Mailer:
 
     def _transmit(self, conn: smtplib.SMTP, recipient: str, message: EmailMessage) -> None:
         """MAIL, RCPT, DATA one step at a time, so a failure's stage (and so its certainty) is known."""
-        utf8 = not (recipient.isascii() and self.settings.sender.isascii())
+        sender = self.settings.envelope_sender
+        utf8 = not (recipient.isascii() and sender.isascii())
         if utf8 and not conn.has_extn("smtputf8"):
             raise _Refused(553, "recipient (server lacks SMTPUTF8)")
         options = ["SMTPUTF8", "BODY=8BITMIME"] if utf8 else (["BODY=8BITMIME"] if conn.has_extn("8bitmime") else [])
         payload = message.as_bytes(policy=SMTPUTF8 if utf8 else SMTP)
-        code, _ = conn.mail(self.settings.sender, options)
+        code, _ = conn.mail(sender, options)
         if code != 250:
             self._reset(conn)
             raise _Refused(code, "sender")

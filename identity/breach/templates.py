@@ -22,7 +22,7 @@ import string
 from dataclasses import dataclass
 from email.errors import MessageError
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -103,7 +103,7 @@ def build_message(*, sender: str, recipient: str, subject: str, body: str,
         raise ValueError("the address cannot be written in a To: header")
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=True)
-    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    message["Message-ID"] = make_msgid(domain=parseaddr(sender)[1].rpartition("@")[2] or None)
     message["Content-Language"] = ", ".join(languages)
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(body, charset="utf-8")
