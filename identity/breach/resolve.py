@@ -258,7 +258,7 @@ def _load_key(params: ResolveParams) -> bytes:
     return raw_private(load_dpo_key(params.dpo_key, params.passphrase, public_key_path=params.dpo_public))
 
 
-def _prepare(store: Store, params: ResolveParams, key: bytes, four_eyes_required: bool,
+def _prepare(store: Store, params: ResolveParams, four_eyes_required: bool,
              clock: Callable[[], float]) -> _Prepared:
     sha = _list_hash(params.pseudonyms)
     state = _load_resumable(params, sha)
@@ -331,13 +331,13 @@ def resolve_pseudonyms(store: Store, audit: AuditLog, params: ResolveParams, *, 
         raise
     workers = default_workers() if params.workers is None else params.workers
     with OpeningPool[Job](key, workers=workers) as pool:  # forked before this run touches the store
-        return _run(store, audit, params, key, pool, four_eyes_required, stdout, stderr, clock)
+        return _run(store, audit, params, pool, four_eyes_required, stdout, stderr, clock)
 
 
-def _run(store: Store, audit: AuditLog, params: ResolveParams, key: bytes, pool: OpeningPool[Job],
-         four_eyes_required: bool, stdout: BinaryIO, stderr: TextIO, clock: Callable[[], float]) -> Summary:
+def _run(store: Store, audit: AuditLog, params: ResolveParams, pool: OpeningPool[Job], four_eyes_required: bool,
+         stdout: BinaryIO, stderr: TextIO, clock: Callable[[], float]) -> Summary:
     try:
-        prepared = _prepare(store, params, key, four_eyes_required, clock)
+        prepared = _prepare(store, params, four_eyes_required, clock)
     except Refused as exc:
         _audit_refusal(audit, params, str(exc))
         raise
