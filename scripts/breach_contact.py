@@ -41,10 +41,18 @@ from identity.store import StoreError, open_store
 ACTION = "breach.resolve"
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="breach_contact.py", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[2:]))
+class UsageError(Exception):
+    """A command line argparse cannot read (audited like any other refused attempt)."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = Parser(prog="breach_contact.py", description=__doc__.splitlines()[0],
+                    formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n".join(__doc__.splitlines()[2:]))
     parser.add_argument("--incident", metavar="ID", help="the incident id (required)")
     parser.add_argument("--operator", metavar="NAME", help="who runs this (required)")
     parser.add_argument("--reason", metavar="TEXT", help="why, for the audit log (required)")
@@ -61,7 +69,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--counts-only", action="store_true",
                         help="only count (for the authority's 72-hour notice): no key, nothing opened")
     parser.add_argument("--workers", type=int, metavar="N", help="processes opening e-mails (default: one a core)")
-    return parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def flag_value(argv: list[str], flag: str) -> str | None:
+    """A flag's value from a command line that did not parse (for the audit record)."""
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def audit_usage_error(audit: AuditLog, argv: list[str], message: str) -> None:
+    args = argparse.Namespace(**{name: flag_value(argv, f"--{name}") for name in ("operator", "reason", "incident")})
+    try:
+        refuse(audit, args, f"usage: {message}")
+    except CommandError:
+        pass
 
 
 def refuse(audit: AuditLog, args: argparse.Namespace, problem: str, action: str = ACTION) -> NoReturn:
@@ -196,16 +222,25 @@ def resolve(settings: Settings, store, audit: AuditLog, args: argparse.Namespace
     ok = not summary.counts.get("unopenable")
     if args.notify:
         ok = notify(audit, args, smtp, letter, summary).ok and ok
+    head = audit.head()
+    if head:
+        say(f"audit log head: record {head['seq']} {head['hash']} (keep it outside the database; "
+            "check later with scripts/audit.py verify --expect-head HASH)")
     print(summary.line(), flush=True)
     return 0 if ok else 1
 
 
 def main() -> int:
-    args = parse_args()
     settings = settings_from_environment()
     store = open_store(settings.db_uri)
     audit = AuditLog(store)
+    argv = sys.argv[1:]
     try:
+        try:
+            args = parse_args(argv)
+        except UsageError as exc:
+            audit_usage_error(audit, argv, str(exc))
+            raise CommandError(f"{exc} (see --help)", exit_code=2) from exc
         return count_only(store, audit, args) if args.counts_only else resolve(settings, store, audit, args)
     except StoreError as exc:
         raise CommandError(f"the store is unavailable: {exc}") from exc

@@ -10,7 +10,8 @@
   show     --request ID                              a request and its state
 
 Officer keys are encrypted with IDENTITY_OFFICER_KEY_PASSPHRASE (or a prompt). The store comes from
-the same IDENTITY_* environment as the service. Every action, refused ones included, is audited.
+the same IDENTITY_* environment as the service. Enrolments, revocations, requests and approvals are
+audited, refused ones included (keygen touches no store).
 """
 
 from __future__ import annotations

@@ -64,6 +64,8 @@ def test_resolve_to_a_private_csv_and_end_with_the_summary_line(world, tmp_path,
     rows = list(csv.reader(io.StringIO(out.read_text())))
     assert rows[0] == ["pseudonym", "email"] and len(rows) == 12
     assert "malformed lines: 13" in text(result, "stderr")
+    head = AuditLog(SQLiteStore(env["IDENTITY_DB_URI"].removeprefix("sqlite:///"))).head()["hash"]
+    assert f"audit log head: record 2 {head}" in text(result, "stderr")
     assert not any(e in text(result, "stderr") for e in EMAILS)
     verify = run_script("audit.py", "verify", env=env)
     assert verify.returncode == 0 and json.loads(verify.stdout)["records"] == 2
@@ -77,6 +79,16 @@ def test_refusal_without_a_reason_is_audited_and_prints_nothing(world, tmp_path,
     assert not (tmp_path / "c.csv").exists()
     assert [(r["action"], r["outcome"], r["actor"]) for r in records(env)] == [("breach.resolve", "refused",
                                                                                   "dpo.jansen")]
+
+
+def test_a_command_line_that_does_not_parse_is_refused_and_audited(world, tmp_path, keys_dir):
+    _, env, listing = world
+    result = run_script("breach_contact.py", *base_args(tmp_path, keys_dir, listing), "--out", str(tmp_path / "c.csv"),
+                        "--workers", "many", env=env)
+    assert result.returncode == 2 and result.stdout == b"" and "--workers" in text(result, "stderr")
+    (record,) = records(env)
+    assert (record["outcome"], record["actor"], record["incident"]) == ("refused", "dpo.jansen", "INC-2026-01")
+    assert record["details"]["problem"].startswith("usage:")
 
 
 def test_wrong_passphrase_is_refused_and_audited(world, tmp_path, keys_dir):
