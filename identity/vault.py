@@ -5,7 +5,8 @@ copy). The login broker holds the verified address in memory for one request and
 
 Rules, as documented in the README:
 
-* **Normalisation** — trim surrounding whitespace, Unicode NFC, lower-case the whole address.
+* **Normalisation** — trim surrounding whitespace, Unicode NFC, lower-case the whole address, NFC
+  again (lower-casing can create a new composition).
   ``" Alice@Example.ORG "`` and ``"alice@example.org"`` are the same person.
 * **Blind index** — HMAC-SHA256 over the normalised address under the pepper from the key
   material (never in the database), hex encoded; unique in the store.
@@ -91,7 +92,8 @@ def normalise_email(raw: str) -> str:
     """Trim, NFC, lower-case; raise ``InvalidEmail`` for anything that is not an address."""
     if not isinstance(raw, str):
         raise InvalidEmail("an e-mail address must be text")
-    email = unicodedata.normalize("NFC", raw.strip()).lower()
+    # NFC again after lower(): lower-casing can create a new composition ("W\u030a" → U+1E98).
+    email = unicodedata.normalize("NFC", unicodedata.normalize("NFC", raw.strip()).lower())
     local, at, domain = email.rpartition("@")
     if not at or not local or not domain:
         raise InvalidEmail("an e-mail address needs a local part, '@' and a domain")

@@ -89,11 +89,6 @@ def test_normalising_twice_changes_nothing_for_precomposable_lower_case(email):
     assert accepted(normal) == normal
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "vault.normalise_email applies NFC before lower(): 'W\\u030a' has no precomposed capital, but 'w\\u030a' "
-    "composes to U+1E98, so the result is not NFC and a second normalisation changes it. The broker "
-    "normalises and the vault normalises again, so login and any single-normalisation lookup of the same "
-    "address disagree. Fix (vault owner): NFC again after lower()."))
 @pytest.mark.parametrize("raw", ["W\u030a@example.org", "Y\u030a@example.org", "T\u0308@example.org",
                                  "J\u030c@example.org", "H\u0331@example.org"])
 def test_normalisation_is_idempotent(raw):
