@@ -190,3 +190,13 @@ def test_the_whole_procedure_with_four_eyes_and_notices(world, tmp_path, keys_di
     assert kinds.count(("breach.notify", "sent")) == 11
     assert "@example.org" not in json.dumps(log)
     assert run_script("audit.py", "verify", env=env).returncode == 0
+
+
+def test_the_benchmark_script_seeds_and_measures(tmp_path):
+    result = run_script("bench_breach.py", "--n", "300", "--dir", str(tmp_path / "bench"), "--distinct-seals", "10",
+                        "--chunk", "50", env={})
+    assert result.returncode == 0, text(result, "stderr")
+    report = json.loads(result.stdout)
+    assert report["summary"] == "resolved=300 unknown=0 erased=0 malformed=0"
+    assert report["seconds"] > 0 and report["peak_rss_mb_all_processes"] >= report["peak_rss_mb_main"] > 0
+    assert not list((tmp_path / "bench").glob("out-*"))  # its output is removed
