@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +26,7 @@ from .live import (
     LoginFailed,
     assert_identities_whole,
     deploy,
+    drop_file_mode_override,
     identity_rows,
     integrity,
 )
@@ -36,6 +38,22 @@ CLEAR_MESSAGE = "the identity store is unavailable; try again shortly"
 def needs_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("fault injection needs root (capabilities, mounts)")
+
+
+def needs_file_modes_enforced(tmp_path: Path) -> None:
+    """Root ignores file modes unless CAP_DAC_OVERRIDE is dropped; skip where that cannot be done."""
+    needs_root()
+    locked = tmp_path / "mode-000"
+    locked.write_text("x")
+    locked.chmod(0)
+    try:
+        probe = subprocess.run([sys.executable, "-c", f"open({str(locked)!r}).read()"], capture_output=True,
+                               timeout=30, preexec_fn=drop_file_mode_override)
+    except (subprocess.SubprocessError, OSError) as exc:
+        pytest.skip(f"cannot drop CAP_DAC_OVERRIDE here: {exc}")
+    if probe.returncode == 0:
+        pytest.skip("file modes are not enforced here even without CAP_DAC_OVERRIDE")
+    locked.unlink()
 
 
 def run(*command: str) -> None:
@@ -83,7 +101,7 @@ def assert_store_sound(db_path: Path, pseudonyms: dict[str, str], client: LoginC
 
 
 def test_an_unreadable_store_is_503_and_recovers_without_restart(tmp_path, key_template, audience_keys):
-    needs_root()
+    needs_file_modes_enforced(tmp_path)
     deployment = deploy(tmp_path, key_template, audience_key=audience_keys[API].public_pem)
     with Gunicorn(deployment, workers=2, threads=2, obey_file_modes=True) as server:
         client = LoginClient(server.url, deployment.client_id)
