@@ -121,6 +121,8 @@ def test_a_worker_killed_during_load_loses_duplicates_and_corrupts_nothing(tmp_p
                 deadline = time.monotonic() + 60
                 while done[0] < threshold and time.monotonic() < deadline:
                     time.sleep(0.01)
+                while not server.worker_pids() and time.monotonic() < deadline:
+                    time.sleep(0.01)  # a replacement worker is still being forked
                 victim = server.worker_pids()[0]
                 os.kill(victim, signal.SIGKILL)
                 killed.append(victim)
