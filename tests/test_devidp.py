@@ -289,10 +289,13 @@ def test_production_never_mounts_the_dev_idp(settings, tmp_path):
     created = init_keys(root, passphrase="pass", dpo_passphrase="dpo", development=False, now=0)
     created.files["dpo_private_key"].unlink()
     prod = dataclasses.replace(settings, env="production", keys_dir=root, keys_passphrase="pass")
-    app = create_app(prod)  # a hand-built Settings without upstream (load_settings refuses this outright)
+    with pytest.raises(ConfigError, match="IDENTITY_UPSTREAM_"):
+        create_app(prod)  # a hand-built Settings without upstream: refused, never the dev IdP
+    upstream = dataclasses.replace(prod, upstream_issuer="https://idp.example.org", upstream_client_id="c",
+                                   upstream_client_secret="s")
+    app = create_app(upstream)
     client = app.test_client()
     assert client.get("/devidp/.well-known/openid-configuration", base_url="https://id.example.test").status_code == 404
-    assert client.get("/login/callback", base_url="https://id.example.test").status_code == 404
     app.extensions["identity"].store.close()
 
 

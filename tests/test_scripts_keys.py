@@ -18,7 +18,7 @@ def run_keys(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_init_list_rotate(tmp_path: Path):
-    env = {"IDENTITY_KEYS_DIR": str(tmp_path / "k")}
+    env = {"IDENTITY_KEYS_DIR": str(tmp_path / "k"), "IDENTITY_DB_URI": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
     created = run_keys("init", "--development", env=env)
     assert created.returncode == 0, created.stderr
     out = json.loads(created.stdout)
@@ -48,9 +48,10 @@ def test_production_init_needs_both_passphrases_and_refuses_development(tmp_path
 
 
 def test_rotate_of_encrypted_keys_without_passphrase_is_refused(tmp_path: Path):
-    env = {"IDENTITY_KEYS_DIR": str(tmp_path / "k"), "IDENTITY_KEYS_PASSPHRASE": "p"}
+    db = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    env = {"IDENTITY_KEYS_DIR": str(tmp_path / "k"), "IDENTITY_KEYS_PASSPHRASE": "p", "IDENTITY_DB_URI": db}
     assert run_keys("init", env=env).returncode == 0
-    refused = run_keys("rotate", env={"IDENTITY_KEYS_DIR": str(tmp_path / "k")})
+    refused = run_keys("rotate", env={"IDENTITY_KEYS_DIR": str(tmp_path / "k"), "IDENTITY_DB_URI": db})
     assert refused.returncode == 1 and "IDENTITY_KEYS_PASSPHRASE" in refused.stderr
 
 
