@@ -169,6 +169,15 @@ class Gunicorn:
         except requests.RequestException:
             return False
 
+    def logged(self, *fragments: str, timeout: float = 10.0) -> bool:
+        """Whether a log line containing one of ``fragments`` arrives within ``timeout`` (read asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(fragment in line for line in list(self.log) for fragment in fragments):
+                return True
+            time.sleep(0.05)
+        return False
+
     def worker_pids(self) -> list[int]:
         if self.process is None:
             return []

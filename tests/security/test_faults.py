@@ -113,7 +113,7 @@ def test_an_unreadable_store_is_503_and_recovers_without_restart(tmp_path, key_t
             ready = requests.get(f"{server.url}/readyz", timeout=10)
             assert ready.status_code == 503 and ready.json()["checks"]["store"] == "unavailable"
             assert_unavailable(log_in_expecting_outage(client, "new@example.org"))
-            assert any("store unavailable" in line for line in server.log)
+            assert server.logged("store unavailable"), server.log[-5:]
         finally:
             deployment.db_path.parent.chmod(0o755)
 
@@ -142,7 +142,7 @@ def test_a_full_disk_is_503_without_corruption_and_recovers(tmp_path, mount_poin
         try:
             for n in range(3):
                 assert_unavailable(log_in_expecting_outage(client, f"full{n}@example.org"))
-            assert any("disk is full" in line or "disk I/O error" in line for line in server.log), server.log[-5:]
+            assert server.logged("disk is full", "disk I/O error"), server.log[-5:]
         finally:
             filler.unlink()
         for n in range(3):  # the same people, once there is room again: no restart
@@ -184,5 +184,6 @@ def test_a_read_only_disk_is_503_without_corruption_and_recovers(tmp_path, mount
             except LoginFailed as failure:
                 assert_unavailable(failure.response)
         else:
-            raise AssertionError("the service did not recover after the disk became writable again:\n" + "\n".join(server.log[-12:]))
+            raise AssertionError("the service did not recover after the disk became writable again:\n"
+                                 + "\n".join(server.log[-12:]))
         assert_store_sound(deployment.db_path, before, client)
