@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterable
 from flask import Flask, Response
 
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-HTML_CSP_TEMPLATE = "default-src 'none'; style-src {styles}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+HTML_CSP_TEMPLATE = ("default-src 'none'; style-src {styles}; form-action 'self'; frame-ancestors 'none'; "
+                     "base-uri 'none'")
 HSTS = "max-age=31536000; includeSubDomains"
 MAX_QUERY_STRING = 8 * 1024
 MAX_HEADER_VALUE = 8 * 1024

@@ -137,9 +137,10 @@ class Gunicorn:
     def start(self) -> None:
         config = self.deployment.root / "gunicorn.conf.py"
         config.write_text("# empty: keep the repository's gunicorn.conf.py out of the tests\n")
-        command = [sys.executable, "-m", "gunicorn", "--config", str(config), "--bind", f"127.0.0.1:{self.deployment.port}",
-                   "--workers", str(self.workers), "--threads", str(self.threads), "--timeout", "60",
-                   "--graceful-timeout", "3", "--error-logfile", "-", "--log-level", "info", "--no-control-socket", WSGI]
+        command = [sys.executable, "-m", "gunicorn", "--config", str(config),
+                   "--bind", f"127.0.0.1:{self.deployment.port}", "--workers", str(self.workers),
+                   "--threads", str(self.threads), "--timeout", "60", "--graceful-timeout", "3",
+                   "--error-logfile", "-", "--log-level", "info", "--no-control-socket", WSGI]
         if self.preload:
             command.insert(-1, "--preload")
         self.process = subprocess.Popen(command, cwd=REPO, env=self.deployment.environment(**self.env),

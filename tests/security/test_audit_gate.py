@@ -32,7 +32,8 @@ def test_some_packages_unknown_to_the_service_still_pass_with_a_note():
 
 
 def test_no_report_and_a_network_error_is_unreachable():
-    stderr = "requests.exceptions.ConnectionError: HTTPSConnectionPool(host='api.osv.dev', port=443): Max retries exceeded"
+    stderr = ("requests.exceptions.ConnectionError: HTTPSConnectionPool(host='api.osv.dev', port=443): "
+              "Max retries exceeded")
     assert verdict(None, 1, stderr).status == UNREACHABLE
 
 

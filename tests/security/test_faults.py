@@ -2,8 +2,9 @@
 
 Each answers 503 with a clear message (never a 500, never a traceback), leaves no half-written or
 corrupt record, and recovers without a restart once the fault is gone. Faults are made for real:
-file permissions (the server runs without the capability that lets root ignore them), a small tmpfs filled up, a read-only bind
-mount. They need root (and mount rights for the last two) and are skipped with the reason otherwise.
+file permissions (the server runs without the capability that lets root ignore them), a small tmpfs
+filled up, a read-only bind mount. They need root (and mount rights for the last two) and are skipped
+with the reason otherwise.
 """
 
 from __future__ import annotations

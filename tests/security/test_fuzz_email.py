@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from identity.sealing import Sealer
 from identity.vault import MAX_EMAIL_LENGTH, InvalidEmail, Vault, normalise_email
 
-ASCII_LOCAL = st.text(alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.!#$%&'*+-/=?^_`{|}~"),
-                      min_size=1, max_size=30)
+LOCAL_CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.!#$%&'*+-/=?^_`{|}~"
+ASCII_LOCAL = st.text(alphabet=st.sampled_from(LOCAL_CHARACTERS), min_size=1, max_size=30)
 LABEL = st.text(alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"),
                 min_size=1, max_size=20)
 DOMAIN = st.lists(LABEL, min_size=1, max_size=4).map(".".join)

@@ -29,7 +29,8 @@ NAMES = ["client_id", "redirect_uri", "response_type", "scope", "state", "code_c
          "code_verifier", "refresh_token", "client_secret", "token", "token_type_hint", "ticket", "error", "iss",
          "email", "csrf_token", "action", "error_description", "client_id[]", "", "%ff"]
 CONTENT_TYPES = ["application/x-www-form-urlencoded", "application/x-www-form-urlencoded; charset=utf-8",
-                 "application/x-www-form-urlencoded; charset=latin-1", "application/x-www-form-urlencoded; charset=utf-16",
+                 "application/x-www-form-urlencoded; charset=latin-1",
+                 "application/x-www-form-urlencoded; charset=utf-16",
                  "application/x-www-form-urlencoded; charset=no-such-charset", "application/json",
                  "multipart/form-data; boundary=xyz", "multipart/form-data", "text/plain", "text/html", "", "*/*",
                  "application/x-www-form-urlencoded; boundary=\"", "application/jwt"]
@@ -109,8 +110,9 @@ def assert_handled(response, request: dict[str, Any]) -> None:
 
 def send(target: FuzzTarget, request: dict[str, Any]):
     client = target.app.test_client()
-    return client.open(request["path"], method=request["method"], query_string=request["query_string"].decode("latin-1"),
-                       data=request["data"], headers=request["headers"])
+    return client.open(request["path"], method=request["method"],
+                       query_string=request["query_string"].decode("latin-1"), data=request["data"],
+                       headers=request["headers"])
 
 
 @given(data=st.data())

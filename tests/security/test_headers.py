@@ -20,6 +20,7 @@ from tests.test_oauth_flow import basic
 from .live import Gunicorn, deploy
 
 EVIL_ORIGIN = "https://evil.example"
+CLIENT_CREDENTIALS = {"grant_type": "client_credentials", "resource": API}
 
 
 def assert_hardened(response) -> None:
@@ -47,7 +48,7 @@ def test_every_kind_of_response_is_hardened(oauth_client, public_app, service_cl
         oauth_client.get("/.well-known/openid-configuration"),
         oauth_client.get("/authorize", query_string=authorize_params(public_app)),  # redirect
         oauth_client.get("/authorize", query_string={"client_id": "nope"}),  # HTML error page
-        oauth_client.post("/token", data={"grant_type": "client_credentials", "resource": API}, headers=basic(rs.client_id, secret)),
+        oauth_client.post("/token", data=CLIENT_CREDENTIALS, headers=basic(rs.client_id, secret)),
         oauth_client.post("/token", data={"grant_type": "password"}),  # JSON error
         oauth_client.get("/token"),  # 405
         oauth_client.get("/no/such/page"),  # 404
@@ -89,14 +90,14 @@ def test_hsts_only_when_the_issuer_is_https(settings, oauth_client):
 def test_token_responses_are_never_cached(oauth_client, public_app, service_client):
     rs, secret = service_client
     for response in (
-        oauth_client.post("/token", data={"grant_type": "client_credentials", "resource": API}, headers=basic(rs.client_id, secret)),
+        oauth_client.post("/token", data=CLIENT_CREDENTIALS, headers=basic(rs.client_id, secret)),
         oauth_client.post("/token", data={"grant_type": "client_credentials"}, headers=basic(rs.client_id, "x")),
         oauth_client.post("/introspect", data={"token": "x"}, headers=basic(rs.client_id, secret)),
         oauth_client.post("/revoke", data={"token": "x"}, headers=basic(rs.client_id, secret)),
         oauth_client.get("/authorize", query_string=authorize_params(public_app)),
     ):
         assert response.headers["Cache-Control"] == "no-store", response.status_code
-    ok = oauth_client.post("/token", data={"grant_type": "client_credentials", "resource": API}, headers=basic(rs.client_id, secret))
+    ok = oauth_client.post("/token", data=CLIENT_CREDENTIALS, headers=basic(rs.client_id, secret))
     assert ok.status_code == 200 and ok.headers["Pragma"] == "no-cache"
 
 
@@ -129,7 +130,8 @@ def test_oversized_request_lines_headers_and_bodies_are_refused(oauth_client, pu
     assert many_headers.status_code == 431
     huge_token = oauth_client.get("/me", headers={"Authorization": "Bearer " + "a" * (MAX_HEADER_VALUE + 1)})
     assert huge_token.status_code == 431
-    body = oauth_client.post("/token", data="grant_type=" + "x" * 70_000, content_type="application/x-www-form-urlencoded")
+    body = oauth_client.post("/token", data="grant_type=" + "x" * 70_000,
+                             content_type="application/x-www-form-urlencoded")
     assert body.status_code == 413
     for response in (long_query, big_header, many_headers, huge_token, body):
         assert_hardened(response)

@@ -122,7 +122,8 @@ def test_non_utf8_headers_are_malformed(factory, forger):
 @pytest.fixture
 def me_forger(services, settings, clock) -> Forger:
     issuer = settings.issuer
-    return Forger(issuer=issuer, audience=f"{issuer}/me", audience_key=services.keyring.self_encryption_key.public_key(),
+    return Forger(issuer=issuer, audience=f"{issuer}/me",
+                  audience_key=services.keyring.self_encryption_key.public_key(),
                   signing_key=services.keyring.active_signing_key().private_key, now=int(clock.now))
 
 
@@ -201,7 +202,8 @@ JWS_FORGERIES = {
     "alg empty": (lambda f: f.wrap(f.inner(header=f.jws_header(alg=""), sign=unsigned)), "UnsupportedToken"),
     "alg missing": (lambda f: f.wrap(f.inner(header=f.jws_header(alg=DROP))), "UnsupportedToken"),
     "HS256 keyed with the RSA public key": (
-        lambda f: f.wrap(f.inner(header=f.jws_header(alg="HS256"), sign=hs256_with_public_pem(f.signing_key.public_key()))),
+        lambda f: f.wrap(f.inner(header=f.jws_header(alg="HS256"),
+                                 sign=hs256_with_public_pem(f.signing_key.public_key()))),
         "UnsupportedToken"),
     "RS384": (lambda f: f.wrap(f.inner(header=f.jws_header(alg="RS384"), sign=rs(f.signing_key, hashes.SHA384()))),
               "UnsupportedToken"),
@@ -292,7 +294,8 @@ def test_jwe_forgeries_are_refused_at_me(case, oauth_client, me_forger, caplog, 
 
 @pytest.mark.parametrize("kid", INJECTED_KIDS, ids=repr)
 def test_injection_shaped_kids_are_refused_at_me(kid, oauth_client, me_forger, caplog, fetched):
-    me_refuses(oauth_client, caplog, me_forger.wrap(me_forger.inner(header=me_forger.jws_header(kid=kid))), "UnknownKey")
+    me_refuses(oauth_client, caplog, me_forger.wrap(me_forger.inner(header=me_forger.jws_header(kid=kid))),
+               "UnknownKey")
     me_refuses(oauth_client, caplog, me_forger.wrap(me_forger.inner(), header=me_forger.jwe_header(kid=kid)),
                "UnknownKey")
     assert set(fetched) <= {f"{me_forger.issuer}/.well-known/jwks.json"}

@@ -41,7 +41,8 @@ def test_pkce_verifiers_of_the_wrong_shape_or_value_are_refused_without_burning_
 
 @pytest.mark.parametrize("uri", [
     "https://app.example.org/callback%2F..%2Fevil", "https://app.example.org/callback/../callback",
-    "https://app.example.org/./callback", "https://app.example.org%2Fcallback", "https://app.example.org\\@evil.example/callback",
+    "https://app.example.org/./callback", "https://app.example.org%2Fcallback",
+    "https://app.example.org\\@evil.example/callback",
     "https://app.example.org/callback\r\nLocation: https://evil.example", "https://app.example.org/callback%0d%0aX: y",
     "https://app.example.org./callback", "https://app.exampIe.org/callback", "https://xn--app-example-org/callback",
     "//app.example.org/callback", "https:/app.example.org/callback", "https://app.example.org/callback?",

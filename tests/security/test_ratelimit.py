@@ -97,7 +97,8 @@ def authorize_params(app_client):
 
 def test_authorize_floods_are_stopped_with_an_error_page(http, public_app):
     for _ in range(budget(ratelimit.AUTHORIZE)):
-        assert http.get("/authorize", query_string=authorize_params(public_app), environ_base=ATTACKER).status_code == 303
+        answer = http.get("/authorize", query_string=authorize_params(public_app), environ_base=ATTACKER)
+        assert answer.status_code == 303
     blocked = http.get("/authorize", query_string=authorize_params(public_app), environ_base=ATTACKER)
     assert blocked.status_code == 429 and blocked.mimetype == "text/html"
     assert "Location" not in blocked.headers and 1 <= int(blocked.headers["Retry-After"]) <= 60
