@@ -82,8 +82,10 @@ def test_reordered_records_are_detected(audit: AuditLog, store):
     assert not report.ok and report.first_bad_seq == 2
 
 
-def test_concurrent_appends_keep_one_unbroken_chain(store):
-    log = AuditLog(store)
+def test_concurrent_appends_keep_one_unbroken_chain(sqlite_store):
+    """Threads race for the next ``seq``; the unique key settles it. (SQLite only: mongomock's unique
+    check is not atomic under threads, unlike a real server; see DEPENDENCY-NOTES.)"""
+    log = AuditLog(sqlite_store)
     threads = [threading.Thread(target=lambda: [log.append(actor="t", action="a") for _ in range(5)])
                for _ in range(8)]
     for t in threads:
@@ -92,3 +94,25 @@ def test_concurrent_appends_keep_one_unbroken_chain(store):
         t.join()
     report = log.verify_chain()
     assert report.ok and report.count == 40
+
+
+def test_an_append_that_loses_the_race_retries_at_the_new_head(store):
+    """What a concurrent writer does to us on any backend: our seq is taken, so we go again."""
+    log = AuditLog(store)
+    log.append(actor="a", action="first")
+    real_insert = store.insert
+    raced = []
+
+    def insert_after_a_rival(coll, doc):
+        if not raced:
+            raced.append(True)
+            AuditLog(store).append(actor="rival", action="won the race")
+        return real_insert(coll, doc)
+
+    store.insert = insert_after_a_rival
+    try:
+        mine = log.append(actor="b", action="second")
+    finally:
+        store.insert = real_insert
+    assert mine["seq"] == 3
+    assert [r["actor"] for r in log.records()] == ["a", "rival", "b"] and log.verify_chain().ok

@@ -102,7 +102,9 @@ def test_unknown_fields_are_refused(store):
         list(store.find(THINGS, {"nope": 1}))
 
 
-def test_compare_and_set_under_threads_lets_exactly_one_win(store):
+def test_compare_and_set_under_threads_lets_exactly_one_win(sqlite_store):
+    """SQLite only: mongomock is not thread-safe the way a real server is (DEPENDENCY-NOTES §4)."""
+    store = sqlite_store
     store.insert(THINGS, {"id": "token", "n": 0})
     wins = []
     barrier = threading.Barrier(10)

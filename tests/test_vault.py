@@ -117,7 +117,11 @@ def test_find_and_record_login(vault: Vault):
     assert vault.find(new_pseudonym()) is None
 
 
-def test_concurrent_first_logins_from_threads_yield_one_pseudonym(vault: Vault, store):
+def test_concurrent_first_logins_from_threads_yield_one_pseudonym(sqlite_store, keyring: Keyring):
+    """SQLite only: mongomock's unique check is not atomic under threads (a real server's is); the
+    retry path itself is tested on both backends below."""
+    store = sqlite_store
+    vault = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key))
     barrier = threading.Barrier(16)
     results: list[str] = []
 
@@ -169,3 +173,23 @@ def test_no_email_in_any_log_record_of_vault_operations(vault: Vault, caplog: py
     for record in caplog.records:
         text = (record.getMessage() + repr(vars(record))).lower()
         assert "alice" not in text and "example.org" not in text and "broken" not in text
+
+
+def test_a_first_login_that_loses_the_race_returns_the_winners_pseudonym(vault: Vault, store):
+    """The loser's insert hits the unique blind index; it reads the winner's record instead."""
+    real_insert = store.insert
+    winner = []
+
+    def insert_after_a_rival(coll, doc):
+        if not winner:
+            winner.append(doc["pseudonym"].replace(doc["pseudonym"][0], "a" if doc["pseudonym"][0] != "a" else "b", 1))
+            real_insert(coll, {**doc, "pseudonym": winner[0]})
+        return real_insert(coll, doc)
+
+    store.insert = insert_after_a_rival
+    try:
+        result = vault.resolve_or_create(EMAIL)
+    finally:
+        store.insert = real_insert
+    assert not result.created and result.identity.pseudonym == winner[0]
+    assert store.count(IDENTITIES, {}) == 1
