@@ -212,6 +212,8 @@ def token_section(plan: Plan, workdir: Path, limits: dict[str, Any], summary: di
         results["gunicorn"] = gunicorn_settings(service)
     finally:
         service.stop()
+    say("token: where one token's CPU goes (in-process)")
+    results["cost_breakdown_us"] = service.breakdown(100 if plan.quick else 200)
     sign = limits.get("rsa_sign_per_core")
     for grant, grant_runs in runs.items():
         by_c: dict[str, Any] = {}
@@ -419,6 +421,12 @@ def table(results: dict[str, Any]) -> str:
                 f"{v['ratio_to_sign']:.2f} of sign" if v.get("ratio_to_sign") else "", target)
         add(f"  tokens checked ({grant})", f"{data['tokens_valid']}/{data['tokens_checked']} valid, "
             f"{data['tokens_introspected_active']}/{data['tokens_introspected']} introspected active")
+    cost = results.get("token", {}).get("cost_breakdown_us")
+    if cost:
+        add("one cc token in-process: WSGI app / endpoint / mint",
+            f"{cost['wsgi_app_us']:,.0f} / {cost['token_endpoint_us']:,.0f} / {cost['mint_us']:,.0f} us",
+            f"sign {cost['rsa_sign_us']:,.0f}, OAEP {cost['rsa_oaep_encrypt_us']:,.0f}, "
+            f"record {cost['issued_token_record_us']:,.0f} us")
     v = results.get("verify")
     if v:
         add("verify first-seen", f"{v['first_seen_per_second']:,.0f}/s",

@@ -220,6 +220,17 @@ conn.execute("PRAGMA synchronous=FULL")
         if done.returncode != 0:
             raise RuntimeError(f"seeding refresh tokens failed: {done.stderr.strip()[-2000:]}")
 
+    def breakdown(self, n: int = 400) -> dict[str, float]:
+        """Where one client_credentials token's CPU goes, in-process (µs per call, this process's CPU
+        time): the WSGI app (fast path) end to end, the token endpoint, the minting, the RSA
+        signature and encryption alone, the issued-token record alone."""
+        done = subprocess.run([PYTHON, "-c", BREAKDOWN.format(root=str(ROOT), n=n, body=self.cc_body(),
+                                                               auth=self.cc_client.basic, audience=AUDIENCE)],
+                              cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"breakdown failed: {done.stderr.strip()[-2000:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
     # -- gunicorn -----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -368,6 +379,62 @@ def check_tokens(service: BenchService, bodies: list[dict[str, Any]], *, grant: 
     active = sum(1 for body in bodies[:introspect] if service.introspect(body["access_token"]).get("active"))
     return {"checked": len(bodies), "valid": valid, "introspected": min(introspect, len(bodies)),
             "introspected_active": active, "problems": problems[:5]}
+
+
+BREAKDOWN = r"""
+import io, json, sys, time, hashlib, secrets
+sys.path.insert(0, {root!r})
+from identity import create_app
+from identity.oauth.records import ISSUED_ACCESS_TOKENS
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+app = create_app()
+svc = app.extensions["identity"]
+body = {body!r}.encode()
+def environ():
+    return {{"REQUEST_METHOD": "POST", "PATH_INFO": "/token", "SCRIPT_NAME": "", "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True,
+            "CONTENT_TYPE": "application/x-www-form-urlencoded", "CONTENT_LENGTH": str(len(body)),
+            "HTTP_HOST": "127.0.0.1:8000", "HTTP_AUTHORIZATION": {auth!r}, "REMOTE_ADDR": "127.0.0.1",
+            "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True,
+            "wsgi.run_once": False, "wsgi.version": (1, 0)}}
+statuses = []
+def start_response(status, headers, exc_info=None):
+    statuses.append(status)
+form = {{"grant_type": "client_credentials", "scope": "records:read"}}
+endpoint = svc.oauth.token_endpoint
+audience = svc.oauth.audiences.get("{audience}")
+key = svc.oauth.audiences.encryption_key(audience)
+signing = svc.keyring.active_signing_key().private_key
+def doc():
+    return {{"token_hash": hashlib.sha256(secrets.token_bytes(16)).hexdigest(), "jti": secrets.token_urlsafe(16),
+            "grant_id": None, "client_id": "c" * 22, "subject": "c" * 22, "audience": "{audience}",
+            "scope": "records:read", "issued_at": 1, "expires_at": int(time.time()), "revoked": False}}
+cases = {{
+    "wsgi_app": lambda: b"".join(app(environ(), start_response)),
+    "token_endpoint": lambda: endpoint.handle(form, {auth!r}),
+    "mint": lambda: svc.oauth.minter.access_token(subject="c" * 22, client_id="c" * 22, audience="{audience}",
+                                                  encryption_key=key, scope="records:read", now=time.time()),
+    "rsa_sign": lambda: signing.sign(b"x" * 400, padding.PKCS1v15(), hashes.SHA256()),
+    "rsa_oaep_encrypt": lambda: key.key.public_key.encrypt(secrets.token_bytes(32), padding.OAEP(
+        mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)),
+    "issued_token_record": lambda: svc.store.insert(ISSUED_ACCESS_TOKENS, doc()),
+}}
+times = {{name: [] for name in cases}}
+for fn in cases.values():
+    for _ in range(30):
+        fn()
+for _ in range(5):  # round-robin, so that every case sees the same machine and the same store size
+    for name, fn in cases.items():
+        t = time.process_time()
+        for _ in range({n}):
+            fn()
+        times[name].append((time.process_time() - t) / {n} * 1e6)
+out = {{name + "_us": sorted(values)[2] for name, values in times.items()}}
+assert all(s.startswith("200") for s in statuses), statuses[:3]
+print(json.dumps(out))
+"""
 
 
 def median(values: list[float]) -> float:
