@@ -140,6 +140,9 @@ class Gunicorn:
         command = [sys.executable, "-m", "gunicorn", "--config", str(config),
                    "--bind", f"127.0.0.1:{self.deployment.port}", "--workers", str(self.workers),
                    "--threads", str(self.threads), "--timeout", "60", "--graceful-timeout", "3",
+                   # longer than any pause between the tests' phases: a pooled connection the server closes
+                   # as the client reuses it is a keep-alive race of the test client, not of the service
+                   "--keep-alive", "30",
                    "--error-logfile", "-", "--log-level", "info", "--no-control-socket", WSGI]
         if self.preload:
             command.insert(-1, "--preload")
