@@ -140,13 +140,15 @@ class Vault:
 
     def blind_index(self, email: str) -> str:
         """HMAC-SHA256 of the normalised address under the pepper."""
-        normalised = normalise_email(email)
+        return self._index(normalise_email(email))
+
+    def _index(self, normalised: str) -> str:
         return hmac.new(self._pepper, normalised.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def resolve_or_create(self, email: str) -> Resolution:
         """The pseudonym for ``email``, created on first sight. Safe under concurrent calls."""
         normalised = normalise_email(email)
-        index = hmac.new(self._pepper, normalised.encode("utf-8"), hashlib.sha256).hexdigest()
+        index = self._index(normalised)
         sealed: str | None = None
         for attempt in range(CREATE_ATTEMPTS):
             found = find_one(self._store, IDENTITIES, {"blind_index": index})
@@ -211,7 +213,7 @@ class Vault:
         ``InvalidEmail`` for a malformed one.
         """
         normalised = normalise_email(new_email)
-        index = hmac.new(self._pepper, normalised.encode("utf-8"), hashlib.sha256).hexdigest()
+        index = self._index(normalised)
         sealed = self._sealer.seal(normalised.encode("utf-8"))
         try:
             changed = self._store.update(

@@ -11,8 +11,7 @@ import json
 
 from flask import Blueprint, Flask, Response, jsonify, make_response, render_template, request
 
-from ..oauth.authorize import RECTIFY, PendingAuthorization
-from ..oauth.records import PENDING_AUTHORIZATIONS, new_secret_value
+from ..oauth.authorize import RECTIFY, AuthorizationRequest, PendingAuthorization
 from ..oauth.self_audience import SELF_SCOPE, self_audience_uri
 from ..rights import UnknownSubject
 from ..services import Services
@@ -117,15 +116,14 @@ def start_email_change() -> Response:
     if subject is None:
         return _invalid_token()
     svc = services()
-    ticket = new_secret_value()
-    now = int(svc.clock())
-    svc.store.insert(PENDING_AUTHORIZATIONS, {
-        "pending_id": ticket, "client_id": current_token().client_id,
-        "redirect_uri": f"{svc.settings.issuer}/me/email/changed", "redirect_uri_given": True,
-        "state": None, "scope": "", "audience": self_audience_uri(svc.settings.issuer), "code_challenge": None,
-        "nonce": None, "created_at": now, "expires_at": now + svc.settings.pending_login_ttl,
-        "purpose": RECTIFY, "subject": subject,
-    })
+    client = svc.oauth.clients.get(current_token().client_id)
+    if client is None:
+        return _invalid_token()
+    issuer = svc.settings.issuer
+    ticket = svc.oauth.authorizer.park(AuthorizationRequest(
+        client=client, redirect_uri=f"{issuer}/me/email/changed", redirect_uri_given=True, state=None, scope=(),
+        audience=self_audience_uri(issuer), code_challenge=None, nonce=None,
+    ), purpose=RECTIFY, subject=subject).pending_id
     url = f"{svc.settings.issuer}/me/email/verify?ticket={ticket}"
     return _no_store(jsonify(verification_url=url, expires_in=svc.settings.pending_login_ttl))
 
