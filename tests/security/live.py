@@ -112,8 +112,9 @@ class Gunicorn:
     """``gunicorn`` with several workers on ``deployment.port``; a context manager."""
 
     def __init__(self, deployment: Deployment, *, workers: int = 4, threads: int = 2, obey_file_modes: bool = False,
-                 env: dict[str, str] | None = None, preload: bool = True) -> None:
+                 env: dict[str, str] | None = None, preload: bool = True, repository_config: bool = False) -> None:
         self.deployment = deployment
+        self.repository_config = repository_config
         self.preload = preload
         self.workers = workers
         self.threads = threads
@@ -135,8 +136,11 @@ class Gunicorn:
         self.stop()
 
     def start(self) -> None:
-        config = self.deployment.root / "gunicorn.conf.py"
-        config.write_text("# empty: keep the repository's gunicorn.conf.py out of the tests\n")
+        if self.repository_config:  # the production HTTP settings (worker class, parser); counts as given here
+            config = REPO / "gunicorn.conf.py"
+        else:
+            config = self.deployment.root / "gunicorn.conf.py"
+            config.write_text("# empty: keep the repository's gunicorn.conf.py out of the tests\n")
         command = [sys.executable, "-m", "gunicorn", "--config", str(config),
                    "--bind", f"127.0.0.1:{self.deployment.port}", "--workers", str(self.workers),
                    "--threads", str(self.threads), "--timeout", "60", "--graceful-timeout", "3",
