@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import _bootstrap  # noqa: F401
-from bench_server import AUDIENCE, BenchService, WrkResult, check_tokens
+from bench_server import AUDIENCE, BenchService, ClientCreds, GranianService, WrkResult, check_tokens
 from bench_store import VaultBench, breach_run
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("crypto", "token", "verify", "vault", "breach")
+SECTIONS = ("crypto", "token", "servers", "verify", "vault", "breach")
 CONCURRENCY = (1, 8, 32, 128)
 TARGETS = {
     "token_cc_ratio_to_sign": 0.45, "token_cc_p99_ms_c32": 25.0, "verify_first_seen_ratio": 0.85,
@@ -287,6 +287,69 @@ def token_section(plan: Plan, workdir: Path, limits: dict[str, Any], summary: di
     return results
 
 
+def server_comparison(plan: Plan, workdir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """client_credentials at c=32, interleaved: the service under gunicorn (production settings); the
+    ceiling app (``bench/ceiling_app.py``: the token's cryptography and nothing of ours) under the same
+    gunicorn settings; and, when granian is installed, the service under granian.
+
+    Answers two questions the grid cannot: how much of the signing rate gunicorn's sync workers leave
+    for the service's own work, and what a server that parses HTTP outside Python would change.
+    """
+    services: dict[str, BenchService] = {"service_gunicorn": BenchService(workdir / "cmp-service")}
+    ceiling = BenchService(workdir / "cmp-ceiling", wsgi_app="bench.ceiling_app:app")
+    ceiling.cc_client = ClientCreds("ceiling", "not-checked")
+    services["ceiling_gunicorn"] = ceiling
+    try:
+        import granian  # noqa: F401
+        services["service_granian"] = GranianService(workdir / "cmp-granian")
+    except ImportError:
+        say("servers: granian is not installed (requirements-bench.txt); comparing gunicorn only")
+    probe = sign_rate_probe()
+    runs: dict[str, list[WrkResult]] = {name: [] for name in services}
+    checks: dict[str, dict[str, int]] = {}
+    try:
+        for name, service in services.items():
+            if service is not ceiling:
+                service.set_up()
+            service.start()
+            service.wrk("client_credentials", 8, 1, sample_every=10**9, tag="warmup")
+        for round_no in range(plan.rounds):
+            for name, service in services.items():
+                sign_now = probe(0.2 if plan.quick else 0.4)
+                sample = 10**9 if service is ceiling else 40
+                result = service.wrk("client_credentials", 32, plan.wrk_seconds, sample_every=sample,
+                                     tag=f"cmp-{name}-r{round_no}")
+                result.raw["sign_per_core_adjacent"] = sign_now
+                runs[name].append(result)
+                say(f"servers: {name:17s} c=32 {result.rps:7.0f} req/s  {result.rps_per_core:6.0f}/core  "
+                    f"{result.rps_per_core / sign_now:.2f} of sign  p99 {result.p99_ms:6.1f} ms  "
+                    f"errors {result.errors}")
+        for name, service in services.items():
+            if service is not ceiling:
+                bodies, errors = service.samples(f"cmp-{name}")
+                check = check_tokens(service, bodies, grant="client_credentials", introspect=2)
+                checks[name] = {"checked": check["checked"], "valid": check["valid"], "fetch_errors": len(errors)}
+    finally:
+        for service in services.values():
+            service.stop()
+    out: dict[str, Any] = {}
+    for name, rs in runs.items():
+        out[name] = {
+            "rps_per_core": statistics.median(r.rps_per_core for r in rs),
+            "ratio_to_sign": statistics.median(r.rps_per_core / r.raw["sign_per_core_adjacent"] for r in rs),
+            "rps": statistics.median(r.rps for r in rs),
+            "p50_ms": statistics.median(r.p50_ms for r in rs),
+            "p99_ms": statistics.median(r.p99_ms for r in rs),
+            "errors": sum(r.errors for r in rs),
+            "runs": [round(r.rps_per_core) for r in rs],
+            **({"tokens": checks[name]} if name in checks else {}),
+        }
+    summary["token_ceiling_ratio_to_sign"] = out["ceiling_gunicorn"]["ratio_to_sign"]
+    if "service_granian" in out:
+        summary["token_cc_granian_ratio_to_sign"] = out["service_granian"]["ratio_to_sign"]
+    return out
+
+
 def run_grid(service: BenchService, plan: Plan, grant: str, runs: dict[str, list[WrkResult]],
              checks: dict[str, list[dict[str, Any]]], probe: Callable[[float], float], *,
              pool: Path | None = None) -> float:
@@ -464,6 +527,14 @@ def table(results: dict[str, Any]) -> str:
             f"{cost['wsgi_app_us']:,.0f} / {cost['token_endpoint_us']:,.0f} / {cost['mint_us']:,.0f} us",
             f"sign {cost['rsa_sign_us']:,.0f}, OAEP {cost['rsa_oaep_encrypt_us']:,.0f}, "
             f"record {cost['issued_token_record_us']:,.0f} us")
+    names = {"service_gunicorn": "the service, gunicorn (production settings)",
+             "ceiling_gunicorn": "the ceiling app (crypto only), same gunicorn",
+             "service_granian": "the service, granian (comparison only)"}
+    for name, v in results.get("servers", {}).items():
+        add(f"c=32 side by side: {names.get(name, name)}",
+            f"{v['rps']:,.0f} req/s, {v['rps_per_core']:,.0f}/core, p99 {v['p99_ms']:.1f} ms, errors {v['errors']}"
+            + (f", {v['tokens']['valid']}/{v['tokens']['checked']} valid" if "tokens" in v else ""),
+            f"{v['ratio_to_sign']:.2f} of sign")
     v = results.get("verify")
     if v:
         add("verify first-seen", f"{v['first_seen_per_second']:,.0f}/s",
@@ -578,6 +649,9 @@ def main() -> int:
             summary["sealed_box_open_per_core"] = limits["sealed_box_open_per_core"]
         if "token" in sections:
             results["token"] = token_section(plan, workdir, limits, summary)
+        if "servers" in sections:
+            say("servers: the service and the ceiling app under gunicorn, the service under granian (c=32)")
+            results["servers"] = server_comparison(plan, workdir, summary)
         if "verify" in sections:
             say("verify: scripts/bench_verify.py " + " ".join(plan.verify_args))
             results["verify"] = verify_section(plan, limits, summary)

@@ -9,7 +9,8 @@ audience registered with ``scripts/audiences.py``, two confidential clients regi
 ``scripts/clients.py``, the SQLite store, and gunicorn started with the repository's
 ``gunicorn.conf.py`` exactly as the README's production command does.
 
-``BENCH_WSGI_APP`` (profiling only) makes gunicorn serve another app spec, e.g. a timing wrapper.
+``wsgi_app`` (or ``BENCH_WSGI_APP``, for profiling) makes gunicorn serve another app spec with the same
+settings: ``scripts/bench.py`` serves ``bench/ceiling_app.py`` that way.
 """
 
 from __future__ import annotations
@@ -123,8 +124,9 @@ class BenchService:
     """Key material, audience, clients, store and gunicorn in ``workdir``; stop() ends every process."""
 
     def __init__(self, workdir: Path, *, port: int | None = None, gunicorn_args: list[str] | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, wsgi_app: str | None = None) -> None:
         self.workdir = Path(workdir)
+        self.wsgi_app = wsgi_app or os.environ.get("BENCH_WSGI_APP", "wsgi:app")
         self.port = port or free_port()
         self.gunicorn_args = gunicorn_args or []
         self.keys_dir = self.workdir / "keys"
@@ -238,7 +240,8 @@ conn.execute("PRAGMA synchronous=FULL")
         cmd = [str(Path(PYTHON).parent / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
                "--bind", f"127.0.0.1:{self.port}", "--control-socket", str(self.workdir / "gunicorn.ctl"),
                "--pid", str(self.workdir / "gunicorn.pid"), *self.gunicorn_args,
-               os.environ.get("BENCH_WSGI_APP", "wsgi:app")]
+               self.wsgi_app]
+        self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log,
                                      start_new_session=True)
@@ -347,6 +350,34 @@ conn.execute("PRAGMA synchronous=FULL")
     def jwks(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.url + "/.well-known/jwks.json", timeout=10) as response:
             return json.loads(response.read())
+
+
+class GranianService(BenchService):
+    """The same service behind granian (a Rust HTTP server) instead of gunicorn: a comparison, not production.
+
+    One single-threaded WSGI worker process per core, as ``gunicorn.conf.py`` runs; granian keeps
+    connections alive and parses HTTP outside Python.
+    """
+
+    def start(self) -> None:
+        cmd = [str(Path(PYTHON).parent / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
+               "--port", str(self.port), "--workers", str(os.cpu_count() or 1), "--blocking-threads", "1",
+               "--runtime-threads", "1", "--no-ws", self.wsgi_app]
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"granian exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as response:
+                    if response.status == 200 and self._workers_settled():
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("granian did not become ready within 60 s")
 
 
 def check_tokens(service: BenchService, bodies: list[dict[str, Any]], *, grant: str,
