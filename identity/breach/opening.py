@@ -5,13 +5,18 @@ spread over one worker per core. Chunks go out in order and come back in order, 
 ``window`` chunks are ever in flight, so memory stays bounded however long the list is.
 
 Workers receive only the DPO key's raw bytes (at start-up, through a pipe) and sealed values; they
-never touch the store or the output. The format is ``identity.sealing``'s (``sb1.`` + base64url);
-this module calls libsodium directly to skip per-call wrapper overhead.
+never touch the store or the output. The format is ``identity.sealing``'s (``sb1.`` + base64url).
+
+``open_all`` calls libsodium through PyNaCl's own cffi handle (``nacl._sodium``; PyNaCl is pinned)
+with one plaintext buffer per batch, wiped when the batch is done: PyNaCl's wrapper (argument
+checks, a fresh buffer and a copy per call) and ``base64.urlsafe_b64decode`` cost about a fifth of
+an open on top of the key agreement. ``open_one`` is the same operation through the public API.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import multiprocessing
 import os
 import signal
@@ -19,6 +24,7 @@ from collections import deque
 from typing import Any, Generic, Sequence, TypeVar
 
 from nacl import bindings
+from nacl._sodium import ffi, lib
 from nacl.exceptions import CryptoError
 
 from ..sealing import SCHEME_PREFIX
@@ -39,8 +45,41 @@ def open_one(sealed: str, public: bytes, private: bytes) -> str | None:
         return None
 
 
+SEAL_BYTES = bindings.crypto_box_SEALBYTES
+MAX_PLAINTEXT = 1024  # the buffer: an e-mail address is at most 254 bytes
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_PREFIX_LEN = len(SCHEME_PREFIX)
+
+
 def open_all(values: Sequence[str], public: bytes, private: bytes) -> list[str | None]:
-    return [open_one(v, public, private) for v in values]
+    """``[open_one(v, public, private) for v in values]``, without PyNaCl's per-call wrapper."""
+    if len(public) != bindings.crypto_box_PUBLICKEYBYTES or len(private) != bindings.crypto_box_SECRETKEYBYTES:
+        raise ValueError("invalid key pair")
+    plaintext = ffi.new("unsigned char[]", MAX_PLAINTEXT)
+    seal_open, buffer, a2b = lib.crypto_box_seal_open, ffi.buffer, binascii.a2b_base64
+    opened: list[str | None] = []
+    append = opened.append
+    try:
+        for sealed in values:
+            if not sealed.startswith(SCHEME_PREFIX):
+                append(None)
+                continue
+            try:
+                body = sealed[_PREFIX_LEN:].encode("ascii").translate(_URLSAFE)
+                data = a2b(body + b"=" * (-len(body) % 4))
+                size = len(data) - SEAL_BYTES
+                if size > MAX_PLAINTEXT:  # not an e-mail we sealed; the public API opens it all the same
+                    append(open_one(sealed, public, private))
+                    continue
+                if size < 0 or seal_open(plaintext, data, len(data), public, private) != 0:
+                    append(None)
+                    continue
+                append(buffer(plaintext, size)[:].decode("utf-8"))
+            except ValueError:  # binascii.Error, UnicodeEncodeError and UnicodeDecodeError are ValueErrors
+                append(None)
+    finally:
+        lib.sodium_memzero(plaintext, MAX_PLAINTEXT)
+    return opened
 
 
 def key_pair(private: bytes) -> tuple[bytes, bytes]:
