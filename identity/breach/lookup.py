@@ -2,14 +2,22 @@
 
 One ``find`` with ``In(...)`` on the primary key per batch (both backends answer it from the key
 index), instead of one read per pseudonym.
+
+On the embedded SQLite store a run reads through a connection of its own (``Lookup``): the same
+query, but only the three columns it needs, as plain tuples, on a connection that cannot write
+(``PRAGMA query_only``). ``SQLiteStore.find`` builds a ``sqlite3.Row`` and a seven-field dict per
+record, which cost the breach run's main process more than SQLite's own work; the online service's
+connections and settings are not touched. Errors surface as ``StoreUnavailable``, like the store's.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
-from ..store import In, Store
+from ..store import In, SQLiteStore, Store, StoreUnavailable
+from ..store.sqlite import BUSY_TIMEOUT_SECONDS
 from ..vault import ERASED, IDENTITIES, RESTRICTED
 
 
@@ -22,17 +30,69 @@ class Answers:
     restricted: set[str] = field(default_factory=set)
 
 
+def _answers(rows: Any) -> Answers:
+    """``(pseudonym, sealed_email, status)`` rows → ``Answers``."""
+    answers = Answers()
+    sealed_of, erased, restricted = answers.sealed, answers.erased, answers.restricted
+    for pseudonym, sealed, status in rows:
+        if status == ERASED or not sealed:
+            erased.add(pseudonym)
+            continue
+        sealed_of[pseudonym] = sealed
+        if status == RESTRICTED:
+            restricted.add(pseudonym)
+    return answers
+
+
 def look_up(store: Store, pseudonyms: Sequence[str]) -> Answers:
     """Sealed e-mails of the listed pseudonyms the vault still holds; erased ones; restricted ones."""
-    answers = Answers()
     if not pseudonyms:
-        return answers
-    for doc in store.find(IDENTITIES, {"pseudonym": In(tuple(pseudonyms))}):
-        pseudonym, sealed, status = doc["pseudonym"], doc.get("sealed_email"), doc.get("status")
-        if status == ERASED or not sealed:
-            answers.erased.add(pseudonym)
-            continue
-        answers.sealed[pseudonym] = sealed
-        if status == RESTRICTED:
-            answers.restricted.add(pseudonym)
-    return answers
+        return Answers()
+    return _answers((doc["pseudonym"], doc.get("sealed_email"), doc.get("status"))
+                    for doc in store.find(IDENTITIES, {"pseudonym": In(tuple(pseudonyms))}))
+
+
+class Lookup:
+    """``look_up`` for one run (a context manager): a dedicated read connection on SQLite."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._conn: sqlite3.Connection | None = None
+        self._sql: dict[int, str] = {}
+
+    def __enter__(self) -> Lookup:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __call__(self, pseudonyms: Sequence[str]) -> Answers:
+        if not pseudonyms:
+            return Answers()
+        if type(self._store) is not SQLiteStore:  # exactly the embedded store, not a wrapper around it
+            return look_up(self._store, pseudonyms)
+        try:
+            return _answers(self._read(pseudonyms))
+        except sqlite3.Error as exc:
+            self.close()  # reopened on the next call, as the store does
+            raise StoreUnavailable(f"the SQLite store failed: {exc}") from exc
+
+    def _read(self, pseudonyms: Sequence[str]) -> list[tuple[str, str | None, str | None]]:
+        if self._conn is None:
+            self._store.get(IDENTITIES, "")  # the store creates the table (and any new column) if needed
+            conn = sqlite3.connect(self._store.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            conn.execute("PRAGMA query_only=ON")
+            self._conn = conn
+        sql = self._sql.get(len(pseudonyms))
+        if sql is None:
+            marks = ",".join("?" * len(pseudonyms))
+            sql = self._sql[len(pseudonyms)] = (
+                f'SELECT "pseudonym", "sealed_email", "status" FROM "{IDENTITIES.name}" '
+                f'WHERE "pseudonym" IN ({marks})'
+            )
+        return self._conn.execute(sql, tuple(pseudonyms)).fetchall()

@@ -33,7 +33,7 @@ from .dpo_key import load_dpo_key, raw_private
 from .errors import BreachError, Refused
 from .four_eyes import FourEyes
 from .inputs import Entry, count_lines, file_sha256, read_entries
-from .lookup import look_up
+from .lookup import Lookup
 from .officers import Registry
 from .opening import OpeningPool, default_workers
 from .output import RESOLVED_HEADER, UNRESOLVED_HEADER, CsvFile, encode_rows, state_path, unresolved_path
@@ -127,7 +127,7 @@ def _chunks(entries: Iterator[Entry], size: int) -> Iterator[list[Entry]]:
         yield chunk
 
 
-def _plan(store: Store, repeats: RepeatCursor, chunk: list[Entry]) -> Job:
+def _plan(look_up: Lookup, repeats: RepeatCursor, chunk: list[Entry]) -> Job:
     """Classify a chunk's lines (one store read) and collect the sealed values to open, in order."""
     fresh: list[tuple[int, str]] = []
     repeated: set[int] = set()
@@ -137,7 +137,7 @@ def _plan(store: Store, repeats: RepeatCursor, chunk: list[Entry]) -> Job:
                 repeated.add(line)
             else:
                 fresh.append((line, pseudonym))
-    answers = look_up(store, [p for _, p in fresh])
+    answers = look_up([p for _, p in fresh])
     sealed_of, erased, restricted = answers.sealed, answers.erased, answers.restricted
     items: list[tuple[int, str, str, bool]] = []
     sealed: list[str] = []
@@ -302,9 +302,9 @@ def _open_outputs(params: ResolveParams, prepared: _Prepared, stdout: BinaryIO,
 def _stream(store: Store, params: ResolveParams, pool: OpeningPool[Job], writer: _Writer, bar: ProgressBar,
             start_line: int) -> None:
     repeats = _repeats(writer.state, params.pseudonyms, start_after=start_line)
-    with open(params.pseudonyms, "rb") as handle:
+    with open(params.pseudonyms, "rb") as handle, Lookup(store) as look_up:
         for chunk in _chunks(read_entries(handle, skip_through=start_line), params.chunk_size):
-            job = _plan(store, repeats, chunk)
+            job = _plan(look_up, repeats, chunk)
             for done, emails in pool.submit(job, job.sealed):
                 writer.write(done, emails)
                 bar.update(writer.lines_done)
@@ -421,9 +421,9 @@ def count_pseudonyms(store: Store, audit: AuditLog, params: CountParams) -> Summ
     state = RunState.temporary({"run_id": "count", "incident": params.incident, "pseudonyms_sha256": sha})
     try:
         repeats = _repeats(state, params.pseudonyms)
-        with open(params.pseudonyms, "rb") as handle:
+        with open(params.pseudonyms, "rb") as handle, Lookup(store) as look_up:
             for chunk in _chunks(read_entries(handle), params.chunk_size):
-                for _, _, kind, restricted in _plan(store, repeats, chunk).items:
+                for _, _, kind, restricted in _plan(look_up, repeats, chunk).items:
                     summary.counts["resolved" if kind == OPEN else kind] += 1
                     summary.counts["restricted"] += restricted
     finally:
