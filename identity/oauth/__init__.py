@@ -15,6 +15,7 @@ from .audiences import AudienceRegistry, JwksFetcher, fetch_jwks_with_requests
 from .authorize import Authorizer
 from .clients import ClientRegistry
 from .grants import Grants
+from .metadata import DiscoveryDocument
 from .token_endpoint import TokenEndpoint
 from .token_status import TokenStatus
 
@@ -28,6 +29,7 @@ class OAuthServer:
     authorizer: Authorizer
     token_endpoint: TokenEndpoint
     token_status: TokenStatus
+    discovery: DiscoveryDocument
 
 
 def build_oauth(
@@ -53,4 +55,5 @@ def build_oauth(
     token_endpoint = TokenEndpoint(store=store, vault=vault, clients=clients, audiences=audiences, grants=grants,
                                    minter=minter, access_token_ttl=settings.access_token_ttl, clock=clock)
     token_status = TokenStatus(vault=vault, clients=clients, grants=grants, issuer=settings.issuer, clock=clock)
-    return OAuthServer(clients, audiences, grants, minter, authorizer, token_endpoint, token_status)
+    discovery = DiscoveryDocument(settings.issuer, clients, clock=clock)
+    return OAuthServer(clients, audiences, grants, minter, authorizer, token_endpoint, token_status, discovery)

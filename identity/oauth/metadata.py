@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 
-from .clients import GRANT_TYPES
+from .clients import GRANT_TYPES, ClientRegistry
+
+# The discovery document lists every registered client's scopes, which takes a scan of the clients. The
+# endpoint is public and unauthenticated, so each process rebuilds the document at most this often
+# (clients cache it for 300 s anyway): a burst of discovery requests costs one scan, not one each.
+REBUILD_SECONDS = 10.0
 
 
 def server_metadata(issuer: str, *, scopes: list[str]) -> dict[str, Any]:
@@ -36,3 +41,20 @@ def server_metadata(issuer: str, *, scopes: list[str]) -> dict[str, Any]:
     }
     AuthorizationServerMetadata(metadata).validate()
     return metadata
+
+
+class DiscoveryDocument:
+    """The metadata document, rebuilt at most every ``REBUILD_SECONDS`` per process."""
+
+    def __init__(self, issuer: str, clients: ClientRegistry, *, clock: Callable[[], float]) -> None:
+        self._issuer = issuer
+        self._clients = clients
+        self._clock = clock
+        self._built: tuple[float, dict[str, Any]] | None = None
+
+    def current(self) -> dict[str, Any]:
+        now = self._clock()
+        if self._built is None or not 0 <= now - self._built[0] < REBUILD_SECONDS:
+            scopes = sorted({s for c in self._clients.all() for s in c.scopes} | {"openid"})
+            self._built = (now, server_metadata(self._issuer, scopes=scopes))
+        return self._built[1]

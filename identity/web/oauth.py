@@ -16,7 +16,6 @@ from flask.sessions import SecureCookieSessionInterface
 
 from ..errors import InvalidRequest
 from ..oauth.authorize import ErrorPage, RedirectError
-from ..oauth.metadata import server_metadata
 from .context import EXTENSION, services
 from .login import login_broker
 from .pages import error_page
@@ -82,9 +81,7 @@ def introspect() -> Response:
 
 
 def _metadata() -> Response:
-    svc = services()
-    scopes = sorted({s for c in svc.oauth.clients.all() for s in c.scopes} | {"openid"})
-    response = jsonify(server_metadata(svc.settings.issuer, scopes=scopes))
+    response = jsonify(services().oauth.discovery.current())
     response.headers["Cache-Control"] = "public, max-age=300"
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
