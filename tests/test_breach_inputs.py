@@ -72,9 +72,10 @@ def collect(path: Path, **kwargs) -> list[int]:
     return sorted(found)
 
 
-@pytest.mark.parametrize("partition_lines", [100_000, 7])
-def test_repeats_are_the_later_occurrences_only(tmp_path: Path, monkeypatch, partition_lines):
+@pytest.mark.parametrize(("partition_lines", "flush_lines"), [(100_000, 65_536), (7, 65_536), (7, 3)])
+def test_repeats_are_the_later_occurrences_only(tmp_path: Path, monkeypatch, partition_lines, flush_lines):
     monkeypatch.setattr(dedupe, "PARTITION_LINES", partition_lines)
+    monkeypatch.setattr(dedupe, "FLUSH_LINES", flush_lines)  # 3: several records per partition file
     people = [new_pseudonym() for _ in range(40)]
     lines = people + [people[3], "garbage", people[3], people[39], ""] + [new_pseudonym() for _ in range(20)]
     listing = tmp_path / "l.txt"
@@ -90,3 +91,13 @@ def test_repeat_cursor_merges_pages_in_order():
     assert [n for n in range(1, 10_000) if cursor.is_repeat(n)] == repeats
     resumed = RepeatCursor(fetch, start_after=5000, page=50)
     assert [n for n in range(5001, 10_000) if resumed.is_repeat(n)] == [n for n in repeats if n > 5000]
+
+
+def test_repeat_cursor_hands_out_a_chunks_repeats_at_once():
+    repeats = sorted(random.sample(range(1, 10_000), 700))
+    fetch = lambda after, limit: [n for n in repeats if n > after][:limit]  # noqa: E731
+    for start, page in ((0, 50), (5000, 7), (0, 10_000)):
+        cursor = RepeatCursor(fetch, start_after=start, page=page)
+        found = [cursor.through(last) for last in range(start + 33, 10_033, 33)]
+        assert sorted(n for chunk in found for n in chunk) == [n for n in repeats if n > start]
+        assert all(n <= last for chunk, last in zip(found, range(start + 33, 10_033, 33)) for n in chunk)

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
+from bisect import bisect_right
 import tempfile
+from array import array
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Sequence
 
-from .inputs import Entry, read_entries
+from .inputs import read_entries
 
 PARTITION_LINES = 100_000
 BYTES_PER_LINE = 27  # a pseudonym and a newline
 MAX_PARTITIONS = 4096
+FLUSH_LINES = 65_536  # pseudonyms held in memory while partitioning, over all partitions
 DupSink = Callable[[Iterable[int]], None]
 
 
@@ -29,13 +33,13 @@ def _partitions_for(path: Path) -> int:
     return min(MAX_PARTITIONS, max(1, -(-estimated // PARTITION_LINES)))
 
 
-def _repeats(entries: Iterable[Entry]) -> list[int]:
-    """Line numbers of repeats among ``entries`` (held in memory: one partition's worth)."""
+def _repeats(lines: Sequence[int], names: Sequence[str]) -> list[int]:
+    """Line numbers of repeats among ``names`` (on ``lines``, ascending; one partition's worth)."""
+    if len(set(names)) == len(names):  # the usual case, answered at C speed
+        return []
     seen: set[str] = set()
     repeats = []
-    for line, pseudonym in entries:
-        if pseudonym is None:
-            continue
+    for line, pseudonym in zip(lines, names):
         if pseudonym in seen:
             repeats.append(line)
         else:
@@ -43,11 +47,37 @@ def _repeats(entries: Iterable[Entry]) -> list[int]:
     return repeats
 
 
-def _read_partition(path: Path) -> Iterator[Entry]:
-    with open(path, "r", encoding="ascii") as handle:
-        for record in handle:
-            line, pseudonym = record.split()
-            yield int(line), pseudonym
+class _Partition:
+    """One scratch file of records: a header, the line numbers (native integers), the pseudonyms."""
+
+    _HEADER = struct.Struct("<qq")  # how many, bytes of pseudonyms
+
+    def __init__(self, directory: Path, index: int) -> None:
+        self._path = directory / f"{index}.bin"
+        self._handle = open(self._path, "wb")
+        self.names: list[str] = []
+        self.lines = array("q")
+
+    def flush(self) -> None:
+        if self.names:
+            block = ("\n".join(self.names) + "\n").encode("ascii")
+            self._handle.write(self._HEADER.pack(len(self.names), len(block)))
+            self.lines.tofile(self._handle)
+            self._handle.write(block)
+            self.names, self.lines = [], array("q")
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def read(self) -> tuple[array, list[str]]:
+        lines, names = array("q"), []
+        with open(self._path, "rb") as handle:
+            while header := handle.read(self._HEADER.size):
+                count, size = self._HEADER.unpack(header)
+                lines.fromfile(handle, count)
+                names += handle.read(size).decode("ascii").split("\n")
+                names.pop()
+        return lines, names
 
 
 def find_repeats(path: Path, sink: DupSink, *, workdir: Path | None = None) -> int:
@@ -58,23 +88,35 @@ def find_repeats(path: Path, sink: DupSink, *, workdir: Path | None = None) -> i
     parts = _partitions_for(path)
     if parts == 1:
         with open(path, "rb") as handle:
-            repeats = _repeats(read_entries(handle))
+            entries = [(line, pseudonym) for line, pseudonym in read_entries(handle) if pseudonym is not None]
+        repeats = _repeats([line for line, _ in entries], [pseudonym for _, pseudonym in entries])
         sink(repeats)
         return len(repeats)
     scratch = Path(tempfile.mkdtemp(prefix="breach-dedupe-", dir=workdir))  # mode 0700
     try:
-        files = [open(scratch / f"{i}.txt", "w", encoding="ascii", buffering=1 << 16) for i in range(parts)]
+        partitions: list[_Partition] = []
         try:
+            partitions += (_Partition(scratch, i) for i in range(parts))
+            held = 0
             with open(path, "rb") as handle:
                 for line, pseudonym in read_entries(handle):
                     if pseudonym is not None:
-                        files[hash(pseudonym) % parts].write(f"{line} {pseudonym}\n")
+                        partition = partitions[hash(pseudonym) % parts]
+                        partition.names.append(pseudonym)
+                        partition.lines.append(line)
+                        held += 1
+                        if held >= FLUSH_LINES:
+                            for partition in partitions:
+                                partition.flush()
+                            held = 0
+            for partition in partitions:
+                partition.flush()
         finally:
-            for handle in files:
-                handle.close()
+            for partition in partitions:
+                partition.close()
         total = 0
-        for i in range(parts):
-            repeats = _repeats(_read_partition(scratch / f"{i}.txt"))
+        for partition in partitions:
+            repeats = _repeats(*partition.read())
             sink(repeats)
             total += len(repeats)
         return total
@@ -100,6 +142,20 @@ class RepeatCursor:
         self._exhausted = len(self._buffer) < self._page
         if self._buffer:
             self._last = self._buffer[-1]
+
+    def through(self, last: int) -> set[int]:
+        """The repeat line numbers up to ``last`` not yet passed (``last`` must not decrease)."""
+        found: set[int] = set()
+        while True:
+            buffer, index = self._buffer, self._index
+            end = bisect_right(buffer, last, index)
+            found.update(buffer[index:end])
+            self._index = end
+            if end < len(buffer) or self._exhausted:
+                return found
+            self._refill()
+            if not self._buffer:
+                return found
 
     def is_repeat(self, line: int) -> bool:
         """Whether ``line`` repeats an earlier one; lines must be asked in increasing order."""
