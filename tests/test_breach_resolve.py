@@ -311,3 +311,17 @@ def test_counts_need_no_key_and_open_nothing(store, audit, listing, monkeypatch)
     assert summary.line() == "resolved=11 unknown=1 erased=1 malformed=1"
     (record,) = audit.records()
     assert record["action"] == "breach.count" and record["counts"]["resolved"] == 11
+
+
+def test_a_sealed_value_the_key_cannot_open_is_reported_unopenable(store, audit, people, listing, tmp_path, keys_dir):
+    from identity.sealing import Sealer
+    from identity.vault import IDENTITIES
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    victim = people.order[0]
+    store.update(IDENTITIES, {"pseudonym": victim},
+                 {"sealed_email": Sealer(X25519PrivateKey.generate().public_key()).seal(b"x@example.org")})
+    summary = resolve_pseudonyms(store, audit, params(tmp_path, keys_dir, listing, workers=2, chunk_size=3))
+    assert summary.counts["unopenable"] == 1 and summary.counts["resolved"] == 10
+    assert summary.line() == "resolved=10 unknown=1 erased=1 malformed=1"
+    assert victim not in {p for p, _ in rows(tmp_path / "contacts.csv")[1:]}
+    assert ("1", victim, "unopenable") in {tuple(r) for r in rows(unresolved_path(tmp_path / "contacts.csv"))}

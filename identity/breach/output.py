@@ -34,6 +34,24 @@ def encode_rows(rows: Iterable[Sequence[object]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
+def _plain(text: str, rows: int, fields: int) -> bool:
+    """Whether ``text`` (``rows`` rows joined with commas and newlines) has no field csv would quote."""
+    return (text.count(",") == rows * (fields - 1) and text.count("\n") == rows
+            and '"' not in text and "\r" not in text)
+
+
+def encode_resolved(rows: Sequence[tuple[str, str]]) -> bytes:
+    """``encode_rows`` of ``(pseudonym, email)`` rows, joined directly when no field needs quoting."""
+    text = "".join([f"{pseudonym},{email}\n" for pseudonym, email in rows])
+    return text.encode("utf-8") if _plain(text, len(rows), 2) else encode_rows(rows)
+
+
+def encode_unresolved(rows: Sequence[tuple[int, str, str]]) -> bytes:
+    """``encode_rows`` of ``(line, pseudonym, problem)`` rows, joined directly when no field needs quoting."""
+    text = "".join([f"{line},{pseudonym},{problem}\n" for line, pseudonym, problem in rows])
+    return text.encode("utf-8") if _plain(text, len(rows), 3) else encode_rows(rows)
+
+
 class CsvFile:
     """Appends encoded rows to a binary stream and counts the bytes written."""
 

@@ -36,7 +36,8 @@ from .inputs import Entry, count_lines, file_sha256, read_entries
 from .lookup import Lookup
 from .officers import Registry
 from .opening import OpeningPool, default_workers
-from .output import RESOLVED_HEADER, UNRESOLVED_HEADER, CsvFile, encode_rows, state_path, unresolved_path
+from .output import (RESOLVED_HEADER, UNRESOLVED_HEADER, CsvFile, encode_resolved, encode_unresolved, state_path,
+                     unresolved_path)
 from .progress import ProgressBar
 from .state import Progress, RunState, StateError
 
@@ -129,15 +130,8 @@ def _chunks(entries: Iterator[Entry], size: int) -> Iterator[list[Entry]]:
 
 def _plan(look_up: Lookup, repeats: RepeatCursor, chunk: list[Entry]) -> Job:
     """Classify a chunk's lines (one store read) and collect the sealed values to open, in order."""
-    fresh: list[tuple[int, str]] = []
-    repeated: set[int] = set()
-    for line, pseudonym in chunk:
-        if pseudonym is not None:
-            if repeats.is_repeat(line):
-                repeated.add(line)
-            else:
-                fresh.append((line, pseudonym))
-    answers = look_up([p for _, p in fresh])
+    repeated = repeats.through(chunk[-1][0])
+    answers = look_up([p for line, p in chunk if p is not None and line not in repeated])
     sealed_of, erased, restricted = answers.sealed, answers.erased, answers.restricted
     items: list[tuple[int, str, str, bool]] = []
     sealed: list[str] = []
@@ -174,25 +168,29 @@ class _Writer:
 
     def write(self, job: Job, emails: list[str | None]) -> None:
         counts = self.summary.counts
-        found, missing = [], []
+        found: list[tuple[str, str]] = []
+        missing: list[tuple[int, str, str]] = []
         opened = iter(emails)
+        unopenable = restricted_count = 0
         for line, pseudonym, kind, restricted in job.items:
             if kind == OPEN:
                 email = next(opened)
                 if email is None:
                     missing.append((line, pseudonym, "unopenable"))
-                    counts["unopenable"] += 1
+                    unopenable += 1
                     continue
                 found.append((pseudonym, email))
-                counts["resolved"] += 1
-                counts["restricted"] += restricted
+                restricted_count += restricted
             else:
                 missing.append((line, pseudonym, kind))
                 counts[kind] += 1
                 if kind == MALFORMED and len(self.summary.malformed_lines) < MALFORMED_SHOWN:
                     self.summary.malformed_lines.append(line)
-        self.resolved.write(encode_rows(found))
-        self.unresolved.write(encode_rows(missing))
+        for key, value in (("resolved", len(found)), ("unopenable", unopenable), ("restricted", restricted_count)):
+            if value:
+                counts[key] += value
+        self.resolved.write(encode_resolved(found))
+        self.unresolved.write(encode_unresolved(missing))
         self.lines_done = job.last_line
         if self._clock() - self._checkpointed_at >= CHECKPOINT_SECONDS:
             self.checkpoint()
