@@ -9,6 +9,11 @@ seconds, resolutions per second, CPU seconds of the main process and of the work
 resident memory of the main process and of all processes together (sampled every 0.1 s;
 the workers are the fork server's children).
 Target: 1,000,000 pseudonyms in < 60 s and < 300 MB on a 2-core machine.
+
+Next to the run (0.5 s just before and just after it) it measures the crypto limit the way
+``scripts/bench.py`` does: sealed-box opens per CPU-second of one process (``bindings.crypto_box_seal_open``),
+and gives the run's ratio to that limit times the cores. The machine is shared, so it also prints the
+load average at the start and the end, and opens per CPU-second of the run's processes together.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from identity.keys import Keyring, init_keys
 from identity.store import SQLiteStore
 
 SAMPLE_SECONDS = 0.1
+OPEN_RATE_SECONDS = 0.5
 
 
 def parse_args() -> argparse.Namespace:
@@ -108,6 +114,27 @@ class MemorySampler(threading.Thread):
         self.join()
 
 
+def open_rate(seconds: float) -> float:
+    """Sealed-box opens per CPU-second of this process (as ``scripts/bench.py`` measures the limit)."""
+    from nacl import bindings
+    from nacl.public import PrivateKey, SealedBox
+
+    dpo = PrivateKey.generate()
+    sealed = SealedBox(dpo.public_key).encrypt(b"person1@bench.example")
+    public, private = bytes(dpo.public_key), bytes(dpo)
+    bindings.crypto_box_seal_open(sealed, public, private)
+    count, wall, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall < seconds:
+        for _ in range(20):
+            bindings.crypto_box_seal_open(sealed, public, private)
+        count += 20
+    return count / max(time.process_time() - cpu, 1e-9)
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
 def prepare(directory: Path, n: int, distinct_seals: int) -> tuple[SQLiteStore, Path]:
     marker, listing = directory / "seeded.json", directory / "pseudonyms.txt"
     store = SQLiteStore(directory / "bench.sqlite3")
@@ -132,6 +159,7 @@ def main() -> int:
                            dpo_key=directory / "keys" / "dpo_private.pem",
                            dpo_public=directory / "keys" / "dpo_public.pem", out=out, workers=args.workers,
                            chunk_size=args.chunk)
+    load_before, opens_before = _load(), open_rate(OPEN_RATE_SECONDS)
     sampler = MemorySampler()
     sampler.start()
     started, cpu = time.perf_counter(), time.process_time()
@@ -139,10 +167,19 @@ def main() -> int:
     seconds = time.perf_counter() - started
     main_cpu = time.process_time() - cpu
     sampler.stop()
+    load_after, opens_after = _load(), open_rate(OPEN_RATE_SECONDS)
+    opens = (opens_before + opens_after) / 2
+    per_second = summary.counts["resolved"] / seconds
+    workers_cpu = sum(sampler.cpu.values())
     emit({
         "n": args.n, "summary": summary.line(), "seconds": round(seconds, 2),
-        "per_second": round(summary.counts["resolved"] / seconds),
-        "main_cpu_seconds": round(main_cpu, 2), "workers_cpu_seconds": round(sum(sampler.cpu.values()), 2),
+        "per_second": round(per_second),
+        "main_cpu_seconds": round(main_cpu, 2), "workers_cpu_seconds": round(workers_cpu, 2),
+        "sealed_box_open_per_core": round(opens), "sealed_box_open_per_core_before_after": [round(opens_before),
+                                                                                              round(opens_after)],
+        "ratio_to_open_limit_all_cores": round(per_second / (opens * (os.cpu_count() or 1)), 3),
+        "resolved_per_cpu_second": round(summary.counts["resolved"] / max(main_cpu + workers_cpu, 1e-9)),
+        "load_average_1min_before_after": [round(load_before, 2), round(load_after, 2)],
         "peak_rss_mb_main": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "peak_rss_mb_all_processes": round(sampler.peak_total_kb / 1024),
         "cores": os.cpu_count(), "workers": args.workers or os.cpu_count(), "directory": str(directory),
