@@ -3,8 +3,9 @@
 One ``find`` with ``In(...)`` on the primary key per batch (both backends answer it from the key
 index), instead of one read per pseudonym.
 
-On the embedded SQLite store a run reads through a connection of its own (``Lookup``): the same
-query, but only the three columns it needs, as plain tuples, on a connection that cannot write
+On the embedded SQLite store a run reads through a connection of its own (``Lookup``): the batch
+as one JSON array joined on the primary key (``IN (?, ?, …)`` where SQLite lacks ``json_each``),
+only the three columns it needs, as plain tuples, on a connection that cannot write
 (``PRAGMA query_only``). ``SQLiteStore.find`` builds a ``sqlite3.Row`` and a seven-field dict per
 record, which cost the breach run's main process more than SQLite's own work; the online service's
 connections and settings are not touched. Errors surface as ``StoreUnavailable``, like the store's.
@@ -12,6 +13,7 @@ connections and settings are not touched. Errors surface as ``StoreUnavailable``
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -55,10 +57,14 @@ def look_up(store: Store, pseudonyms: Sequence[str]) -> Answers:
 class Lookup:
     """``look_up`` for one run (a context manager): a dedicated read connection on SQLite."""
 
+    _JOIN = (f'SELECT i."pseudonym", i."sealed_email", i."status" FROM json_each(?) AS j '
+             f'JOIN "{IDENTITIES.name}" AS i ON i."pseudonym" = j.value')
+
     def __init__(self, store: Store) -> None:
         self._store = store
         self._conn: sqlite3.Connection | None = None
         self._sql: dict[int, str] = {}
+        self._json: bool | None = None
 
     def __enter__(self) -> Lookup:
         return self
@@ -88,6 +94,10 @@ class Lookup:
             conn = sqlite3.connect(self._store.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
             conn.execute("PRAGMA query_only=ON")
             self._conn = conn
+            if self._json is None:
+                self._json = _has_json_each(conn)
+        if self._json:  # one JSON parameter joined on the key: about a fifth cheaper than IN (?, ?, …)
+            return self._conn.execute(self._JOIN, (json.dumps(list(pseudonyms)),)).fetchall()
         sql = self._sql.get(len(pseudonyms))
         if sql is None:
             marks = ",".join("?" * len(pseudonyms))
@@ -96,3 +106,12 @@ class Lookup:
                 f'WHERE "pseudonym" IN ({marks})'
             )
         return self._conn.execute(sql, tuple(pseudonyms)).fetchall()
+
+
+def _has_json_each(conn: sqlite3.Connection) -> bool:
+    """Whether this SQLite has the JSON functions (built in since 3.38, usually compiled in before)."""
+    try:
+        conn.execute("SELECT value FROM json_each('[]')").fetchall()
+    except sqlite3.OperationalError:
+        return False
+    return True
