@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-from bisect import bisect_right
 import tempfile
 from array import array
+from bisect import bisect_right
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -106,14 +106,14 @@ def find_repeats(path: Path, sink: DupSink, *, workdir: Path | None = None) -> i
                         partition.lines.append(line)
                         held += 1
                         if held >= FLUSH_LINES:
-                            for partition in partitions:
-                                partition.flush()
+                            for each in partitions:
+                                each.flush()
                             held = 0
-            for partition in partitions:
-                partition.flush()
+            for each in partitions:
+                each.flush()
         finally:
-            for partition in partitions:
-                partition.close()
+            for each in partitions:
+                each.close()
         total = 0
         for partition in partitions:
             repeats = _repeats(*partition.read())
