@@ -586,6 +586,12 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         p99 = [v["p99_ms"] for v in data["by_concurrency"].values()]
         ax1.plot(cs, per_core, style, label=grant)
         ax2.plot(cs, p99, style, label=grant)
+    servers = results.get("servers", {})
+    for name, marker, label in (("ceiling_gunicorn", "^", "ceiling app (crypto only), same gunicorn, c=32"),
+                                ("service_granian", "D", "the service under granian (comparison), c=32")):
+        if name in servers:
+            ax1.plot([32], [servers[name]["rps_per_core"]], marker, color="black" if "ceiling" in name else "green",
+                     label=label)
     if sign:
         ax1.axhline(sign, color="grey", lw=1, label=f"RSA-2048 signs/s per core ({sign:,.0f}, next to the runs)")
         ax1.axhline(0.45 * sign, color="red", lw=1, ls=":", label="target: 45 % of the sign rate")
