@@ -308,9 +308,10 @@ def server_comparison(plan: Plan, workdir: Path, summary: dict[str, Any]) -> dic
     runs: dict[str, list[WrkResult]] = {name: [] for name in services}
     checks: dict[str, dict[str, int]] = {}
     try:
-        for name, service in services.items():
-            if service is not ceiling:
-                service.set_up()
+        services["service_gunicorn"].set_up()
+        if "service_granian" in services:
+            services["service_granian"].set_up_like(services["service_gunicorn"])
+        for service in services.values():
             service.start()
             service.wrk("client_credentials", 8, 1, sample_every=10**9, tag="warmup")
         for round_no in range(plan.rounds):

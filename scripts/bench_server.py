@@ -169,6 +169,13 @@ class BenchService:
             raise RuntimeError(f"{' '.join(args[:3])} failed: {done.stderr.strip()[-2000:]}")
         return json.loads(done.stdout)
 
+    def set_up_like(self, other: BenchService) -> None:
+        """Serve ``other``'s key material, store and clients (set up once) from this service's own port."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.env, self.samples_dir = other.env, other.samples_dir
+        self.cc_client, self.web_client = other.cc_client, other.web_client
+        self.audience_private_key = other.audience_private_key
+
     def set_up(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.samples_dir.mkdir(exist_ok=True)
