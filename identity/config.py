@@ -92,8 +92,9 @@ def _redact_uri_password(uri: str) -> str:
     return uri
 
 
-class _Reader:
-    """Collects problems while reading variables, so that all are reported at once."""
+class EnvReader:
+    """Reads IDENTITY_* style variables, collecting problems so that all are reported at once (also used by
+    the breach path's SMTP settings)."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
@@ -145,7 +146,7 @@ class _Reader:
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate ``IDENTITY_*`` variables; raise ``ConfigError`` listing every problem."""
-    read = _Reader(os.environ if env is None else env)
+    read = EnvReader(os.environ if env is None else env)
     problems = read.problems
 
     mode = read.text("IDENTITY_ENV", DEVELOPMENT)

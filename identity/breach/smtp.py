@@ -32,7 +32,7 @@ from email.policy import SMTP, SMTPUTF8
 from email.utils import parseaddr
 from typing import Any, Callable, Mapping
 
-from ..config import ConfigError, _Reader
+from ..config import ConfigError, EnvReader
 
 STARTTLS, TLS, NONE = "starttls", "tls", "none"
 DEFAULT_PORTS = {STARTTLS: 587, TLS: 465, NONE: 25}
@@ -74,7 +74,7 @@ def _is_loopback(host: str) -> bool:
 
 def load_smtp_settings(env: Mapping[str, str] | None = None) -> SmtpSettings:
     """Read and check ``IDENTITY_SMTP_*``; raise ``ConfigError`` listing every problem."""
-    read = _Reader(os.environ if env is None else env)
+    read = EnvReader(os.environ if env is None else env)
     problems = read.problems
     host = read.text("IDENTITY_SMTP_HOST")
     sender = read.text("IDENTITY_SMTP_FROM")
