@@ -242,20 +242,24 @@ conn.execute("PRAGMA synchronous=FULL")
 
     # -- gunicorn -----------------------------------------------------------------------------
 
-    def start(self) -> None:
+    SERVER = "gunicorn"
+
+    def command(self) -> list[str]:
         """gunicorn as in the README's production command (gunicorn.conf.py), on 127.0.0.1 only."""
-        cmd = [str(Path(PYTHON).parent / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
-               "--bind", f"127.0.0.1:{self.port}", "--control-socket", str(self.workdir / "gunicorn.ctl"),
-               "--pid", str(self.workdir / "gunicorn.pid"), *self.gunicorn_args,
-               self.wsgi_app]
+        return [str(Path(PYTHON).parent / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
+                "--bind", f"127.0.0.1:{self.port}", "--control-socket", str(self.workdir / "gunicorn.ctl"),
+                "--pid", str(self.workdir / "gunicorn.pid"), *self.gunicorn_args, self.wsgi_app]
+
+    def start(self) -> None:
+        """Start the server and wait until /readyz answers and every worker has forked."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log,
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=log,
                                      start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"{self.SERVER} exited: {self.log_path.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=2) as response:
                     if response.status == 200 and self._workers_settled():
@@ -263,7 +267,7 @@ conn.execute("PRAGMA synchronous=FULL")
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.2)
-        raise RuntimeError("gunicorn did not become ready within 60 s")
+        raise RuntimeError(f"{self.SERVER} did not become ready within 60 s")
 
     def _workers_settled(self) -> bool:
         """Every worker forked: the count has not changed for half a second."""
@@ -366,25 +370,12 @@ class GranianService(BenchService):
     connections alive and parses HTTP outside Python.
     """
 
-    def start(self) -> None:
-        cmd = [str(Path(PYTHON).parent / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
-               "--port", str(self.port), "--workers", str(os.cpu_count() or 1), "--blocking-threads", "1",
-               "--runtime-threads", "1", "--no-ws", self.wsgi_app]
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"granian exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as response:
-                    if response.status == 200 and self._workers_settled():
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("granian did not become ready within 60 s")
+    SERVER = "granian"
+
+    def command(self) -> list[str]:
+        return [str(Path(PYTHON).parent / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
+                "--port", str(self.port), "--workers", str(os.cpu_count() or 1), "--blocking-threads", "1",
+                "--runtime-threads", "1", "--no-ws", self.wsgi_app]
 
 
 def check_tokens(service: BenchService, bodies: list[dict[str, Any]], *, grant: str,

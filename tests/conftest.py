@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -110,6 +111,13 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def production_settings(settings: Settings, tmp_path: Path, **changes: object) -> Settings:
+    """``settings`` for production: fresh production keys (passphrase ``pass``), the DPO private key removed."""
+    root = tmp_path / "prod-keys"
+    init_keys(root, passphrase="pass", dpo_passphrase="dpo", development=False, now=0).files["dpo_private_key"].unlink()
+    return dataclasses.replace(settings, env="production", keys_dir=root, keys_passphrase="pass", **changes)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from identity import create_app
 from identity.config import ConfigError
 from identity.keys import init_keys
 from identity.store import StoreUnavailable
+from tests.conftest import production_settings
 
 
 def test_healthz_and_readyz(client):
@@ -80,12 +81,8 @@ PRODUCTION_UPSTREAM = {"upstream_issuer": "https://idp.example.org", "upstream_c
 
 
 def test_production_refuses_to_start_without_an_upstream_idp(settings, tmp_path):
-    root = tmp_path / "prod-keys"
-    created = init_keys(root, passphrase="pass", dpo_passphrase="dpo", development=False, now=0)
-    created.files["dpo_private_key"].unlink()
-    prod = dataclasses.replace(settings, env="production", keys_dir=root, keys_passphrase="pass")
     with pytest.raises(ConfigError, match="IDENTITY_UPSTREAM_"):
-        create_app(prod)
+        create_app(production_settings(settings, tmp_path))
 
 
 def test_production_refuses_development_keys(settings):

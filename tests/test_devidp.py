@@ -25,8 +25,8 @@ from identity.devidp import DevIdP, DevIdPConfig, mount_devidp
 from identity.devidp.codes import USED_CODES
 from identity.devidp.keys import derive_signing_key
 from identity.devidp.tokens import s256
-from identity.keys import init_keys
 from identity.store import SQLiteStore
+from tests.conftest import production_settings
 from tests.oauth_helpers import pkce_pair, query_of
 from tests.upstream_support import parse_form
 
@@ -285,10 +285,7 @@ def test_mounting_the_dev_idp_is_refused_in_production(settings, sqlite_store):
 
 
 def test_production_never_mounts_the_dev_idp(settings, tmp_path):
-    root = tmp_path / "prod-keys"
-    created = init_keys(root, passphrase="pass", dpo_passphrase="dpo", development=False, now=0)
-    created.files["dpo_private_key"].unlink()
-    prod = dataclasses.replace(settings, env="production", keys_dir=root, keys_passphrase="pass")
+    prod = production_settings(settings, tmp_path)
     with pytest.raises(ConfigError, match="IDENTITY_UPSTREAM_"):
         create_app(prod)  # a hand-built Settings without upstream: refused, never the dev IdP
     upstream = dataclasses.replace(prod, upstream_issuer="https://idp.example.org", upstream_client_id="c",

@@ -16,11 +16,10 @@ import requests
 
 from identity import create_app
 from identity.devidp import DevIdP, DevIdPConfig
-from identity.keys import init_keys
 from identity.oauth.records import PENDING_AUTHORIZATIONS
 from identity.store import SQLiteStore
 from identity.upstream import UpstreamBroker, callback_url
-from tests.conftest import REDIRECT_URI
+from tests.conftest import REDIRECT_URI, production_settings
 from tests.oauth_helpers import pkce_pair, query_of
 from tests.upstream_fixtures import UPSTREAM_CLIENT_ID, UPSTREAM_SECRET, register_app_client, upstream_config
 from tests.upstream_support import (
@@ -157,11 +156,8 @@ def test_production_refuses_plain_http_endpoints_in_discovery(settings, audience
 
 
 def test_a_production_app_with_an_unreachable_upstream_answers_the_app(settings, audience_keys, tmp_path):
-    root = tmp_path / "prod-keys"
-    init_keys(root, passphrase="pass", dpo_passphrase="dpo", development=False, now=0).files["dpo_private_key"].unlink()
-    prod = dataclasses.replace(settings, env="production", keys_dir=root, keys_passphrase="pass",
-                               upstream_issuer=f"https://127.0.0.1:{closed_port()}", upstream_client_id="c",
-                               upstream_client_secret="s", upstream_timeout=0.5)
+    prod = production_settings(settings, tmp_path, upstream_issuer=f"https://127.0.0.1:{closed_port()}",
+                               upstream_client_id="c", upstream_client_secret="s", upstream_timeout=0.5)
     app = create_app(prod)
     client = register_app_client(app, audience_keys)
     assert_redirected_with(start_login(app, client), "temporarily_unavailable", app)

@@ -61,7 +61,8 @@ def b64json(value: Any) -> str:
     return b64(json.dumps(value, separators=(",", ":")).encode("utf-8"))
 
 
-def _apply(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def with_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied; an override of ``DROP`` removes the member."""
     merged = dict(base)
     for name, value in overrides.items():
         if value is DROP:
@@ -112,7 +113,7 @@ class TokenFactory:
             "iat": now, "jti": "jti-" + b64(hashlib.sha256(repr(overrides).encode()).digest()[:12]),
             "client_id": CLIENT_ID, "scope": "records:read records:write",
         }
-        return _apply(base, overrides)
+        return with_overrides(base, overrides)
 
     def inner(
         self,
@@ -123,7 +124,7 @@ class TokenFactory:
     ) -> str:
         """An RS256 JWS with PyJWT, header ``{alg, typ: at+jwt, kid}`` plus overrides."""
         key = key or self.signing_key
-        hdr = _apply({"typ": "at+jwt", "kid": thumbprint(self.signing_key)}, header or {})
+        hdr = with_overrides({"typ": "at+jwt", "kid": thumbprint(self.signing_key)}, header or {})
         return jwt.encode(dict(claims if claims is not None else self.claims()), key, algorithm="RS256", headers=hdr)
 
     def wrap(
@@ -135,7 +136,7 @@ class TokenFactory:
         algorithms: list[str] | None = None,
     ) -> str:
         """A compact JWE with joserfc, header ``{alg, enc, cty, kid}`` plus overrides."""
-        hdr = _apply({**CONTRACT_JWE, "kid": self.audience_kid}, header or {})
+        hdr = with_overrides({**CONTRACT_JWE, "kid": self.audience_kid}, header or {})
         recipient = key if key is not None else RSAKey.import_key(self.audience_key.public_key())
         registry = JWERegistry(algorithms=algorithms or ["RSA-OAEP-256", "A256GCM"])
         return jwe.encrypt_compact(hdr, inner, recipient, registry=registry)
@@ -153,7 +154,7 @@ class TokenFactory:
     def forge_jwe_header(self, token: str, **header: Any) -> str:
         """Replace a JWE's protected header (joserfc refuses to build some headers at all)."""
         parts = token.split(".")
-        parts[0] = b64json(_apply({**CONTRACT_JWE, "kid": self.audience_kid}, header))
+        parts[0] = b64json(with_overrides({**CONTRACT_JWE, "kid": self.audience_kid}, header))
         return ".".join(parts)
 
 

@@ -8,7 +8,6 @@ forged header therefore survives decryption, and only the header check under tes
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -22,26 +21,12 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from identity.verify import thumbprint
+from tests.verify_support import b64, with_overrides as merged
 
-DROP = object()
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def json_bytes(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode("utf-8")
-
-
-def merged(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for name, value in overrides.items():
-        if value is DROP:
-            out.pop(name, None)
-        else:
-            out[name] = value
-    return out
 
 
 # -- signatures ------------------------------------------------------------------------------------

@@ -19,32 +19,26 @@ pytestmark = pytest.mark.slow
 
 BODY = b"grant_type=client_credentials&scope=records%3Aread"
 
+CT = b"Content-Type: application/x-www-form-urlencoded"
+CL = b"Content-Length: %d" % len(BODY)
+
+
+def post(*headers: bytes, body: bytes = BODY, eol: bytes = b"\r\n") -> bytes:
+    """``POST /token`` with ``headers`` after Host, lines ended by ``eol``, then ``body``."""
+    return eol.join([b"POST /token HTTP/1.1", b"Host: id", *headers]) + eol + eol + body
+
+
 AMBIGUOUS = {
-    "content-length and transfer-encoding": (
-        b"POST /token HTTP/1.1\r\nHost: id\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: id\r\n\r\n"),
-    "two different content-lengths": (
-        b"POST /token HTTP/1.1\r\nHost: id\r\nContent-Length: 5\r\nContent-Length: %d\r\n"
-        b"Content-Type: application/x-www-form-urlencoded\r\n\r\n" % len(BODY) + BODY),
-    "bare LF line endings": (
-        b"POST /token HTTP/1.1\nHost: id\nContent-Type: application/x-www-form-urlencoded\n"
-        b"Content-Length: %d\n\n" % len(BODY) + BODY),
-    "obsolete line folding": (
-        b"POST /token HTTP/1.1\r\nHost: id\r\nX-Note: a\r\n Content-Length: 0\r\n"
-        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY),
-    "space before the colon": (
-        b"POST /token HTTP/1.1\r\nHost: id\r\nContent-Length : %d\r\n"
-        b"Content-Type: application/x-www-form-urlencoded\r\n\r\n" % len(BODY) + BODY),
-    "NUL in a header value": (
-        b"POST /token HTTP/1.1\r\nHost: id\r\nX-Note: a\x00b\r\nContent-Length: %d\r\n"
-        b"Content-Type: application/x-www-form-urlencoded\r\n\r\n" % len(BODY) + BODY),
-    "signed content-length": (
-        b"POST /token HTTP/1.1\r\nHost: id\r\nContent-Length: +%d\r\n"
-        b"Content-Type: application/x-www-form-urlencoded\r\n\r\n" % len(BODY) + BODY),
-    "chunked is not the last coding": (
-        b"POST /token HTTP/1.1\r\nHost: id\r\nTransfer-Encoding: chunked, identity\r\n"
-        b"Content-Type: application/x-www-form-urlencoded\r\n\r\n"
-        b"%x\r\n" % len(BODY) + BODY + b"\r\n0\r\n\r\n"),
+    "content-length and transfer-encoding": post(b"Content-Length: 4", b"Transfer-Encoding: chunked",
+                                                  body=b"0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: id\r\n\r\n"),
+    "two different content-lengths": post(b"Content-Length: 5", CL, CT),
+    "bare LF line endings": post(CT, CL, eol=b"\n"),
+    "obsolete line folding": post(b"X-Note: a", b" Content-Length: 0", CT, CL),
+    "space before the colon": post(b"Content-Length : %d" % len(BODY), CT),
+    "NUL in a header value": post(b"X-Note: a\x00b", CL, CT),
+    "signed content-length": post(b"Content-Length: +%d" % len(BODY), CT),
+    "chunked is not the last coding": post(b"Transfer-Encoding: chunked, identity", CT,
+                                            body=b"%x\r\n" % len(BODY) + BODY + b"\r\n0\r\n\r\n"),
 }
 
 

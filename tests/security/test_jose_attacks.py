@@ -26,10 +26,10 @@ from identity.verify import (
 )
 from tests.conftest import API, REDIRECT_URI
 from tests.oauth_helpers import pkce_pair, query_of
-from tests.verify_support import JWKS_URI, TokenFactory, make_verifier, rsa_key
+from tests.verify_support import DROP, JWKS_URI, TokenFactory, make_verifier, rsa_key
 
 from .conftest import SELF_SCOPE
-from .forgery import DROP, Forger, b64, es256, flip, hs256_with_public_pem, jws, ps256, rs, unsigned
+from .forgery import Forger, b64, es256, flip, hs256_with_public_pem, jws, ps256, rs, unsigned
 
 ATTACKER_EC = ec.generate_private_key(ec.SECP256R1())
 INJECTED_KIDS = ["' OR '1'='1", "1; DROP TABLE keys; --", {"$ne": None}, {"$gt": ""}, ["kid"],
