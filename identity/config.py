@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from .store.mongo import mongo_tls_problem
+from .verify.http import is_loopback_host
+
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 DEFAULT_DB_URI = "sqlite:///var/identity.sqlite3"
@@ -28,6 +31,7 @@ class Settings:
     """The validated service configuration. ``repr`` never shows a secret."""
 
     env: str = DEVELOPMENT
+    env_explicit: bool = False  # IDENTITY_ENV was set: the development IdP is never served by omission
     issuer: str = DEFAULT_DEV_ISSUER
     db_uri: str = DEFAULT_DB_URI
     keys_dir: Path = Path("keys")
@@ -149,7 +153,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     read = EnvReader(os.environ if env is None else env)
     problems = read.problems
 
-    mode = read.text("IDENTITY_ENV", DEVELOPMENT)
+    explicit_mode = read.text("IDENTITY_ENV")
+    mode = explicit_mode or DEVELOPMENT
     if mode not in (DEVELOPMENT, PRODUCTION):
         problems.append(f"IDENTITY_ENV must be 'development' or 'production', got {mode!r}")
         mode = PRODUCTION  # validate the rest as strictly as possible
@@ -162,6 +167,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         issuer = DEFAULT_DEV_ISSUER
     issuer = issuer.rstrip("/")
     problems.extend(_issuer_problems(issuer, production=production))
+    if explicit_mode is None and not _is_loopback_url(issuer):
+        problems.append(f"IDENTITY_ENV is not set and IDENTITY_ISSUER ({issuer}) is not a loopback address: "
+                        "set IDENTITY_ENV=production (or IDENTITY_ENV=development for a development set-up)")
 
     db_uri = read.text("IDENTITY_DB_URI", DEFAULT_DB_URI)
     if not db_uri.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
@@ -192,6 +200,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     settings = Settings(
         env=mode,
+        env_explicit=explicit_mode is not None,
         issuer=issuer,
         db_uri=db_uri,
         keys_dir=Path(read.text("IDENTITY_KEYS_DIR", "keys") or "keys"),
@@ -215,6 +224,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         four_eyes_required=read.flag("IDENTITY_FOUR_EYES_REQUIRED", None),
         log_level=log_level,
     )
+    if production:
+        problems.extend(_production_safety_problems(settings))
     if problems:
         raise ConfigError(problems)
     return settings
@@ -228,4 +239,25 @@ def _issuer_problems(issuer: str, *, production: bool) -> list[str]:
         return ["IDENTITY_ISSUER must not have a query or fragment (RFC 8414 §2)"]
     if production and parts.scheme != "https":
         return ["IDENTITY_ISSUER must use https in production"]
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        return [f"IDENTITY_ISSUER must use https (plain http only on a loopback address, e.g. {DEFAULT_DEV_ISSUER})"]
     return []
+
+
+def _is_loopback_url(url: str) -> bool:
+    return is_loopback_host(urlsplit(url).hostname)
+
+
+def _production_safety_problems(settings: Settings) -> list[str]:
+    """Protections production may not switch off, each refused with its reason."""
+    problems: list[str] = []
+    if not settings.rate_limits_enabled:
+        problems.append("IDENTITY_RATE_LIMITS_ENABLED=false is refused in production "
+                        "(client secrets and logins could be tried without limit)")
+    if settings.four_eyes_required is False:
+        problems.append("IDENTITY_FOUR_EYES_REQUIRED=false is refused in production "
+                        "(one officer alone could turn pseudonyms into e-mail addresses)")
+    tls = mongo_tls_problem(settings.db_uri)
+    if tls:
+        problems.append(f"IDENTITY_DB_URI is refused in production: {tls}")
+    return problems

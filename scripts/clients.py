@@ -32,6 +32,9 @@ def parse_args() -> argparse.Namespace:
                      help="a scope the client may request (repeatable); default: openid only")
     add.add_argument("--audience", action="append", default=[], metavar="AUD",
                      help="a registered audience the client may get tokens for (repeatable)")
+    add.add_argument("--uses-nonce", action="store_true",
+                     help="a confidential code-flow client that checks the ID token's nonce: its code flow may "
+                          "omit PKCE when it sends a nonce with scope openid (every other code flow needs PKCE)")
     sub.add_parser("list", help="list clients")
     show = sub.add_parser("show", help="show one client")
     show.add_argument("client_id")
@@ -51,13 +54,14 @@ def main() -> int:
         try:
             client, secret = registry.register(
                 name=args.name, public=args.public, redirect_uris=args.redirect_uri, grant_types=args.grant,
-                scopes=args.scope, audiences=args.audience,
+                scopes=args.scope, audiences=args.audience, uses_nonce=args.uses_nonce,
             )
         except ClientRegistrationError as exc:
             raise CommandError(str(exc)) from exc
         services.audit.append(actor=operator_name(), action="clients.add",
                               details={"client_id": client.client_id, "name": client.name,
-                                       "type": "public" if client.public else "confidential"})
+                                       "type": "public" if client.public else "confidential",
+                                       "uses_nonce": client.uses_nonce})
         output = {"client_id": client.client_id}
         if secret is not None:
             output["client_secret"] = secret

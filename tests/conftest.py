@@ -165,3 +165,11 @@ def service_client(oauth):
     client, secret = oauth.clients.register(name="Backend", public=False, redirect_uris=[], grant_types=None,
                                             scopes=["records:read"], audiences=[API, OTHER_API])
     return client, secret
+
+
+@pytest.fixture
+def web_app(oauth):
+    """A confidential code-flow client (a server-side web app): (client, secret); it must send PKCE."""
+    return oauth.clients.register(name="Web app", public=False, redirect_uris=[REDIRECT_URI],
+                                  grant_types=["authorization_code", "refresh_token"],
+                                  scopes=["openid", "records:read"], audiences=[API])

@@ -22,10 +22,10 @@ from identity.sealing import Opener, SealError
 from identity.store import SQLiteStore
 from identity.vault import IDENTITIES
 from tests.conftest import REDIRECT_URI
-from tests.upstream_fixtures import ISSUER_HOST, dev_app, dev_browser, dev_client  # noqa: F401
+from tests.upstream_fixtures import DEV_ISSUER_HOST, dev_app, dev_browser, dev_client  # noqa: F401
 from tests.upstream_support import log_in
 
-ISSUER = f"https://{ISSUER_HOST}"
+ISSUER = f"http://{DEV_ISSUER_HOST}"
 EMAIL = "Grace.Hopper@Example.ORG"
 
 

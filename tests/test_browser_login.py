@@ -61,7 +61,7 @@ def browser() -> Iterator[object]:
 def served(settings, audience_keys) -> Iterator[tuple[str, object, object, str]]:
     """(service URL, app, registered client, redirect URI), both sites on real 127.0.0.1 ports."""
     with LiveServer(relying_app) as app_site, LiveServer() as service:
-        app = create_app(dataclasses.replace(settings, issuer=service.url))
+        app = create_app(dataclasses.replace(settings, issuer=service.url, env_explicit=True))
         service.app = app
         redirect_uri = f"{app_site.url}/callback"
         client = register_app_client(app, audience_keys, redirect_uri)

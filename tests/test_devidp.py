@@ -1,7 +1,7 @@
 """The development IdP on its own: discovery, JWKS, the form (accessible, CSRF-protected), codes, tokens.
 
 Its ID tokens are verified here with jwcrypto, not the library that signed them. It is refused in
-production, and never mounted there.
+production, and served only with IDENTITY_ENV=development said explicitly and a loopback http issuer.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from werkzeug.test import Client
 
 from identity import create_app
 from identity.config import ConfigError
-from identity.devidp import DevIdP, DevIdPConfig, mount_devidp
+from identity.devidp import DevIdP, DevIdPConfig, development_idp_refusal, mount_devidp
 from identity.devidp.codes import USED_CODES
 from identity.devidp.keys import derive_signing_key
 from identity.devidp.tokens import s256
 from identity.store import SQLiteStore
 from tests.conftest import production_settings
 from tests.oauth_helpers import pkce_pair, query_of
+from tests.upstream_fixtures import DEV_ISSUER, development, register_app_client
 from tests.upstream_support import parse_form
 
 ISSUER = "https://idp.example.test"
@@ -297,13 +298,79 @@ def test_production_never_mounts_the_dev_idp(settings, tmp_path):
 
 
 def test_development_mounts_it_under_the_issuer(dev_app_settings_client):
-    meta = dev_app_settings_client.get("/devidp/.well-known/openid-configuration",
-                                       base_url="https://id.example.test").json
-    assert meta["issuer"] == "https://id.example.test/devidp"
+    meta = dev_app_settings_client.get("/devidp/.well-known/openid-configuration", base_url=DEV_ISSUER).json
+    assert meta["issuer"] == f"{DEV_ISSUER}/devidp"
 
 
 @pytest.fixture
 def dev_app_settings_client(settings):
-    app = create_app(settings)
+    app = create_app(development(settings))
     yield app.test_client()
+    app.extensions["identity"].store.close()
+
+
+# -- never by omission, never on an address others reach --------------------------------------------
+
+@pytest.mark.parametrize("issuer", ["http://127.0.0.1:5000", "http://127.0.0.2:8080", "http://[::1]:5000",
+                                    "http://localhost:5000"])
+def test_only_explicit_development_on_a_loopback_http_issuer_may_serve_it(settings, issuer):
+    assert development_idp_refusal(development(settings, issuer)) is None
+    implicit = dataclasses.replace(settings, issuer=issuer, env_explicit=False)
+    assert "IDENTITY_ENV=development" in development_idp_refusal(implicit)
+
+
+@pytest.mark.parametrize("issuer", ["https://id.example.test", "http://id.example.test", "http://10.0.0.5:5000",
+                                    "http://0.0.0.0:5000", "https://127.0.0.1:5000"])
+def test_a_non_loopback_or_https_issuer_never_serves_it_even_in_explicit_development(settings, sqlite_store, issuer):
+    explicit = development(settings, issuer)
+    assert "loopback http issuer" in development_idp_refusal(explicit)
+    bare = Flask("bare")
+    with pytest.raises(ConfigError, match="loopback http issuer"):
+        mount_devidp(bare, explicit, store=sqlite_store, secret=os.urandom(32), redirect_uri=CALLBACK)
+    assert bare.test_client().get("/devidp/jwks").status_code == 404
+
+
+@pytest.mark.parametrize("issuer", ["https://id.example.test", "https://127.0.0.1:5000"])
+def test_an_https_app_in_explicit_development_starts_without_it(settings, issuer, caplog):
+    """(Plain http to a non-loopback issuer does not start at all: tests/test_config.py.)"""
+    app = create_app(development(settings, issuer))
+    client = app.test_client()
+    assert client.get("/devidp/.well-known/openid-configuration", base_url=issuer).status_code == 404
+    assert "no login is offered" in caplog.text and "loopback http issuer" in caplog.text
+    app.extensions["identity"].store.close()
+
+
+def test_the_reported_case_an_unset_environment_serves_no_login_page(settings, audience_keys, monkeypatch):
+    """An https issuer without IDENTITY_ENV refuses to start; on a loopback issuer it starts, without the
+    development IdP: /authorize tells the app no login is configured."""
+    environment = {"IDENTITY_ISSUER": "https://id.example.org", "IDENTITY_KEYS_DIR": str(settings.keys_dir),
+                   "IDENTITY_DB_URI": settings.db_uri, "IDENTITY_RATE_LIMITS_ENABLED": "false"}
+    for name in [n for n in os.environ if n.startswith("IDENTITY_")]:
+        monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="IDENTITY_ENV is not set"):
+        create_app()
+    monkeypatch.setenv("IDENTITY_ISSUER", DEV_ISSUER)
+    app = create_app()
+    client = register_app_client(app, audience_keys)
+    http = app.test_client()
+    assert http.get("/devidp/authorize", base_url=DEV_ISSUER).status_code == 404
+    _, challenge = pkce_pair()
+    answer = http.get("/authorize", base_url=DEV_ISSUER, query_string={
+        "response_type": "code", "client_id": client.client_id, "code_challenge": challenge,
+        "code_challenge_method": "S256"})
+    assert query_of(answer.headers["Location"])["error"] == "temporarily_unavailable"
+    app.extensions["identity"].store.close()
+
+
+def test_make_run_settings_serve_it(settings, monkeypatch):
+    """What the Makefile sets: IDENTITY_ENV=development and the default (loopback) issuer."""
+    for name in [n for n in os.environ if n.startswith("IDENTITY_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("IDENTITY_ENV", "development")
+    monkeypatch.setenv("IDENTITY_KEYS_DIR", str(settings.keys_dir))
+    monkeypatch.setenv("IDENTITY_DB_URI", settings.db_uri)
+    app = create_app()
+    assert app.test_client().get("/devidp/jwks", base_url=DEV_ISSUER).status_code == 200
     app.extensions["identity"].store.close()

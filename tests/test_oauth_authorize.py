@@ -69,6 +69,52 @@ def test_pkce_is_required_for_public_clients(oauth_client, public_app):
     assert_redirect_error(response, "invalid_request")
 
 
+def test_pkce_is_required_for_confidential_clients_too(oauth_client, web_app):
+    client, _ = web_app
+    without = oauth_client.get("/authorize", query_string=params_for(
+        client, code_challenge=None, code_challenge_method=None, scope="openid", nonce="n-1"))
+    assert_redirect_error(without, "invalid_request")  # a nonce does not stand in for an unregistered client
+    assert "PKCE" in query_of(without.headers["Location"])["error_description"]
+    assert "code" in query_of(oauth_client.get("/authorize", query_string=params_for(client)).headers["Location"])
+
+
+@pytest.fixture
+def nonce_app(oauth):
+    client, _ = oauth.clients.register(name="OIDC web app", public=False, redirect_uris=[REDIRECT_URI],
+                                       grant_types=["authorization_code"], scopes=["openid", "records:read"],
+                                       audiences=[API], uses_nonce=True)
+    return client
+
+
+def test_a_client_registered_as_using_nonce_may_skip_pkce_when_it_sends_one(oauth_client, nonce_app):
+    response = oauth_client.get("/authorize", query_string=params_for(
+        nonce_app, code_challenge=None, code_challenge_method=None, scope="openid", nonce="n-0S6_WzA2Mj"))
+    assert response.status_code == 303 and "code" in query_of(response.headers["Location"])
+
+
+@pytest.mark.parametrize("overrides", [
+    {"scope": "openid"}, {"scope": "openid", "nonce": ""}, {"scope": "records:read", "nonce": "n-1"},
+], ids=["no nonce", "empty nonce", "nonce without openid (no ID token carries it back)"])
+def test_a_client_registered_as_using_nonce_needs_pkce_without_a_usable_nonce(oauth_client, nonce_app, overrides):
+    response = oauth_client.get("/authorize", query_string=params_for(
+        nonce_app, code_challenge=None, code_challenge_method=None, **overrides))
+    assert_redirect_error(response, "invalid_request")
+
+
+def test_a_client_stored_before_the_nonce_exception_existed_needs_pkce(oauth_client, oauth_app, oauth):
+    from identity.oauth.clients import CLIENTS
+
+    oauth_app.extensions["identity"].store.insert(CLIENTS, {  # as an earlier release stored it: no uses_nonce field
+        "client_id": "older-web-app", "name": "Older web app", "public": False, "secret_hash": "0" * 64,
+        "redirect_uris": [REDIRECT_URI], "grant_types": ["authorization_code"], "scopes": ["openid"],
+        "audiences": [API], "created_at": 1})
+    older = oauth.clients.get("older-web-app")
+    assert older is not None and older.uses_nonce is False
+    response = oauth_client.get("/authorize", query_string=params_for(
+        older, code_challenge=None, code_challenge_method=None, scope="openid", nonce="n-1"))
+    assert_redirect_error(response, "invalid_request")
+
+
 @pytest.mark.parametrize("method", ["plain", None, "S512", "s256"])
 def test_pkce_method_must_be_s256(oauth_client, public_app, method):
     response = oauth_client.get("/authorize", query_string=params_for(public_app, code_challenge_method=method))

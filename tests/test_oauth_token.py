@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from tests.conftest import API, OTHER_API, REDIRECT_URI
-from tests.oauth_helpers import pkce_pair, query_of
+from tests.oauth_helpers import b64json, pkce_pair, query_of
 from tests.test_oauth_flow import basic
 
 
@@ -52,7 +52,6 @@ def test_a_replayed_code_is_refused_and_revokes_what_it_issued(oauth_client, pub
     assert introspect(first.json["access_token"])["active"] is True
     assert_oauth_error(code_grant(oauth_client, public_app, code, verifier), "invalid_grant")
     assert introspect(first.json["access_token"]) == {"active": False}
-    assert introspect(first.json["refresh_token"]) == {"active": False}
     refresh = token(oauth_client, grant_type="refresh_token", client_id=public_app.client_id,
                     refresh_token=first.json["refresh_token"])
     assert_oauth_error(refresh, "invalid_grant")
@@ -82,16 +81,18 @@ def test_wrong_or_missing_verifier_is_refused_without_burning_the_code(oauth_cli
 def test_verifier_without_an_earlier_challenge_is_a_refused_downgrade(oauth_client, oauth):
     confidential, secret = oauth.clients.register(
         name="Web", public=False, redirect_uris=[REDIRECT_URI], grant_types=["authorization_code"],
-        scopes=None, audiences=[API])
+        scopes=None, audiences=[API], uses_nonce=True)
     response = oauth_client.get("/authorize", query_string={
-        "response_type": "code", "client_id": confidential.client_id, "redirect_uri": REDIRECT_URI})
+        "response_type": "code", "client_id": confidential.client_id, "redirect_uri": REDIRECT_URI,
+        "scope": "openid", "nonce": "n-42"})
     code = query_of(response.headers["Location"])["code"]
     downgraded = token(oauth_client, basic(confidential.client_id, secret), grant_type="authorization_code",
                        code=code, redirect_uri=REDIRECT_URI, code_verifier=pkce_pair()[0])
     assert_oauth_error(downgraded, "invalid_grant")
     plain = token(oauth_client, basic(confidential.client_id, secret), grant_type="authorization_code",
                   code=code, redirect_uri=REDIRECT_URI)
-    assert plain.status_code == 200  # PKCE is optional for confidential clients
+    assert plain.status_code == 200  # the nonce exception: the ID token carries the nonce the client checks
+    assert b64json(plain.json["id_token"].split(".")[1])["nonce"] == "n-42"
 
 
 def test_redirect_uri_must_match_the_authorization_request(oauth_client, public_app):
@@ -253,14 +254,15 @@ def test_revocation_is_limited_to_the_clients_own_tokens(oauth_client, oauth, pu
                                       scopes=None, audiences=[API])
     answer = oauth_client.post("/revoke", data={"client_id": other.client_id, "token": session["refresh_token"]})
     assert answer.status_code == 200
-    assert introspect(session["refresh_token"])["active"] is True
+    assert introspect(session["access_token"])["active"] is True
+    assert refresh(oauth_client, public_app, session["refresh_token"]).status_code == 200
 
 
 def test_revoking_an_access_token(oauth_client, public_app, session, introspect):
     oauth_client.post("/revoke", data={"client_id": public_app.client_id, "token": session["access_token"],
                                        "token_type_hint": "access_token"})
     assert introspect(session["access_token"]) == {"active": False}
-    assert introspect(session["refresh_token"])["active"] is True
+    assert refresh(oauth_client, public_app, session["refresh_token"]).status_code == 200
 
 
 def test_revocation_and_introspection_need_client_authentication(oauth_client, session, public_app, service_client):
@@ -286,3 +288,71 @@ def test_introspection_only_for_the_callers_own_audiences(oauth_client, oauth, s
 def test_expired_access_tokens_introspect_inactive(oauth_client, session, clock, introspect):
     clock.advance(601)
     assert introspect(session["access_token"]) == {"active": False}
+
+
+# -- introspection is scoped (RFC 7662 §4) -------------------------------------------------------
+
+def introspect_as(oauth_client, caller, secret, value, **extra):
+    return oauth_client.post("/introspect", data={"token": value, **extra},
+                             headers=basic(caller.client_id, secret)).json
+
+
+@pytest.fixture
+def web_session(oauth_client, web_app):
+    """Tokens of the confidential web app, from a code flow with PKCE."""
+    client, secret = web_app
+    code, verifier = get_code(oauth_client, client)
+    response = token(oauth_client, basic(client.client_id, secret), grant_type="authorization_code", code=code,
+                     redirect_uri=REDIRECT_URI, code_verifier=verifier)
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def test_a_second_confidential_client_gets_inactive_for_another_clients_refresh_token(
+        oauth_client, session, service_client, web_app, web_session):
+    """The reported case: the audience's confidential client asked about the mobile app's refresh token."""
+    rs, rs_secret = service_client
+    assert introspect_as(oauth_client, rs, rs_secret, session["refresh_token"]) == {"active": False}
+    assert introspect_as(oauth_client, rs, rs_secret, web_session["refresh_token"]) == {"active": False}
+    assert introspect_as(oauth_client, rs, rs_secret, web_session["refresh_token"],
+                         token_type_hint="refresh_token") == {"active": False}
+    web, web_secret = web_app
+    assert introspect_as(oauth_client, web, web_secret, session["refresh_token"]) == {"active": False}
+
+
+def test_a_refresh_token_is_described_to_the_client_it_was_issued_to(oauth_client, web_app, web_session):
+    web, secret = web_app
+    answer = introspect_as(oauth_client, web, secret, web_session["refresh_token"])
+    assert answer["active"] is True and answer["token_type"] == "refresh_token"
+    assert answer["client_id"] == web.client_id and answer["aud"] == API and answer["sub"]
+    assert answer["scope"] == "openid records:read"
+
+
+def test_an_access_token_is_described_to_its_client_and_to_clients_registered_for_its_audience(
+        oauth_client, oauth, web_app, web_session, service_client):
+    web, web_secret = web_app
+    mine = introspect_as(oauth_client, web, web_secret, web_session["access_token"])
+    assert mine["active"] is True and mine["client_id"] == web.client_id and mine["aud"] == API
+    rs, rs_secret = service_client  # registered for API: the resource server checking a token it was sent
+    assert introspect_as(oauth_client, rs, rs_secret, web_session["access_token"]) == mine
+    other, other_secret = oauth.clients.register(name="Other API's client", public=False, redirect_uris=[],
+                                                 grant_types=None, scopes=None, audiences=[OTHER_API])
+    assert introspect_as(oauth_client, other, other_secret, web_session["access_token"]) == {"active": False}
+
+
+def test_a_client_credentials_token_is_described_to_its_own_client(oauth_client, oauth):
+    backend, secret = oauth.clients.register(name="Batch job", public=False, redirect_uris=[], grant_types=None,
+                                             scopes=["records:read"], audiences=[OTHER_API])
+    issued = token(oauth_client, basic(backend.client_id, secret), grant_type="client_credentials",
+                   scope="records:read").json
+    answer = introspect_as(oauth_client, backend, secret, issued["access_token"])
+    assert answer["active"] is True and answer["sub"] == backend.client_id and answer["aud"] == OTHER_API
+
+
+@pytest.mark.parametrize("hint", ["access_token", "refresh_token", "id_token", "x" * 300])
+def test_token_type_hint_is_only_a_hint(oauth_client, web_app, web_session, hint):
+    """RFC 7662 §2.1: a wrong or unknown hint does not hide a token the caller may see."""
+    web, secret = web_app
+    for kind in ("access_token", "refresh_token"):
+        answer = introspect_as(oauth_client, web, secret, web_session[kind], token_type_hint=hint)
+        assert answer["active"] is True and answer["token_type"] == kind

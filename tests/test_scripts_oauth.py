@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def env(settings) -> dict[str, str]:
-    return {"IDENTITY_KEYS_DIR": str(settings.keys_dir), "IDENTITY_DB_URI": settings.db_uri,
-            "IDENTITY_ISSUER": settings.issuer, "IDENTITY_OPERATOR": "ops-alice"}
+    return {"IDENTITY_ENV": "development", "IDENTITY_KEYS_DIR": str(settings.keys_dir),
+            "IDENTITY_DB_URI": settings.db_uri, "IDENTITY_ISSUER": settings.issuer, "IDENTITY_OPERATOR": "ops-alice"}
 
 
 def cli(script: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -68,6 +68,30 @@ def test_register_audience_and_clients_then_use_them_in_a_running_service(env, s
     assert {r["actor"] for r in AuditLog(app.extensions["identity"].store).records()} == {"ops-alice"}
 
 
+def test_a_client_registered_with_uses_nonce_may_use_nonce_instead_of_pkce(env, settings, audience_keys, tmp_path,
+                                                                          broker):
+    app = broker.app = create_app(settings, login_broker=broker)
+    pem = tmp_path / "api.pem"
+    pem.write_bytes(audience_keys["https://api.example.org"].public_pem)
+    one_json(cli("audiences.py", "add", "--audience", "https://api.example.org", "--encryption-key", str(pem),
+                 env=env))
+    registered = {}
+    for name, extra in (("plain", []), ("nonce", ["--uses-nonce"])):
+        registered[name] = one_json(cli("clients.py", "add", "--name", f"Web {name}", "--grant", "authorization_code",
+                                        "--redirect-uri", "https://app.example.org/cb", "--audience",
+                                        "https://api.example.org", *extra, env=env))["client_id"]
+        shown = one_json(cli("clients.py", "show", registered[name], env=env))
+        assert shown["uses_nonce"] is bool(extra) and shown["type"] == "confidential"
+    records = AuditLog(app.extensions["identity"].store).records()
+    assert [r["details"]["uses_nonce"] for r in records if r["action"] == "clients.add"] == [False, True]
+    http = app.test_client()
+    for name, expected in (("plain", "error=invalid_request"), ("nonce", "code=")):
+        answer = http.get("/authorize", query_string={"response_type": "code", "client_id": registered[name],
+                                                      "scope": "openid", "nonce": "n-7", "state": "s"})
+        assert expected in answer.headers["Location"], answer.headers["Location"]
+    app.extensions["identity"].store.close()
+
+
 def test_secret_is_stored_only_as_a_hash(env, settings):
     created = one_json(cli("clients.py", "add", "--name", "Backend", env=env))
     db = Path(settings.db_uri.removeprefix("sqlite:///"))
@@ -80,6 +104,11 @@ def test_secret_is_stored_only_as_a_hash(env, settings):
     (["--name", "X", "--public", "--redirect-uri", "http://app.example.org/cb"], "https"),
     (["--name", "X", "--public", "--redirect-uri", "https://app.example.org/cb#x"], "fragment"),
     (["--name", "X", "--audience", "https://nowhere.example.org"], "not registered"),
+    (["--name", "X", "--public", "--redirect-uri", "https://app.example.org/cb", "--uses-nonce"],
+     "public clients always use PKCE"),
+    (["--name", "X", "--uses-nonce"], "needs the authorization_code grant"),
+    (["--name", "X", "--grant", "authorization_code", "--redirect-uri", "https://app.example.org/cb",
+      "--scope", "records:read", "--uses-nonce"], "needs the openid scope"),
 ])
 def test_bad_registrations_are_refused_with_a_reason(env, args, message):
     result = cli("clients.py", "add", *args, env=env)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
+
 import mongomock
 import pymongo
 import pytest
 
 from identity.store import MongoStore, StoreUnavailable
+from identity.store.mongo import mongo_tls_problem
 from identity.vault import IDENTITIES
 
 
@@ -45,3 +48,42 @@ def test_unreachable_server_is_store_unavailable():
         store.ping()
     with pytest.raises(StoreUnavailable):
         store.get(IDENTITIES, "x")
+
+
+# -- TLS detection (production refuses the store's traffic in clear: tests/test_config.py) ----------
+
+@pytest.mark.parametrize("uri", [
+    "mongodb://db.example.org/identity", "mongodb://u:p@db.example.org:27017/identity?retryWrites=true",
+    "mongodb://db.example.org/identity?tls=true", "mongodb://db.example.org/identity?ssl=true",
+    "mongodb://db.example.org/identity?tls=false", "mongodb://db.example.org/identity?tls=true&tlsInsecure=true",
+    "mongodb://db.example.org/identity?ssl=true&tlsAllowInvalidCertificates=true",
+    "mongodb://db.example.org/identity?tls=true&tlsAllowInvalidHostnames=true",
+    "mongodb://db1.example.org,db2.example.org/identity?replicaSet=rs0&tls=true",
+])
+def test_tls_detection_agrees_with_pymongo(uri):
+    """TLS as we judge it from the URI is what pymongo's own client configures: on, with checked certificates."""
+    client = pymongo.MongoClient(uri, connect=False)
+    try:
+        context = client.options.pool_options._ssl_context
+        checked = context is not None and context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    finally:
+        client.close()
+    assert (mongo_tls_problem(uri) is None) == checked
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("sqlite:///var/identity.sqlite3", None),
+    ("mongodb://localhost/identity", None),
+    ("mongodb://127.0.0.1:27017,[::1]:27018/identity", None),
+    ("mongodb://%2Ftmp%2Fmongodb-27017.sock/identity", None),
+    ("mongodb+srv://u:p@cluster.example.net/identity", None),
+    ("mongodb+srv://cluster.example.net/identity?tls=false", "MongoDB at cluster.example.net without TLS"),
+    ("mongodb://localhost,db.example.org/identity", "MongoDB at db.example.org without TLS"),
+    ("mongodb://db.example.org/identity?tls=maybe", "not a valid MongoDB URI"),
+    ("mongodb://u:secret-pw@db.example.org:port/identity", "not a valid MongoDB URI"),
+    ("mongodb:///identity", "not a valid MongoDB URI"),
+])
+def test_tls_problem_names_the_remote_host_never_the_password(uri, expected):
+    problem = mongo_tls_problem(uri)
+    assert problem == expected if expected is None else problem.startswith(expected)
+    assert "secret-pw" not in (problem or "")

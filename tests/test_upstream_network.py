@@ -168,7 +168,7 @@ def test_make_run_setup_served_over_http_logs_in_end_to_end(settings, audience_k
     """The development app (dev IdP mounted, in-process back channel) behind a real threaded server,
     driven by an HTTP client acting as the browser."""
     with LiveServer() as server:
-        app = create_app(dataclasses.replace(settings, issuer=server.url))
+        app = create_app(dataclasses.replace(settings, issuer=server.url, env_explicit=True))
         server.app = app
         client = register_app_client(app, audience_keys)
         verifier, challenge = pkce_pair()

@@ -79,6 +79,16 @@ def test_login_through_a_configured_provider_works(broker_browser, broker_client
     assert tampering.count("/.well-known/openid-configuration") == 1 and tampering.count("/token") == 1
 
 
+def test_session_and_provider_cookies_are_httponly_samesite_lax_and_secure_under_https(broker_browser,
+                                                                                       broker_client):
+    login(broker_browser, broker_client)
+    service = [c for c in broker_browser.set_cookies if c.startswith("identity_session=")]
+    provider = [c for c in broker_browser.set_cookies if c.startswith("devidp_session=")]
+    assert service and provider
+    for cookie in service + provider:
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+
+
 def test_the_upstream_authorization_request_uses_state_nonce_and_pkce_s256(broker_browser, broker_client):
     login(broker_browser, broker_client)
     upstream = query_of(broker_browser.hops[1])

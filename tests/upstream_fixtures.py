@@ -1,7 +1,8 @@
 """Fixtures for the upstream login tests (import the ones a module uses).
 
-* ``dev_app``: the service as ``make run`` builds it: development, no upstream configured, so the
-  development IdP is mounted at ``/devidp`` and the broker reaches it in-process.
+* ``dev_app``: the service as ``make run`` builds it: ``IDENTITY_ENV=development`` on a loopback http
+  issuer, no upstream configured, so the development IdP is mounted at ``/devidp`` and the broker
+  reaches it in-process.
 * ``upstream_idp`` + ``tampering`` + ``broker_app``: a separate provider at
   ``https://upstream.example.test`` (the dev IdP's code, its own secret and store), wrapped so a test
   can forge its answers, and the service configured for it as for Auth0.
@@ -9,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,6 +29,8 @@ from tests.oauth_helpers import AudienceKeys
 from tests.upstream_support import Browser, TamperingIdP
 
 ISSUER_HOST = "id.example.test"
+DEV_ISSUER_HOST = "127.0.0.1:5000"  # the development IdP is served only on a loopback http issuer
+DEV_ISSUER = f"http://{DEV_ISSUER_HOST}"
 UPSTREAM = "https://upstream.example.test"
 UPSTREAM_CLIENT_ID = "identity-test"
 UPSTREAM_SECRET = "upstream-client-secret"
@@ -41,9 +45,14 @@ def register_app_client(app: Flask, audience_keys: dict[str, AudienceKeys], redi
     return client
 
 
+def development(settings: Settings, issuer: str = DEV_ISSUER) -> Settings:
+    """``settings`` as ``make run`` has them: IDENTITY_ENV=development said explicitly, a loopback issuer."""
+    return dataclasses.replace(settings, issuer=issuer, env_explicit=True)
+
+
 @pytest.fixture
 def dev_app(settings: Settings) -> Iterator[Flask]:
-    application = create_app(settings)
+    application = create_app(development(settings))
     application.config["TESTING"] = True
     yield application
     application.extensions["identity"].store.close()
@@ -56,7 +65,7 @@ def dev_client(dev_app: Flask, audience_keys: dict[str, AudienceKeys]) -> Any:
 
 @pytest.fixture
 def dev_browser(dev_app: Flask) -> Browser:
-    return Browser({ISSUER_HOST: dev_app}, stop_at=REDIRECT_URI)
+    return Browser({DEV_ISSUER_HOST: dev_app}, stop_at=REDIRECT_URI)
 
 
 @pytest.fixture

@@ -2,9 +2,10 @@
 
 It serves discovery, a JWKS, an authorization endpoint with an e-mail form (no password: whoever
 types an address is that person, hence development only) and a token endpoint that returns an
-ES256-signed ID token with ``email`` and ``email_verified``. With ``IDENTITY_ENV=development`` and
-no ``IDENTITY_UPSTREAM_*``, the service mounts it at ``{IDENTITY_ISSUER}/devidp`` and logs in
-through it with exactly the broker code that talks to Auth0 in production.
+ES256-signed ID token with ``email`` and ``email_verified``. With ``IDENTITY_ENV=development`` set
+explicitly, a loopback http ``IDENTITY_ISSUER`` and no ``IDENTITY_UPSTREAM_*``, the service mounts it
+at ``{IDENTITY_ISSUER}/devidp`` and logs in through it with exactly the broker code that talks to Auth0
+in production. Nothing else mounts it: never by omission, never on an address others can reach.
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ import base64
 import logging
 import time
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from ..config import ConfigError, Settings
+from ..config import DEFAULT_DEV_ISSUER, ConfigError, Settings
 from ..store import Store
+from ..verify.http import is_loopback_host
 from .codes import CodeBook
 from .config import DevIdPConfig, derive_key
 from .keys import ALGORITHM, SigningKeys
 from .tokens import TokenIssuer
 from .web import create_devidp_app
 
-__all__ = ["DevIdP", "DevIdPConfig", "MOUNT_PATH", "CLIENT_ID", "mount_devidp"]
+__all__ = ["DevIdP", "DevIdPConfig", "MOUNT_PATH", "CLIENT_ID", "development_idp_refusal", "mount_devidp"]
 
 log = logging.getLogger(__name__)
 MOUNT_PATH = "/devidp"
@@ -70,11 +73,27 @@ class DevIdP:
         }
 
 
-def mount_devidp(app: Flask, settings: Settings, *, store: Store, secret: bytes, redirect_uri: str) -> DevIdP:
-    """Serve a development IdP at ``{issuer}/devidp`` inside ``app``; ``ConfigError`` in production."""
+def development_idp_refusal(settings: Settings) -> str | None:
+    """Why ``settings`` may not serve the development IdP (anyone signs in as anyone), or None when they
+    may: ``IDENTITY_ENV=development`` set explicitly and an http issuer on a loopback address."""
     if settings.is_production:
-        raise ConfigError(["the development IdP is refused in production: set IDENTITY_UPSTREAM_ISSUER, "
-                           "IDENTITY_UPSTREAM_CLIENT_ID and IDENTITY_UPSTREAM_CLIENT_SECRET"])
+        return ("the development IdP is refused in production: set IDENTITY_UPSTREAM_ISSUER, "
+                "IDENTITY_UPSTREAM_CLIENT_ID and IDENTITY_UPSTREAM_CLIENT_SECRET")
+    if not settings.env_explicit:
+        return "the development IdP is served only with IDENTITY_ENV=development set explicitly"
+    issuer = urlsplit(settings.issuer)
+    if issuer.scheme != "http" or not is_loopback_host(issuer.hostname):
+        return (f"the development IdP is served only on a loopback http issuer such as {DEFAULT_DEV_ISSUER}, "
+                f"not {settings.issuer}")
+    return None
+
+
+def mount_devidp(app: Flask, settings: Settings, *, store: Store, secret: bytes, redirect_uri: str) -> DevIdP:
+    """Serve a development IdP at ``{issuer}/devidp`` inside ``app``; ``ConfigError`` unless
+    ``development_idp_refusal`` allows it."""
+    refusal = development_idp_refusal(settings)
+    if refusal is not None:
+        raise ConfigError([refusal])
     client_secret = base64.urlsafe_b64encode(derive_key(secret, "client-secret")).rstrip(b"=").decode()
     config = DevIdPConfig(issuer=settings.issuer + MOUNT_PATH, client_id=CLIENT_ID, client_secret=client_secret,
                           redirect_uris=(redirect_uri,), secret=secret)

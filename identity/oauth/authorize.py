@@ -79,6 +79,12 @@ def with_query(uri: str, params: Mapping[str, str | None]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
+def nonce_replaces_pkce(client: Client, nonce: str | None, scope: Collection[str]) -> bool:
+    """RFC 9700 §2.1.1: every code flow uses PKCE, except for a confidential client registered as
+    checking ``nonce`` that sends one and asks for an ID token (scope ``openid``) to carry it back."""
+    return client.confidential and client.uses_nonce and bool(nonce) and "openid" in scope
+
+
 class Authorizer:
     """Validates authorization requests, parks them during login, and issues codes."""
 
@@ -140,12 +146,14 @@ class Authorizer:
         problem = challenge_problem(challenge, method)
         if problem:
             raise refuse("invalid_request", problem)
-        if challenge is None and client.public:
-            raise refuse("invalid_request", "PKCE (code_challenge with S256) is required")
+        nonce = params.get("nonce") or None
+        if challenge is None and not nonce_replaces_pkce(client, nonce, scope):
+            raise refuse("invalid_request", "PKCE (code_challenge with S256) is required" + (
+                ", or a nonce with scope openid" if client.uses_nonce and client.confidential else ""))
         audience = self._audience(client, params.get("resource"), refuse)
         return AuthorizationRequest(
             client=client, redirect_uri=redirect_uri, redirect_uri_given=given, state=state, scope=scope,
-            audience=audience, code_challenge=challenge, nonce=params.get("nonce"),
+            audience=audience, code_challenge=challenge, nonce=nonce,
         )
 
     def _client(self, params: Mapping[str, str], duplicated: Collection[str]) -> Client:

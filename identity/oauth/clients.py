@@ -33,6 +33,7 @@ CLIENTS = Collection(
         "scopes": list,
         "audiences": list,
         "created_at": int,
+        "uses_nonce": bool,  # absent in clients registered before it existed: False
     },
 )
 
@@ -52,6 +53,7 @@ class Client:
     scopes: tuple[str, ...]
     audiences: tuple[str, ...]
     created_at: int
+    uses_nonce: bool = False  # checks the ID token's nonce, so a code flow with nonce may skip PKCE
 
     @property
     def confidential(self) -> bool:
@@ -73,6 +75,7 @@ class Client:
             "grant_types": list(self.grant_types),
             "scopes": list(self.scopes),
             "audiences": list(self.audiences),
+            "uses_nonce": self.uses_nonce,
             "created_at": self.created_at,
         }
 
@@ -88,6 +91,7 @@ def _client(doc: dict[str, Any]) -> Client:
         scopes=tuple(doc.get("scopes") or ()),
         audiences=tuple(doc.get("audiences") or ()),
         created_at=doc["created_at"],
+        uses_nonce=bool(doc.get("uses_nonce")),
     )
 
 
@@ -184,11 +188,18 @@ class ClientRegistry:
         grant_types: list[str] | None,
         scopes: list[str] | None,
         audiences: list[str],
+        uses_nonce: bool = False,
     ) -> tuple[Client, str | None]:
-        """Create a client; return it with its secret (confidential clients only, shown once)."""
+        """Create a client; return it with its secret (confidential clients only, shown once).
+
+        ``uses_nonce``: a confidential client that checks the ID token's ``nonce`` may omit PKCE in the
+        code flow when it sends a nonce (RFC 9700 §2.1.1); every other code flow needs PKCE.
+        """
         grants = list(dict.fromkeys(grant_types or (
             [AUTHORIZATION_CODE, REFRESH_TOKEN] if public else [CLIENT_CREDENTIALS])))
         self._check_registration(name, public, redirect_uris, grants, scopes or [])
+        if uses_nonce:
+            self._check_nonce_registration(public, grants, list(scopes or DEFAULT_SCOPES))
         secret = None if public else secrets.token_urlsafe(SECRET_BYTES)
         doc = {
             "name": name,
@@ -199,6 +210,7 @@ class ClientRegistry:
             "scopes": list(dict.fromkeys(scopes or DEFAULT_SCOPES)),
             "audiences": list(dict.fromkeys(audiences)),
             "created_at": int(self._clock()),
+            "uses_nonce": uses_nonce,
         }
         for _ in range(5):
             doc["client_id"] = new_client_id()
@@ -231,6 +243,16 @@ class ClientRegistry:
         for scope in scopes:
             if not scope or any(c in scope for c in ' "\\') or not scope.isprintable():
                 raise ClientRegistrationError(f"invalid scope token {scope!r} (RFC 6749 §3.3)")
+
+    @staticmethod
+    def _check_nonce_registration(public: bool, grants: list[str], scopes: list[str]) -> None:
+        """The nonce exception is for confidential code-flow clients that receive ID tokens."""
+        if public:
+            raise ClientRegistrationError("--uses-nonce is for confidential clients: public clients always use PKCE")
+        if AUTHORIZATION_CODE not in grants:
+            raise ClientRegistrationError("--uses-nonce needs the authorization_code grant")
+        if "openid" not in scopes:
+            raise ClientRegistrationError("--uses-nonce needs the openid scope (the nonce comes back in the ID token)")
 
     def all(self) -> list[Client]:
         return [_client(d) for d in self._store.find(CLIENTS, {}, order=Order("created_at"))]

@@ -17,6 +17,13 @@ from .records import ACTIVE
 
 INACTIVE: dict[str, Any] = {"active": False}
 MAX_TOKEN_LENGTH = 8192
+ACCESS_TOKEN, REFRESH_TOKEN = "access_token", "refresh_token"
+
+
+def _search_order(hint: str | None) -> tuple[str, str]:
+    """RFC 7662 §2.1: ``token_type_hint`` says where to look first; the other type is searched too.
+    An unknown hint is ignored."""
+    return (ACCESS_TOKEN, REFRESH_TOKEN) if hint == ACCESS_TOKEN else (REFRESH_TOKEN, ACCESS_TOKEN)
 
 
 class TokenStatus:
@@ -58,23 +65,26 @@ class TokenStatus:
     # -- introspection -----------------------------------------------------------------------
 
     def introspect(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
-        """RFC 7662: any authenticated confidential client, for tokens of its own audiences."""
+        """RFC 7662 for an authenticated confidential client, scoped as §4 asks: an access token is
+        described to the client it was issued to or to a client registered for its audience; a refresh
+        token only to the client it was issued to. Anything else is ``{"active": false}``."""
         caller = authenticate(self._clients, read_credentials(authorization, form))
         if caller.public:
             raise InvalidClient("introspection needs a confidential client")
         token = self._token_param(form)
         if len(token) > MAX_TOKEN_LENGTH:
             return INACTIVE
-        refresh = self._grants.find_refresh_token(token)
-        if refresh is not None:
-            return self._describe_refresh(caller, refresh)
-        access = self._grants.find_access_token(token)
-        if access is not None:
-            return self._describe_access(caller, access)
+        lookups = {REFRESH_TOKEN: (self._grants.find_refresh_token, self._describe_refresh),
+                   ACCESS_TOKEN: (self._grants.find_access_token, self._describe_access)}
+        for kind in _search_order(form.get("token_type_hint")):
+            find, describe = lookups[kind]
+            doc = find(token)
+            if doc is not None:
+                return describe(caller, doc)
         return INACTIVE
 
-    def _live(self, caller: Client, doc: Mapping[str, Any]) -> bool:
-        if doc["audience"] not in caller.audiences or doc["expires_at"] <= self._clock():
+    def _live(self, doc: Mapping[str, Any]) -> bool:
+        if doc["expires_at"] <= self._clock():
             return False
         if doc.get("grant_id"):
             grant = self._grants.get(doc["grant_id"])
@@ -85,14 +95,17 @@ class TokenStatus:
         return self._clients.get(doc["client_id"]) is not None  # client_credentials token
 
     def _describe_access(self, caller: Client, doc: Mapping[str, Any]) -> dict[str, Any]:
-        if doc["revoked"] or not self._live(caller, doc):
+        entitled = doc["client_id"] == caller.client_id or doc["audience"] in caller.audiences
+        if not entitled or doc["revoked"] or not self._live(doc):
             return INACTIVE
-        return self._claims(doc, token_type="access_token", iat=doc["issued_at"])
+        return self._claims(doc, token_type=ACCESS_TOKEN, iat=doc["issued_at"])
 
     def _describe_refresh(self, caller: Client, doc: Mapping[str, Any]) -> dict[str, Any]:
-        if doc["status"] != ACTIVE or doc["idle_expires_at"] <= self._clock() or not self._live(caller, doc):
+        if doc["client_id"] != caller.client_id:
             return INACTIVE
-        return self._claims(doc, token_type="refresh_token", iat=doc["created_at"])
+        if doc["status"] != ACTIVE or doc["idle_expires_at"] <= self._clock() or not self._live(doc):
+            return INACTIVE
+        return self._claims(doc, token_type=REFRESH_TOKEN, iat=doc["created_at"])
 
     def _claims(self, doc: Mapping[str, Any], *, token_type: str, iat: int) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -15,12 +15,43 @@ from urllib.parse import urlsplit
 
 import pymongo
 from pymongo import errors as mongo_errors
+from pymongo.uri_parser import split_hosts, split_options
 from pymongo.write_concern import WriteConcern
 
+from ..verify.http import is_loopback_host
 from .base import Collection, Document, DuplicateKeyError, Gt, In, Lt, Order, StoreUnavailable, Where
 
 ClientFactory = Callable[[], Any]
 SERVER_SELECTION_TIMEOUT_MS = 5000
+SCHEME, SRV_SCHEME = "mongodb://", "mongodb+srv://"
+UNCHECKED_TLS_OPTIONS = ("tlsinsecure", "tlsallowinvalidcertificates", "tlsallowinvalidhostnames")
+
+
+def mongo_tls_problem(uri: str) -> str | None:
+    """Why a MongoDB URI would carry the store's traffic unprotected over the network, or None.
+
+    TLS is on with ``tls=true`` / ``ssl=true`` and by default with ``mongodb+srv://``; it does not count
+    with certificate checks switched off (``tlsInsecure``, ``tlsAllowInvalid*``). Loopback hosts and Unix
+    sockets need no TLS. Other URIs (SQLite) give None. Parsed by pymongo's own URI helpers, no DNS.
+    """
+    if not uri.startswith((SCHEME, SRV_SCHEME)):
+        return None
+    srv = uri.startswith(SRV_SCHEME)
+    body, _, query = uri[len(SRV_SCHEME if srv else SCHEME):].partition("?")
+    hosts_text = body.partition("/")[0].rpartition("@")[2]
+    try:
+        hosts = [host for host, _ in split_hosts(hosts_text)]
+        options = {name.lower(): value for name, value in split_options(query).items()} if query else {}
+    except (mongo_errors.ConfigurationError, ValueError, OSError) as exc:  # OSError: an unreadable tlsCAFile
+        return f"not a valid MongoDB URI ({exc})"
+    remote = [h for h in hosts if not (h.startswith("/") and h.endswith(".sock")) and not is_loopback_host(h)]
+    if not remote:
+        return None
+    if any(options.get(name) for name in UNCHECKED_TLS_OPTIONS):
+        return f"MongoDB at {remote[0]} with TLS certificate checks switched off (tlsInsecure, tlsAllowInvalid*)"
+    if not options.get("tls", srv):
+        return f"MongoDB at {remote[0]} without TLS: add tls=true to the URI (mongodb+srv:// implies it)"
+    return None
 
 
 class MongoStore:

@@ -17,7 +17,7 @@ from identity.config import Settings
 from identity.oauth.audiences import parse_encryption_key
 from tests.conftest import API, REDIRECT_URI
 
-ISSUER = "https://id.example.test"
+ISSUER = "http://127.0.0.1:5000"  # explicit development on a loopback issuer: the development IdP is served
 SELF = f"{ISSUER}/me"
 
 
@@ -40,8 +40,8 @@ class FuzzTarget:
 def build(root: Path, key_template: Path) -> FuzzTarget:
     keys = root / "keys"
     shutil.copytree(key_template, keys)
-    settings = Settings(issuer=ISSUER, db_uri=f"sqlite:///{root / 'identity.sqlite3'}", keys_dir=keys,
-                        rate_limits_enabled=False, log_level="ERROR")
+    settings = Settings(issuer=ISSUER, env_explicit=True, db_uri=f"sqlite:///{root / 'identity.sqlite3'}",
+                        keys_dir=keys, rate_limits_enabled=False, log_level="ERROR")
     app = create_app(settings)
     app.config["TESTING"] = False  # exceptions must go through the error handlers, as in production
     oauth = app.extensions["identity"].oauth

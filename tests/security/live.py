@@ -70,8 +70,8 @@ class Deployment:
     client_id: str = ""
 
     def settings(self) -> Settings:
-        return Settings(issuer=self.issuer, db_uri=f"sqlite:///{self.db_path}", keys_dir=self.keys_dir,
-                        rate_limits_enabled=False, log_level="WARNING")
+        return Settings(issuer=self.issuer, env_explicit=True, db_uri=f"sqlite:///{self.db_path}",
+                        keys_dir=self.keys_dir, rate_limits_enabled=False, log_level="WARNING")
 
     def environment(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")}

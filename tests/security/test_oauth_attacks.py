@@ -63,3 +63,34 @@ def test_an_unregistered_redirect_uri_never_receives_an_error_redirect_either(oa
     response = oauth_client.get("/authorize", query_string={
         "response_type": "token", "client_id": public_app.client_id, "redirect_uri": "https://evil.example/cb"})
     assert response.status_code == 400 and "Location" not in response.headers
+
+
+# -- authorization code injection (RFC 9700 §2.1.1, §4.5) ----------------------------------------
+
+def test_a_confidential_code_flow_without_pkce_is_refused(oauth_client, web_app):
+    """Without PKCE (and without the nonce exception) there is no defence against code injection."""
+    client, _ = web_app
+    response = oauth_client.get("/authorize", query_string={
+        "response_type": "code", "client_id": client.client_id, "redirect_uri": REDIRECT_URI, "state": "s",
+        "scope": "openid"})
+    location = query_of(response.headers["Location"])
+    assert response.status_code == 303 and location["error"] == "invalid_request" and "code" not in location
+
+
+def test_a_code_injected_into_a_confidential_clients_session_is_refused(oauth_client, web_app):
+    """The attacker logs in at the web app, keeps the code and plants it in the victim's callback: the
+    app redeems it with the victim's verifier, which does not match the attacker's challenge."""
+    from tests.test_oauth_flow import basic
+
+    client, secret = web_app
+    _, attackers_challenge = pkce_pair()
+    victims_verifier, _ = pkce_pair()
+    response = oauth_client.get("/authorize", query_string={
+        "response_type": "code", "client_id": client.client_id, "redirect_uri": REDIRECT_URI, "scope": "openid",
+        "code_challenge": attackers_challenge, "code_challenge_method": "S256"})
+    injected = query_of(response.headers["Location"])["code"]
+    for verifier in (victims_verifier, None):  # None: an app that forgot PKCE in the victim's session
+        redeemed = oauth_client.post("/token", headers=basic(client.client_id, secret), data={
+            "grant_type": "authorization_code", "code": injected, "redirect_uri": REDIRECT_URI,
+            **({"code_verifier": verifier} if verifier else {})})
+        assert redeemed.status_code == 400 and redeemed.json["error"] == "invalid_grant"

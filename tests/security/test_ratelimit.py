@@ -13,6 +13,7 @@ from identity.web import ratelimit
 from tests.conftest import API, REDIRECT_URI
 from tests.oauth_helpers import pkce_pair
 from tests.test_oauth_flow import basic
+from tests.upstream_fixtures import development
 
 ATTACKER = {"REMOTE_ADDR": "203.0.113.7"}
 NEIGHBOUR = {"REMOTE_ADDR": "198.51.100.20"}
@@ -109,7 +110,7 @@ def test_authorize_floods_are_stopped_with_an_error_page(http, public_app):
 
 def test_login_callback_floods_are_stopped(settings, tmp_path):
     """The callback exists when the upstream broker is installed (here: the development IdP)."""
-    app = create_app(dataclasses.replace(settings, rate_limits_enabled=True))
+    app = create_app(dataclasses.replace(development(settings), rate_limits_enabled=True))
     http = app.test_client()
     try:
         answers = [http.get("/login/callback?state=forged&code=x", environ_base=ATTACKER).status_code
