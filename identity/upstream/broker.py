@@ -136,10 +136,17 @@ class UpstreamBroker:
         return redirect(location, code=303)
 
     def _take_state(self, state: str) -> dict[str, Any] | None:
-        """The stored data for ``state`` if this browser started it; consumed (one-time)."""
+        """The stored data for ``state`` if this browser started it; consumed (one-time).
+
+        Authlib's ``clear_state_data`` also deletes the stored state when this browser's session has
+        no marker for it; checked first, so that a stranger replaying someone's callback URL cannot
+        cancel their sign-in.
+        """
         if not state:
             return None
         framework = self.client.framework
+        if f"_state_{framework.name}_{state}" not in session:
+            return None
         data = framework.get_state_data(session, state)
         framework.clear_state_data(session, state)
         return data if isinstance(data, dict) else None
