@@ -412,3 +412,36 @@ def test_a_stale_upstream_sign_in_does_not_count(broker_app, broker_browser, tam
     assert NOT_COMPLETED in back.text and "Step 1 of 2" in back.text
     assert [d["stage"] for d in svc.store.find(EMAIL_CHANGES, {})] == ["started"]
     assert pseudonym_of(svc, VICTIM) == pseudonym
+
+
+# -- the service alone, over both store backends --------------------------------------------------
+
+def test_each_step_happens_once_over_either_store(store, settings, clock):
+    from identity.email_change import DONE, ChangeRefused
+    from identity.services import build_services
+
+    services = build_services(settings, store=store, clock=clock)
+    for purpose in ("rectify-current", "rectify-new"):
+        services.oauth.authorizer.register_completion(purpose, lambda parked, email: CHANGE)
+    changes = services.email_changes
+    pseudonym = services.vault.resolve_or_create(VICTIM).identity.pseudonym
+    change_id = changes.start()
+    reference = change_reference(change_id)
+    assert store.get(EMAIL_CHANGES, reference)["stage"] == "started" and store.get(EMAIL_CHANGES, change_id) is None
+
+    assert changes.next_step(change_id, return_to=CHANGE).purpose == "rectify-current"
+    with pytest.raises(ChangeRefused):
+        changes.new_address_proven(reference, NEW)  # step 2 before step 1
+    assert changes.current_address_proven(reference, VICTIM) == pseudonym
+    with pytest.raises(ChangeRefused):
+        changes.current_address_proven(reference, VICTIM)  # step 1 again
+    parked = changes.next_step(change_id, return_to=CHANGE)
+    assert parked.purpose == "rectify-new" and parked.reauthenticate
+    assert changes.new_address_proven(reference, NEW).pseudonym == pseudonym
+    with pytest.raises(ChangeRefused):
+        changes.new_address_proven(reference, "third@example.org")  # step 2 again
+    assert changes.find(change_id).stage == DONE and changes.next_step(change_id, return_to=CHANGE) is None
+    assert pseudonym_of(services, NEW) == pseudonym and pseudonym_of(services, "third@example.org") is None
+    clock.advance(settings.pending_login_ttl + 1)
+    assert changes.find(change_id) is None
+    assert services.rights.purge(inactive_for=10**8, actor="cron", dry_run=False).expired["email_changes"] == 1
