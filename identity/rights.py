@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from .audit import AuditLog
+from .email_change import EMAIL_CHANGES
 from .oauth.clients import ClientRegistry
 from .oauth.grants import Grants
 from .oauth.records import (
@@ -38,6 +39,7 @@ EXPIRING: list[tuple[Collection, str]] = [
     (REFRESH_TOKENS, "expires_at"),
     (ISSUED_ACCESS_TOKENS, "expires_at"),
     (GRANTS, "expires_at"),
+    (EMAIL_CHANGES, "expires_at"),
 ]
 
 

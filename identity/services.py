@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .audit import AuditLog
 from .config import ConfigError, Settings
+from .email_change import EmailChanges
 from .keys import KeyMaterialError, Keyring
 from .oauth import OAuthServer, build_oauth
 from .oauth.self_audience import ensure_self_audience
@@ -33,6 +34,7 @@ class Services:
     audit: AuditLog
     oauth: OAuthServer
     rights: SubjectRights
+    email_changes: EmailChanges
     clock: Clock = field(default=time.time)
 
     def derived_secret(self, purpose: str) -> bytes:
@@ -65,10 +67,12 @@ def build_services(
     store = store or open_store(settings.db_uri, mongo_client_factory=mongo_client_factory)
     vault = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key), clock=clock)
     audit = AuditLog(store, clock=clock)
-    oauth = build_oauth(settings, store=store, vault=vault, keyring=keyring, clock=clock, audit=audit,
+    oauth = build_oauth(settings, store=store, vault=vault, keyring=keyring, clock=clock,
                         client_secret_key=derive_secret(keyring.pepper, "client-secret-hash-v1"))
     rights = SubjectRights(store=store, vault=vault, grants=oauth.grants, clients=oauth.clients, audit=audit,
                            clock=clock)
+    email_changes = EmailChanges(store=store, vault=vault, grants=oauth.grants, authorizer=oauth.authorizer,
+                                 audit=audit, ttl=settings.pending_login_ttl, clock=clock)
     ensure_self_audience(oauth.audiences, keyring, issuer=settings.issuer)
     return Services(settings=settings, store=store, keyring=keyring, vault=vault, audit=audit, oauth=oauth,
-                    rights=rights, clock=clock)
+                    rights=rights, email_changes=email_changes, clock=clock)

@@ -183,6 +183,14 @@ class Vault:
         doc = self._store.get(IDENTITIES, pseudonym)
         return None if doc is None else _identity(doc)
 
+    def find_by_email(self, email: str) -> Identity | None:
+        """The identity (active or restricted) this address belongs to, or None; creates nothing.
+
+        Raises ``InvalidEmail`` for a malformed address.
+        """
+        found = find_one(self._store, IDENTITIES, {"blind_index": self.blind_index(email)})
+        return None if found is None else _identity(found)
+
     def record_login(self, pseudonym: str) -> None:
         """Note a successful login (retention counts inactivity from it)."""
         self._store.update(IDENTITIES, {"pseudonym": pseudonym}, {"last_login_at": int(self._clock())})

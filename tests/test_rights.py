@@ -8,14 +8,15 @@ import pytest
 
 from identity.audit import AuditLog
 from identity.keys.files import load_private_key
-from identity.oauth.authorize import ErrorPage
 from identity.sealing import Opener
 from identity.vault import IDENTITIES
 from tests.conftest import API, REDIRECT_URI
 from tests.oauth_helpers import pkce_pair, query_of
 from tests.test_oauth_flow import basic
+from tests.upstream_support import parse_form
 
-SELF = "https://id.example.test/me"
+ISSUER = "https://id.example.test"
+SELF = f"{ISSUER}/me"
 
 
 @pytest.fixture
@@ -136,34 +137,42 @@ def test_restriction_blocks_tokens_at_once_and_is_reversible(oauth_client, self_
                              headers=basic(rs.client_id, secret)).json["active"] is True
 
 
+def change_email(oauth_client, broker, new: str):
+    """Both sign-ins on the change page; the stand-in broker signs in as ``broker.email`` at once."""
+    form = parse_form(oauth_client.get("/me/email/change").get_data(as_text=True))
+    step1 = oauth_client.post(form.action, data={**form.fields, "action": "start"})
+    assert step1.status_code == 303 and step1.headers["Location"] == f"{ISSUER}/me/email/change", step1.data
+    form = parse_form(oauth_client.get("/me/email/change").get_data(as_text=True))
+    broker.email = new  # the person proves the new address upstream
+    return oauth_client.post(form.action, data={**form.fields, "action": "continue"})
+
+
 def test_rectification_rekeys_the_same_pseudonym_and_forgets_the_old_address(
         oauth_client, self_app, services, broker, oauth):
     tokens = login(oauth_client, self_app)
     pseudonym = oauth_client.get("/me", headers=bearer(tokens)).json["pseudonym"]
     started = oauth_client.post("/me/email", headers=bearer(tokens))
-    assert started.status_code == 200
-    ticket = query_of(started.json["verification_url"])["ticket"]
+    assert started.status_code == 200 and started.json == {"verification_url": f"{ISSUER}/me/email/change"}
 
-    broker.email = "new.address@example.net"  # the person proves the new address upstream
-    page = oauth_client.get("/me/email/verify", query_string={"ticket": ticket})
-    assert page.status_code == 303 and page.headers["Location"].endswith("/me/email/changed")
-    assert oauth_client.get(page.headers["Location"]).status_code == 200
+    done = change_email(oauth_client, broker, "new.address@example.net")
+    assert done.status_code == 303 and done.headers["Location"] == f"{ISSUER}/me/email/changed"
+    assert oauth_client.get("/me/email/changed").status_code == 200  # this browser sees its own result
 
     assert services.vault.resolve_or_create("new.address@example.net").identity.pseudonym == pseudonym
     old = services.vault.resolve_or_create("person@example.org")
     assert old.created and old.identity.pseudonym != pseudonym
-    assert oauth_client.get("/me/email/verify", query_string={"ticket": ticket}).status_code == 400
+    assert oauth_client.get("/me", headers=bearer(tokens)).status_code == 401  # every session ended
 
 
-def test_rectification_to_an_address_in_use_changes_nothing(oauth, self_app, services, oauth_client):
+def test_rectification_to_an_address_in_use_changes_nothing(oauth, self_app, services, oauth_client, broker):
     tokens = login(oauth_client, self_app)
     pseudonym = oauth_client.get("/me", headers=bearer(tokens)).json["pseudonym"]
     taken = services.vault.resolve_or_create("taken@example.org").identity.pseudonym
-    ticket = query_of(oauth_client.post("/me/email", headers=bearer(tokens)).json["verification_url"])["ticket"]
-    with pytest.raises(ErrorPage, match="another account"):
-        oauth.authorizer.complete(ticket, "taken@example.org")
+    refused = change_email(oauth_client, broker, "taken@example.org")
+    assert refused.status_code == 400 and "another account" in refused.get_data(as_text=True)
     assert services.vault.resolve_or_create("person@example.org").identity.pseudonym == pseudonym
     assert services.vault.resolve_or_create("taken@example.org").identity.pseudonym == taken
+    assert oauth_client.get("/me", headers=bearer(tokens)).status_code == 200  # nothing was revoked
 
 
 def test_retention_purge_erases_inactive_identities_and_expired_state(oauth_client, self_app, services, clock):

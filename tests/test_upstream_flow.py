@@ -159,10 +159,14 @@ def test_a_callback_with_an_unknown_or_missing_state_is_an_error_page(dev_browse
     assert_error_page(dev_browser.get(f"{CALLBACK}{query}"))
 
 
+def assert_reaches_the_app_with_a_code(page) -> None:
+    assert page.url.startswith(REDIRECT_URI + "?") and "code" in page.query, page.text
+
+
 def test_a_tampered_state_is_refused_and_the_genuine_one_still_works(dev_browser, dev_client):
     url = callback_url_of(dev_browser, dev_client)
     assert_error_page(dev_browser.get(url.replace("state=", "state=x")))
-    assert "code" in dev_browser.get(url).query
+    assert_reaches_the_app_with_a_code(dev_browser.get(url))
 
 
 def test_repeated_callback_parameters_are_refused(dev_browser, dev_client):
@@ -174,7 +178,8 @@ def test_the_callback_only_works_in_the_browser_that_started_the_login(dev_app, 
     url = callback_url_of(dev_browser, dev_client)
     stranger = Browser({DEV_ISSUER_HOST: dev_app}, stop_at=REDIRECT_URI)  # login CSRF: someone else's callback
     assert_error_page(stranger.get(url))
-    assert "code" in dev_browser.get(url).query
+    # ...and the stranger's attempt did not consume the state: the person's own sign-in still completes
+    assert_reaches_the_app_with_a_code(dev_browser.get(url))
 
 
 def test_an_upstream_state_expires_with_the_pending_login(dev_app, dev_browser, dev_client, settings):

@@ -117,6 +117,18 @@ def test_find_and_record_login(vault: Vault):
     assert vault.find(new_pseudonym()) is None
 
 
+def test_find_by_email_looks_up_without_creating(vault: Vault, store):
+    assert vault.find_by_email(EMAIL) is None and store.count(IDENTITIES, {}) == 0
+    pseudonym = vault.resolve_or_create(EMAIL).identity.pseudonym
+    assert vault.find_by_email("  alice.example@example.org ").pseudonym == pseudonym  # normalised
+    vault.set_status(pseudonym, "restricted", only_from="active")
+    assert vault.find_by_email(EMAIL).status == "restricted"
+    vault.erase(pseudonym)
+    assert vault.find_by_email(EMAIL) is None  # an erased identity keeps no link to the address
+    with pytest.raises(InvalidEmail):
+        vault.find_by_email("not an address")
+
+
 def test_concurrent_first_logins_from_threads_yield_one_pseudonym(sqlite_store, keyring: Keyring):
     """SQLite only: mongomock's unique check is not atomic under threads (a real server's is); the
     retry path itself is tested on both backends below."""

@@ -7,18 +7,16 @@ session cookie (HttpOnly, SameSite=Lax, Secure under https, path limited to the 
 
 from __future__ import annotations
 
-import hmac
 import logging
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flask import (
-    Blueprint, Flask, Response, current_app, jsonify, make_response, redirect, render_template, request, session,
-    url_for,
+    Blueprint, Flask, Response, current_app, jsonify, make_response, redirect, render_template, request, url_for,
 )
 from werkzeug.exceptions import HTTPException
 
+from ..web.csrf import csrf_ok, csrf_token
 from .authorization import LoginRequest, PageError, RedirectError, email_problem, parse_login_request, with_query
 from .tokens import TokenError
 
@@ -51,22 +49,9 @@ def _page(message: str, status: int) -> Response:
     return _no_store(make_response(render_template("error.html", message=message), status))
 
 
-def _csrf_token() -> str:
-    token = session.get("csrf")
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        session["csrf"] = token
-    return token
-
-
-def _csrf_ok() -> bool:
-    expected, given = session.get("csrf"), request.form.get("csrf_token", "")
-    return isinstance(expected, str) and hmac.compare_digest(expected.encode(), given.encode())
-
-
 def _form(login: LoginRequest, *, error: str | None = None, email: str = "", status: int = 200) -> Response:
     body = render_template(FORM_TEMPLATE, action=url_for("devidp.authorize"), fields=login.form_fields(),
-                           csrf_token=_csrf_token(), error=error, email=email, issuer=_idp().issuer)
+                           csrf_token=csrf_token(), error=error, email=email, issuer=_idp().issuer)
     return _no_store(make_response(body, status))
 
 
@@ -99,7 +84,7 @@ def authorize() -> Response:
             "iss": idp.issuer}), code=303))
     if request.method == "GET":
         return _form(login)
-    if not _csrf_ok():
+    if not csrf_ok():
         return _page("This sign-in form has expired or was not sent from this page. Start again from the app.", 400)
     if request.form.get("action") == "cancel":
         return _no_store(redirect(with_query(login.redirect_uri, {

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..audit import AuditLog
 from ..config import Settings
 from ..keys import Keyring
 from ..store import Store
@@ -41,7 +40,6 @@ def build_oauth(
     client_secret_key: bytes,
     clock: Callable[[], float],
     fetch_jwks: JwksFetcher = fetch_jwks_with_requests,
-    audit: AuditLog | None = None,
 ) -> OAuthServer:
     clients = ClientRegistry(store, secret_key=client_secret_key, clock=clock)
     audiences = AudienceRegistry(store, clock=clock, fetch_jwks=fetch_jwks)
@@ -50,8 +48,7 @@ def build_oauth(
     grants = Grants(store, minter=minter, refresh_ttl=settings.refresh_token_ttl,
                     refresh_idle_ttl=settings.refresh_token_idle_ttl, clock=clock)
     authorizer = Authorizer(store=store, vault=vault, clients=clients, audiences=audiences, issuer=settings.issuer,
-                            code_ttl=settings.code_ttl, pending_ttl=settings.pending_login_ttl, clock=clock,
-                            audit=audit)
+                            code_ttl=settings.code_ttl, pending_ttl=settings.pending_login_ttl, clock=clock)
     token_endpoint = TokenEndpoint(store=store, vault=vault, clients=clients, audiences=audiences, grants=grants,
                                    minter=minter, access_token_ttl=settings.access_token_ttl, clock=clock)
     token_status = TokenStatus(vault=vault, clients=clients, grants=grants, issuer=settings.issuer, clock=clock)

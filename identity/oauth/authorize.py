@@ -4,25 +4,28 @@
 failure there is an error *page*, never a redirect), then everything else (a failure is an OAuth
 error *redirect* to the verified URI). ``park`` keeps the request server side while the person logs
 in upstream; ``complete`` turns a verified e-mail into a pseudonym and a one-time code.
+
+The service's own pages may need a person to sign in upstream too (the e-mail change):
+``park_for_service`` parks such a login with a purpose, and ``complete`` hands its verified e-mail to
+the handler registered for that purpose (``register_completion``) instead of issuing a code.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Callable, Collection, Mapping, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from ..audit import AuditLog
 from ..store import Lt, Store, StoreUnavailable
-from ..vault import EmailInUse, InvalidEmail, Vault
+from ..vault import InvalidEmail, Vault
 from .audiences import AudienceRegistry
 from .clients import AUTHORIZATION_CODE, Client, ClientRegistry, redirect_uri_matches
 from .pkce import challenge_problem
 from .records import AUTHORIZATION_CODES, PENDING_AUTHORIZATIONS, new_secret_value, token_hash
 
 MAX_PARAM_LENGTH = 2048
-RECTIFY = "rectify"
+LOGIN = "login"  # the purpose of an app's authorization request
 CLEANUP_ONE_IN = 64
 SINGLE_VALUE_PARAMS = (
     "client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge",
@@ -69,6 +72,16 @@ class PendingAuthorization:
     redirect_uri: str
     state: str | None
     expires_at: int
+    purpose: str = LOGIN
+    reauthenticate: bool = False  # the IdP must make the person sign in afresh (no single sign-on)
+
+
+class CompletionHandler(Protocol):
+    def __call__(self, parked: Mapping[str, Any], email: str) -> str:
+        """Act on the verified e-mail for a parked login of the service's own; return where to go next.
+
+        Raises ``ErrorPage`` when the login cannot complete what it was started for.
+        """
 
 
 def with_query(uri: str, params: Mapping[str, str | None]) -> str:
@@ -99,10 +112,8 @@ class Authorizer:
         code_ttl: int,
         pending_ttl: int,
         clock: Callable[[], float],
-        audit: AuditLog | None = None,
     ) -> None:
         self._store = store
-        self._audit = audit
         self._vault = vault
         self._clients = clients
         self._audiences = audiences
@@ -110,6 +121,7 @@ class Authorizer:
         self._code_ttl = code_ttl
         self._pending_ttl = pending_ttl
         self._clock = clock
+        self._completions: dict[str, CompletionHandler] = {}
 
     # -- validation --------------------------------------------------------------------------
 
@@ -190,17 +202,9 @@ class Authorizer:
 
     # -- parking and completion ---------------------------------------------------------------
 
-    def park(self, request: AuthorizationRequest, *, purpose: str = "login", subject: str | None = None) -> PendingAuthorization:
+    def park(self, request: AuthorizationRequest) -> PendingAuthorization:
         """Keep the validated request server side while the person logs in (bounded lifetime)."""
-        now = int(self._clock())
-        pending = PendingAuthorization(
-            pending_id=new_secret_value(), client_id=request.client.client_id,
-            redirect_uri=request.redirect_uri, state=request.state, expires_at=now + self._pending_ttl,
-        )
-        if secrets.randbelow(CLEANUP_ONE_IN) == 0:  # now and then, drop abandoned logins
-            self._store.delete(PENDING_AUTHORIZATIONS, {"expires_at": Lt(now)})
-        self._store.insert(PENDING_AUTHORIZATIONS, {
-            "pending_id": pending.pending_id,
+        return self._park({
             "client_id": request.client.client_id,
             "redirect_uri": request.redirect_uri,
             "redirect_uri_given": request.redirect_uri_given,
@@ -209,10 +213,40 @@ class Authorizer:
             "audience": request.audience,
             "code_challenge": request.code_challenge,
             "nonce": request.nonce,
-            "created_at": now,
-            "expires_at": pending.expires_at,
-            "purpose": purpose,
-            "subject": subject,
+            "purpose": LOGIN,
+        })
+
+    def park_for_service(self, *, purpose: str, return_to: str, reference: str) -> PendingAuthorization:
+        """Park a sign-in the service asks for itself (no app, no code): a fresh sign-in upstream.
+
+        ``return_to`` is the service's own page the person comes back to (with ``error=…`` if the sign-in
+        fails); ``reference`` lets the purpose's handler find its own record (a hash, never a secret).
+        """
+        if purpose == LOGIN or purpose not in self._completions:
+            raise ValueError(f"no completion is registered for the purpose {purpose!r}")
+        return self._park({
+            "client_id": self.issuer, "redirect_uri": return_to, "redirect_uri_given": True, "state": None,
+            "scope": "", "audience": "", "code_challenge": None, "nonce": None, "purpose": purpose,
+            "reference": reference,
+        }, reauthenticate=True)
+
+    def register_completion(self, purpose: str, handler: CompletionHandler) -> None:
+        """``complete`` gives the verified e-mail of a login parked for ``purpose`` to ``handler``."""
+        if purpose == LOGIN:
+            raise ValueError("an app's login completes with a code")
+        self._completions[purpose] = handler
+
+    def _park(self, fields: Mapping[str, Any], *, reauthenticate: bool = False) -> PendingAuthorization:
+        now = int(self._clock())
+        pending = PendingAuthorization(
+            pending_id=new_secret_value(), client_id=fields["client_id"], redirect_uri=fields["redirect_uri"],
+            state=fields["state"], expires_at=now + self._pending_ttl, purpose=fields["purpose"],
+            reauthenticate=reauthenticate,
+        )
+        if secrets.randbelow(CLEANUP_ONE_IN) == 0:  # now and then, drop abandoned logins
+            self._store.delete(PENDING_AUTHORIZATIONS, {"expires_at": Lt(now)})
+        self._store.insert(PENDING_AUTHORIZATIONS, {
+            **fields, "pending_id": pending.pending_id, "created_at": now, "expires_at": pending.expires_at,
         })
         return pending
 
@@ -235,13 +269,19 @@ class Authorizer:
     def complete(self, pending_id: str, email: str) -> str:
         """Map the verified e-mail to its pseudonym and return the app's redirect URL with a code.
 
+        A login parked for another purpose goes to that purpose's handler instead.
+
         Raises ``ErrorPage`` if the parked request is unknown, expired or already completed.
         """
         doc = self.take(pending_id)
         if doc is None:
             raise ErrorPage("This login has expired or was already used. Start again from the app.")
-        if doc.get("purpose") == RECTIFY:
-            return self._rectify(doc, email)
+        purpose = doc.get("purpose") or LOGIN
+        if purpose != LOGIN:
+            handler = self._completions.get(purpose)
+            if handler is None:  # e.g. parked by an older release for a purpose that no longer exists
+                raise ErrorPage("This sign-in can no longer be completed. Nothing was changed; start again.")
+            return handler(doc, email)
         try:
             identity = self._vault.resolve_or_create(email).identity
         except InvalidEmail:
@@ -252,19 +292,6 @@ class Authorizer:
             return self.error_redirect(doc, "access_denied", "this account is restricted")
         self._vault.record_login(identity.pseudonym)
         return self.issue_code(doc, identity.pseudonym)
-
-    def _rectify(self, doc: Mapping[str, Any], email: str) -> str:
-        """The person proved a new address: re-key their pseudonym to it (GDPR Art. 16)."""
-        try:
-            self._vault.rekey(doc["subject"], email)
-        except EmailInUse:
-            raise ErrorPage("That e-mail address already belongs to another account; nothing was changed.") from None
-        except LookupError:
-            raise ErrorPage("Your account is not active; nothing was changed.") from None
-        if self._audit is not None:
-            self._audit.append(actor="subject", action="subjects.rectify", reason="e-mail change proven upstream",
-                               details={"pseudonym": doc["subject"]})
-        return doc["redirect_uri"]
 
     def issue_code(self, doc: Mapping[str, Any], subject: str) -> str:
         """Store a one-time code bound to client, redirect URI and PKCE challenge; return the redirect."""

@@ -27,7 +27,7 @@ PENDING_AUTHORIZATIONS = Collection(
         "created_at": int,
         "expires_at": int,
         "purpose": str,
-        "subject": str,
+        "reference": str,  # a login of the service's own: what its handler needs (a hash, never a secret)
     },
     indexed=("expires_at",),
 )

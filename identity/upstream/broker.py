@@ -3,8 +3,10 @@
 ``begin`` (called by ``/authorize``) sends the person to the IdP with a fresh ``state``, ``nonce``
 and PKCE S256 challenge, kept server side with the ``pending_id``. ``/login/callback`` consumes that
 state (one-time, bound to the browser), exchanges the code, validates the ID token completely and
-hands the verified e-mail to ``Authorizer.complete``. The e-mail exists only in this request's
-memory: never in a log record, the session, a token or an error message.
+hands the verified e-mail to ``Authorizer.complete``. A login that must be a fresh sign-in (the
+e-mail change) asks the IdP for ``prompt=login`` and ``max_age=0`` and requires an ``auth_time`` no
+older than the moment it was sent. The e-mail exists only in this request's memory: never in a log
+record, the session, a token or an error message.
 
 Every failure is answered: without a valid state there is no verified app redirect, so the person
 gets an error page; with one, the app gets an OAuth error at its registered redirect URI.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 import requests
 from authlib.integrations.base_client import OAuthError
@@ -37,6 +40,9 @@ log = logging.getLogger(__name__)
 INVALID_STATE = "This sign-in link is not valid, has expired or was already used. Start again from the app."
 PENDING_GONE = "This sign-in took too long or was already completed. Start again from the app."
 STORE_DOWN = "The service is temporarily unavailable. Try again in a moment."
+# OpenID Connect Core §3.1.2.1: "max_age=0 is equivalent to prompt=login"; with max_age the ID token
+# MUST carry auth_time, which the callback then checks.
+REAUTHENTICATE = {"prompt": "login", "max_age": "0"}
 
 
 def _no_store(response: Response) -> Response:
@@ -77,19 +83,30 @@ class UpstreamBroker:
 
     def begin(self, pending: PendingAuthorization) -> Response:
         """Redirect to the IdP; if it cannot be reached, answer the app ``temporarily_unavailable``."""
+        extra = REAUTHENTICATE if pending.reauthenticate else {}
         try:
             self._metadata()
-            started = self.client.create_authorization_url(self.config.callback_url)
+            started = self.client.create_authorization_url(self.config.callback_url, **extra)
         except UpstreamFailure as failure:
             return self._fail(pending.pending_id, failure)
         except Exception:  # noqa: BLE001 - an unforeseen answer or a bug: still an OAuth error, not a 500
             log.exception("upstream login: unexpected error while starting")
             return self._fail(pending.pending_id, UpstreamFailure("unexpected_error"))
+        fresh = {"authenticated_after": int(time.time())} if pending.reauthenticate else {}
         self.client.save_authorize_data(
             state=started["state"], redirect_uri=self.config.callback_url, pending_id=pending.pending_id,
-            code_verifier=started["code_verifier"], nonce=started["nonce"],
+            code_verifier=started["code_verifier"], nonce=started["nonce"], **fresh,
         )
         return redirect(started["url"], code=303)
+
+    def form_action_origins(self) -> tuple[str, ...]:
+        """Origins a form of ours that starts a login redirects to (for its page's CSP ``form-action``)."""
+        urls = [self.config.issuer]
+        try:
+            urls.append(self._metadata()["authorization_endpoint"])
+        except UpstreamFailure:
+            pass  # the login will not start anyway; the page still works
+        return tuple(sorted({f"{p.scheme}://{p.netloc}" for p in map(urlsplit, urls) if p.scheme and p.netloc}))
 
     # -- callback ------------------------------------------------------------------------------
 
@@ -136,10 +153,17 @@ class UpstreamBroker:
         return redirect(location, code=303)
 
     def _take_state(self, state: str) -> dict[str, Any] | None:
-        """The stored data for ``state`` if this browser started it; consumed (one-time)."""
+        """The stored data for ``state`` if this browser started it; consumed (one-time).
+
+        Authlib's ``clear_state_data`` also deletes the stored state when this browser's session has
+        no marker for it; checked first, so that a stranger replaying someone's callback URL cannot
+        cancel their sign-in.
+        """
         if not state:
             return None
         framework = self.client.framework
+        if f"_state_{framework.name}_{state}" not in session:
+            return None
         data = framework.get_state_data(session, state)
         framework.clear_state_data(session, state)
         return data if isinstance(data, dict) else None
@@ -163,7 +187,8 @@ class UpstreamBroker:
         now = time.monotonic()
         refresh = self._keys_fetched_at is None or now - self._keys_fetched_at >= self.config.jwks_max_age
         email = verified_email(self.client, token, issuer=metadata["issuer"], client_id=self.config.client_id,
-                               nonce=data["nonce"], refresh_keys=refresh)
+                               nonce=data["nonce"], refresh_keys=refresh,
+                               authenticated_after=data.get("authenticated_after"))
         if refresh:
             self._keys_fetched_at = now
         return email

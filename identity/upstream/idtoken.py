@@ -32,10 +32,11 @@ def claims_options(*, issuer: str, client_id: str) -> dict[str, dict[str, Any]]:
 
 
 def verified_email(client: UpstreamApp, token: Mapping[str, Any], *, issuer: str, client_id: str,
-                   nonce: str, refresh_keys: bool = False) -> str:
+                   nonce: str, refresh_keys: bool = False, authenticated_after: int | None = None) -> str:
     """The verified e-mail address the ID token in ``token`` asserts; raise ``LoginRefused`` otherwise.
 
     The JWKS is cached; ``refresh_keys`` fetches it first (Authlib also refetches for an unknown kid).
+    ``authenticated_after`` (a fresh sign-in was asked for) requires an ``auth_time`` not before it.
     """
     if not isinstance(token.get("id_token"), str):
         raise LoginRefused("no_id_token")
@@ -62,4 +63,13 @@ def verified_email(client: UpstreamApp, token: Mapping[str, Any], *, issuer: str
         raise LoginRefused("no_email")
     if claims.get("email_verified") is not True:
         raise LoginRefused("email_not_verified")
+    if authenticated_after is not None and not signed_in_since(claims.get("auth_time"), authenticated_after):
+        raise LoginRefused("not_a_fresh_sign_in")
     return email
+
+
+def signed_in_since(auth_time: object, moment: int) -> bool:
+    """OpenID Connect Core §2 ``auth_time``: the person authenticated at ``moment`` or later (with leeway)."""
+    if not isinstance(auth_time, (int, float)) or isinstance(auth_time, bool):
+        return False
+    return auth_time >= moment - LEEWAY_SECONDS

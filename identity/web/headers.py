@@ -31,6 +31,7 @@ MAX_QUERY_STRING = 8 * 1024
 MAX_HEADER_VALUE = 8 * 1024
 MAX_HEADERS_TOTAL = 32 * 1024
 _STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -53,6 +54,17 @@ def style_hashes(app: Flask) -> list[str]:
 
 def html_csp(app: Flask) -> str:
     return HTML_CSP_TEMPLATE.format(styles=" ".join(style_hashes(app)) or "'none'")
+
+
+def with_form_action(csp: str, sources: Iterable[str]) -> str:
+    """``csp`` whose ``form-action`` also allows ``sources``: for a page whose form starts a login
+    upstream, since browsers check ``form-action`` on every redirect the submission follows."""
+    extra = " ".join(s for s in sources if _ORIGIN.fullmatch(s))
+    if not extra:
+        return csp
+    directives = [d.strip() for d in csp.split(";")]
+    widened = [f"{d} {extra}" if d.split(" ", 1)[0] == "form-action" else d for d in directives]
+    return "; ".join(widened)
 
 
 def secure_response(response: Response, *, https: bool, page_csp: str) -> Response:

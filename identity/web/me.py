@@ -1,4 +1,4 @@
-"""Self-service for the person (GDPR Art. 15–20): ``/me``, ``/me/export``, ``DELETE /me``, e-mail change.
+"""Self-service for the person (GDPR Art. 15–20): ``/me``, ``/me/export``, ``DELETE /me``, ``POST /me/email``.
 
 Access tokens for the service's own audience (``{issuer}/me``, scope ``identity:self``) are verified
 with the same library downstream services use (``identity.verify``), then checked against the
@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Flask, Response, jsonify, make_response, render_template, request
+from flask import Blueprint, Flask, Response, jsonify, make_response, request
 
-from ..oauth.authorize import RECTIFY, AuthorizationRequest, PendingAuthorization
 from ..oauth.self_audience import SELF_SCOPE, self_audience_uri
 from ..rights import UnknownSubject
 from ..services import Services
 from ..verify import DecryptionKey, HttpResponse, TokenVerifier
 from ..verify.flask import bearer_token, current_token, init_app, require_token
 from .context import services
-from .login import login_broker
-from .pages import error_page
+from .email_change import CHANGE_PATH, install_email_change
 
 blueprint = Blueprint("me", __name__)
 
@@ -46,6 +44,7 @@ def install_self_service(app: Flask, svc: Services) -> None:
     )
     init_app(app, verifier, realm="identity")
     app.register_blueprint(blueprint)
+    install_email_change(app, svc)
 
 
 def _no_store(response: Response) -> Response:
@@ -111,40 +110,11 @@ def erase() -> Response:
 @blueprint.post("/me/email")
 @require_token(scope=SELF_SCOPE)
 def start_email_change() -> Response:
-    """Rectification, step 1: a one-time URL where the person proves the new address upstream."""
-    subject = _live_subject()
-    if subject is None:
+    """Rectification: where the app sends the person's browser (it carries no secret).
+
+    The change itself is bound to the person, not to this token: on that page they sign in upstream
+    with their current address and then with the new one, in one browser session.
+    """
+    if _live_subject() is None:
         return _invalid_token()
-    svc = services()
-    client = svc.oauth.clients.get(current_token().client_id)
-    if client is None:
-        return _invalid_token()
-    issuer = svc.settings.issuer
-    ticket = svc.oauth.authorizer.park(AuthorizationRequest(
-        client=client, redirect_uri=f"{issuer}/me/email/changed", redirect_uri_given=True, state=None, scope=(),
-        audience=self_audience_uri(issuer), code_challenge=None, nonce=None,
-    ), purpose=RECTIFY, subject=subject).pending_id
-    url = f"{svc.settings.issuer}/me/email/verify?ticket={ticket}"
-    return _no_store(jsonify(verification_url=url, expires_in=svc.settings.pending_login_ttl))
-
-
-@blueprint.get("/me/email/verify")
-def verify_email_change() -> Response:
-    """Rectification, step 2 (in the person's browser): log in upstream with the new address."""
-    svc = services()
-    doc = svc.oauth.authorizer.pending(request.args.get("ticket", ""))
-    broker = login_broker()
-    if doc is None or doc.get("purpose") != RECTIFY:
-        return error_page("This link has expired or was already used. Start again from the app.")
-    if broker is None:
-        return error_page("No login method is configured.", 503)
-    pending = PendingAuthorization(doc["pending_id"], doc["client_id"], doc["redirect_uri"], None, doc["expires_at"])
-    return _no_store(broker.begin(pending))
-
-
-@blueprint.get("/me/email/changed")
-def email_changed() -> Response:
-    if request.args.get("error"):
-        return error_page("Your e-mail address was not changed.")
-    return _no_store(make_response(render_template("email_changed.html")))
-
+    return _no_store(jsonify(verification_url=services().settings.issuer + CHANGE_PATH))

@@ -7,6 +7,7 @@
   costs one counter read and nothing else.
 * ``/authorize`` (GET and POST): every request counts (each parks a pending login in the store).
 * ``/login/callback``: every request counts (each consumes a login state and may call the IdP).
+* ``POST /me/email/change``: every request counts (each may start an e-mail change and park a login).
 
 Over a limit the answer is ``429`` with ``Retry-After`` (seconds): RFC 6749 §5.2-shaped JSON on the
 back channel, the HTML error page in the browser.
@@ -20,7 +21,7 @@ The key is ``REMOTE_ADDR``. Behind a reverse proxy, have the proxy's address not
 client's (``werkzeug.middleware.proxy_fix.ProxyFix`` with the number of trusted hops), or every client
 shares the proxy's budget.
 
-No Flask request hook is added: the two browser endpoints are limited by Flask-Limiter's view
+No Flask request hook is added: the browser endpoints are limited by Flask-Limiter's view
 decorators, and the client-authentication budget is counted around the WSGI app, so the token
 endpoint's fast path (``identity.web.oauth.TokenFastPath``) stays on with rate limiting enabled.
 """
@@ -50,11 +51,13 @@ KEY_PREFIX = "identity"
 CLIENT_AUTH_FAILURES = "20 per minute"
 AUTHORIZE = "60 per minute"
 LOGIN_CALLBACK = "30 per minute"
+EMAIL_CHANGE = "10 per minute"
 
 CLIENT_AUTH_PATHS = frozenset({"/token", "/revoke", "/introspect"})
 CLIENT_AUTH_SCOPE = "client-authentication"
 AUTHORIZE_ENDPOINT = "oauth.authorize"
 CALLBACK_ENDPOINT = "upstream_login.callback"
+EMAIL_CHANGE_ENDPOINT = "email_change.act"
 BROWSER_MESSAGE = "Too many sign-in attempts came from your network. Wait a minute, then start again from the app."
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -82,6 +85,7 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
 
     _limit_view(app, AUTHORIZE_ENDPOINT, limiter.limit(AUTHORIZE))
     _limit_view(app, CALLBACK_ENDPOINT, limiter.limit(LOGIN_CALLBACK))
+    _limit_view(app, EMAIL_CHANGE_ENDPOINT, limiter.limit(EMAIL_CHANGE))
 
     @app.errorhandler(RateLimitExceeded)
     def _too_many(err: RateLimitExceeded) -> Response:

@@ -18,7 +18,7 @@ from tests.oauth_helpers import pkce_pair
 
 from .fuzz_app import ISSUER, FuzzTarget, build
 
-PATHS = ["/authorize", "/token", "/revoke", "/introspect", "/me", "/me/export", "/me/email", "/me/email/verify",
+PATHS = ["/authorize", "/token", "/revoke", "/introspect", "/me", "/me/export", "/me/email", "/me/email/change",
          "/me/email/changed", "/login/callback", "/healthz", "/readyz", "/.well-known/jwks.json",
          "/.well-known/openid-configuration", "/.well-known/oauth-authorization-server", "/devidp/authorize",
          "/devidp/token", "/devidp/jwks", "/devidp/.well-known/openid-configuration", "/", "/static/x",

@@ -123,6 +123,15 @@ def test_login_callback_floods_are_stopped(settings, tmp_path):
         app.extensions["identity"].store.close()
 
 
+def test_email_change_floods_are_stopped(http):
+    answers = {http.post("/me/email/change", data={"action": "start"}, environ_base=ATTACKER).status_code
+               for _ in range(budget(ratelimit.EMAIL_CHANGE))}
+    assert answers == {400}  # no CSRF token: refused, and counted all the same
+    blocked = http.post("/me/email/change", data={"action": "start"}, environ_base=ATTACKER)
+    assert blocked.status_code == 429 and 1 <= int(blocked.headers["Retry-After"]) <= 60
+    assert http.post("/me/email/change", data={"action": "start"}, environ_base=NEIGHBOUR).status_code == 400
+
+
 def test_switched_off_means_no_limit(settings):
     app = create_app(settings)  # the shared settings switch rate limiting off
     try:
