@@ -205,8 +205,10 @@ class Registry:
 
     def _signed_now(self, by: str, signature: str, payload: bytes, now: int) -> Verified:
         signer = _Chain(self._store).officer(by)
-        if not signer.active or not signer.active_at(now):
+        if not signer.active:
             raise Refused(f"{by} is not an active enrolled officer")
+        if not signer.active_at(now):
+            raise Refused(f"{by} became an officer later than this machine's clock says it is now: check the clock")
         if not verify(signer.key, signature, payload):
             raise Refused(f"the key given is not the one enrolled for {by}")
         return signer
