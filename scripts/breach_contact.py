@@ -25,6 +25,7 @@ import _bootstrap  # noqa: F401
 
 from identity.audit import AuditLog
 from identity.breach.errors import BreachError, Refused
+from identity.breach.four_eyes import four_eyes_policy
 from identity.breach.inputs import spool
 from identity.breach.notify import Letter, NoticeReport, send_notices
 from identity.breach.output import state_path
@@ -200,8 +201,17 @@ def count_only(store, audit: AuditLog, args: argparse.Namespace) -> int:
     return 0
 
 
+def require_four_eyes(audit: AuditLog, args: argparse.Namespace, settings: Settings) -> bool:
+    """Whether this run needs an approved request; production refuses to run with four-eyes off (audited)."""
+    try:
+        return four_eyes_policy(production=settings.is_production, required=settings.requires_four_eyes)
+    except Refused as exc:
+        refuse(audit, args, str(exc))
+
+
 def resolve(settings: Settings, store, audit: AuditLog, args: argparse.Namespace) -> int:
     check_flags(audit, args)
+    four_eyes_required = require_four_eyes(audit, args, settings)
     smtp, letter = prepare_notices(audit, args) if args.notify else (None, None)
     path, spooled = input_path(audit, args)
     params = ResolveParams(
@@ -211,7 +221,7 @@ def resolve(settings: Settings, store, audit: AuditLog, args: argparse.Namespace
         notes={"notify": args.notify, "dry_run": args.dry_run},
     )
     try:
-        summary = resolve_pseudonyms(store, audit, params, four_eyes_required=settings.requires_four_eyes)
+        summary = resolve_pseudonyms(store, audit, params, four_eyes_required=four_eyes_required)
     except (Refused, BreachError) as exc:
         raise CommandError(str(exc)) from exc
     finally:

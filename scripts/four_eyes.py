@@ -1,33 +1,41 @@
 #!/usr/bin/env python3
-"""Four-eyes approval of breach resolutions: officers' keys, requests and approvals.
+"""Four-eyes approval of breach resolutions: officers' keys, the officer registry, requests and approvals.
 
-  keygen   --officer NAME --out PATH                 an officer's Ed25519 key pair (PATH, PATH.pub)
-  enrol    --officer NAME --public-key PATH --by NAME   register an officer's public key (audited)
-  revoke   --officer NAME --by NAME                  withdraw an officer (audited)
-  officers                                           list enrolled officers and key fingerprints
+  keygen   --officer NAME --out PATH       an officer's Ed25519 key pair (PATH, PATH.pub) and proof (PATH.proof)
+  found    --officer NAME --key PATH --statement FILE --cofounder NAME --cofounder-key PATH.pub
+                                           first founder: write the founding statement, signed
+  found    --officer NAME --key PATH --statement FILE
+                                           second founder: countersign it and found the registry (once)
+  enrol    --officer NAME --public-key PATH --proof PATH --by NAME --key PATH
+                                           enrol an officer; a second officer runs the same to confirm
+  revoke   --officer NAME --by NAME --key PATH   withdraw another officer (signed)
+  officers                                 list officers, fingerprints and whether each chain verifies
   request  --officer NAME --key PATH --incident ID --reason TEXT --pseudonyms FILE|-   file a request
   approve  --officer NAME --key PATH --request ID [--pseudonyms FILE|-]               approve one
-  show     --request ID                              a request and its state
+  show     --request ID                    a request and its state
 
 Officer keys are encrypted with IDENTITY_OFFICER_KEY_PASSPHRASE (or a prompt). The store comes from
-the same IDENTITY_* environment as the service. Enrolments, revocations, requests and approvals are
-audited, refused ones included (keygen touches no store).
+the same IDENTITY_* environment as the service. Everything that touches the store is audited,
+refusals included (keygen and the first founder's step touch no store). See docs/breach-contact.md §3.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import _bootstrap  # noqa: F401
 
 from identity.audit import AuditLog
+from identity.breach import ceremony
 from identity.breach.errors import Refused
 from identity.breach.four_eyes import FourEyes
 from identity.breach.inputs import file_sha256, read_entries, spool
-from identity.breach.officers import Registry, check_name, generate_key, load_public_key, load_signing_key
+from identity.breach.officers import check_name, generate_key, load_public_key, load_signing_key, read_proof
+from identity.breach.registry import Registry
 from identity.cli import CommandError, emit, passphrase_from, run, say, settings_from_environment
 from identity.keys.files import pem_is_encrypted
 from identity.store import StoreError, open_store
@@ -43,13 +51,22 @@ def parse_args() -> argparse.Namespace:
     keygen = sub.add_parser("keygen", help="create an officer's key pair")
     keygen.add_argument("--officer", required=True)
     keygen.add_argument("--out", required=True, type=Path, help="private key path; the public key is PATH.pub")
-    enrol = sub.add_parser("enrol", help="register an officer's public key")
-    enrol.add_argument("--officer", required=True)
-    enrol.add_argument("--public-key", required=True, type=Path)
-    enrol.add_argument("--by", required=True, help="who enrols (for the audit log)")
-    revoke = sub.add_parser("revoke", help="withdraw an officer")
+    found = sub.add_parser("found", help="the founding ceremony: enrol the first two officers together")
+    found.add_argument("--officer", required=True, help="you, a founder")
+    found.add_argument("--key", required=True, type=Path, help="your private key")
+    found.add_argument("--statement", required=True, type=Path, help="the founding statement file")
+    found.add_argument("--cofounder", help="first founder only: the other founder's name")
+    found.add_argument("--cofounder-key", type=Path, help="first founder only: the other founder's PATH.pub")
+    enrol = sub.add_parser("enrol", help="enrol an officer, or confirm an enrolment another officer signed")
+    enrol.add_argument("--officer", required=True, help="the officer to enrol")
+    enrol.add_argument("--public-key", required=True, type=Path, help="their PATH.pub")
+    enrol.add_argument("--proof", required=True, type=Path, help="their PATH.proof (proof of possession)")
+    enrol.add_argument("--by", required=True, help="you, an active officer")
+    enrol.add_argument("--key", required=True, type=Path, help="your private key")
+    revoke = sub.add_parser("revoke", help="withdraw another officer")
     revoke.add_argument("--officer", required=True)
-    revoke.add_argument("--by", required=True)
+    revoke.add_argument("--by", required=True, help="you, another active officer")
+    revoke.add_argument("--key", required=True, type=Path, help="your private key")
     sub.add_parser("officers", help="list enrolled officers")
     request = sub.add_parser("request", help="file a request to resolve a pseudonym list")
     request.add_argument("--officer", required=True)
@@ -96,25 +113,61 @@ def cmd_keygen(args: argparse.Namespace) -> dict[str, Any]:
     passphrase = passphrase_from(PASSPHRASE_VARIABLE, "Passphrase for your new officer key: ")
     if settings.is_production and not passphrase:
         raise Refused(f"{PASSPHRASE_VARIABLE} (or a prompt answer) is required in production")
-    made = generate_key(args.out, passphrase)
-    say(f"Keep {made.private_path} to yourself. Give {made.public_path} to whoever enrols you, and "
-        f"confirm the fingerprint {made.fingerprint} with them in person or by phone.")
+    made = generate_key(args.out, passphrase, officer=args.officer)
+    say(f"Keep {made.private_path} to yourself. Give {made.public_path} and {made.proof_path} to the "
+        f"officers who enrol you, and confirm the fingerprint {made.fingerprint} with each of them in "
+        "person or by phone.")
     return {"status": "created", "officer": args.officer, "private_key": str(made.private_path),
-            "public_key": str(made.public_path), "fingerprint": made.fingerprint, "encrypted": bool(passphrase)}
+            "public_key": str(made.public_path), "proof": str(made.proof_path), "fingerprint": made.fingerprint,
+            "encrypted": bool(passphrase)}
+
+
+def cmd_found_start(args: argparse.Namespace) -> dict[str, Any]:
+    """The first founder's half of the ceremony (touches no store)."""
+    if not args.cofounder_key:
+        raise Refused("the first founder gives --cofounder NAME and --cofounder-key PATH.pub")
+    started = ceremony.start(args.officer, signing_key(args.key), args.cofounder, load_public_key(args.cofounder_key),
+                             now=time.time())
+    ceremony.write(args.statement, started)
+    say(f"Give {args.statement} to {args.cofounder}; compare both fingerprints and the statement's SHA-256 "
+        "with them in person before they countersign.")
+    return {"status": "signed", "statement": str(args.statement), **ceremony.summary(started)}
+
+
+def found_registry(registry: Registry, args: argparse.Namespace) -> dict[str, Any]:
+    """The second founder's half: countersign the statement and found the registry."""
+    if args.cofounder_key:
+        raise Refused("--cofounder and --cofounder-key go with the first founder's step only")
+    signed = ceremony.read(args.statement).sign(args.officer, signing_key(args.key))
+    say(f"founding statement {signed.sha256}: " + ", ".join(
+        f"{f['officer']} {f['fingerprint']}" for f in ceremony.summary(signed)["founders"]))
+    return registry.found(signed, by=args.officer)
+
+
+def enrol_officer(registry: Registry, args: argparse.Namespace) -> dict[str, Any]:
+    key = load_public_key(args.public_key)
+    done = registry.enrol(args.officer, key, read_proof(args.proof, args.officer, key), by=args.by,
+                          signer=signing_key(args.key))
+    if done["status"] == "pending":
+        say(f"{args.officer} is enrolled pending confirmation: a second officer (not {args.by}) runs the same "
+            "command with their own --by and --key after checking the fingerprint with them.")
+    return {k: done.get(k) for k in ("officer", "fingerprint", "status", "enrolled_by", "confirmed_by")
+            if done.get(k) is not None}
 
 
 def audited(audit: AuditLog, action: str, actor: str, work: Callable[[], dict[str, Any]], *,
-            incident: str | None = None, reason: str | None = None) -> dict[str, Any]:
-    """Run ``work``; audit its outcome, refusals included."""
+            incident: str | None = None, reason: str | None = None, record_success: bool = True) -> dict[str, Any]:
+    """Run ``work``; audit its outcome, refusals included (``record_success=False``: ``work`` audits its own)."""
     try:
         result = work()
     except Refused as exc:
         audit.append(actor=actor or "(unnamed)", action=action, outcome="refused", incident=incident,
                      reason=reason, details={"problem": str(exc)})
         raise
-    audit.append(actor=actor, action=action, incident=incident or result.get("incident"), reason=reason,
-                 details={k: v for k, v in result.items() if k in ("officer", "fingerprint", "request_id",
-                                                                    "pseudonyms_sha256", "entries", "requested_by")})
+    if record_success:
+        audit.append(actor=actor, action=action, incident=incident or result.get("incident"), reason=reason,
+                     details={k: v for k, v in result.items() if k in (
+                         "officer", "fingerprint", "request_id", "pseudonyms_sha256", "entries", "requested_by")})
     return result
 
 
@@ -128,15 +181,22 @@ def main() -> int:
         if args.command == "keygen":
             emit(cmd_keygen(args))
             return 0
+        if args.command == "found" and args.cofounder:
+            emit(cmd_found_start(args))
+            return 0
         store = open_store(settings_from_environment().db_uri)
-        audit, registry = AuditLog(store), Registry(store)
-        four_eyes = FourEyes(store, registry)
-        if args.command == "enrol":
-            emit(audited(audit, "officers.enrol", args.by, lambda: registry.enrol(
-                args.officer, load_public_key(args.public_key), by=args.by)))
+        audit = AuditLog(store)
+        registry = Registry(store, audit)
+        four_eyes = FourEyes(store, registry, audit)
+        if args.command == "found":
+            emit(audited(audit, "officers.found", args.officer, lambda: found_registry(registry, args),
+                         record_success=False))
+        elif args.command == "enrol":
+            emit(audited(audit, "officers.enrol", args.by, lambda: enrol_officer(registry, args),
+                         record_success=False))
         elif args.command == "revoke":
-            emit(audited(audit, "officers.revoke", args.by, lambda: (
-                registry.revoke(args.officer), {"officer": args.officer, "status": "revoked"})[1]))
+            emit(audited(audit, "officers.revoke", args.by, lambda: registry.revoke(
+                args.officer, by=args.by, signer=signing_key(args.key)), record_success=False))
         elif args.command == "officers":
             emit({"officers": registry.all()})
         elif args.command == "request":

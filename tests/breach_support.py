@@ -1,4 +1,4 @@
-"""Helpers shared by the breach-contact tests: a populated vault, parameters, an SMTP server."""
+"""Helpers shared by the breach-contact tests: a populated vault, parameters, officers, an SMTP server."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,13 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509.oid import NameOID
 
+from identity.breach import ceremony
+from identity.breach.officers import sign_claim
+from identity.breach.registry import Registry
 from identity.breach.resolve import ResolveParams
 from identity.keys import Keyring
 from identity.keys.files import load_private_key, private_key_pem
@@ -73,6 +78,51 @@ def encrypted_dpo_key(keys_dir: Path, target: Path, passphrase: str) -> Path:
 def other_x25519_key(target: Path) -> Path:
     target.write_bytes(private_key_pem(X25519PrivateKey.generate(), None))
     return target
+
+
+class FailingStore:
+    """Delegates to a real store but fails the n-th read of identities (a lost connection)."""
+
+    def __init__(self, inner: Store, fail_on_call: int, error: BaseException | None) -> None:
+        self._inner, self._left, self._error = inner, fail_on_call, error
+
+    def find(self, coll: Any, where: Any, **kwargs: Any) -> Any:
+        if coll.name == "identities":
+            self._left -= 1
+            if self._left == 0 and self._error is not None:
+                raise self._error
+        return self._inner.find(coll, where, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+# -- officers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Officer:
+    """An officer's name and private key (generated in memory: tests need no key files)."""
+
+    name: str
+    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+
+    @property
+    def proof(self) -> str:
+        return sign_claim(self.name, self.key)
+
+
+def found(registry: Registry, first: Officer, second: Officer, *, now: float | None = None) -> None:
+    """The founding ceremony: ``first`` writes and signs the statement, ``second`` countersigns and founds."""
+    started = ceremony.start(first.name, first.key, second.name, second.key.public_key(),
+                             now=time.time() if now is None else now)
+    registry.found(started.sign(second.name, second.key), by=second.name)
+
+
+def enrol(registry: Registry, newcomer: Officer, by: Officer, confirmed_by: Officer) -> None:
+    """``by`` enrols ``newcomer``; ``confirmed_by`` confirms (the two signatures an enrolment needs)."""
+    for officer in (by, confirmed_by):
+        registry.enrol(newcomer.name, newcomer.key.public_key(), newcomer.proof, by=officer.name, signer=officer.key)
 
 
 # -- a real SMTP server on 127.0.0.1 (aiosmtpd) ---------------------------------------------------

@@ -127,17 +127,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def four_eyes(*args: str, env: dict[str, str]) -> dict:
+    result = run_script("four_eyes.py", *args, env=env)
+    assert result.returncode == 0, text(result, "stderr")
+    return json.loads(result.stdout)
+
+
+def enrol_officers(tmp_path: Path, env: dict[str, str], officer_env: dict[str, str]) -> None:
+    """The founding ceremony (anna, bram), then carla enrolled by anna and confirmed by bram."""
+    for name in ("anna", "bram", "carla"):
+        made = four_eyes("keygen", "--officer", name, "--out", str(tmp_path / f"{name}.key"), env=officer_env)
+        assert made["proof"] == str(tmp_path / f"{name}.key.proof")
+    statement = str(tmp_path / "founding.json")
+    started = four_eyes("found", "--officer", "anna", "--key", str(tmp_path / "anna.key"), "--statement", statement,
+                        "--cofounder", "bram", "--cofounder-key", str(tmp_path / "bram.key.pub"), env=officer_env)
+    assert started["status"] == "signed" and started["signed_by"] == ["anna"]
+    founded = four_eyes("found", "--officer", "bram", "--key", str(tmp_path / "bram.key"), "--statement", statement,
+                        env=officer_env)
+    assert founded["status"] == "founded" and founded["statement_sha256"] == started["statement_sha256"]
+    again = run_script("four_eyes.py", "found", "--officer", "bram", "--key", str(tmp_path / "bram.key"),
+                       "--statement", statement, env=officer_env)
+    assert again.returncode == 1 and "already founded" in text(again, "stderr")
+    carla = ["enrol", "--officer", "carla", "--public-key", str(tmp_path / "carla.key.pub"),
+             "--proof", str(tmp_path / "carla.key.proof")]
+    alone = run_script("four_eyes.py", *carla, "--by", "carla", "--key", str(tmp_path / "carla.key"), env=officer_env)
+    assert alone.returncode == 1 and "nobody enrols themselves" in text(alone, "stderr")
+    assert four_eyes(*carla, "--by", "anna", "--key", str(tmp_path / "anna.key"), env=officer_env)["status"] == "pending"
+    assert four_eyes(*carla, "--by", "bram", "--key", str(tmp_path / "bram.key"), env=officer_env)["status"] == "active"
+    listed = four_eyes("officers", env=env)["officers"]
+    assert [(o["officer"], o["verified"], o["active"]) for o in listed] == [
+        ("anna", True, True), ("bram", True, True), ("carla", True, True)]
+
+
 def test_the_whole_procedure_with_four_eyes_and_notices(world, tmp_path, keys_dir):
     people, env, listing = world
     env = env | {"IDENTITY_FOUR_EYES_REQUIRED": "true"}
     officer_env = env | {"IDENTITY_OFFICER_KEY_PASSPHRASE": "officer secret"}
-    for name in ("anna", "bram"):
-        made = run_script("four_eyes.py", "keygen", "--officer", name, "--out", str(tmp_path / f"{name}.key"),
-                          env=officer_env)
-        assert made.returncode == 0, text(made, "stderr")
-        enrolled = run_script("four_eyes.py", "enrol", "--officer", name, "--public-key",
-                              str(tmp_path / f"{name}.key.pub"), "--by", "security-lead", env=env)
-        assert enrolled.returncode == 0, text(enrolled, "stderr")
+    enrol_officers(tmp_path, env, officer_env)
 
     args = base_args(tmp_path, keys_dir, listing)
     out = tmp_path / "contacts.csv"
@@ -152,7 +178,7 @@ def test_the_whole_procedure_with_four_eyes_and_notices(world, tmp_path, keys_di
     self_approved = run_script("four_eyes.py", "approve", "--officer", "anna", "--key", str(tmp_path / "anna.key"),
                                "--request", request_id, env=officer_env)
     assert self_approved.returncode == 1 and "own request" in text(self_approved, "stderr")
-    approved = run_script("four_eyes.py", "approve", "--officer", "bram", "--key", str(tmp_path / "bram.key"),
+    approved = run_script("four_eyes.py", "approve", "--officer", "carla", "--key", str(tmp_path / "carla.key"),
                           "--request", request_id, "--pseudonyms", str(listing), env=officer_env)
     assert approved.returncode == 0 and json.loads(approved.stdout)["status"] == "approved"
 
@@ -187,6 +213,7 @@ def test_the_whole_procedure_with_four_eyes_and_notices(world, tmp_path, keys_di
     log = json.loads(run_script("audit.py", "show", "--incident", "INC-2026-01", env=env).stdout)["records"]
     kinds = [(r["action"], r["outcome"]) for r in log]
     assert ("four_eyes.request", "ok") in kinds and ("four_eyes.approve", "ok") in kinds
+    assert kinds.count(("four_eyes.use", "ok")) == 1
     assert kinds.count(("breach.notify", "sent")) == 11
     assert "@example.org" not in json.dumps(log)
     assert run_script("audit.py", "verify", env=env).returncode == 0
@@ -201,3 +228,44 @@ def test_the_benchmark_script_seeds_and_measures(tmp_path):
     # workers may come and go between two samples of a short run: only the main process is sure to be seen
     assert report["seconds"] > 0 and report["peak_rss_mb_main"] > 0
     assert not list((tmp_path / "bench").glob("out-*"))  # its output is removed
+
+
+def production_env(env: dict[str, str]) -> dict[str, str]:
+    return env | {"IDENTITY_ENV": "production", "IDENTITY_ISSUER": "https://id.example.test",
+                  "IDENTITY_KEYS_PASSPHRASE": "pass", "IDENTITY_UPSTREAM_ISSUER": "https://idp.example.org",
+                  "IDENTITY_UPSTREAM_CLIENT_ID": "identity", "IDENTITY_UPSTREAM_CLIENT_SECRET": "secret"}
+
+
+def test_production_refuses_to_resolve_with_four_eyes_switched_off(world, tmp_path, keys_dir):
+    """The review's reproduction 4: IDENTITY_FOUR_EYES_REQUIRED=false in production."""
+    _, env, listing = world
+    out = tmp_path / "contacts.csv"
+    result = run_script("breach_contact.py", *base_args(tmp_path, keys_dir, listing), "--out", str(out),
+                        env=production_env(env) | {"IDENTITY_FOUR_EYES_REQUIRED": "false"})
+    assert result.returncode != 0 and result.stdout == b"" and not out.exists()
+    assert "IDENTITY_FOUR_EYES_REQUIRED" in text(result, "stderr")
+    if result.returncode == 1:  # refused by the script (the configuration itself may refuse it first, exit 2)
+        (record,) = records(env)
+        assert record["outcome"] == "refused" and "production never resolves" in record["details"]["problem"]
+
+
+def test_the_breach_script_audits_the_production_refusal(world, tmp_path, keys_dir, settings, monkeypatch):
+    """The same refusal, in process, whatever the configuration loader does with that setting."""
+    import dataclasses
+    import importlib.util
+    _, env, listing = world
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location("breach_contact_script", ROOT / "scripts" / "breach_contact.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    production = dataclasses.replace(settings, env="production", four_eyes_required=False, keys_dir=keys_dir)
+    store = SQLiteStore(env["IDENTITY_DB_URI"].removeprefix("sqlite:///"))
+    args = script.parse_args([*base_args(tmp_path, keys_dir, listing), "--out", str(tmp_path / "contacts.csv")])
+    try:
+        with pytest.raises(script.CommandError, match="production never resolves"):
+            script.resolve(production, store, AuditLog(store), args)
+    finally:
+        store.close()
+    (record,) = records(env)
+    assert (record["action"], record["outcome"], record["actor"]) == ("breach.resolve", "refused", "dpo.jansen")
+    assert not (tmp_path / "contacts.csv").exists()

@@ -17,7 +17,8 @@ from identity.breach.output import state_path, unresolved_path
 from identity.breach.resolve import CountParams, count_pseudonyms, resolve_pseudonyms
 from identity.store import StoreUnavailable
 from identity.vault import new_pseudonym
-from tests.breach_support import Population, encrypted_dpo_key, other_x25519_key, params, populate, write_list
+from tests.breach_support import (FailingStore, Population, encrypted_dpo_key, other_x25519_key, params, populate,
+                                  write_list)
 
 
 @pytest.fixture
@@ -180,23 +181,6 @@ def test_refuses_to_resume_with_another_list(store, audit, people, listing, tmp_
 # -- interruption and resumption --------------------------------------------------------------
 
 
-class FailingStore:
-    """Delegates to a real store but fails the n-th read of identities (a lost connection)."""
-
-    def __init__(self, inner, fail_on_call: int, error: BaseException) -> None:
-        self._inner, self._left, self._error = inner, fail_on_call, error
-
-    def find(self, coll, where, **kwargs):
-        if coll.name == "identities":
-            self._left -= 1
-            if self._left == 0:
-                raise self._error
-        return self._inner.find(coll, where, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-
 @pytest.mark.parametrize("error", [StoreUnavailable("connection lost"), KeyboardInterrupt()])
 def test_an_interrupted_run_resumes_without_duplicates(store, audit, people, tmp_path, keys_dir, monkeypatch, error):
     monkeypatch.setattr(resolve_module, "CHECKPOINT_SECONDS", 0.0)  # checkpoint after every chunk
@@ -219,17 +203,20 @@ def test_an_interrupted_run_resumes_without_duplicates(store, audit, people, tmp
 
 
 def test_output_written_after_the_last_checkpoint_is_cut_back(store, audit, people, listing, tmp_path, keys_dir):
+    clean_params = params(tmp_path, keys_dir, listing, out=tmp_path / "clean.csv")
+    resolve_pseudonyms(store, audit, clean_params)
+    clean = clean_params.out.read_bytes()
     p = params(tmp_path, keys_dir, listing)
-    resolve_pseudonyms(store, audit, p)
-    clean = p.out.read_bytes()
+    with pytest.raises(BreachError):
+        resolve_pseudonyms(FailingStore(store, 3, StoreUnavailable("connection lost")), audit, p)
     from identity.breach.state import Progress, RunState
-    state = RunState.load(state_path(p.out))
+    state = RunState.load(state_path(p.out))  # as if the run crashed before committing its last rows
     progress = state.progress
     state.checkpoint(Progress(4, len(b"pseudonym,email\n") + sum(len(f"{q},{people.pseudonyms[q]}\n")
                                                                    for q in people.order[:3]),
                               len(b"line,pseudonym,problem\n"), {"resolved": 3}, False))
     state.close()
-    assert progress.complete
+    assert not progress.complete
     with open(p.out, "ab") as handle:
         handle.write(b"half-written,row")
     resolve_pseudonyms(store, audit, p)
@@ -325,3 +312,16 @@ def test_a_sealed_value_the_key_cannot_open_is_reported_unopenable(store, audit,
     assert summary.line() == "resolved=10 unknown=1 erased=1 malformed=1"
     assert victim not in {p for p, _ in rows(tmp_path / "contacts.csv")[1:]}
     assert ("1", victim, "unopenable") in {tuple(r) for r in rows(unresolved_path(tmp_path / "contacts.csv"))}
+
+
+def test_a_completed_run_is_not_reopened_by_editing_its_state(store, audit, listing, tmp_path, keys_dir, monkeypatch):
+    p = params(tmp_path, keys_dir, listing)
+    resolve_pseudonyms(store, audit, p)
+    from identity.breach.state import Progress, RunState
+    state = RunState.load(state_path(p.out))
+    state.checkpoint(Progress(0, len(b"pseudonym,email\n"), len(b"line,pseudonym,problem\n"), {}, False))
+    state.close()
+    monkeypatch.setattr(opening, "open_all", lambda *a: pytest.fail("an e-mail was opened"))
+    with pytest.raises(Refused, match="completed .* the state file was altered"):
+        resolve_pseudonyms(store, audit, p)
+    assert actions(audit)[-1] == ("breach.resolve", "refused")

@@ -9,7 +9,11 @@ One concern per module:
 * ``state`` — the run's resumable progress (a private SQLite file next to the output)
 * ``output`` — the CSV files, created with mode 0600
 * ``progress`` — the progress bar (terminals only)
-* ``officers`` / ``four_eyes`` — officers' signing keys; requests and approvals
+* ``officers`` / ``ceremony`` / ``registry`` — officers' keys and proofs of possession; the founding
+  ceremony; the registry that hands out a key only with its enrolment chain verified
+* ``statements`` — the exact bytes officers sign
+* ``four_eyes`` — requests, approvals, and their single use bound to a run in the audit chain
+* ``audit_trail`` — reading those facts back from the audit chain (never from a file an operator edits)
 * ``resolve`` — the run itself (``resolve_pseudonyms``), audited before anything is opened
 * ``smtp`` / ``templates`` / ``notify`` — GDPR Art. 34 notices by e-mail
 * ``seed`` — filling a store with many identities quickly (benchmarks)

@@ -1,48 +1,31 @@
-"""Officers who may file and approve breach resolutions, each with an Ed25519 signing key.
+"""Officers' key material: Ed25519 key pairs, names, fingerprints and proofs of possession.
 
 An officer makes a key pair with ``scripts/four_eyes.py keygen`` on their own machine: the private
-key (PKCS#8, encrypted with their passphrase, mode 0600) never leaves it; the public key is
-enrolled in the store's officer registry (``enrol``, audited). Signatures are checked against the
-registry, never against a key carried inside a request. One key belongs to one officer (the
-fingerprint is unique), so nobody can approve their own request under a second name with the
-same key; enrolments and revocations are themselves in the audit log.
+key (PKCS#8, encrypted with their passphrase, mode 0600) never leaves it. Beside it go the public
+key (``PATH.pub``) and a proof of possession (``PATH.proof``: the officer's name and public key,
+signed with the private key), which the officers who enrol them check. The registry of enrolled
+officers is ``registry``.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..keys.files import KeyMaterialError, load_private_key, private_key_pem, write_private_file, write_public_file
-from ..store import Collection, DuplicateKeyError, Store
 from .errors import Refused
+from .statements import KEY_CLAIM, key_claim
 
-ACTIVE, REVOKED = "active", "revoked"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-
-OFFICERS = Collection(
-    name="breach_officers",
-    key="officer",
-    fields={
-        "officer": str,
-        "public_key": str,
-        "fingerprint": str,
-        "enrolled_at": int,
-        "enrolled_by": str,
-        "status": str,
-        "status_changed_at": int,
-    },
-    unique=("fingerprint",),
-)
+PROOF_SUFFIX = ".proof"
 
 
 def b64(data: bytes) -> str:
@@ -68,24 +51,81 @@ def check_name(name: str | None) -> str:
     return name
 
 
+def public_text(key: Ed25519PublicKey) -> str:
+    """How the registry and the statements write a public key (raw bytes, base64url)."""
+    return b64(raw_public(key))
+
+
+def public_from_text(text: str) -> Ed25519PublicKey:
+    try:
+        return Ed25519PublicKey.from_public_bytes(unb64(text))
+    except (ValueError, TypeError) as exc:
+        raise Refused("a stored officer public key is not an Ed25519 key") from exc
+
+
+def verify(key: Ed25519PublicKey, signature: str | None, payload: bytes) -> bool:
+    try:
+        key.verify(unb64(signature or ""), payload)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class NewKey:
     private_path: Path
     public_path: Path
+    proof_path: Path
     fingerprint: str
 
 
-def generate_key(path: Path, passphrase: str | None) -> NewKey:
-    """A new Ed25519 key: ``path`` (private, 0600) and ``path.pub`` (public PEM); never overwrites."""
+def generate_key(path: Path, passphrase: str | None, *, officer: str) -> NewKey:
+    """A new Ed25519 key: ``path`` (private, 0600), ``path.pub`` (public PEM) and ``path.proof``.
+
+    Never overwrites a file.
+    """
+    check_name(officer)
     key = Ed25519PrivateKey.generate()
-    public_path = path.with_name(path.name + ".pub")
+    public_path, proof_path = path.with_name(path.name + ".pub"), path.with_name(path.name + PROOF_SUFFIX)
     try:
+        for existing in (path, public_path, proof_path):
+            if existing.exists():
+                raise KeyMaterialError(f"{existing} already exists; refusing to overwrite it")
         write_private_file(path, private_key_pem(key, passphrase))  # type: ignore[arg-type]
         write_public_file(public_path, key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        write_public_file(proof_path, proof_document(officer, key))
     except KeyMaterialError as exc:
         raise Refused(str(exc)) from exc
-    return NewKey(path, public_path, fingerprint(key.public_key()))
+    return NewKey(path, public_path, proof_path, fingerprint(key.public_key()))
+
+
+def sign_claim(officer: str, key: Ed25519PrivateKey) -> str:
+    """The proof of possession: ``key`` signs "this key is mine, for ``officer``"."""
+    return b64(key.sign(key_claim(officer, public_text(key.public_key()))))
+
+
+def proof_document(officer: str, key: Ed25519PrivateKey) -> bytes:
+    public = key.public_key()
+    return json.dumps({"type": KEY_CLAIM, "v": 1, "officer": officer, "public_key": public_text(public),
+                       "fingerprint": fingerprint(public), "signature": sign_claim(officer, key)},
+                      indent=2, sort_keys=True).encode("ascii") + b"\n"
+
+
+def read_proof(path: Path, officer: str, key: Ed25519PublicKey) -> str:
+    """The proof-of-possession signature in ``path``, if it is ``officer``'s for ``key``."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise Refused(f"cannot read a proof of possession from {path}") from exc
+    if not isinstance(document, dict) or document.get("type") != KEY_CLAIM:
+        raise Refused(f"{path} is not an officer's proof of possession (keygen writes PATH{PROOF_SUFFIX})")
+    if document.get("officer") != officer or document.get("public_key") != public_text(key):
+        raise Refused(f"{path} is not the proof for officer {officer} and this public key")
+    signature = document.get("signature")
+    if not isinstance(signature, str) or not verify(key, signature, key_claim(officer, public_text(key))):
+        raise Refused(f"the proof of possession in {path} is not signed by that key")
+    return signature
 
 
 def load_signing_key(path: Path, passphrase: str | None) -> Ed25519PrivateKey:
@@ -106,48 +146,3 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise Refused(f"{path} is not an Ed25519 public key")
     return key
-
-
-class Registry:
-    """The officers' public keys in the store."""
-
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
-        self._store = store
-        self._clock = clock
-
-    def enrol(self, officer: str, key: Ed25519PublicKey, *, by: str) -> dict[str, Any]:
-        now = int(self._clock())
-        doc = {"officer": check_name(officer), "public_key": b64(raw_public(key)), "fingerprint": fingerprint(key),
-               "enrolled_at": now, "enrolled_by": by, "status": ACTIVE, "status_changed_at": now}
-        try:
-            self._store.insert(OFFICERS, doc)
-        except DuplicateKeyError as exc:
-            raise Refused(f"officer {officer} or this key is already enrolled (names and keys are never reused)") from exc
-        return doc
-
-    def revoke(self, officer: str) -> None:
-        if not self._store.update(OFFICERS, {"officer": officer, "status": ACTIVE},
-                                  {"status": REVOKED, "status_changed_at": int(self._clock())}):
-            raise Refused(f"officer {officer} is not an active enrolled officer")
-
-    def public_key(self, officer: str) -> tuple[Ed25519PublicKey, str]:
-        """The active officer's registered key and fingerprint; ``Refused`` otherwise."""
-        doc = self._store.get(OFFICERS, officer)
-        if doc is None or doc["status"] != ACTIVE:
-            raise Refused(f"{officer} is not an active enrolled officer")
-        key = Ed25519PublicKey.from_public_bytes(unb64(doc["public_key"]))
-        if fingerprint(key) != doc["fingerprint"]:
-            raise Refused(f"the registry entry of {officer} is inconsistent")
-        return key, doc["fingerprint"]
-
-    def all(self) -> list[dict[str, Any]]:
-        return list(self._store.find(OFFICERS, {}))
-
-    def check_signature(self, officer: str, signature: str | None, payload: bytes) -> str:
-        """Verify ``signature`` by ``officer``'s registered key; return the key's fingerprint."""
-        key, print_ = self.public_key(officer)
-        try:
-            key.verify(unb64(signature or ""), payload)
-        except (InvalidSignature, ValueError) as exc:
-            raise Refused(f"the signature of {officer} does not match: the request was altered") from exc
-        return print_

@@ -5,8 +5,10 @@ Order of events, each a guarantee:
 1. Refusals first, touching nothing: missing incident/operator/reason, a DPO key that does not
    load or is not the vault's, an unreadable list, an output that exists without a resumable
    state, a missing/unapproved/altered/used four-eyes request. Every refusal is audited.
-2. The four-eyes request (if any) is marked used, then the ``breach.resolve``/``started`` audit
-   record is written — before any e-mail is opened.
+2. The four-eyes request (if any) is used: bound to this run by a ``four_eyes.use`` audit record
+   (a resumed run must be the one that record names); then the ``breach.resolve``/``started``
+   audit record is written — before any e-mail is opened. The state file is never trusted
+   alone: a run the audit log records as completed opens nothing again, whatever its state says.
 3. The list is streamed in chunks: one batched store read per chunk, sealed e-mails opened by a
    worker pool, rows written in input order, a checkpoint every couple of seconds.
 4. ``completed`` (or ``interrupted``/``failed``) is audited with the counts.
@@ -28,17 +30,18 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping, TextIO
 
 from ..audit import AuditLog
 from ..store import Store, StoreError
+from . import audit_trail
 from .dedupe import RepeatCursor, find_repeats
 from .dpo_key import load_dpo_key, raw_private
 from .errors import BreachError, Refused
 from .four_eyes import FourEyes
 from .inputs import Entry, count_lines, file_sha256, read_entries
 from .lookup import Lookup
-from .officers import Registry
 from .opening import OpeningPool, default_workers
 from .output import (RESOLVED_HEADER, UNRESOLVED_HEADER, CsvFile, encode_resolved, encode_unresolved, state_path,
                      unresolved_path)
 from .progress import ProgressBar
+from .registry import Registry
 from .state import Progress, RunState, StateError
 
 ACTION = "breach.resolve"
@@ -256,17 +259,32 @@ def _load_key(params: ResolveParams) -> bytes:
     return raw_private(load_dpo_key(params.dpo_key, params.passphrase, public_key_path=params.dpo_public))
 
 
-def _prepare(store: Store, params: ResolveParams, four_eyes_required: bool,
+def _refuse_reopening(store: Store, params: ResolveParams, state: RunState) -> None:
+    """A run the audit log records as completed is finished: an edited state file does not re-open it."""
+    run_id = state.identity["run_id"]
+    completed = [r for r in audit_trail.records(store, ACTION, outcome="completed", incident=params.incident)
+                 if audit_trail.detail(r, "run_id") == run_id]
+    if completed and not state.progress.complete:
+        raise Refused(f"run {run_id} completed (audit record {completed[0]['seq']}) but its state file says "
+                      "otherwise: the state file was altered; nothing is opened again")
+
+
+def _prepare(store: Store, audit: AuditLog, params: ResolveParams, four_eyes_required: bool,
              clock: Callable[[], float]) -> _Prepared:
     sha = _list_hash(params.pseudonyms)
     state = _load_resumable(params, sha)
     try:
         run_id = state.identity["run_id"] if state else "run-" + secrets.token_hex(8)
+        if state:
+            _refuse_reopening(store, params, state)
         if params.request_id:
-            four_eyes = FourEyes(store, Registry(store, clock=clock), clock=clock)
-            four_eyes.check(params.request_id, incident=params.incident or "", reason=params.reason or "",
-                            pseudonyms_sha256=sha, run_id=run_id if state else None)
-            four_eyes.use(params.request_id, operator=params.operator or "", run_id=run_id)
+            four_eyes = FourEyes(store, Registry(store, audit, clock=clock), audit, clock=clock)
+            request = four_eyes.check(params.request_id, incident=params.incident or "", reason=params.reason or "",
+                                      pseudonyms_sha256=sha)
+            if state:
+                four_eyes.bound(request, run_id=run_id)
+            else:
+                four_eyes.use(request, operator=params.operator or "", run_id=run_id)
         elif four_eyes_required:
             raise Refused("a second officer's approval is required (IDENTITY_FOUR_EYES_REQUIRED): file a "
                           "request with scripts/four_eyes.py and pass --request ID")
@@ -335,7 +353,7 @@ def resolve_pseudonyms(store: Store, audit: AuditLog, params: ResolveParams, *, 
 def _run(store: Store, audit: AuditLog, params: ResolveParams, pool: OpeningPool[Job], four_eyes_required: bool,
          stdout: BinaryIO, stderr: TextIO, clock: Callable[[], float]) -> Summary:
     try:
-        prepared = _prepare(store, params, four_eyes_required, clock)
+        prepared = _prepare(store, audit, params, four_eyes_required, clock)
     except Refused as exc:
         _audit_refusal(audit, params, str(exc))
         raise
