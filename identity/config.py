@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from .addresses import TrustedProxies, parse_trusted_proxies
+
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 DEFAULT_DB_URI = "sqlite:///var/identity.sqlite3"
@@ -44,6 +46,7 @@ class Settings:
     upstream_timeout: float = 5.0
     rate_limit_storage_uri: str = "memory://"
     rate_limits_enabled: bool = True
+    trusted_proxies: TrustedProxies = TrustedProxies()
     four_eyes_required: bool | None = None
     log_level: str = "INFO"
 
@@ -77,7 +80,7 @@ class Settings:
             value = getattr(self, f.name)
             if not f.repr:
                 value = "<set>" if value else "<unset>"
-            elif isinstance(value, Path):
+            elif isinstance(value, (Path, TrustedProxies)):
                 value = str(value)
             shown[f.name] = value
         shown["db_uri"] = _redact_uri_password(self.db_uri)
@@ -190,6 +193,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"IDENTITY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
 
+    try:
+        trusted_proxies = parse_trusted_proxies(read.text("IDENTITY_TRUSTED_PROXIES"))
+    except ValueError as exc:
+        problems.append(f"IDENTITY_TRUSTED_PROXIES {exc}")
+        trusted_proxies = TrustedProxies()
+
     settings = Settings(
         env=mode,
         issuer=issuer,
@@ -212,6 +221,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         upstream_timeout=read.number("IDENTITY_UPSTREAM_TIMEOUT", 5.0, minimum=0.1, maximum=60),
         rate_limit_storage_uri=read.text("IDENTITY_RATE_LIMIT_STORAGE_URI", "memory://") or "memory://",
         rate_limits_enabled=bool(read.flag("IDENTITY_RATE_LIMITS_ENABLED", True)),
+        trusted_proxies=trusted_proxies,
         four_eyes_required=read.flag("IDENTITY_FOUR_EYES_REQUIRED", None),
         log_level=log_level,
     )

@@ -65,3 +65,15 @@ def test_secrets_are_redacted_when_printed():
     for secret in ("hunter2-passphrase", "dbpassword", "upstream-secret-value"):
         assert secret not in shown
     assert settings.redacted()["keys_passphrase"] == "<set>"
+
+
+def test_trusted_proxies_are_none_by_default_a_hop_count_or_networks():
+    assert not load_settings({}).trusted_proxies
+    assert load_settings({"IDENTITY_TRUSTED_PROXIES": "2"}).trusted_proxies.hops == 2
+    listed = load_settings({"IDENTITY_TRUSTED_PROXIES": "10.0.0.0/8,192.168.1.7"})
+    assert str(listed.trusted_proxies) == "10.0.0.0/8,192.168.1.7/32"
+    assert listed.redacted()["trusted_proxies"] == "10.0.0.0/8,192.168.1.7/32"
+    for bad in ("proxy.internal", "10.0.0.1/8", "0.0.0.0/0", "2,10.0.0.0/8"):
+        with pytest.raises(ConfigError, match="IDENTITY_TRUSTED_PROXIES") as info:
+            load_settings({"IDENTITY_TRUSTED_PROXIES": bad})
+        assert len(info.value.problems) == 1
