@@ -13,7 +13,8 @@ import os
 # to one worker). Measured side by side (BENCHMARKS.md): one worker per core serves about 15 % more tokens
 # per core and per second than two, which spend the difference switching between each other.
 # WEB_CONCURRENCY overrides the count: raise it (or use --threads) where upstream login calls, which wait
-# on the network, are a large share of the traffic.
+# on the network, are a large share of the traffic. With more than one worker, production needs shared
+# rate-limit counters (IDENTITY_RATE_LIMIT_STORAGE_URI): nworkers_changed below refuses per-process ones.
 workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count())
 worker_class = "sync"
 threads = 1
