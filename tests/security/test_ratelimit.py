@@ -56,13 +56,26 @@ def http(limited_app):
 
 
 @pytest.fixture(params=["fast path", "flask"])
-def route(request, limited_app):
-    """Headers that send ``POST /token`` through the token fast path or through Flask (a cookie)."""
-    yield {} if request.param == "fast path" else {"Cookie": "route=flask"}
+def route(request, limited_app, http):
+    """``http`` sends ``POST /token`` through the token fast path, or through Flask (it has a cookie)."""
     fast = limited_app.wsgi_app
     while not isinstance(fast, TokenFastPath):
         fast = fast._next
-    assert fast._enabled is True  # the fast path stayed on with the limits installed
+    through_flask: list[str] = []
+    flask_app = fast._next
+
+    def spy(environ, start_response):
+        through_flask.append(environ["PATH_INFO"])
+        return flask_app(environ, start_response)
+
+    fast._next = spy
+    if request.param == "flask":
+        http.set_cookie("route", "flask")
+    yield request.param
+    if request.param == "fast path":
+        assert fast._enabled is True and "/token" not in through_flask  # on with the limits installed
+    else:
+        assert "/token" in through_flask
 
 
 def client_credentials(http, client_id, secret, environ=ATTACKER, headers=None):
@@ -89,10 +102,10 @@ def test_the_lockout_reproduction_now_serves_the_valid_client(http, machine, rou
     """Issue 15: 20 failures with client_id=nobody from one address used to refuse every client there."""
     client, secret = machine
     for i in range(20):
-        assert client_credentials(http, "nobody", f"guess-{i}", headers=route).status_code in (401, 429)
-    assert client_credentials(http, client.client_id, secret, headers=route).status_code == 200
+        assert client_credentials(http, "nobody", f"guess-{i}").status_code in (401, 429)
+    assert client_credentials(http, client.client_id, secret).status_code == 200
     post = http.post("/token", data={"grant_type": "client_credentials", "client_id": client.client_id,
-                                     "client_secret": secret}, headers=route, environ_base=ATTACKER)
+                                     "client_secret": secret}, environ_base=ATTACKER)
     assert post.status_code == 200  # client_secret_post as well
 
 
@@ -100,26 +113,26 @@ def test_guessing_one_clients_secret_is_stopped_before_the_secret_is_checked(htt
                                                                               monkeypatch):
     client, secret = machine
     checked = secret_checks(oauth, monkeypatch)
-    answers = [client_credentials(http, client.client_id, f"guess-{i}", headers=route).status_code
+    answers = [client_credentials(http, client.client_id, f"guess-{i}").status_code
                for i in range(PER_CLIENT)]
     assert answers == [401] * PER_CLIENT
-    blocked = client_credentials(http, client.client_id, "guess-last", headers=route)
+    blocked = client_credentials(http, client.client_id, "guess-last")
     assert blocked.status_code == 429
     assert blocked.json["error"] == "too_many_requests"
     assert 1 <= int(blocked.headers["Retry-After"]) <= 60
     assert blocked.headers["Cache-Control"] == "no-store" and blocked.mimetype == "application/json"
     # the right secret from that address gets the same answer: a lucky guess is neither checked nor confirmed
-    assert client_credentials(http, client.client_id, secret, headers=route).status_code == 429
+    assert client_credentials(http, client.client_id, secret).status_code == 429
     assert len(checked) == PER_CLIENT
     # the client itself, from its own address, is not refused
-    assert client_credentials(http, client.client_id, secret, NEIGHBOUR, headers=route).status_code == 200
+    assert client_credentials(http, client.client_id, secret, NEIGHBOUR).status_code == 200
 
 
 def test_failures_with_a_victims_client_id_from_elsewhere_never_refuse_the_victim(http, machine, route):
     client, secret = machine
     for i in range(3 * PER_CLIENT):
-        client_credentials(http, client.client_id, f"guess-{i}", headers=route)
-    assert client_credentials(http, client.client_id, secret, NEIGHBOUR, headers=route).status_code == 200
+        client_credentials(http, client.client_id, f"guess-{i}")
+    assert client_credentials(http, client.client_id, secret, NEIGHBOUR).status_code == 200
 
 
 def test_an_address_failing_across_clients_gets_one_more_guess_per_untried_client(http, oauth, machine):
@@ -179,11 +192,11 @@ def test_successes_and_grant_errors_cost_nothing(http, machine):
 def test_a_64_sweep_is_limited(http, machine, route):
     client, secret = machine
     sweep = [{"REMOTE_ADDR": f"2001:db8:1:2:{i:x}:{i * 7:x}::{i + 1:x}"} for i in range(PER_CLIENT + 1)]
-    answers = [client_credentials(http, client.client_id, f"guess-{i}", where, headers=route).status_code
+    answers = [client_credentials(http, client.client_id, f"guess-{i}", where).status_code
                for i, where in enumerate(sweep)]
     assert answers == [401] * PER_CLIENT + [429]
-    assert client_credentials(http, client.client_id, secret, {"REMOTE_ADDR": "2001:db8:1:3::1"},
-                              headers=route).status_code == 200  # the next /64 is someone else
+    next_64 = {"REMOTE_ADDR": "2001:db8:1:3::1"}
+    assert client_credentials(http, client.client_id, secret, next_64).status_code == 200  # someone else
 
 
 def test_an_ipv4_mapped_address_counts_as_its_ipv4_address(http, machine):
@@ -206,10 +219,10 @@ def test_a_spoofed_forwarded_for_is_counted_against_the_peer_by_default(http, ma
     client, secret = machine
     caplog.set_level(logging.WARNING, "identity.web.ratelimit")
     answers = [client_credentials(http, client.client_id, f"guess-{i}",
-                                  headers={"X-Forwarded-For": f"192.0.2.{i}", **route}).status_code
+                                  headers={"X-Forwarded-For": f"192.0.2.{i}"}).status_code
                for i in range(PER_CLIENT + 1)]
     assert answers == [401] * PER_CLIENT + [429]
-    assert client_credentials(http, client.client_id, secret, NEIGHBOUR, headers=route).status_code == 200
+    assert client_credentials(http, client.client_id, secret, NEIGHBOUR).status_code == 200
     warnings = [r for r in caplog.records if "IDENTITY_TRUSTED_PROXIES is not set" in r.getMessage()]
     assert len(warnings) == 1  # once per process, not per request
 
