@@ -13,7 +13,8 @@ import os
 # to one worker). Measured side by side (BENCHMARKS.md): one worker per core serves about 15 % more tokens
 # per core and per second than two, which spend the difference switching between each other.
 # WEB_CONCURRENCY overrides the count: raise it (or use --threads) where upstream login calls, which wait
-# on the network, are a large share of the traffic.
+# on the network, are a large share of the traffic. With more than one worker, production needs shared
+# rate-limit counters (IDENTITY_RATE_LIMIT_STORAGE_URI): nworkers_changed below refuses per-process ones.
 workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count())
 worker_class = "sync"
 threads = 1
@@ -32,3 +33,20 @@ preload_app = True
 
 # Every worker touches its heartbeat file on each request: keep it in memory, not on the disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+def nworkers_changed(server, new_value, old_value):
+    """Refuse per-process rate-limit counters in production with several workers (identity.web.ratelimit).
+
+    gunicorn calls this with the configured count before it loads the app (``old_value`` None): refuse
+    to start with one line on stderr. At run time (TTIN/TTOU signals) a refused count is undone.
+    """
+    from identity.web.ratelimit import exit_if_refused, worker_count_refusal
+
+    if old_value is None:
+        exit_if_refused(new_value)
+        return
+    reason = worker_count_refusal(new_value)
+    if reason:
+        server.log.error("%s (keeping %d)", reason, old_value)
+        server.num_workers = old_value

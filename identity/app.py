@@ -15,6 +15,7 @@ from .web.context import EXTENSION
 from .web.headers import install_security_headers
 from .web.login import LoginBroker, install_login_broker
 from .web.me import install_self_service
+from .web.proxies import install_trusted_proxies
 from .web.ratelimit import install_rate_limits
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -55,6 +56,7 @@ def create_app(
     install_self_service(app, services)
     install_login_broker(app, configure_login(app, services, login_broker))
     install_rate_limits(app, settings)
+    install_trusted_proxies(app, settings.trusted_proxies)  # outermost: the address everything inside reads
     # Start-up reads and writes the store (the self audience): close that connection, so that none is
     # open when gunicorn --preload forks the workers (SQLite state must never cross a fork).
     services.store.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from .addresses import TrustedProxies, parse_trusted_proxies
 from .store.mongo import mongo_tls_problem
 from .verify.http import is_loopback_host
 
@@ -48,6 +49,7 @@ class Settings:
     upstream_timeout: float = 5.0
     rate_limit_storage_uri: str = "memory://"
     rate_limits_enabled: bool = True
+    trusted_proxies: TrustedProxies = TrustedProxies()
     four_eyes_required: bool | None = None
     log_level: str = "INFO"
 
@@ -81,7 +83,7 @@ class Settings:
             value = getattr(self, f.name)
             if not f.repr:
                 value = "<set>" if value else "<unset>"
-            elif isinstance(value, Path):
+            elif isinstance(value, (Path, TrustedProxies)):
                 value = str(value)
             shown[f.name] = value
         shown["db_uri"] = _redact_uri_password(self.db_uri)
@@ -198,6 +200,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"IDENTITY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
 
+    try:
+        trusted_proxies = parse_trusted_proxies(read.text("IDENTITY_TRUSTED_PROXIES"))
+    except ValueError as exc:
+        problems.append(f"IDENTITY_TRUSTED_PROXIES {exc}")
+        trusted_proxies = TrustedProxies()
+
     settings = Settings(
         env=mode,
         env_explicit=explicit_mode is not None,
@@ -221,6 +229,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         upstream_timeout=read.number("IDENTITY_UPSTREAM_TIMEOUT", 5.0, minimum=0.1, maximum=60),
         rate_limit_storage_uri=read.text("IDENTITY_RATE_LIMIT_STORAGE_URI", "memory://") or "memory://",
         rate_limits_enabled=bool(read.flag("IDENTITY_RATE_LIMITS_ENABLED", True)),
+        trusted_proxies=trusted_proxies,
         four_eyes_required=read.flag("IDENTITY_FOUR_EYES_REQUIRED", None),
         log_level=log_level,
     )

@@ -172,3 +172,15 @@ def test_the_service_refuses_to_start_printing_the_reason(env: dict[str, str], r
     lines = started.stderr.strip().splitlines()
     assert lines[0] == "invalid configuration:" and len(lines) == 2 and reason in lines[1], started.stderr
     assert "development IdP mounted" not in started.stderr
+
+
+def test_trusted_proxies_are_none_by_default_a_hop_count_or_networks():
+    assert not load_settings({}).trusted_proxies
+    assert load_settings({"IDENTITY_TRUSTED_PROXIES": "2"}).trusted_proxies.hops == 2
+    listed = load_settings({"IDENTITY_TRUSTED_PROXIES": "10.0.0.0/8,192.168.1.7"})
+    assert str(listed.trusted_proxies) == "10.0.0.0/8,192.168.1.7/32"
+    assert listed.redacted()["trusted_proxies"] == "10.0.0.0/8,192.168.1.7/32"
+    for bad in ("proxy.internal", "10.0.0.1/8", "0.0.0.0/0", "2,10.0.0.0/8"):
+        with pytest.raises(ConfigError, match="IDENTITY_TRUSTED_PROXIES") as info:
+            load_settings({"IDENTITY_TRUSTED_PROXIES": bad})
+        assert len(info.value.problems) == 1

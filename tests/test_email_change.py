@@ -28,15 +28,19 @@ from tests.oauth_helpers import pkce_pair, query_of
 from tests.test_oauth_flow import basic
 from tests.test_upstream_flow import session_cookie_payloads
 from tests.upstream_fixtures import (  # noqa: F401
-    ISSUER_HOST, UPSTREAM, broker_app, broker_browser, broker_client, tampering, upstream_idp,
+    DEV_ISSUER, DEV_ISSUER_HOST, ISSUER_HOST, UPSTREAM, broker_app, broker_browser, broker_client, development,
+    tampering, upstream_idp,
 )
 from tests.upstream_support import Browser, Page, authorization_url, log_in, parse_form, submit_login
 
-ISSUER = f"https://{ISSUER_HOST}"
+ISSUER = DEV_ISSUER  # the development IdP needs explicit development on a loopback issuer
+BROKER_ISSUER = f"https://{ISSUER_HOST}"
 SELF = f"{ISSUER}/me"
 CHANGE = f"{ISSUER}/me/email/change"
 CHANGED = f"{ISSUER}/me/email/changed"
 CALLBACK = f"{ISSUER}/login/callback"
+BROKER_CHANGE = f"{BROKER_ISSUER}/me/email/change"
+BROKER_CHANGED = f"{BROKER_ISSUER}/me/email/changed"
 VICTIM = "victim@example.org"
 NEW = "victim.new@example.net"
 ATTACKER = "attacker@evil.example"
@@ -47,7 +51,7 @@ ATTACKER = "attacker@evil.example"
 @pytest.fixture
 def service(settings, clock, audience_keys):
     """The service as ``make run`` builds it (development IdP mounted), on a clock the test moves."""
-    app = create_app(settings, clock=clock)
+    app = create_app(development(settings), clock=clock)
     app.config["TESTING"] = True
     app.extensions["identity"].oauth.audiences.add(API, key=parse_encryption_key(audience_keys[API].public_pem),
                                                    jwks_uri=None)
@@ -81,7 +85,7 @@ def backend(svc):
 
 
 def new_browser(service) -> Browser:
-    return Browser({ISSUER_HOST: service}, stop_at=REDIRECT_URI)
+    return Browser({DEV_ISSUER_HOST: service}, stop_at=REDIRECT_URI)
 
 
 def post(service, path: str, **kwargs):
@@ -259,7 +263,7 @@ def test_the_session_cookie_replayed_after_completion_does_nothing(service, svc)
     pseudonym = svc.vault.resolve_or_create(VICTIM).identity.pseudonym
     victim = new_browser(service)
     step2 = prove_current(victim, VICTIM)
-    snapshot = victim.client.get_cookie("identity_session", domain=ISSUER_HOST).value  # step 1 done
+    snapshot = victim.client.get_cookie("identity_session", domain=DEV_ISSUER_HOST.partition(":")[0]).value  # step 1 done
     step2_idp_form = press(victim, step2, "continue")
     victim.stop_at = CALLBACK
     callback = submit_login(victim, step2_idp_form, NEW).url
@@ -267,7 +271,7 @@ def test_the_session_cookie_replayed_after_completion_does_nothing(service, svc)
     assert victim.get(callback).url == CHANGED
 
     replay = new_browser(service)
-    replay.client.set_cookie("identity_session", snapshot, domain=ISSUER_HOST)
+    replay.client.set_cookie("identity_session", snapshot, domain=DEV_ISSUER_HOST.partition(":")[0])
     assert "Step 1 of 2" in replay.get(CHANGE).text
     again = press(replay, step2, "continue")  # the snapshot's own CSRF token: accepted, but the change is spent
     assert again.status == 400 and CHANGE_GONE in again.text
@@ -381,16 +385,16 @@ def upstream_requests(browser: Browser) -> list[dict[str, str]]:
 
 def test_the_identity_provider_is_asked_for_a_fresh_sign_in_and_the_page_may_send_the_form_there(
         broker_app, broker_browser, broker_client):
-    log_in(broker_browser, ISSUER, broker_client.client_id, REDIRECT_URI, VICTIM)
+    log_in(broker_browser, BROKER_ISSUER, broker_client.client_id, REDIRECT_URI, VICTIM)
     [app_login] = upstream_requests(broker_browser)
     assert "prompt" not in app_login and "max_age" not in app_login  # an app's login keeps single sign-on
 
-    page = broker_browser.get(CHANGE)
+    page = broker_browser.get(BROKER_CHANGE)
     assert "form-action 'self' https://upstream.example.test;" in page.response.headers["Content-Security-Policy"]
     press(broker_browser, page, "start")
     change_login = upstream_requests(broker_browser)[-1]
     assert change_login["prompt"] == "login" and change_login["max_age"] == "0"
-    other_page = broker_browser.get(CHANGED)  # any other page keeps form-action 'self' alone
+    other_page = broker_browser.get(BROKER_CHANGED)  # any other page keeps form-action 'self' alone
     assert "form-action 'self';" in other_page.response.headers["Content-Security-Policy"]
 
 
@@ -406,9 +410,9 @@ def test_a_stale_upstream_sign_in_does_not_count(broker_app, broker_browser, tam
         return tampering.sign(header, claims)
 
     tampering.tamper = stale
-    idp_form = press(broker_browser, broker_browser.get(CHANGE), "start")
+    idp_form = press(broker_browser, broker_browser.get(BROKER_CHANGE), "start")
     back = submit_login(broker_browser, idp_form, VICTIM)
-    assert back.url.startswith(CHANGE + "?") and back.query["error"] == "access_denied"
+    assert back.url.startswith(BROKER_CHANGE + "?") and back.query["error"] == "access_denied"
     assert NOT_COMPLETED in back.text and "Step 1 of 2" in back.text
     assert [d["stage"] for d in svc.store.find(EMAIL_CHANGES, {})] == ["started"]
     assert pseudonym_of(svc, VICTIM) == pseudonym
@@ -422,25 +426,25 @@ def test_each_step_happens_once_over_either_store(store, settings, clock):
 
     services = build_services(settings, store=store, clock=clock)
     for purpose in ("rectify-current", "rectify-new"):
-        services.oauth.authorizer.register_completion(purpose, lambda parked, email: CHANGE)
+        services.oauth.authorizer.register_completion(purpose, lambda parked, email: BROKER_CHANGE)
     changes = services.email_changes
     pseudonym = services.vault.resolve_or_create(VICTIM).identity.pseudonym
     change_id = changes.start()
     reference = change_reference(change_id)
     assert store.get(EMAIL_CHANGES, reference)["stage"] == "started" and store.get(EMAIL_CHANGES, change_id) is None
 
-    assert changes.next_step(change_id, return_to=CHANGE).purpose == "rectify-current"
+    assert changes.next_step(change_id, return_to=BROKER_CHANGE).purpose == "rectify-current"
     with pytest.raises(ChangeRefused):
         changes.new_address_proven(reference, NEW)  # step 2 before step 1
     assert changes.current_address_proven(reference, VICTIM) == pseudonym
     with pytest.raises(ChangeRefused):
         changes.current_address_proven(reference, VICTIM)  # step 1 again
-    parked = changes.next_step(change_id, return_to=CHANGE)
+    parked = changes.next_step(change_id, return_to=BROKER_CHANGE)
     assert parked.purpose == "rectify-new" and parked.reauthenticate
     assert changes.new_address_proven(reference, NEW).pseudonym == pseudonym
     with pytest.raises(ChangeRefused):
         changes.new_address_proven(reference, "third@example.org")  # step 2 again
-    assert changes.find(change_id).stage == DONE and changes.next_step(change_id, return_to=CHANGE) is None
+    assert changes.find(change_id).stage == DONE and changes.next_step(change_id, return_to=BROKER_CHANGE) is None
     assert pseudonym_of(services, NEW) == pseudonym and pseudonym_of(services, "third@example.org") is None
     clock.advance(settings.pending_login_ttl + 1)
     assert changes.find(change_id) is None

@@ -6,10 +6,10 @@ import io
 import json
 import logging
 import sys
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 from urllib.parse import parse_qsl
 
-from flask import Blueprint, Flask, Response, jsonify, redirect, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
 from flask.blueprints import BlueprintSetupState
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
@@ -19,10 +19,12 @@ from ..oauth.authorize import ErrorPage, RedirectError
 from .context import EXTENSION, services
 from .login import login_broker
 from .pages import error_page
+from .ratelimit import CLIENT_AUTH_BUDGET
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("oauth", __name__)
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+T = TypeVar("T")
 
 
 def _no_store(response: Response) -> Response:
@@ -62,21 +64,34 @@ def authorize() -> Response:
     return _no_store(broker.begin(pending))
 
 
+def within_client_budget(app: Flask, environ: Mapping[str, Any], form: Mapping[str, str],
+                         authorization: str | None, call: Callable[[], T]) -> T:
+    """``call()``, which authenticates the client, within the rate limits' client-authentication budget."""
+    budget = app.extensions.get(CLIENT_AUTH_BUDGET)
+    return call() if budget is None else budget.run(environ, form, authorization, call)
+
+
 @blueprint.post("/token")
 def token() -> Response:
-    body = services().oauth.token_endpoint.handle(_single_valued_form(), request.headers.get("Authorization"))
+    form, authorization = _single_valued_form(), request.headers.get("Authorization")
+    body = within_client_budget(current_app, request.environ, form, authorization,
+                                lambda: services().oauth.token_endpoint.handle(form, authorization))
     return _no_store(jsonify(body))
 
 
 @blueprint.post("/revoke")
 def revoke() -> Response:
-    services().oauth.token_status.revoke(_single_valued_form(), request.headers.get("Authorization"))
+    form, authorization = _single_valued_form(), request.headers.get("Authorization")
+    within_client_budget(current_app, request.environ, form, authorization,
+                         lambda: services().oauth.token_status.revoke(form, authorization))
     return _no_store(Response(status=200))
 
 
 @blueprint.post("/introspect")
 def introspect() -> Response:
-    body = services().oauth.token_status.introspect(_single_valued_form(), request.headers.get("Authorization"))
+    form, authorization = _single_valued_form(), request.headers.get("Authorization")
+    body = within_client_budget(current_app, request.environ, form, authorization,
+                                lambda: services().oauth.token_status.introspect(form, authorization))
     return _no_store(jsonify(body))
 
 
@@ -107,8 +122,9 @@ class TokenFastPath:
     /token is the service's hot path, and Flask's request context, routing, session and response
     finalisation cost about as much CPU as the token's RSA signature (BENCHMARKS.md). This WSGI
     layer answers the plain case itself and gives the same answer as the ``token`` view: the same
-    form rules, the same JSON and headers (the app's after_request hooks run on the response), and
-    every error rendered by the app's own error handlers inside a request context.
+    form rules, the same client-authentication budget (``within_client_budget``), the same JSON and
+    headers (the app's after_request hooks run on the response), and every error rendered by the
+    app's own error handlers inside a request context.
 
     Anything else goes to Flask untouched: another path or method, a cookie, chunked or oversized
     bodies, another content type, a body that is not UTF-8 or repeats a parameter, and every
@@ -174,9 +190,11 @@ class TokenFastPath:
         form = self._form(body, int(length))
         if form is None:  # short, not UTF-8, or a parameter given twice: Flask says what is wrong
             return self._replay(environ, body, start_response)
+        authorization = environ.get("HTTP_AUTHORIZATION")
         try:
-            result = self._app.extensions[EXTENSION].oauth.token_endpoint.handle(
-                form, environ.get("HTTP_AUTHORIZATION"))
+            result = within_client_budget(
+                self._app, environ, form, authorization,
+                lambda: self._app.extensions[EXTENSION].oauth.token_endpoint.handle(form, authorization))
         except Exception:  # noqa: BLE001 - rendered by the app's own error handlers
             return self._render_error(environ, body, start_response)
         if self._headers is not None and self._json is not None:

@@ -1,0 +1,42 @@
+"""The client's address behind trusted reverse proxies (``IDENTITY_TRUSTED_PROXIES``).
+
+The outermost WSGI layer, so that everything inside it (the rate limits, the token endpoint's fast path,
+Flask) reads the client's address in ``REMOTE_ADDR``. Only ``X-Forwarded-For`` is read, and only as far
+as the settings trust it (``identity.addresses.forwarded_client``); a malformed header is ignored. With
+no trusted proxy (the default) no layer is installed and the header means nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from flask import Flask
+
+from ..addresses import TrustedProxies, forwarded_client
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+PEER_KEY = "identity.proxy_peer"  # the TCP peer's address, kept when REMOTE_ADDR is replaced
+
+
+class TrustedProxyLayer:
+    """Sets ``REMOTE_ADDR`` to the client's address named by trusted proxies in ``X-Forwarded-For``."""
+
+    def __init__(self, wsgi_app: WsgiApp, trusted: TrustedProxies) -> None:
+        self._next = wsgi_app
+        self._trusted = trusted
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
+        if forwarded_for:
+            peer = environ.get("REMOTE_ADDR") or ""
+            client = forwarded_client(peer, forwarded_for, self._trusted)
+            if client is not None:
+                environ[PEER_KEY] = peer
+                environ["REMOTE_ADDR"] = client
+        return self._next(environ, start_response)
+
+
+def install_trusted_proxies(app: Flask, trusted: TrustedProxies) -> None:
+    """Call it last in ``create_app``: the layer must wrap every other one."""
+    if trusted:
+        app.wsgi_app = TrustedProxyLayer(app.wsgi_app, trusted)  # type: ignore[method-assign]
