@@ -12,13 +12,13 @@ from .store import ClientFactory, Store
 from .upstream import configure_login
 from .web import health, jwks, oauth
 from .web.context import EXTENSION
-from .web.headers import install_security_headers
+from .web.headers import MAX_BODY, install_request_size_limits, install_security_headers
 from .web.login import LoginBroker, install_login_broker
 from .web.me import install_self_service
 from .web.proxies import install_trusted_proxies
 from .web.ratelimit import install_rate_limits
 
-MAX_REQUEST_BYTES = 64 * 1024
+MAX_REQUEST_BYTES = MAX_BODY
 
 
 def create_app(
@@ -56,7 +56,8 @@ def create_app(
     install_self_service(app, services)
     install_login_broker(app, configure_login(app, services, login_broker))
     install_rate_limits(app, settings)
-    install_trusted_proxies(app, settings.trusted_proxies)  # outermost: the address everything inside reads
+    install_trusted_proxies(app, settings.trusted_proxies)  # the client address everything inside reads
+    install_request_size_limits(app, https=settings.issuer_is_https)  # outermost: every route, /token too
     # Start-up reads and writes the store (the self audience): close that connection, so that none is
     # open when gunicorn --preload forks the workers (SQLite state must never cross a fork).
     services.store.close()

@@ -1,12 +1,12 @@
-"""Data-subject rights (GDPR Art. 15–20): access, export, erasure, restriction, retention purges.
+"""Data-subject rights (GDPR Art. 15–20): access, export, erasure, restriction, closing, retention purges.
 
 Flask-free: the ``/me`` endpoints and ``scripts/subjects.py`` both call ``SubjectRights``. Every act
-is written to the audit log by pseudonym only.
+is written to the audit log by pseudonym only. The retention schedule (what "cancelled" means, the
+periods, the record of purge runs) is in ``retention``.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,12 +23,19 @@ from .oauth.records import (
     PENDING_AUTHORIZATIONS,
     REFRESH_TOKENS,
 )
+from .retention import (
+    DEFAULT_CANCELLED_FOR,
+    DEFAULT_INACTIVE_FOR,
+    check_cancelled_for,
+    parse_period,
+    record_purge_run,
+)
 from .store import Collection, Lt, Store
-from .vault import ACTIVE, ERASED, RESTRICTED, Vault
+from .vault import ACTIVE, CLOSED, ERASED, RESTRICTED, Vault
+
+__all__ = ["PurgeReport", "SubjectRights", "UnknownSubject", "iso", "parse_period"]
 
 PURGE_BATCH = 500
-PERIOD_PATTERN = re.compile(r"^(\d{1,4})([dwmy])$")
-SECONDS_PER_UNIT = {"d": 86_400, "w": 7 * 86_400, "m": 30.4375 * 86_400, "y": 365.25 * 86_400}
 EMAIL_NOTE = ("held only sealed to the data protection officer's public key; this service cannot read it. "
               "Ask the data protection officer for it.")
 
@@ -47,14 +54,6 @@ class UnknownSubject(LookupError):
     """No identity with that pseudonym (or it is erased, where that matters)."""
 
 
-def parse_period(text: str) -> int:
-    """``24m`` → seconds (d days, w weeks, m months of 30.44 days, y years); ``ValueError`` otherwise."""
-    match = PERIOD_PATTERN.fullmatch(text.strip().lower())
-    if not match or int(match.group(1)) == 0:
-        raise ValueError("a period is a number and a unit: 90d, 12w, 24m or 2y")
-    return int(int(match.group(1)) * SECONDS_PER_UNIT[match.group(2)])
-
-
 def iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
@@ -63,10 +62,14 @@ def iso(timestamp: float | None) -> str | None:
 
 @dataclass(frozen=True)
 class PurgeReport:
+    """What a purge erased (or, dry, would erase): ``identities`` counts both kinds, ``cancelled`` the closed ones."""
+
     cutoff: int
     identities: int
     expired: dict[str, int]
     dry_run: bool
+    cancelled_cutoff: int = 0
+    cancelled: int = 0
 
 
 class SubjectRights:
@@ -155,27 +158,68 @@ class SubjectRights:
                            details={"pseudonym": pseudonym})
         return {"pseudonym": pseudonym, "status": ACTIVE}
 
+    # -- cancellation ------------------------------------------------------------------------
+
+    def close(self, pseudonym: str, *, actor: str, reason: str) -> dict[str, Any]:
+        """Cancel an active account: every session ends now; the retention purge erases it later.
+
+        Until then no token is issued or refreshed and introspection answers inactive, as for a
+        restriction; ``reopen`` undoes it (the apps need a new login).
+        """
+        if not self._vault.set_status(pseudonym, CLOSED, only_from=ACTIVE):
+            raise UnknownSubject(pseudonym)
+        revoked = self._grants.revoke_all_for_subject(pseudonym, reason="account closed")
+        self._store.delete(AUTHORIZATION_CODES, {"subject": pseudonym})
+        self._audit.append(actor=actor, action="subjects.close", reason=reason,
+                           counts={"grants_revoked": revoked}, details={"pseudonym": pseudonym})
+        return {"pseudonym": pseudonym, "status": CLOSED, "grants_revoked": revoked}
+
+    def reopen(self, pseudonym: str, *, actor: str, reason: str) -> dict[str, Any]:
+        """Withdraw a cancellation before the purge erased the account."""
+        if not self._vault.set_status(pseudonym, ACTIVE, only_from=CLOSED):
+            raise UnknownSubject(pseudonym)
+        self._audit.append(actor=actor, action="subjects.reopen", reason=reason, details={"pseudonym": pseudonym})
+        return {"pseudonym": pseudonym, "status": ACTIVE}
+
     # -- retention ---------------------------------------------------------------------------
 
-    def purge(self, *, inactive_for: int, actor: str, dry_run: bool) -> PurgeReport:
-        """Erase identities with no login for ``inactive_for`` seconds; drop expired codes and tokens."""
+    def purge(self, *, actor: str, dry_run: bool, inactive_for: int = parse_period(DEFAULT_INACTIVE_FOR),
+              cancelled_for: int = parse_period(DEFAULT_CANCELLED_FOR)) -> PurgeReport:
+        """Erase accounts closed ``cancelled_for`` seconds ago and identities with no login for
+        ``inactive_for``; drop expired codes and tokens. A real run is audited and recorded for ``/readyz``.
+
+        :raises ValueError: ``cancelled_for`` would break the promise (``retention.check_cancelled_for``).
+        """
+        check_cancelled_for(cancelled_for)
         now = int(self._clock())
-        cutoff = now - inactive_for
+        cutoff, cancelled_cutoff = now - inactive_for, now - cancelled_for
         if dry_run:
-            identities = len(self._vault.inactive_since(cutoff, limit=10**9))
+            closed = set(self._vault.closed_before(cancelled_cutoff, limit=10**9))
+            both = closed | set(self._vault.inactive_since(cutoff, limit=10**9))
             expired = {coll.name: self._store.count(coll, {field: Lt(now)}) for coll, field in EXPIRING}
-            return PurgeReport(cutoff, identities, expired, True)
-        identities = 0
-        while batch := self._vault.inactive_since(cutoff, limit=PURGE_BATCH):
+            return PurgeReport(cutoff, len(both), expired, True, cancelled_cutoff, len(closed))
+        cancelled = self._erase_all(lambda: self._vault.closed_before(cancelled_cutoff, limit=PURGE_BATCH),
+                                    reason="cancellation")
+        inactive = self._erase_all(lambda: self._vault.inactive_since(cutoff, limit=PURGE_BATCH), reason="retention")
+        expired = {coll.name: self._store.delete(coll, {field: Lt(now)}) for coll, field in EXPIRING}
+        self._audit.append(actor=actor, action="subjects.purge",
+                           reason=f"no login since {iso(cutoff)}; closed before {iso(cancelled_cutoff)}",
+                           counts={"identities_erased": cancelled + inactive, "cancelled_erased": cancelled, **expired})
+        record_purge_run(self._store, started_at=now, finished_at=int(self._clock()), inactive_for=inactive_for,
+                         cancelled_for=cancelled_for, identities_erased=cancelled + inactive,
+                         cancelled_erased=cancelled, expired=expired)
+        return PurgeReport(cutoff, cancelled + inactive, expired, False, cancelled_cutoff, cancelled)
+
+    def _erase_all(self, batch_of: Callable[[], list[str]], *, reason: str) -> int:
+        """Erase every identity ``batch_of`` names, batch after batch; how many this run erased."""
+        erased = 0
+        while batch := batch_of():
             erased_now = 0
             for pseudonym in batch:
                 if self._vault.erase(pseudonym):
-                    self._grants.revoke_all_for_subject(pseudonym, reason="retention")
+                    self._grants.revoke_all_for_subject(pseudonym, reason=reason)
                     erased_now += 1
-            identities += erased_now
+            erased += erased_now
             if erased_now == 0:
                 break  # another purge is erasing the same identities
-        expired = {coll.name: self._store.delete(coll, {field: Lt(now)}) for coll, field in EXPIRING}
-        self._audit.append(actor=actor, action="subjects.purge", reason=f"no login since {iso(cutoff)}",
-                           counts={"identities_erased": identities, **expired})
-        return PurgeReport(cutoff, identities, expired, False)
+        return erased

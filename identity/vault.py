@@ -39,6 +39,8 @@ from .store import Collection, DuplicateKeyError, In, Lt, Store, StoreUnavailabl
 log = logging.getLogger(__name__)
 
 ACTIVE, RESTRICTED, ERASED = "active", "restricted", "erased"
+CLOSED = "closed"  # cancelled by the person or for them: no tokens; the retention purge erases it
+NOT_ERASED = In((ACTIVE, RESTRICTED, CLOSED))
 PSEUDONYM_PATTERN = re.compile(r"^[a-z2-7]{26}$")
 MAX_EMAIL_LENGTH = 254
 CREATE_ATTEMPTS = 8
@@ -56,7 +58,7 @@ IDENTITIES = Collection(
         "status_changed_at": int,
     },
     unique=("blind_index",),
-    indexed=("last_login_at", ("status", "created_at")),
+    indexed=("last_login_at", ("status", "created_at"), ("status", "status_changed_at")),
 )
 
 
@@ -209,7 +211,7 @@ class Vault:
         a new, unrelated pseudonym, and the breach path reports this one as erased.
         """
         return self._store.update(
-            IDENTITIES, {"pseudonym": pseudonym, "status": In((ACTIVE, RESTRICTED))},
+            IDENTITIES, {"pseudonym": pseudonym, "status": NOT_ERASED},
             {"blind_index": None, "sealed_email": None, "last_login_at": None, "status": ERASED,
              "status_changed_at": int(self._clock())},
         ) == 1
@@ -234,8 +236,12 @@ class Vault:
 
     def inactive_since(self, cutoff: int, *, limit: int) -> list[str]:
         """Pseudonyms of identities not erased with no login (or creation, if never) before ``cutoff``."""
-        stale = self._store.find(IDENTITIES, {"last_login_at": Lt(cutoff), "status": In((ACTIVE, RESTRICTED))},
-                                 limit=limit)
+        stale = self._store.find(IDENTITIES, {"last_login_at": Lt(cutoff), "status": NOT_ERASED}, limit=limit)
         never = self._store.find(IDENTITIES, {"last_login_at": None, "created_at": Lt(cutoff),
-                                              "status": In((ACTIVE, RESTRICTED))}, limit=limit)
+                                              "status": NOT_ERASED}, limit=limit)
         return [d["pseudonym"] for d in list(stale) + list(never)][:limit]
+
+    def closed_before(self, cutoff: int, *, limit: int) -> list[str]:
+        """Pseudonyms of identities closed (cancelled) before ``cutoff`` and not erased yet."""
+        return [d["pseudonym"] for d in self._store.find(
+            IDENTITIES, {"status": CLOSED, "status_changed_at": Lt(cutoff)}, limit=limit)]

@@ -215,10 +215,12 @@ done = 0
 while done < {count}:
     conn.execute("BEGIN")
     for i in range(min(5000, {count} - done)):
+        refresh = new_secret_value()
         grant = svc.oauth.grants.create(grant_id=new_secret_value(), client_id={self.web_client.client_id!r},
                                         subject=subjects[(done + i) % len(subjects)], audience={AUDIENCE!r},
-                                        scope={SCOPE!r})
-        out.write(svc.oauth.grants.issue_refresh_token(grant, scope={SCOPE!r}) + "\\n")
+                                        scope={SCOPE!r}, refresh_token=refresh)
+        svc.oauth.grants.record_refresh_token(grant, refresh, scope={SCOPE!r})
+        out.write(refresh + "\\n")
     conn.execute("COMMIT")
     done += min(5000, {count} - done)
 out.close()

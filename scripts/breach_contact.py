@@ -31,7 +31,7 @@ from identity.breach.notify import Letter, NoticeReport, send_notices
 from identity.breach.output import state_path
 from identity.breach.resolve import CountParams, ResolveParams, Summary, count_pseudonyms, resolve_pseudonyms
 from identity.breach.smtp import Mailer, SmtpSettings, load_smtp_settings
-from identity.breach.state import RunState
+from identity.breach.state import RunState, StateError
 from identity.breach.templates import LANGUAGES, load_notice, render
 from identity.cli import CommandError, passphrase_from, run, say, settings_from_environment
 from identity.config import ConfigError, Settings
@@ -167,7 +167,10 @@ def report_unresolved(summary: Summary, args: argparse.Namespace) -> None:
 
 def notify(audit: AuditLog, args: argparse.Namespace, smtp: SmtpSettings, letter: Letter,
            summary: Summary) -> NoticeReport:
-    state = RunState.load(state_path(args.out))
+    try:
+        state = RunState.load(state_path(args.out))
+    except StateError as exc:
+        refuse(audit, args, f"cannot send notices: {exc}", "breach.notify")
     try:
         if args.dry_run:
             say(f"dry run: would send through {smtp.describe()}, subject: {letter.subject}")
@@ -175,6 +178,8 @@ def notify(audit: AuditLog, args: argparse.Namespace, smtp: SmtpSettings, letter
         mailer = None if args.dry_run else Mailer(smtp)
         report = send_notices(args.out, state, letter, audit, mailer=mailer, operator=args.operator,
                               incident=args.incident, total=summary.counts["resolved"], dry_run=args.dry_run)
+    except Refused as exc:
+        raise CommandError(str(exc)) from exc
     finally:
         state.close()
     say(f"notices: {report.line()}")

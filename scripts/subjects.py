@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Data-subject requests handled by operators: show, restrict, unrestrict, erase, purge.
+"""Data-subject requests handled by operators: show, restrict, unrestrict, close, reopen, erase, purge.
 
     subjects.py show PSEUDONYM
-    subjects.py restrict|unrestrict|erase PSEUDONYM --reason TEXT
-    subjects.py purge --inactive-for 24m [--dry-run]
+    subjects.py restrict|unrestrict|close|reopen|erase PSEUDONYM --reason TEXT
+    subjects.py purge [--inactive-for 24m] [--cancelled-for 30d] [--dry-run]
 
 Prints one JSON object on stdout; every change is recorded in the audit log (actor:
 IDENTITY_OPERATOR or the login name). Reads the same IDENTITY_* environment as the service.
@@ -16,7 +16,12 @@ import argparse
 import _bootstrap  # noqa: F401
 
 from identity.cli import CommandError, emit, operator_name, run, services_from_environment
-from identity.rights import UnknownSubject, iso, parse_period
+from identity.retention import DEFAULT_CANCELLED_FOR, DEFAULT_INACTIVE_FOR, check_cancelled_for
+from identity.rights import SubjectRights, UnknownSubject, iso, parse_period
+
+# what a refusal says when the identity is not in the state the command starts from
+REQUIRED_STATE = {"restrict": "active ", "close": "active ", "unrestrict": "restricted ", "reopen": "closed ",
+                  "erase": ""}
 
 
 def parse_args() -> argparse.Namespace:
@@ -26,13 +31,19 @@ def parse_args() -> argparse.Namespace:
     show.add_argument("pseudonym")
     for name, text in (("restrict", "stop issuing and accepting tokens for the person (Art. 18)"),
                        ("unrestrict", "lift a restriction"),
+                       ("close", "cancel the account: sessions end now, the purge erases it after --cancelled-for"),
+                       ("reopen", "withdraw a cancellation before the purge erased the account"),
                        ("erase", "erase the person: the pseudonym can never be resolved again (Art. 17)")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("pseudonym")
         cmd.add_argument("--reason", required=True, help="why (recorded in the audit log)")
-    purge = sub.add_parser("purge", help="erase inactive identities and drop expired codes and tokens")
-    purge.add_argument("--inactive-for", required=True, metavar="PERIOD",
-                       help="no login for this long, e.g. 24m (d days, w weeks, m months, y years)")
+    purge = sub.add_parser("purge", help="erase closed and inactive identities; drop expired codes and tokens")
+    purge.add_argument("--inactive-for", default=DEFAULT_INACTIVE_FOR, metavar="PERIOD",
+                       help=f"no login for this long, e.g. 24m (d days, w weeks, m months, y years; "
+                            f"default {DEFAULT_INACTIVE_FOR})")
+    purge.add_argument("--cancelled-for", default=DEFAULT_CANCELLED_FOR, metavar="PERIOD",
+                       help=f"closed this long ago (default {DEFAULT_CANCELLED_FOR}; at most what keeps the "
+                            "promise to erase within 2 months of cancellation)")
     purge.add_argument("--dry-run", action="store_true", help="only count what would be purged")
     return parser.parse_args()
 
@@ -42,15 +53,7 @@ def main() -> int:
     services = services_from_environment()
     rights = services.rights
     if args.command == "purge":
-        try:
-            period = parse_period(args.inactive_for)
-        except ValueError as exc:
-            raise CommandError(f"--inactive-for: {exc}", exit_code=2) from exc
-        report = rights.purge(inactive_for=period, actor=operator_name(), dry_run=args.dry_run)
-        emit({"dry_run": report.dry_run, "inactive_since": iso(report.cutoff),
-              "identities_erased" if not report.dry_run else "identities_to_erase": report.identities,
-              "expired_records" if not report.dry_run else "expired_records_to_drop": report.expired})
-        return 0
+        return purge(rights, args)
     if args.command != "show" and not args.reason.strip():
         raise CommandError("--reason must say why", exit_code=2)
     try:
@@ -60,8 +63,29 @@ def main() -> int:
             action = getattr(rights, args.command)
             emit(action(args.pseudonym, actor=operator_name(), reason=args.reason))
     except UnknownSubject as exc:
-        raise CommandError(f"no {'' if args.command == 'unrestrict' else 'active '}identity {args.pseudonym!r}"
-                           + (" that is restricted" if args.command == "unrestrict" else "")) from exc
+        raise CommandError(f"no {REQUIRED_STATE.get(args.command, '')}identity {args.pseudonym!r}") from exc
+    return 0
+
+
+def purge(rights: SubjectRights, args: argparse.Namespace) -> int:
+    """Run (or count) the retention purge; one JSON object with the counts."""
+    periods = {}
+    for flag, text, check in (("--inactive-for", args.inactive_for, None),
+                              ("--cancelled-for", args.cancelled_for, check_cancelled_for)):
+        try:
+            periods[flag] = parse_period(text)
+            if check:
+                check(periods[flag])
+        except ValueError as exc:
+            raise CommandError(f"{flag}: {exc}", exit_code=2) from exc
+    report = rights.purge(inactive_for=periods["--inactive-for"], cancelled_for=periods["--cancelled-for"],
+                          actor=operator_name(), dry_run=args.dry_run)
+    done = "" if report.dry_run else "erased"
+    emit({"dry_run": report.dry_run, "inactive_since": iso(report.cutoff),
+          "closed_before": iso(report.cancelled_cutoff),
+          "identities_erased" if done else "identities_to_erase": report.identities,
+          "cancelled_erased" if done else "cancelled_to_erase": report.cancelled,
+          "expired_records" if done else "expired_records_to_drop": report.expired})
     return 0
 
 

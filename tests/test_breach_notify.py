@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
 import socket
 from pathlib import Path
 from typing import Iterator
@@ -274,3 +275,18 @@ def test_implicit_tls(sqlite_store, resolved, notice_file, tmp_path):
         assert len(box.messages) == 11
     finally:
         controller.stop()
+
+
+def test_notices_refuse_an_output_replaced_by_a_symbolic_link(sqlite_store, resolved, inbox, notice_file, tmp_path):
+    """A link planted at OUT would make the notices go to whatever addresses its target lists."""
+    _, out = resolved
+    box, controller = inbox
+    planted = tmp_path / "planted.csv"
+    planted.write_text("pseudonym,email\nabcdefghijklmnopqrstuvwxyz,victim@example.org\n")
+    planted.chmod(0o600)
+    os.replace(out, tmp_path / "moved.csv")
+    os.symlink(planted, out)
+    with pytest.raises(Refused, match="symbolic link"):
+        notify(sqlite_store, out, notice_file, plain_env(controller))
+    assert box.recipients() == []
+    assert notify_records(sqlite_store)[-1]["outcome"] == "refused"

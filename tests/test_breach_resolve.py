@@ -325,3 +325,65 @@ def test_a_completed_run_is_not_reopened_by_editing_its_state(store, audit, list
     with pytest.raises(Refused, match="completed .* the state file was altered"):
         resolve_pseudonyms(store, audit, p)
     assert actions(audit)[-1] == ("breach.resolve", "refused")
+
+
+# -- reopening: never through a link (O_NOFOLLOW), only private regular files -----------------
+
+
+def _plant_link(path: Path, target: Path) -> bytes:
+    """Move ``path`` onto ``target`` (mode 0600, ours) and leave a symbolic link to it in its place."""
+    os.replace(path, target)
+    os.symlink(target, path)
+    return target.read_bytes()
+
+
+@pytest.mark.parametrize("which", ["out", "unresolved", "state"])
+def test_resume_refuses_a_symbolic_link_planted_at_any_of_its_files(store, audit, listing, tmp_path, keys_dir,
+                                                                   monkeypatch, which):
+    p = params(tmp_path, keys_dir, listing)
+    resolve_pseudonyms(store, audit, p)
+    path = {"out": p.out, "unresolved": unresolved_path(p.out), "state": state_path(p.out)}[which]
+    target = tmp_path / "elsewhere" / "victim"
+    target.parent.mkdir()
+    before = _plant_link(path, target)
+    monkeypatch.setattr(opening, "open_all", lambda *a: pytest.fail("an e-mail was opened"))
+    with pytest.raises(Refused, match="symbolic link"):
+        resolve_pseudonyms(store, audit, p)
+    assert target.read_bytes() == before  # neither cut back nor appended to
+    assert actions(audit)[-1] == ("breach.resolve", "refused")
+
+
+def test_resume_refuses_a_fifo_without_hanging(store, audit, listing, tmp_path, keys_dir):
+    p = params(tmp_path, keys_dir, listing)
+    resolve_pseudonyms(store, audit, p)
+    os.unlink(p.out)
+    os.mkfifo(p.out, 0o600)
+    with pytest.raises(Refused, match="not a regular file"):
+        resolve_pseudonyms(store, audit, p)
+
+
+def test_resume_refuses_an_output_with_a_second_name(store, audit, listing, tmp_path, keys_dir):
+    p = params(tmp_path, keys_dir, listing)
+    resolve_pseudonyms(store, audit, p)
+    os.link(unresolved_path(p.out), tmp_path / "copy-elsewhere.csv")
+    with pytest.raises(Refused, match="hard link"):
+        resolve_pseudonyms(store, audit, p)
+
+
+def test_resume_refuses_a_link_planted_beside_the_state_database(store, audit, listing, tmp_path, keys_dir):
+    p = params(tmp_path, keys_dir, listing)
+    resolve_pseudonyms(store, audit, p)
+    wal = Path(str(state_path(p.out)) + "-wal")
+    wal.unlink(missing_ok=True)
+    os.symlink(tmp_path / "captured-wal", wal)
+    with pytest.raises(Refused, match="symbolic link"):
+        resolve_pseudonyms(store, audit, p)
+    assert not (tmp_path / "captured-wal").exists()
+
+
+def test_a_new_run_refuses_a_dangling_link_at_the_output(store, audit, listing, tmp_path, keys_dir):
+    p = params(tmp_path, keys_dir, listing)
+    os.symlink(tmp_path / "not-yet", p.out)
+    with pytest.raises(Refused, match="already exists"):
+        resolve_pseudonyms(store, audit, p)
+    assert not (tmp_path / "not-yet").exists()

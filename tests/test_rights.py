@@ -8,6 +8,8 @@ import pytest
 
 from identity.audit import AuditLog
 from identity.keys.files import load_private_key
+from identity.retention import parse_period
+from identity.rights import UnknownSubject
 from identity.sealing import Opener
 from identity.vault import IDENTITIES
 from tests.conftest import API, REDIRECT_URI
@@ -189,6 +191,87 @@ def test_retention_purge_erases_inactive_identities_and_expired_state(oauth_clie
     assert oauth_client.get("/me", headers=bearer(fresh_tokens)).status_code == 200
     assert services.rights.purge(inactive_for=365 * 86400, actor="cron", dry_run=False).identities == 0
     assert [r["action"] for r in AuditLog(services.store).records()].count("subjects.purge") == 2
+
+
+# -- cancellation: closed accounts are erased within two months ---------------------------------------
+
+
+def test_closing_ends_every_session_at_once_and_refuses_new_ones(oauth_client, self_app, services, service_client):
+    tokens = login(oauth_client, self_app, resource=API, scope="records:read")
+    pseudonym = services.store.find(IDENTITIES, {}).__next__()["pseudonym"]
+    closed = services.rights.close(pseudonym, actor="ops", reason="customer cancelled, ticket 7")
+    assert closed == {"pseudonym": pseudonym, "status": "closed", "grants_revoked": 1}
+    rs, secret = service_client
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        assert oauth_client.post("/introspect", data={"token": token},
+                                 headers=basic(rs.client_id, secret)).json == {"active": False}
+    refresh = oauth_client.post("/token", data={"grant_type": "refresh_token", "client_id": self_app.client_id,
+                                                "refresh_token": tokens["refresh_token"]})
+    assert refresh.status_code == 400
+    verifier, challenge = pkce_pair()
+    blocked = oauth_client.get("/authorize", query_string={
+        "response_type": "code", "client_id": self_app.client_id, "code_challenge": challenge,
+        "code_challenge_method": "S256", "resource": API})
+    assert query_of(blocked.headers["Location"])["error"] == "access_denied"
+    # the e-mail is still held until the purge: a breach notice can still reach the person
+    assert services.store.get(IDENTITIES, pseudonym)["sealed_email"]
+    with pytest.raises(UnknownSubject):
+        services.rights.restrict(pseudonym, actor="ops", reason="only an active account can be restricted")
+    # withdrawn before the purge: the account is active again (the apps need a new login)
+    assert services.rights.reopen(pseudonym, actor="ops", reason="changed their mind")["status"] == "active"
+    assert login(oauth_client, self_app)["access_token"]
+    actions = [r["action"] for r in AuditLog(services.store).records()]
+    assert actions == ["subjects.close", "subjects.reopen"]
+
+
+def test_a_daily_purge_with_its_defaults_erases_a_closed_account_within_two_months(
+        oauth_client, self_app, services, clock):
+    login(oauth_client, self_app)
+    pseudonym = services.store.find(IDENTITIES, {}).__next__()["pseudonym"]
+    services.rights.close(pseudonym, actor="ops", reason="customer cancelled")
+    closed_at = clock.now
+    clock.advance(3 * 3600)  # the timer fires at 03:15, whenever the account was closed
+    while services.store.get(IDENTITIES, pseudonym)["status"] == "closed":
+        assert clock.now - closed_at < parse_period("2m"), "not erased within 2 months of cancellation"
+        report = services.rights.purge(actor="timer", dry_run=False)
+        clock.advance(86400)
+    assert report.cancelled == 1 and report.identities == 1
+    assert 30 * 86400 <= clock.now - 86400 - closed_at < parse_period("2m")
+    assert services.store.get(IDENTITIES, pseudonym)["sealed_email"] is None
+    record = [r for r in AuditLog(services.store).records() if r["action"] == "subjects.purge"][-1]
+    assert record["counts"]["cancelled_erased"] == 1 and pseudonym not in json.dumps(record)
+
+
+def test_the_dry_run_counts_closed_and_inactive_accounts_once_each(oauth_client, self_app, services, clock):
+    closed = services.vault.resolve_or_create("closed@example.org").identity.pseudonym
+    services.vault.resolve_or_create("idle@example.org")
+    services.rights.close(closed, actor="ops", reason="cancelled")
+    clock.advance(800 * 86400)  # past both periods
+    dry = services.rights.purge(actor="ops", dry_run=True)
+    assert (dry.identities, dry.cancelled) == (2, 1)
+    assert services.store.get(IDENTITIES, closed)["status"] == "closed"
+
+
+def test_purge_refuses_a_cancellation_period_beyond_the_promise(services):
+    with pytest.raises(ValueError, match="2 months"):
+        services.rights.purge(actor="ops", dry_run=False, cancelled_for=parse_period("3m"))
+    assert [r["action"] for r in AuditLog(services.store).records()] == []
+
+
+def test_readyz_reports_the_last_purge_and_flags_it_stale_without_failing(oauth_client, services, clock):
+    never = oauth_client.get("/readyz")
+    assert never.status_code == 200 and never.json["status"] == "ready"
+    assert never.json["retention"]["last_purge_at"] is None and never.json["retention"]["stale"] is True
+    services.rights.purge(actor="timer", dry_run=True)  # a dry run is not a purge
+    assert oauth_client.get("/readyz").json["retention"]["last_purge_at"] is None
+    services.rights.purge(actor="timer", dry_run=False)
+    clock.advance(3600)
+    fresh = oauth_client.get("/readyz").json["retention"]
+    assert fresh["last_purge_timestamp"] == int(clock.now) - 3600 and fresh["age_seconds"] == 3600
+    assert fresh["last_purge_at"].endswith("Z") and fresh["stale"] is False
+    clock.advance(26 * 3600)  # the daily run was missed
+    late = oauth_client.get("/readyz")
+    assert late.status_code == 200 and late.json["retention"]["stale"] is True
 
 
 @pytest.mark.parametrize("text, seconds", [("90d", 90 * 86400), ("2w", 14 * 86400), ("1y", 31557600),

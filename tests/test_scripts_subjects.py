@@ -38,3 +38,31 @@ def test_purge_dry_run_and_real(env, settings):  # noqa: F811
     real = json.loads(cli("subjects.py", "purge", "--inactive-for", "1d", env=env).stdout)
     assert real["identities_erased"] == 0 and real["dry_run"] is False
     assert cli("subjects.py", "purge", "--inactive-for", "soon", env=env).returncode == 2
+
+
+def test_close_and_reopen(env, settings):  # noqa: F811
+    app = create_app(settings)
+    pseudonym = app.extensions["identity"].vault.resolve_or_create("leaving@example.org").identity.pseudonym
+    closed = cli("subjects.py", "close", pseudonym, "--reason", "contract cancelled", env=env)
+    assert closed.returncode == 0 and json.loads(closed.stdout)["status"] == "closed"
+    again = cli("subjects.py", "close", pseudonym, "--reason", "twice", env=env)
+    assert again.returncode == 1 and "no active identity" in again.stderr
+    reopened = cli("subjects.py", "reopen", pseudonym, "--reason", "withdrawn", env=env)
+    assert json.loads(reopened.stdout)["status"] == "active"
+    assert "no closed identity" in cli("subjects.py", "reopen", pseudonym, "--reason", "x", env=env).stderr
+
+
+def app_ready(settings) -> dict:
+    return create_app(settings).test_client().get("/readyz").json
+
+
+def test_purge_defaults_and_the_promise(env, settings):  # noqa: F811
+    assert app_ready(settings)["retention"]["last_purge_at"] is None
+    dry = json.loads(cli("subjects.py", "purge", "--dry-run", env=env).stdout)
+    assert dry["cancelled_to_erase"] == 0 and dry["identities_to_erase"] == 0
+    real = json.loads(cli("subjects.py", "purge", env=env).stdout)
+    assert real["cancelled_erased"] == 0 and real["inactive_since"] < real["closed_before"]  # 24 months, 30 days
+    assert app_ready(settings)["retention"]["stale"] is False  # the run was recorded
+    too_late = cli("subjects.py", "purge", "--cancelled-for", "3m", env=env)
+    assert too_late.returncode == 2 and "2 months" in too_late.stderr
+    assert cli("subjects.py", "purge", "--cancelled-for", "59d", "--dry-run", env=env).returncode == 0

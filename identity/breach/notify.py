@@ -11,11 +11,14 @@ phase stops (nothing is dropped: running the command again continues where it st
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from ..audit import AuditLog
+from .errors import Refused
+from .private_files import UnsafeFile, open_own_file
 from .progress import ProgressBar
 from .smtp import FAILED, SENT, UNCERTAIN, MailServerUnavailable, Mailer
 from .state import SENDING, RunState
@@ -113,12 +116,20 @@ class _Notifier:
 def send_notices(csv_path: Path, state: RunState, letter: Letter, audit: AuditLog, *, mailer: Mailer | None,
                  operator: str, incident: str, total: int | None = None, dry_run: bool = False,
                  stderr: TextIO | None = None, progress: bool | None = None) -> NoticeReport:
-    """One notice per row of ``csv_path`` not yet notified; ``mailer=None`` only with ``dry_run``."""
+    """One notice per row of ``csv_path`` not yet notified; ``mailer=None`` only with ``dry_run``.
+
+    :raises Refused: ``csv_path`` is a symbolic link or not a private regular file of ours (audited).
+    """
     notifier = _Notifier(state, mailer, letter, audit, operator=operator, incident=incident)
     bar = ProgressBar(total, stream=stderr, enabled=progress)
-    done, outcome = 0, None
+    done, outcome, details = 0, None, {"run_id": state.identity["run_id"]}
     try:
-        with open(csv_path, newline="", encoding="utf-8") as handle:
+        try:
+            fd = open_own_file(csv_path, os.O_RDONLY)  # never through a link planted at OUT
+        except UnsafeFile as exc:
+            outcome, details["problem"] = "refused", f"cannot send notices: {exc}"
+            raise Refused(details["problem"]) from exc
+        with os.fdopen(fd, newline="", encoding="utf-8") as handle:
             rows = csv.reader(handle)
             next(rows, None)  # the header
             for row in rows:
@@ -127,7 +138,7 @@ def send_notices(csv_path: Path, state: RunState, letter: Letter, audit: AuditLo
                 done += 1
                 bar.update(done)
     except BaseException:
-        outcome = "interrupted"
+        outcome = outcome or "interrupted"
         raise
     finally:
         bar.close()
@@ -136,5 +147,5 @@ def send_notices(csv_path: Path, state: RunState, letter: Letter, audit: AuditLo
         report = notifier.report
         outcome = outcome or ("dry-run" if dry_run else ("stopped" if report.stopped else "completed"))
         audit.append(actor=operator, action=ACTION, outcome=outcome, incident=incident, counts=report.counts(),
-                     details={"run_id": state.identity["run_id"]})
+                     details=details)
     return report

@@ -1,5 +1,6 @@
 """The run's CSV files: ``OUT`` (``pseudonym,email``) and ``OUT.unresolved.csv``
-(``line,pseudonym,problem``), both created with mode 0600 and never overwritten.
+(``line,pseudonym,problem``), both created with mode 0600 and never overwritten; a resumed run
+reopens them only as private regular files, never through a symbolic link (``private_files``).
 
 Rows are encoded here and written as bytes, so the byte count after each chunk is exact and a
 resumed run can cut a file back to its last checkpoint.
@@ -10,11 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import os
-import stat
 from pathlib import Path
 from typing import BinaryIO, Iterable, Sequence
 
 from .errors import Refused
+from .private_files import OPEN_FLAGS, UnsafeFile, open_own_file
 
 RESOLVED_HEADER = ("pseudonym", "email")
 UNRESOLVED_HEADER = ("line", "pseudonym", "problem")
@@ -64,9 +65,10 @@ class CsvFile:
     def create(cls, path: Path, header: Sequence[str]) -> CsvFile:
         """A new file, mode 0600 from the start (no window in which others could open it)."""
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600)
         except FileExistsError as exc:
             raise Refused(f"{path} already exists; refusing to overwrite it") from exc
+        os.set_blocking(fd, True)
         handle = os.fdopen(fd, "wb")
         out = cls(handle, 0, durable=True)
         out.write(encode_rows([header]))
@@ -74,15 +76,15 @@ class CsvFile:
 
     @classmethod
     def reopen(cls, path: Path, position: int) -> CsvFile:
-        """An existing file of an interrupted run, cut back to ``position`` bytes."""
+        """An existing file of an interrupted run, cut back to ``position`` bytes.
+
+        Never through a symbolic link, and only a private regular file of ours (``open_own_file``).
+        """
         try:
-            fd = os.open(path, os.O_RDWR)
-        except OSError as exc:
-            raise Refused(f"cannot reopen {path} to resume: {exc.strerror}") from exc
+            fd = open_own_file(path, os.O_RDWR)
+        except UnsafeFile as exc:
+            raise Refused(f"cannot resume: {exc}") from exc
         info = os.fstat(fd)
-        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO) or info.st_uid != os.getuid():
-            os.close(fd)
-            raise Refused(f"{path} is readable by others or not yours; refusing to resume into it")
         if info.st_size < position:
             os.close(fd)
             raise Refused(f"{path} is shorter than its last checkpoint; it was changed, refusing to resume")

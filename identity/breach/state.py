@@ -9,6 +9,11 @@ Consistency rule: output is flushed to disk *before* a checkpoint commits, and a
 truncates the output back to the checkpoint's byte counts, so nothing is written or sent twice. Notices are marked ``sending`` (committed)
 before a message goes out: a run interrupted mid-send finds the mark and reports that message as
 *uncertain* instead of sending it again.
+
+The file is created 0600 and reopened only as a private regular file of ours, never through a
+symbolic link: SQLite opens by name, so the name is checked with ``O_NOFOLLOW`` before and compared
+with the checked file after the connection opens, and its ``-wal``/``-shm`` companions must not be
+links either (``private_files``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .private_files import OPEN_FLAGS, UnsafeFile, open_own_file, problem_with, same_file
+
 SENDING, SENT, FAILED, UNCERTAIN = "sending", "sent", "failed", "uncertain"
+COMPANIONS = ("-wal", "-shm", "-journal")  # the files SQLite opens next to the database, by name
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS repeats (line INTEGER PRIMARY KEY)",
@@ -58,6 +66,15 @@ class RunState:
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
+        """Open the state database; ``path`` was checked by the caller, its companions are checked here."""
+        for suffix in COMPANIONS:
+            companion = Path(str(path) + suffix)
+            try:
+                problem = problem_with(os.lstat(companion))
+            except FileNotFoundError:
+                continue
+            if problem:
+                raise StateError(f"{companion} {problem}; refusing to open the run state")
         conn = sqlite3.connect(path, isolation_level=None, timeout=10)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a 'sending' mark must survive a crash
@@ -69,22 +86,39 @@ class RunState:
     def create(cls, path: Path, identity: dict[str, Any]) -> RunState:
         """A new state file (mode 0600); refuses to overwrite one."""
         try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600)
         except FileExistsError as exc:
             raise StateError(f"{path} already exists") from exc
-        state = cls(path, cls._connect(path))
+        state = cls(path, cls._checked_connect(path, _closed_after_stat(fd)))
         state._write_meta({**{k: identity.get(k) for k in IDENTITY_FIELDS}, **_progress_meta(Progress())})
         return state
 
     @classmethod
     def load(cls, path: Path) -> RunState:
+        """The state of an earlier run; refuses a link, a file not ours or one open to others."""
         try:
-            conn = cls._connect(path)
-            state = cls(path, conn)
+            checked = _closed_after_stat(open_own_file(path, os.O_RDONLY))
+        except UnsafeFile as exc:
+            raise StateError(str(exc)) from exc
+        state = cls(path, cls._checked_connect(path, checked))
+        try:
             state.identity  # noqa: B018 - fails on a file that is not a run state
         except (sqlite3.DatabaseError, KeyError) as exc:
+            state.close()
             raise StateError(f"{path} is not a breach-run state file") from exc
         return state
+
+    @classmethod
+    def _checked_connect(cls, path: Path, checked: os.stat_result) -> sqlite3.Connection:
+        """Connect to ``path``, which must still name the file ``checked`` (not a link put in its place)."""
+        try:
+            conn = cls._connect(path)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{path} is not a breach-run state file") from exc
+        if not same_file(checked, path):
+            conn.close()
+            raise StateError(f"{path} was replaced while it was being opened; refusing to use it")
+        return conn
 
     @classmethod
     def temporary(cls, identity: dict[str, Any]) -> RunState:
@@ -176,6 +210,15 @@ class RunState:
 
     def notice_counts(self) -> dict[str, int]:
         return dict(self._conn.execute("SELECT status, COUNT(*) FROM notices GROUP BY status").fetchall())
+
+
+def _closed_after_stat(fd: int) -> os.stat_result:
+    """The ``fstat`` of ``fd``, which is closed: a second descriptor of the database would drop
+    SQLite's POSIX locks on it when closed later."""
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
 
 
 def _progress_meta(progress: Progress) -> dict[str, Any]:

@@ -289,7 +289,7 @@ class Authorizer:
         except StoreUnavailable:
             return self.error_redirect(doc, "temporarily_unavailable", "the identity store is unavailable")
         if not identity.is_active:
-            return self.error_redirect(doc, "access_denied", "this account is restricted")
+            return self.error_redirect(doc, "access_denied", "this account is restricted or closed")
         self._vault.record_login(identity.pseudonym)
         return self.issue_code(doc, identity.pseudonym)
 

@@ -2,6 +2,13 @@
 
 Revoking a grant revokes its whole refresh-token family and makes introspection answer inactive
 for every access token issued under it (RFC 7009 §2.1, RFC 9700 §4.14).
+
+Rotation and revocation meet on the grant's document. The grant records the hash of its family's
+newest refresh token; a refresh rotates with one conditional write, "this grant, not revoked, and
+its newest token is the one presented → here is the next one". A revocation writes ``revoked_at``
+on the same document, so whichever write comes first wins on both store backends: a revocation
+that lands between the endpoint's checks and the rotation makes the rotation fail, and no token
+is issued.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ class Grant:
     created_at: int
     expires_at: int
     revoked_at: int | None
+    refresh_hash: str | None = None  # None: no refresh token, or one issued before rotation was recorded here
 
     @property
     def revoked(self) -> bool:
@@ -41,11 +49,15 @@ class Grant:
 
 def _grant(doc: dict[str, Any]) -> Grant:
     return Grant(doc["grant_id"], doc["client_id"], doc["subject"], doc["audience"], doc.get("scope") or "",
-                 doc["created_at"], doc["expires_at"], doc.get("revoked_at"))
+                 doc["created_at"], doc["expires_at"], doc.get("revoked_at"), doc.get("refresh_hash"))
 
 
 class GrantAlreadyRevoked(Exception):
-    """The grant was revoked (a replayed code got there first)."""
+    """The grant was revoked (a replayed code, a client or an erasure got there first)."""
+
+
+class RefreshTokenSuperseded(Exception):
+    """The refresh token presented is no longer its family's newest: it was used already (reuse)."""
 
 
 class Grants:
@@ -68,10 +80,17 @@ class Grants:
 
     # -- grants ------------------------------------------------------------------------------
 
-    def create(self, *, grant_id: str, client_id: str, subject: str, audience: str, scope: str) -> Grant:
+    def create(self, *, grant_id: str, client_id: str, subject: str, audience: str, scope: str,
+               refresh_token: str | None = None) -> Grant:
+        """A new grant; ``refresh_token`` is its family's first (store it with ``record_refresh_token``).
+
+        :raises GrantAlreadyRevoked: the grant id exists (a replayed code revoked it first).
+        """
         now = int(self._clock())
         doc = {"grant_id": grant_id, "client_id": client_id, "subject": subject, "audience": audience,
                "scope": scope, "created_at": now, "expires_at": now + self._refresh_ttl}
+        if refresh_token is not None:
+            doc["refresh_hash"] = token_hash(refresh_token)
         try:
             self._store.insert(GRANTS, doc)
         except DuplicateKeyError as exc:
@@ -126,17 +145,18 @@ class Grants:
         })
         return token
 
-    def issue_refresh_token(self, grant: Grant, *, scope: str) -> str:
-        """A new opaque refresh token in the grant's family (absolute expiry = the grant's)."""
+    def record_refresh_token(self, grant: Grant, value: str, *, scope: str) -> None:
+        """Store ``value``, the grant's newest refresh token (from ``create`` or ``rotate_refresh_token``).
+
+        Its absolute expiry is the grant's.
+        """
         now = int(self._clock())
-        value = new_secret_value()
         self._store.insert(REFRESH_TOKENS, {
             "token_hash": token_hash(value), "grant_id": grant.grant_id, "client_id": grant.client_id,
             "subject": grant.subject, "audience": grant.audience, "scope": scope, "status": ACTIVE,
             "created_at": now, "expires_at": grant.expires_at,
             "idle_expires_at": min(grant.expires_at, now + self._refresh_idle_ttl),
         })
-        return value
 
     def find_refresh_token(self, value: str) -> dict[str, Any] | None:
         return self._store.get(REFRESH_TOKENS, token_hash(value))
@@ -144,12 +164,36 @@ class Grants:
     def find_access_token(self, value: str) -> dict[str, Any] | None:
         return self._store.get(ISSUED_ACCESS_TOKENS, token_hash(value))
 
-    def mark_rotated(self, doc: dict[str, Any]) -> bool:
-        """Compare-and-set active → rotated: exactly one concurrent caller wins."""
-        return self._store.update(
-            REFRESH_TOKENS, {"token_hash": doc["token_hash"], "status": ACTIVE},
-            {"status": ROTATED, "used_at": int(self._clock())},
+    def rotate_refresh_token(self, doc: dict[str, Any], grant: Grant) -> str:
+        """The family's next refresh token, in exchange for ``doc``, its newest (RFC 9700 §4.14.2).
+
+        One conditional write on the grant decides it: not revoked, and ``doc`` still the newest
+        token. Of concurrent callers exactly one wins; a revocation written before it makes it fail.
+        The new token is returned for ``record_refresh_token``; ``doc`` is marked rotated.
+
+        :raises GrantAlreadyRevoked: the grant is revoked (or gone).
+        :raises RefreshTokenSuperseded: ``doc`` was already exchanged (reuse or a concurrent use).
+        """
+        # A grant that predates ``refresh_hash`` has none: its one active token may rotate once, from None.
+        expected = grant.refresh_hash
+        if grant.revoked:
+            raise GrantAlreadyRevoked()
+        if expected is not None and expected != doc["token_hash"]:
+            raise RefreshTokenSuperseded()
+        now = int(self._clock())
+        value = new_secret_value()
+        won = self._store.update(
+            GRANTS, {"grant_id": grant.grant_id, "revoked_at": None, "refresh_hash": expected},
+            {"refresh_hash": token_hash(value), "refreshed_at": now},
         ) == 1
+        if not won:
+            current = self.get(grant.grant_id)
+            if current is None or current.revoked:
+                raise GrantAlreadyRevoked()
+            raise RefreshTokenSuperseded()
+        self._store.update(REFRESH_TOKENS, {"token_hash": doc["token_hash"], "status": ACTIVE},
+                           {"status": ROTATED, "used_at": now})
+        return value
 
     def revoke_access_token(self, doc: dict[str, Any]) -> None:
         self._store.update(ISSUED_ACCESS_TOKENS, {"token_hash": doc["token_hash"]}, {"revoked": True})

@@ -66,6 +66,10 @@ GRANTS = Collection(
         "expires_at": int,
         "revoked_at": int,
         "revoked_reason": str,
+        # The family's newest refresh token (its hash): rotation is one conditional write on this
+        # document, "not revoked and still this token", so a revocation cannot slip in between.
+        "refresh_hash": str,
+        "refreshed_at": int,
     },
     indexed=("subject", "expires_at"),
 )

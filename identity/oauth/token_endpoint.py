@@ -23,9 +23,9 @@ from ..vault import Vault
 from .audiences import AudienceKeyUnavailable, AudienceRegistry
 from .client_auth import authenticate, read_credentials
 from .clients import AUTHORIZATION_CODE, CLIENT_CREDENTIALS, REFRESH_TOKEN, Client, ClientRegistry
-from .grants import Grant, GrantAlreadyRevoked, Grants
+from .grants import Grant, GrantAlreadyRevoked, Grants, RefreshTokenSuperseded
 from .pkce import verifier_matches
-from .records import AUTHORIZATION_CODES, REVOKED, ROTATED, token_hash
+from .records import AUTHORIZATION_CODES, REVOKED, ROTATED, new_secret_value, token_hash
 
 
 class TokenEndpoint:
@@ -123,12 +123,14 @@ class TokenEndpoint:
         if not self._subject_is_active(doc["subject"]):
             raise InvalidGrant("the account is not active")
         key = self._encryption_key(doc["audience"])
+        refresh = new_secret_value() if client.allows_grant(REFRESH_TOKEN) else None
         try:
             grant = self._grants.create(grant_id=doc["grant_id"], client_id=client.client_id,
-                                        subject=doc["subject"], audience=doc["audience"], scope=doc["scope"])
+                                        subject=doc["subject"], audience=doc["audience"], scope=doc["scope"],
+                                        refresh_token=refresh)
         except GrantAlreadyRevoked:
             raise InvalidGrant("the code was already used") from None
-        return self._tokens_for_grant(client, grant, key, scope=doc["scope"], nonce=doc.get("nonce"),
+        return self._tokens_for_grant(client, grant, key, scope=doc["scope"], refresh=refresh, nonce=doc.get("nonce"),
                                       auth_time=doc["auth_time"], with_id_token=True)
 
     def _check_code_binding(self, doc: Mapping[str, Any], form: Mapping[str, str]) -> None:
@@ -146,13 +148,14 @@ class TokenEndpoint:
             raise InvalidGrant("code_verifier given but no code_challenge was sent (downgrade refused)")
 
     def _tokens_for_grant(
-        self, client: Client, grant: Grant, key: EncryptionKey, *, scope: str, nonce: str | None = None,
-        auth_time: int | None = None, with_id_token: bool = False,
+        self, client: Client, grant: Grant, key: EncryptionKey, *, scope: str, refresh: str | None,
+        nonce: str | None = None, auth_time: int | None = None, with_id_token: bool = False,
     ) -> dict[str, Any]:
         access = self._grants.issue_access_token(
             subject=grant.subject, client_id=client.client_id, audience=grant.audience, key=key, scope=scope,
             grant_id=grant.grant_id)
-        refresh = self._grants.issue_refresh_token(grant, scope=scope) if client.allows_grant(REFRESH_TOKEN) else None
+        if refresh is not None:
+            self._grants.record_refresh_token(grant, refresh, scope=scope)
         id_token = None
         if with_id_token and "openid" in scope.split():
             id_token = self._minter.id_token(subject=grant.subject, client_id=client.client_id, nonce=nonce,
@@ -182,10 +185,14 @@ class TokenEndpoint:
         if not self._subject_is_active(doc["subject"]):
             raise InvalidGrant("the account is not active")
         key = self._encryption_key(doc["audience"])
-        if not self._grants.mark_rotated(doc):
+        try:  # the grant is checked again, atomically with the rotation: a revocation since the check wins
+            refresh = self._grants.rotate_refresh_token(doc, grant)
+        except GrantAlreadyRevoked:
+            raise InvalidGrant("the refresh token was revoked") from None
+        except RefreshTokenSuperseded:
             self._grants.revoke(doc["grant_id"], reason="refresh token used concurrently")
-            raise InvalidGrant("the refresh token was already used; the session is revoked")
-        return self._tokens_for_grant(client, grant, key, scope=scope)
+            raise InvalidGrant("the refresh token was already used; the session is revoked") from None
+        return self._tokens_for_grant(client, grant, key, scope=scope, refresh=refresh)
 
     @staticmethod
     def _narrowed_scope(granted: str, requested: str | None) -> str:

@@ -1,4 +1,4 @@
-"""Security headers on every response, size limits on request lines and headers, no server banner.
+"""Security headers on every response, size limits on every request, no server banner.
 
 Every response gets ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``,
 ``Referrer-Policy: no-referrer``, ``Cross-Origin-Opener-Policy: same-origin``, a Content Security
@@ -9,6 +9,10 @@ header leaves the app, and under gunicorn its ``Server: gunicorn`` banner is dro
 
 The after_request hook reads only the response (no request, session or ``g``): the token endpoint's
 fast path (``identity.web.oauth.TokenFastPath``) runs it on the responses it makes itself.
+
+The size limits (``RequestSizeLimits``) are one WSGI layer around everything else, the token fast
+path and the rate limits included, so every route gives the same answer: a query string over 8 KiB
+is 414, a header over 8 KiB or all headers over 32 KiB 431, a declared body over 64 KiB 413.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ HSTS = "max-age=31536000; includeSubDomains"
 MAX_QUERY_STRING = 8 * 1024
 MAX_HEADER_VALUE = 8 * 1024
 MAX_HEADERS_TOTAL = 32 * 1024
+MAX_BODY = 64 * 1024  # also Flask's MAX_CONTENT_LENGTH, for bodies without a Content-Length (chunked)
 _STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
 
@@ -84,7 +89,7 @@ def secure_response(response: Response, *, https: bool, page_csp: str) -> Respon
 
 
 def install_security_headers(app: Flask, *, https: bool) -> None:
-    """Security headers on every response; request-size limits; no gunicorn banner."""
+    """Security headers on every response; no gunicorn banner."""
     page_csp = html_csp(app)
     app.extensions["identity.page_csp"] = page_csp
 
@@ -92,16 +97,25 @@ def install_security_headers(app: Flask, *, https: bool) -> None:
     def _headers(response: Response) -> Response:
         return secure_response(response, https=https, page_csp=page_csp)
 
-    app.wsgi_app = RequestSizeLimits(app.wsgi_app, https=https)  # type: ignore[method-assign]
     drop_gunicorn_server_header()
 
 
-class RequestSizeLimits:
-    """Refuse an over-long query string (414) or header (431) before Flask parses anything.
+def install_request_size_limits(app: Flask, *, https: bool) -> None:
+    """Wrap the app in ``RequestSizeLimits``: call it last in ``create_app``, after every other WSGI layer."""
+    app.wsgi_app = RequestSizeLimits(app.wsgi_app, https=https)  # type: ignore[method-assign]
 
-    gunicorn refuses request lines over 4094 bytes and header fields over 8190 bytes itself; this
-    keeps the same bound behind any other server (and in tests). Bodies are bounded by
-    ``MAX_CONTENT_LENGTH`` (413).
+
+# CGI puts these two request headers in the environ without the HTTP_ prefix (PEP 3333).
+_UNPREFIXED_HEADERS = ("CONTENT_TYPE", "CONTENT_LENGTH")
+
+
+class RequestSizeLimits:
+    """Refuse an over-long query string (414), header (431) or declared body (413) before anything reads them.
+
+    The outermost layer, so the token endpoint's fast path and the rate limits see only requests
+    within bounds. gunicorn refuses request lines over 4094 bytes and header fields over 8190 bytes
+    itself; this keeps the same bounds behind any other server (and in tests). A body without a
+    ``Content-Length`` (chunked) is bounded by Flask's ``MAX_CONTENT_LENGTH`` as it is read (413 too).
     """
 
     def __init__(self, wsgi_app: WsgiApp, *, https: bool) -> None:
@@ -110,19 +124,23 @@ class RequestSizeLimits:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if len(environ.get("QUERY_STRING", "")) > MAX_QUERY_STRING:
-            return self._refuse(start_response, 414, "URI Too Long", "the query string is too long")
+            return self._refuse(start_response, 414, "URI Too Long", "invalid_request", "the query string is too long")
         total = 0
         for name, value in environ.items():
-            if name.startswith("HTTP_") and isinstance(value, str):
+            if (name.startswith("HTTP_") or name in _UNPREFIXED_HEADERS) and isinstance(value, str):
                 total += len(name) + len(value)
                 if len(value) > MAX_HEADER_VALUE or total > MAX_HEADERS_TOTAL:
-                    return self._refuse(start_response, 431, "Request Header Fields Too Large",
+                    return self._refuse(start_response, 431, "Request Header Fields Too Large", "invalid_request",
                                         "a request header is too large")
+        length = environ.get("CONTENT_LENGTH") or ""
+        if length.isascii() and length.isdigit() and int(length) > MAX_BODY:
+            return self._refuse(start_response, 413, "Request Entity Too Large", "request_too_large",
+                                "the request body is too large")
         return self._next(environ, start_response)
 
-    def _refuse(self, start_response: Callable[..., Any], status: int, reason: str,
+    def _refuse(self, start_response: Callable[..., Any], status: int, reason: str, error: str,
                 description: str) -> Iterable[bytes]:
-        body = json.dumps({"error": "invalid_request", "error_description": description}).encode("utf-8")
+        body = json.dumps({"error": error, "error_description": description}).encode("utf-8")
         response = Response(body, status=status, mimetype="application/json")
         response.headers["Connection"] = "close"
         secure_response(response, https=self._https, page_csp=STRICT_CSP)

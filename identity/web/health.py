@@ -1,10 +1,14 @@
-"""Liveness (``/healthz``) and readiness (``/readyz``: store reachable, keys loaded)."""
+"""Liveness (``/healthz``) and readiness (``/readyz``: store reachable, keys loaded; the last retention purge)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify
 
-from ..store import StoreUnavailable
+from ..retention import STALE_AFTER, purge_status
+from ..rights import iso
+from ..store import StoreError, StoreUnavailable
 from .context import services
 
 blueprint = Blueprint("health", __name__)
@@ -17,6 +21,13 @@ def healthz() -> Response:
 
 @blueprint.get("/readyz")
 def readyz() -> tuple[Response, int]:
+    """Ready when the store answers and the keys are loaded.
+
+    ``retention`` says when the purge last completed and flags it ``stale`` past the daily schedule.
+    A stale purge does not make the instance unready: readiness takes instances out of the load
+    balancer, and a missed purge is an operator's alert (see docs/rights.md), not a reason to stop
+    serving logins.
+    """
     checks = {"store": "ok", "keys": "ok"}
     try:
         services().store.ping()
@@ -25,6 +36,21 @@ def readyz() -> tuple[Response, int]:
     if not services().keyring.is_healthy():
         checks["keys"] = "unavailable"
     ready = all(v == "ok" for v in checks.values())
-    response = jsonify(status="ready" if ready else "not ready", checks=checks)
+    response = jsonify(status="ready" if ready else "not ready", checks=checks,
+                       retention=_retention() if checks["store"] == "ok" else _unknown_retention())
     response.headers["Cache-Control"] = "no-store"
     return response, 200 if ready else 503
+
+
+def _retention() -> dict[str, Any]:
+    try:
+        status = purge_status(services().store, services().clock())
+    except StoreError:
+        return _unknown_retention()
+    return {"last_purge_at": iso(status.last_finished_at), "last_purge_timestamp": status.last_finished_at,
+            "age_seconds": status.age_seconds, "stale": status.stale, "stale_after_seconds": STALE_AFTER}
+
+
+def _unknown_retention() -> dict[str, Any]:
+    return {"last_purge_at": None, "last_purge_timestamp": None, "age_seconds": None, "stale": None,
+            "stale_after_seconds": STALE_AFTER}

@@ -12,7 +12,8 @@ import socket
 import pytest
 
 from identity import create_app
-from identity.web.headers import MAX_HEADER_VALUE, MAX_QUERY_STRING
+from identity.web.headers import MAX_HEADER_VALUE, MAX_QUERY_STRING, RequestSizeLimits
+from identity.web.oauth import TokenFastPath
 from tests.conftest import API, REDIRECT_URI
 from tests.oauth_helpers import pkce_pair
 from tests.test_oauth_flow import basic
@@ -138,6 +139,57 @@ def test_oversized_request_lines_headers_and_bodies_are_refused(oauth_client, pu
         assert response.headers["Cache-Control"] == "no-store"
     # just under the limits still works
     assert oauth_client.get("/healthz", headers={"X-Filler": "h" * (MAX_HEADER_VALUE - 100)}).status_code == 200
+
+
+def wsgi_layers(app) -> list[object]:
+    """The app's WSGI wrappers, outermost first (each keeps the next one as ``_next``)."""
+    layers, layer = [], app.wsgi_app
+    while layer is not None:
+        layers.append(layer)
+        layer = getattr(layer, "_next", None)
+    return layers
+
+
+FORM = "application/x-www-form-urlencoded"
+OVERSIZED = {
+    "a 20 KB header": ({"headers": {"X-Filler": "h" * 20_000}}, 431),
+    "a 20 KB Content-Type": ({"content_type": FORM + "; x=" + "h" * 20_000}, 431),
+    "a 9 KB query string": ({"query_string": "q=" + "s" * 9 * 1024}, 414),
+    "a 70 KB body": ({"data": "token=" + "b" * 70_000}, 413),
+}
+
+
+@pytest.mark.parametrize("app_fixture", ["oauth_app", "limited_app"])
+@pytest.mark.parametrize("case", sorted(OVERSIZED))
+def test_size_limits_answer_the_token_endpoint_exactly_like_every_other_route(request, app_fixture, case):
+    """POST /token has a fast path of its own: the limits sit outside it (and the rate limits), not after."""
+    app = request.getfixturevalue(app_fixture)
+    client = app.test_client()
+    rs, secret = app.extensions["identity"].oauth.clients.register(
+        name="Backend", public=False, redirect_uris=[], grant_types=None, scopes=["records:read"], audiences=[API])
+    kwargs, status = OVERSIZED[case]
+    kwargs = {"content_type": FORM, **kwargs, "headers": {**basic(rs.client_id, secret), **kwargs.get("headers", {})}}
+    if "data" not in kwargs:
+        kwargs["data"] = {"grant_type": "client_credentials", "resource": API}
+    answers = {path: client.post(path, **kwargs) for path in ("/token", "/revoke", "/introspect")}
+    assert {path: r.status_code for path, r in answers.items()} == dict.fromkeys(answers, status)
+    assert answers["/token"].json == answers["/revoke"].json == answers["/introspect"].json
+    for response in answers.values():
+        assert_hardened(response)
+        assert response.headers["Cache-Control"] == "no-store"
+    # the same request within bounds is served by the token endpoint's fast path
+    fine = client.post("/token", data={"grant_type": "client_credentials", "resource": API},
+                       headers=basic(rs.client_id, secret))
+    assert fine.status_code == 200
+    fast_path = next(layer for layer in wsgi_layers(app) if isinstance(layer, TokenFastPath))
+    assert fast_path._enabled is True
+
+
+@pytest.mark.parametrize("app_fixture", ["oauth_app", "limited_app"])
+def test_the_size_limits_are_the_outermost_layer(request, app_fixture):
+    layers = wsgi_layers(request.getfixturevalue(app_fixture))
+    assert isinstance(layers[0], RequestSizeLimits)
+    assert sum(isinstance(layer, RequestSizeLimits) for layer in layers) == 1
 
 
 def raw_request(port: int, request: bytes) -> bytes:
