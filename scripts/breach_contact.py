@@ -20,7 +20,6 @@ dpo_public.pem, IDENTITY_FOUR_EYES_REQUIRED, IDENTITY_SMTP_*). See docs/breach-c
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import sys
 from pathlib import Path
@@ -37,10 +36,10 @@ from identity.breach.resolve import CountParams, ResolveParams, Summary, count_p
 from identity.breach.smtp import Mailer, SmtpSettings, load_smtp_settings
 from identity.breach.state import RunState
 from identity.breach.templates import LANGUAGES, load_notice, render
-from identity.cli import CommandError, passphrase_from, run, say, settings_from_environment
+from identity.cli import CommandError, passphrase_from, run, say, settings_from_environment, share_passphrase
 from identity.config import ConfigError, Settings
 from identity.keys import KeyPaths
-from identity.keys.dpo_shares import ShareFile, looks_like_share_file
+from identity.keys.dpo_shares import looks_like_share_file
 from identity.keys.files import pem_is_encrypted
 from identity.store import StoreError, open_store
 
@@ -151,14 +150,6 @@ def dpo_passphrase(paths: list[Path]) -> str | None:
     if not encrypted:
         return None
     return passphrase_from("IDENTITY_DPO_KEY_PASSPHRASE", "Passphrase for the DPO private key: ")
-
-
-def share_passphrase(share: ShareFile) -> str | None:
-    """Each holder types their own share's passphrase (on a terminal; None otherwise)."""
-    if not sys.stdin.isatty():
-        return None
-    return getpass.getpass(f"{share.holder}: passphrase of DPO key share {share.index} of {share.count} "
-                           f"({share.path}): ") or None
 
 
 def input_path(audit: AuditLog, args: argparse.Namespace) -> tuple[Path, bool]:

@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from identity.audit import AuditLog
 from identity.breach.errors import BreachError, Refused
 from identity.breach.reseal import ResealParams, reseal_vault
-from identity.cli import CommandError, emit, operator_name, passphrase_from, run, say, settings_from_environment
+from identity.cli import (CommandError, emit, operator_name, passphrase_from, run, say, settings_from_environment,
+                          share_passphrase)
 from identity.keys import KeyMaterialError, KeyPaths, describe, init_keys, rotate_signing_keys
 from identity.keys.dpo_shares import (DEFAULT_THRESHOLD, Holder, check_holders, create_key_set, fingerprint,
                                       share_file_name, write_key_set)
@@ -53,7 +54,8 @@ def parse_args() -> argparse.Namespace:
     create.add_argument("--threshold", metavar="K", type=int, default=DEFAULT_THRESHOLD,
                         help=f"shares needed to open e-mails (default {DEFAULT_THRESHOLD}, at least 2)")
     reseal = sub.add_parser("dpo-reseal", help="re-seal every e-mail from an old whole DPO key to the new key set")
-    reseal.add_argument("--old-key", metavar="PATH", type=Path, required=True, help="the old dpo_private.pem")
+    reseal.add_argument("--old-key", metavar="PATH", type=Path, action="append", required=True,
+                        help="the old dpo_private.pem, or (repeated) the share files of the key set to retire")
     reseal.add_argument("--state", metavar="FILE", type=Path, default=Path("dpo-reseal.state.json"),
                         help="progress, to resume (default: dpo-reseal.state.json)")
     reseal.add_argument("--workers", type=int, metavar="N", help="processes opening e-mails (default: one a core)")
@@ -166,16 +168,16 @@ def cmd_dpo_create(args: argparse.Namespace) -> int:
 
 def cmd_dpo_reseal(args: argparse.Namespace) -> int:
     settings = settings_from_environment()
-    passphrase = None
+    passphrase = os.environ.get("IDENTITY_DPO_KEY_PASSPHRASE") or None
     try:
-        if pem_is_encrypted(args.old_key):
+        if not passphrase and len(args.old_key) == 1 and pem_is_encrypted(args.old_key[0]):
             passphrase = passphrase_from("IDENTITY_DPO_KEY_PASSPHRASE", "Passphrase for the old DPO private key: ")
     except OSError:
         pass  # the library refuses the unreadable key (and audits it)
     store = open_store(settings.db_uri)
-    params = ResealParams(operator=operator_name(), old_key=args.old_key,
+    params = ResealParams(operator=operator_name(), old_key=tuple(args.old_key),
                           new_public=KeyPaths(settings.keys_dir).dpo_public, state=args.state,
-                          passphrase=passphrase, workers=args.workers)
+                          passphrase=passphrase, passphrase_for=share_passphrase, workers=args.workers)
     try:
         report = reseal_vault(store, AuditLog(store), params)
     except (Refused, BreachError) as exc:

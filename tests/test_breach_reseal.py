@@ -13,6 +13,7 @@ from identity.breach import opening
 from identity.breach.errors import BreachError, Refused
 from identity.breach.reseal import ResealParams, reseal_vault
 from identity.keys import Keyring
+from identity.keys.dpo_shares import Holder, create_key_set, unlock, write_key_set
 from identity.keys.files import private_key_pem
 from identity.sealing import Opener, SealError, Sealer
 from identity.store import StoreUnavailable
@@ -182,3 +183,20 @@ def test_refuses_the_state_of_another_migration(store, audit, vault_under_old_ke
         "format": "identity-dpo-reseal/1", "old_key_sha256": "0" * 64, "new_key_sha256": "1" * 64,
         "cursor": "a", "counts": {}, "complete": False, "passes": 1}))
     refused(store, audit, params(tmp_path, keys_dir, old_key_file), monkeypatch, "another --state")
+
+
+def test_a_key_set_is_retired_with_its_shares(store, audit, keys_dir, tmp_path, monkeypatch):
+    """A share lost or stolen, a holder leaving: the old set's holders re-seal everything to a new set."""
+    old_set = create_key_set([Holder(f"old-{i}", "-") for i in (1, 2, 3)], 2, development=True)
+    old_shares = write_key_set(tmp_path / "old-set", old_set)
+    vault = Vault(store, pepper=Keyring(keys_dir, passphrase=None).pepper, sealer=Sealer(old_set.public_key))
+    people = {vault.resolve_or_create(email).identity.pseudonym: email for email in EMAILS}
+    old_key = unlock(old_shares[:2], old_set.public_key, lambda share: None).private_key
+
+    with pytest.raises(Refused, match="2 different shares .* 1 given"):  # one old holder alone cannot
+        reseal_vault(store, audit, params(tmp_path, keys_dir, old_shares[0], passphrase=None))
+    report = reseal_vault(store, audit, params(tmp_path, keys_dir, (old_shares[2], old_shares[0]), passphrase=None))
+    assert report.counts["resealed"] == 12
+    assert_only_the_new_key_opens(store, keys_dir, old_key, people)
+    started = next(r for r in audit.records() if r["outcome"] == "started")
+    assert started["details"]["old_key"] == "shares"

@@ -4,6 +4,8 @@ Splitting the old key into shares would change nothing: the DPO (and any backup)
 whole. So the DPO makes a new key set offline (``scripts/keys.py dpo-create``; its private key is
 never written whole), the service seals new logins to its public key, and this pass opens each
 sealed e-mail with the old key and seals it to the new public key (``scripts/keys.py dpo-reseal``).
+The same pass retires a key *set* (a share lost or stolen, a holder leaving): the old set's shares
+instead of a whole key.
 Each record is replaced only if it still holds the value that was opened (a conditional update),
 so an erasure or rectification meanwhile wins. When a pass has walked the whole vault, nothing in
 the database opens with the old key any more, and the old key can be destroyed.
@@ -26,12 +28,12 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..audit import AuditLog
-from ..keys.dpo_shares import fingerprint
+from ..keys.dpo_shares import PassphraseFor, fingerprint, looks_like_share_file, unlock
 from ..keys.files import KeyMaterialError, load_dpo_public_key, load_private_key
 from ..sealing import Sealer
 from ..store import Gt, Order, Store, StoreError
@@ -48,13 +50,15 @@ COUNT_KEYS = ("resealed", "not_old_key", "changed", "erased")
 
 @dataclass(frozen=True)
 class ResealParams:
-    """One pass: the old whole key, the vault's new public key (the key set's), the state file."""
+    """One pass: the old key (one whole key, or the old set's share files), the vault's new public key
+    (the new key set's), the state file. Passphrases as for a breach run (``ResolveParams``)."""
 
     operator: str
-    old_key: Path
+    old_key: Path | Sequence[Path]
     new_public: Path
     state: Path
     passphrase: str | None = field(default=None, repr=False)
+    passphrase_for: PassphraseFor | None = field(default=None, repr=False)
     workers: int | None = None
     batch_size: int = DEFAULT_BATCH
 
@@ -119,19 +123,30 @@ class _State:
             raise
 
 
-def _keys(params: ResealParams) -> tuple[X25519PrivateKey, Sealer, str, str]:
+def _old_key(params: ResealParams) -> tuple[Any, str]:
+    """The old private key and what it was made of (a whole key, or the shares of a retired key set)."""
+    paths = [Path(params.old_key)] if isinstance(params.old_key, (str, Path)) else [Path(p) for p in params.old_key]
+    if paths and all(looks_like_share_file(p) for p in paths):
+        ask = (lambda _share: params.passphrase) if params.passphrase else (params.passphrase_for or (lambda _s: None))
+        return unlock(paths, None, ask).private_key, "shares"
+    if len(paths) != 1:
+        raise KeyMaterialError("--old-key: give the old key set's share files, or one whole key alone")
+    return load_private_key(paths[0], params.passphrase), "whole key"
+
+
+def _keys(params: ResealParams) -> tuple[X25519PrivateKey, Sealer, str, str, str]:
     try:
-        old = load_private_key(Path(params.old_key), params.passphrase)
+        old, form = _old_key(params)
         new_public = load_dpo_public_key(Path(params.new_public))
     except KeyMaterialError as exc:
-        raise Refused(str(exc)) from exc
+        raise Refused(f"cannot use the DPO keys: {exc}") from exc
     if not isinstance(old, X25519PrivateKey):
         raise Refused(f"{params.old_key} is not an X25519 private key (the old DPO key is)")
     old_fp, new_fp = fingerprint(old.public_key()), fingerprint(new_public)
     if old_fp == new_fp:
         raise Refused(f"{params.new_public} is still the old key's public half: make the new key set "
                       "(keys.py dpo-create), install its dpo_public.pem on the service and here, then run this")
-    return old, Sealer(new_public), old_fp, new_fp
+    return old, Sealer(new_public), old_fp, new_fp, form
 
 
 def _batches(store: Store, after: str | None, size: int):
@@ -172,7 +187,7 @@ def reseal_vault(store: Store, audit: AuditLog, params: ResealParams) -> ResealR
     :raises BreachError: the pass stopped part-way; running it again resumes.
     """
     try:
-        old_key, sealer, old_fp, new_fp = _keys(params)
+        old_key, sealer, old_fp, new_fp, form = _keys(params)
         state, resumed = _State.load(Path(params.state), old_fp, new_fp)
     except Refused as exc:
         audit.append(actor=params.operator, action=ACTION, outcome="refused", details={"problem": str(exc)})
@@ -181,7 +196,8 @@ def reseal_vault(store: Store, audit: AuditLog, params: ResealParams) -> ResealR
     report = ResealReport(state.counts, resumed, state.passes, old_fp, new_fp)
     with OpeningPool[list](raw_private(old_key), workers=workers) as pool:  # forked before the store is touched
         audit.append(actor=params.operator, action=ACTION, outcome="started", details={
-            "old_key_sha256": old_fp, "new_key_sha256": new_fp, "resumed": resumed, "pass": state.passes})
+            "old_key_sha256": old_fp, "old_key": form, "new_key_sha256": new_fp, "resumed": resumed,
+            "pass": state.passes})
         outcome, problem = "completed", None
         try:
             for batch in _batches(store, state.cursor, params.batch_size):

@@ -284,11 +284,11 @@ def read_share(path: Path) -> ShareFile:
                      wrapped_key=wrapped, sealed_share=sealed, content=content)
 
 
-def _distinct(shares: Sequence[ShareFile], expected_fp: str) -> list[ShareFile]:
+def _distinct(shares: Sequence[ShareFile], expected_fp: str | None) -> list[ShareFile]:
     """One file per share, all of one set and of the expected key; refusals name the files."""
     first = shares[0]
     for share in shares:
-        if share.fingerprint != expected_fp:
+        if expected_fp is not None and share.fingerprint != expected_fp:
             raise KeyMaterialError(f"{share.describe()} is a share of another DPO key (public key SHA-256 "
                                    f"{share.fingerprint[:16]}…), not of this vault's dpo_public.pem "
                                    f"({expected_fp[:16]}…)")
@@ -325,15 +325,17 @@ def _unlock_share(share: ShareFile, passphrase_for: PassphraseFor) -> bytes:
         raise KeyMaterialError(f"cannot unlock {share.describe()}: wrong passphrase (or the file was altered)") from exc
 
 
-def unlock(paths: Sequence[Path], expected_public: X25519PublicKey, passphrase_for: PassphraseFor) -> Unlocked:
+def unlock(paths: Sequence[Path], expected_public: X25519PublicKey | None, passphrase_for: PassphraseFor) -> Unlocked:
     """The DPO private key from ``threshold`` distinct shares among ``paths``; ``KeyMaterialError`` otherwise.
 
     Files are taken in the order given; only the first ``threshold`` distinct shares are unlocked
-    (and only their passphrases asked for).
+    (and only their passphrases asked for). ``expected_public`` is the vault's key; None accepts the
+    key the files name (an old key set being retired), still checked against what they rebuild.
     """
     if not paths:
         raise KeyMaterialError("no DPO share files given")
-    shares = _distinct([read_share(p) for p in paths], fingerprint(expected_public))
+    expected_fp = None if expected_public is None else fingerprint(expected_public)
+    shares = _distinct([read_share(p) for p in paths], expected_fp)
     first = shares[0]
     wrapping_key = Shamir.combine([(s.index, _unlock_share(s, passphrase_for)) for s in shares])
     try:
