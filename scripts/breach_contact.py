@@ -63,7 +63,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--reason", metavar="TEXT", help="why, for the audit log (required)")
     parser.add_argument("--pseudonyms", metavar="FILE|-", help="affected pseudonyms, one a line; - for stdin")
     parser.add_argument("--dpo-key", metavar="PATH", type=Path, action="append",
-                        help="a DPO key share file (dpo_share_N.json); repeat once per holder present")
+                        help="a DPO key share file (dpo_share_N.json), once per holder present; or one whole "
+                             "dpo_private.pem of a vault not yet re-sealed")
     parser.add_argument("--out", metavar="FILE", type=Path, help="the CSV to create (mode 0600)")
     parser.add_argument("--stdout", action="store_true", help="write the CSV to standard output instead of --out")
     parser.add_argument("--request", metavar="ID", help="the approved four-eyes request (scripts/four_eyes.py)")
