@@ -9,6 +9,7 @@ import sys
 from typing import Any, NoReturn
 
 from .config import ConfigError, Settings, load_settings
+from .keys.dpo_shares import ShareFile
 from .services import Services, build_services
 from .store import StoreUnavailable
 
@@ -60,6 +61,14 @@ def passphrase_from(variable: str, prompt: str) -> str | None:
     if sys.stdin.isatty():
         return getpass.getpass(prompt) or None
     return None
+
+
+def share_passphrase(share: ShareFile) -> str | None:
+    """A DPO key share's holder types its passphrase (on a terminal; None otherwise): one prompt per holder."""
+    if not sys.stdin.isatty():
+        return None
+    return getpass.getpass(f"{share.holder}: passphrase of DPO key share {share.index} of {share.count} "
+                           f"({share.path}): ") or None
 
 
 def operator_name() -> str:

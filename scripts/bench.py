@@ -441,7 +441,7 @@ def store_sections(plan: Plan, workdir: Path, sections: set[str], limits: dict[s
                    summary: dict[str, Any], results: dict[str, Any]) -> None:
     keys = BenchService(workdir / "store-keys")  # only its key material is used
     keys.workdir.mkdir(parents=True, exist_ok=True)
-    keys._cli("scripts/keys.py", "init", extra_env={"IDENTITY_DPO_KEY_PASSPHRASE": keys.dpo_passphrase})
+    keys.init_keys()
     passphrase = keys.env["IDENTITY_KEYS_PASSPHRASE"]
     bench = VaultBench(workdir / "vault.sqlite3", keys.keys_dir, passphrase)
     sizes = plan.vault_sizes if "vault" in sections else ()
@@ -467,7 +467,7 @@ def store_sections(plan: Plan, workdir: Path, sections: set[str], limits: dict[s
     if "breach" in sections:
         runs = []
         for n in range(plan.breach_runs):
-            run = breach_run(bench, dpo_key=keys.keys_dir / "dpo_private.pem",
+            run = breach_run(bench, dpo_key=keys.dpo_shares(),
                              dpo_public=keys.keys_dir / "dpo_public.pem", passphrase=keys.dpo_passphrase,
                              workdir=workdir, count=plan.breach_count)
             runs.append(run)

@@ -149,6 +149,12 @@ def prepare(directory: Path, n: int, distinct_seals: int) -> tuple[SQLiteStore, 
     return store, listing
 
 
+def dpo_key(keys: Path) -> tuple[Path, ...]:
+    """Two of the development key set's shares (a directory made before the shares: its whole key)."""
+    shares = sorted(keys.glob("dpo_share_*.json"))
+    return tuple(shares[:2]) if shares else (keys / "dpo_private.pem",)
+
+
 def main() -> int:
     args = parse_args()
     directory = args.dir or Path(tempfile.mkdtemp(prefix="bench-breach-"))
@@ -156,7 +162,7 @@ def main() -> int:
     store, listing = prepare(directory, args.n, args.distinct_seals)
     out = directory / f"out-{int(time.time())}.csv"
     params = ResolveParams(incident="BENCH", operator="bench", reason="benchmark", pseudonyms=listing,
-                           dpo_key=directory / "keys" / "dpo_private.pem",
+                           dpo_key=dpo_key(directory / "keys"),
                            dpo_public=directory / "keys" / "dpo_public.pem", out=out, workers=args.workers,
                            chunk_size=args.chunk)
     load_before, opens_before = _load(), open_rate(OPEN_RATE_SECONDS)

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import statistics
@@ -169,6 +168,17 @@ class BenchService:
             raise RuntimeError(f"{' '.join(args[:3])} failed: {done.stderr.strip()[-2000:]}")
         return json.loads(done.stdout)
 
+    def init_keys(self) -> None:
+        """As the README says: the DPO key set made "offline" (``dpo-create``), its public key installed by init."""
+        self._cli("scripts/keys.py", "dpo-create", "--out", str(self.dpo_dir), "--holder", "dpo", "--holder",
+                  "officer", "--holder", "backup",  # no terminal here: one passphrase for all (not production)
+                  extra_env={"IDENTITY_ENV": "development", "IDENTITY_DPO_KEY_PASSPHRASE": self.dpo_passphrase})
+        self._cli("scripts/keys.py", "init", "--dpo-public", str(self.dpo_dir / "dpo_public.pem"))
+
+    def dpo_shares(self) -> list[Path]:
+        """Two of the three shares: what a breach run needs."""
+        return sorted(self.dpo_dir.glob("dpo_share_*.json"))[:2]
+
     def set_up_like(self, other: BenchService) -> None:
         """Serve ``other``'s key material, store and clients (set up once) from this service's own port."""
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -179,10 +189,7 @@ class BenchService:
     def set_up(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.samples_dir.mkdir(exist_ok=True)
-        self._cli("scripts/keys.py", "init", extra_env={"IDENTITY_DPO_KEY_PASSPHRASE": self.dpo_passphrase})
-        # README: "move keys/dpo_private.pem to the DPO, offline" (production refuses to start otherwise).
-        self.dpo_dir.mkdir(exist_ok=True)
-        shutil.move(str(self.keys_dir / "dpo_private.pem"), self.dpo_dir / "dpo_private.pem")
+        self.init_keys()
         keygen = self._cli("scripts/audiences.py", "keygen", "--out", str(self.audience_dir))
         self.audience_private_key = Path(keygen["private_key"])
         self._cli("scripts/audiences.py", "add", "--audience", AUDIENCE, "--encryption-key", keygen["public_key"])

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import _bootstrap  # noqa: F401
 
@@ -136,7 +136,8 @@ from identity.breach.resolve import ResolveParams, resolve_pseudonyms
 from identity.store import SQLiteStore
 store = SQLiteStore(Path({db!r}))
 params = ResolveParams(incident="BENCH", operator="bench", reason="benchmark", pseudonyms=Path({listing!r}),
-                       dpo_key=Path({dpo_key!r}), dpo_public=Path({dpo_public!r}), passphrase={passphrase!r},
+                       dpo_key=tuple(Path(p) for p in {dpo_key!r}), dpo_public=Path({dpo_public!r}),
+                       passphrase={passphrase!r},
                        out=Path({out!r}), progress=False)
 sampler = MemorySampler(); sampler.start()
 started, cpu = time.perf_counter(), time.process_time()
@@ -151,7 +152,7 @@ print(json.dumps({{"seconds": seconds, "resolved": summary.counts["resolved"], "
 """
 
 
-def breach_run(bench: VaultBench, *, dpo_key: Path, dpo_public: Path, passphrase: str, workdir: Path,
+def breach_run(bench: VaultBench, *, dpo_key: Sequence[Path], dpo_public: Path, passphrase: str, workdir: Path,
                count: int) -> dict[str, Any]:
     """One ``resolve_pseudonyms`` run over the first ``count`` seeded pseudonyms, in a fresh process."""
     listing = workdir / f"breach-{count}.txt"
@@ -163,7 +164,7 @@ def breach_run(bench: VaultBench, *, dpo_key: Path, dpo_public: Path, passphrase
                 dst.write(line)
     out = workdir / f"breach-out-{secrets.token_hex(4)}.csv"
     code = BREACH_CHILD.format(scripts=str(ROOT / "scripts"), root=str(ROOT), db=str(bench.db_path),
-                               listing=str(listing), dpo_key=str(dpo_key), dpo_public=str(dpo_public),
+                               listing=str(listing), dpo_key=[str(p) for p in dpo_key], dpo_public=str(dpo_public),
                                passphrase=passphrase, out=str(out))
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,

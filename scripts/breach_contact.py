@@ -2,21 +2,25 @@
 """Breach contact: the DPO resolves affected pseudonyms to e-mail addresses (and notifies them), under audit.
 
   python scripts/breach_contact.py --incident ID --operator NAME --reason TEXT --pseudonyms FILE|- \\
-      --dpo-key PATH --out FILE [--request ID] [--notify --notice FILE [--language nl|en|both] [--dry-run]]
+      --dpo-key SHARE --dpo-key SHARE --out FILE [--request ID] \\
+      [--notify --notice FILE [--language nl|en|both] [--dry-run]]
   python scripts/breach_contact.py --incident ID --operator NAME --reason TEXT --pseudonyms FILE --counts-only
 
 Writes OUT (``pseudonym,email``), OUT.unresolved.csv (``line,pseudonym,problem``) and OUT.state (to
 resume), all mode 0600; ``--stdout`` writes the CSV to standard output instead (no resume). Ends with
 ``resolved=N unknown=N erased=N malformed=N`` on stdout. Run the same command again to resume an
-interrupted run (nothing is written or sent twice). The DPO key's passphrase comes from
-IDENTITY_DPO_KEY_PASSPHRASE or a prompt; everything else from the same IDENTITY_* environment as
-the service (IDENTITY_DB_URI, IDENTITY_KEYS_DIR for dpo_public.pem, IDENTITY_FOUR_EYES_REQUIRED,
-IDENTITY_SMTP_*). See docs/breach-contact.md.
+interrupted run (nothing is written or sent twice). ``--dpo-key`` names one share file per holder
+present (as many as the key set's threshold, e.g. 2 of 3); each holder types their own share's
+passphrase at the prompt (IDENTITY_DPO_KEY_PASSPHRASE, when set, unlocks every file: development
+and tests). A whole dpo_private.pem of a vault not yet re-sealed is accepted alone. Everything else
+comes from the same IDENTITY_* environment as the service (IDENTITY_DB_URI, IDENTITY_KEYS_DIR for
+dpo_public.pem, IDENTITY_FOUR_EYES_REQUIRED, IDENTITY_SMTP_*). See docs/breach-contact.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -33,9 +37,10 @@ from identity.breach.resolve import CountParams, ResolveParams, Summary, count_p
 from identity.breach.smtp import Mailer, SmtpSettings, load_smtp_settings
 from identity.breach.state import RunState, StateError
 from identity.breach.templates import LANGUAGES, load_notice, render
-from identity.cli import CommandError, passphrase_from, run, say, settings_from_environment
+from identity.cli import CommandError, passphrase_from, run, say, settings_from_environment, share_passphrase
 from identity.config import ConfigError, Settings
 from identity.keys import KeyPaths
+from identity.keys.dpo_shares import looks_like_share_file
 from identity.keys.files import pem_is_encrypted
 from identity.store import StoreError, open_store
 
@@ -58,7 +63,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--operator", metavar="NAME", help="who runs this (required)")
     parser.add_argument("--reason", metavar="TEXT", help="why, for the audit log (required)")
     parser.add_argument("--pseudonyms", metavar="FILE|-", help="affected pseudonyms, one a line; - for stdin")
-    parser.add_argument("--dpo-key", metavar="PATH", type=Path, help="the DPO's private key (dpo_private.pem)")
+    parser.add_argument("--dpo-key", metavar="PATH", type=Path, action="append",
+                        help="a DPO key share file (dpo_share_N.json), once per holder present; or one whole "
+                             "dpo_private.pem of a vault not yet re-sealed")
     parser.add_argument("--out", metavar="FILE", type=Path, help="the CSV to create (mode 0600)")
     parser.add_argument("--stdout", action="store_true", help="write the CSV to standard output instead of --out")
     parser.add_argument("--request", metavar="ID", help="the approved four-eyes request (scripts/four_eyes.py)")
@@ -133,9 +140,13 @@ def prepare_notices(audit: AuditLog, args: argparse.Namespace) -> tuple[SmtpSett
     return smtp, Letter(smtp.sender, subject, body, languages(args))
 
 
-def dpo_passphrase(path: Path) -> str | None:
+def dpo_passphrase(paths: list[Path]) -> str | None:
+    """IDENTITY_DPO_KEY_PASSPHRASE (for every file), or the prompt of a lone encrypted whole key."""
+    shared = os.environ.get("IDENTITY_DPO_KEY_PASSPHRASE") or None
+    if shared or len(paths) != 1 or looks_like_share_file(paths[0]):
+        return shared
     try:
-        encrypted = pem_is_encrypted(path)
+        encrypted = pem_is_encrypted(paths[0])
     except OSError:
         return None  # the library refuses the unreadable key (and audits it)
     if not encrypted:
@@ -221,8 +232,9 @@ def resolve(settings: Settings, store, audit: AuditLog, args: argparse.Namespace
     path, spooled = input_path(audit, args)
     params = ResolveParams(
         incident=args.incident, operator=args.operator, reason=args.reason, pseudonyms=path,
-        dpo_key=args.dpo_key, dpo_public=KeyPaths(settings.keys_dir).dpo_public,
-        passphrase=dpo_passphrase(args.dpo_key), out=args.out, request_id=args.request, workers=args.workers,
+        dpo_key=tuple(args.dpo_key), dpo_public=KeyPaths(settings.keys_dir).dpo_public,
+        passphrase=dpo_passphrase(args.dpo_key), passphrase_for=share_passphrase, out=args.out,
+        request_id=args.request, workers=args.workers,
         notes={"notify": args.notify, "dry_run": args.dry_run},
     )
     try:

@@ -1,22 +1,39 @@
 #!/usr/bin/env python3
 """Key material: ``init`` creates it, ``rotate`` rotates the signing key, ``list`` shows the keys.
 
-Reads the same IDENTITY_* environment as the service (IDENTITY_KEYS_DIR, IDENTITY_KEYS_PASSPHRASE,
-IDENTITY_ENV); the DPO key's passphrase comes from IDENTITY_DPO_KEY_PASSPHRASE or a prompt.
+The DPO key is held by several people (k-of-n share files, never the whole private key on disk):
+``dpo-create`` makes a key set on the DPO's offline machine (each holder types their passphrase);
+``init --dpo-public`` installs its public key on the service (production), while ``init`` alone
+makes a development key set in the keys directory (shares under IDENTITY_DPO_KEY_PASSPHRASE, or the
+published development passphrase). ``dpo-reseal`` moves an existing vault from a whole DPO key to
+a new key set (resumable). Reads the same IDENTITY_* environment as the service (IDENTITY_KEYS_DIR,
+IDENTITY_KEYS_PASSPHRASE, IDENTITY_ENV, IDENTITY_DB_URI).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
+import sys
 import time
+from pathlib import Path
 
 import _bootstrap  # noqa: F401
+from cryptography.hazmat.primitives import serialization
 
 from identity.audit import AuditLog
-from identity.cli import CommandError, emit, operator_name, passphrase_from, run, say, settings_from_environment
+from identity.breach.errors import BreachError, Refused
+from identity.breach.reseal import ResealParams, reseal_vault
+from identity.cli import (CommandError, emit, operator_name, passphrase_from, run, say, settings_from_environment,
+                          share_passphrase)
 from identity.keys import KeyMaterialError, KeyPaths, describe, init_keys, rotate_signing_keys
-from identity.keys.files import pem_is_encrypted
-from identity.store import StoreUnavailable, open_store
+from identity.keys.dpo_shares import (DEFAULT_THRESHOLD, Holder, check_holders, create_key_set, fingerprint,
+                                      share_file_name, write_key_set)
+from identity.keys.files import DPO_PUBLIC, load_dpo_public_key, pem_is_encrypted, write_public_file
+from identity.store import StoreError, StoreUnavailable, open_store
+
+MIN_SHARE_PASSPHRASE = 12
 
 
 def parse_args() -> argparse.Namespace:
@@ -27,6 +44,21 @@ def parse_args() -> argparse.Namespace:
                       help="mark the material as development keys (production refuses them)")
     init.add_argument("--if-absent", action="store_true",
                       help="do nothing (exit 0) when key material already exists")
+    init.add_argument("--dpo-public", metavar="PATH", type=Path,
+                      help="the dpo_public.pem of a key set made offline with dpo-create (required in production)")
+    create = sub.add_parser("dpo-create", help="on the DPO's offline machine: a DPO key set (k-of-n share files)")
+    create.add_argument("--out", metavar="DIR", type=Path, required=True,
+                        help="where to write dpo_public.pem and dpo_share_<i>.json (not the service's keys)")
+    create.add_argument("--holder", metavar="NAME", action="append", required=True,
+                        help="a share holder (repeat: one share each, at least two)")
+    create.add_argument("--threshold", metavar="K", type=int, default=DEFAULT_THRESHOLD,
+                        help=f"shares needed to open e-mails (default {DEFAULT_THRESHOLD}, at least 2)")
+    reseal = sub.add_parser("dpo-reseal", help="re-seal every e-mail from an old whole DPO key to the new key set")
+    reseal.add_argument("--old-key", metavar="PATH", type=Path, action="append", required=True,
+                        help="the old dpo_private.pem, or (repeated) the share files of the key set to retire")
+    reseal.add_argument("--state", metavar="FILE", type=Path, default=Path("dpo-reseal.state.json"),
+                        help="progress, to resume (default: dpo-reseal.state.json)")
+    reseal.add_argument("--workers", type=int, metavar="N", help="processes opening e-mails (default: one a core)")
     sub.add_parser("rotate", help="promote next → active → retired and add a new next signing key")
     sub.add_parser("list", help="list signing keys and their states")
     return parser.parse_args()
@@ -40,31 +72,128 @@ def cmd_init(args: argparse.Namespace) -> int:
         return 0
     if settings.is_production and args.development:
         raise CommandError("--development keys cannot be created with IDENTITY_ENV=production")
-    dpo_passphrase = passphrase_from("IDENTITY_DPO_KEY_PASSPHRASE", "Passphrase for the DPO private key: ")
-    if settings.is_production and not dpo_passphrase:
-        raise CommandError("IDENTITY_DPO_KEY_PASSPHRASE (or a prompt answer) is required in production")
+    if settings.is_production and not args.dpo_public:
+        raise CommandError("in production the DPO key set is made offline, never on the service host: run "
+                           "`python scripts/keys.py dpo-create --out DIR --holder NAME --holder NAME …` on the "
+                           "DPO's machine, then `init --dpo-public DIR/dpo_public.pem` here")
     try:
+        dpo_public = load_dpo_public_key(args.dpo_public) if args.dpo_public else None
         created = init_keys(
             paths.root,
             passphrase=settings.keys_passphrase,
-            dpo_passphrase=dpo_passphrase,
+            dpo_passphrase=None if dpo_public else os.environ.get("IDENTITY_DPO_KEY_PASSPHRASE") or None,
             development=args.development,
             now=time.time(),
+            dpo_public=dpo_public,
         )
     except KeyMaterialError as exc:
         raise CommandError(str(exc)) from exc
+    shares = [str(path) for name, path in created.files.items() if name.startswith("dpo_share_")]
     say(f"Created key material in {paths.root}.")
-    say(f"IMPORTANT: {created.files['dpo_private_key']} is the DPO's private key. It belongs OFFLINE "
-        "with the data protection officer: move it off this host now. The service needs only "
-        f"{created.files['dpo_public_key']}.")
+    if shares:
+        say(f"IMPORTANT: {', '.join(shares)} are the DPO key's shares ({DEFAULT_THRESHOLD} of {len(shares)} open "
+            "e-mails), made here for development. They belong OFFLINE, one with each holder: production refuses "
+            "to start while any dpo_* file but dpo_public.pem is on its host, and makes its key set with "
+            "`keys.py dpo-create` on the DPO's machine.")
     emit({
         "status": "created",
         "signing_kid": created.signing_kid,
         "development": args.development,
         "encrypted": bool(settings.keys_passphrase),
         "files": {name: str(path) for name, path in created.files.items()},
-        "dpo_private_key_belongs_offline": True,
+        "dpo_public_key_sha256": fingerprint(load_dpo_public_key(created.files["dpo_public_key"])),
+        "dpo_shares_belong_offline": bool(shares),
     })
+    return 0
+
+
+def holder_passphrases(holders: list[str], *, production: bool) -> list[str]:
+    """Each holder types their own passphrase twice (a terminal); else IDENTITY_DPO_KEY_PASSPHRASE for all."""
+    if sys.stdin.isatty():
+        chosen = []
+        for name in holders:
+            first = getpass.getpass(f"{name}: choose the passphrase of your DPO key share: ")
+            if len(first) < MIN_SHARE_PASSPHRASE:
+                raise CommandError(f"{name}: a share passphrase has at least {MIN_SHARE_PASSPHRASE} characters; "
+                                   "nothing was written")
+            if getpass.getpass(f"{name}: the same passphrase again: ") != first:
+                raise CommandError(f"{name}: the two passphrases differ; nothing was written")
+            chosen.append(first)
+        if len(set(chosen)) != len(chosen):
+            raise CommandError("two holders chose the same passphrase: each needs their own; nothing was written")
+        return chosen
+    if production:
+        raise CommandError("in production each holder types their own passphrase: run dpo-create on a terminal")
+    shared = os.environ.get("IDENTITY_DPO_KEY_PASSPHRASE")
+    if not shared:
+        raise CommandError("no terminal for the holders' passphrases: run on a terminal (outside production, "
+                           "IDENTITY_DPO_KEY_PASSPHRASE may give one passphrase for every share)")
+    return [shared] * len(holders)
+
+
+def cmd_dpo_create(args: argparse.Namespace) -> int:
+    settings = settings_from_environment()
+    out: Path = args.out
+    if out.resolve() == Path(settings.keys_dir).resolve():
+        raise CommandError(f"{out} is the service's keys directory: make the key set on the DPO's machine, "
+                           "in a directory of its own")
+    try:
+        check_holders([Holder(name, "-") for name in args.holder], args.threshold)
+    except KeyMaterialError as exc:
+        raise CommandError(str(exc)) from exc
+    targets = [out / DPO_PUBLIC] + [out / share_file_name(i) for i in range(1, len(args.holder) + 1)]
+    existing = [path for path in targets if path.exists()]
+    if existing:
+        raise CommandError(f"{existing[0]} already exists; refusing to overwrite it")
+    passphrases = holder_passphrases(args.holder, production=settings.is_production)
+    try:
+        key_set = create_key_set([Holder(n, p) for n, p in zip(args.holder, passphrases)], args.threshold)
+        files = write_key_set(out, key_set)
+        write_public_file(out / DPO_PUBLIC, key_set.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    except KeyMaterialError as exc:
+        raise CommandError(str(exc)) from exc
+    say(f"Created DPO key set {key_set.set_id}: {args.threshold} of {len(files)} shares open e-mails; the whole "
+        "private key was never written. Give each share file to its holder (their own medium) and delete it "
+        f"here. Install {out / DPO_PUBLIC} on the service (`keys.py init --dpo-public`, or replace "
+        "keys/dpo_public.pem and run `keys.py dpo-reseal` with the old key).")
+    emit({
+        "status": "created", "set": key_set.set_id, "threshold": args.threshold,
+        "public_key": str(out / DPO_PUBLIC), "public_key_sha256": fingerprint(key_set.public_key),
+        "shares": [{"index": i, "holder": holder, "file": str(path)}
+                   for i, (holder, path) in enumerate(zip(key_set.holders, files), start=1)],
+    })
+    return 0
+
+
+def cmd_dpo_reseal(args: argparse.Namespace) -> int:
+    settings = settings_from_environment()
+    passphrase = os.environ.get("IDENTITY_DPO_KEY_PASSPHRASE") or None
+    try:
+        if not passphrase and len(args.old_key) == 1 and pem_is_encrypted(args.old_key[0]):
+            passphrase = passphrase_from("IDENTITY_DPO_KEY_PASSPHRASE", "Passphrase for the old DPO private key: ")
+    except OSError:
+        pass  # the library refuses the unreadable key (and audits it)
+    store = open_store(settings.db_uri)
+    params = ResealParams(operator=operator_name(), old_key=tuple(args.old_key),
+                          new_public=KeyPaths(settings.keys_dir).dpo_public, state=args.state,
+                          passphrase=passphrase, passphrase_for=share_passphrase, workers=args.workers)
+    try:
+        report = reseal_vault(store, AuditLog(store), params)
+    except (Refused, BreachError) as exc:
+        raise CommandError(str(exc)) from exc
+    except StoreError as exc:
+        raise CommandError(f"the store is unavailable: {exc}") from exc
+    finally:
+        store.close()
+    if report.counts["resealed"] or report.counts["changed"]:
+        say("Run the same command again once the service seals to the new key: a pass that re-seals nothing "
+            "shows the old key opens nothing in the vault; then destroy the old key and its copies.")
+    else:
+        say("Nothing in the vault opens with the old key: destroy it and every copy of it "
+            "(database backups made before the re-sealing still open with it).")
+    emit({"status": "completed", "pass": report.passes, "resumed": report.resumed, "counts": report.as_dict(),
+          "old_key_sha256": report.old_key, "new_key_sha256": report.new_key, "state": str(args.state)})
     return 0
 
 
@@ -119,6 +248,10 @@ def main() -> int:
         return cmd_init(args)
     if args.command == "rotate":
         return cmd_rotate()
+    if args.command == "dpo-create":
+        return cmd_dpo_create(args)
+    if args.command == "dpo-reseal":
+        return cmd_dpo_reseal(args)
     return cmd_list()
 
 

@@ -23,7 +23,8 @@ from identity.breach.officers import sign_claim
 from identity.breach.registry import Registry
 from identity.breach.resolve import ResolveParams
 from identity.keys import Keyring
-from identity.keys.files import load_private_key, private_key_pem
+from identity.keys.dpo_shares import unlock
+from identity.keys.files import load_dpo_public_key, private_key_pem
 from identity.sealing import Sealer
 from identity.store import Store
 from identity.vault import ERASED, IDENTITIES, RESTRICTED, Vault
@@ -61,15 +62,27 @@ def write_list(path: Path, lines: list[str]) -> Path:
 def params(tmp_path: Path, keys_dir: Path, listing: Path, **overrides: Any) -> ResolveParams:
     values: dict[str, Any] = dict(
         incident="INC-2026-01", operator="dpo.jansen", reason="tracking data leaked from the analytics bucket",
-        pseudonyms=listing, dpo_key=keys_dir / "dpo_private.pem", dpo_public=keys_dir / "dpo_public.pem",
+        pseudonyms=listing, dpo_key=tuple(dpo_shares(keys_dir)[:2]), dpo_public=keys_dir / "dpo_public.pem",
         out=tmp_path / "contacts.csv", workers=0, chunk_size=4, progress=False,
     )
     values.update(overrides)
     return ResolveParams(**values)
 
 
+def dpo_shares(keys_dir: Path) -> list[Path]:
+    """The development key set's share files (``keys.py init`` writes three, two open)."""
+    return sorted(keys_dir.glob("dpo_share_*.json"))
+
+
+def dpo_private_key(keys_dir: Path) -> X25519PrivateKey:
+    """The DPO private key, rebuilt from two development shares (what a breach run does in memory)."""
+    public = load_dpo_public_key(keys_dir / "dpo_public.pem")
+    return unlock(dpo_shares(keys_dir)[:2], public, lambda share: None).private_key
+
+
 def encrypted_dpo_key(keys_dir: Path, target: Path, passphrase: str) -> Path:
-    key = load_private_key(keys_dir / "dpo_private.pem", None)
+    """A whole DPO key file (a vault not yet moved to shares), encrypted with ``passphrase``."""
+    key = dpo_private_key(keys_dir)
     target.write_bytes(private_key_pem(key, passphrase))
     target.chmod(0o600)
     return target

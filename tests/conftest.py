@@ -85,6 +85,7 @@ def services(app):
 # -- OAuth fixtures ----------------------------------------------------------------------------
 
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
 
 from identity.oauth.audiences import parse_encryption_key  # noqa: E402
 from tests.oauth_helpers import AudienceKeys, DirectLoginBroker  # noqa: E402
@@ -114,9 +115,10 @@ class FakeClock:
 
 
 def production_settings(settings: Settings, tmp_path: Path, **changes: object) -> Settings:
-    """``settings`` for production: fresh production keys (passphrase ``pass``), the DPO private key removed."""
+    """``settings`` for production: fresh production keys (passphrase ``pass``), the DPO key set made elsewhere."""
     root = tmp_path / "prod-keys"
-    init_keys(root, passphrase="pass", dpo_passphrase="dpo", development=False, now=0).files["dpo_private_key"].unlink()
+    init_keys(root, passphrase="pass", dpo_passphrase=None, development=False, now=0,
+              dpo_public=X25519PrivateKey.generate().public_key())
     return dataclasses.replace(settings, env="production", keys_dir=root, keys_passphrase="pass", **changes)
 
 

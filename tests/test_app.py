@@ -7,10 +7,12 @@ import os
 import stat
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from identity import create_app
 from identity.config import ConfigError
 from identity.keys import init_keys
+from identity.keys.files import private_key_pem
 from identity.store import StoreUnavailable
 from tests.conftest import production_settings
 
@@ -90,14 +92,22 @@ def test_production_refuses_development_keys(settings):
         create_app(dataclasses.replace(settings, env="production", keys_passphrase="x"))
 
 
-def test_production_starts_with_proper_keys_and_no_dpo_private_key(settings, tmp_path):
+def test_production_starts_with_proper_keys_and_no_dpo_secret_on_the_host(settings, tmp_path):
     root = tmp_path / "prod-keys"
-    created = init_keys(root, passphrase="pass", dpo_passphrase="dpo", development=False, now=0)
+    created = init_keys(root, passphrase="pass", dpo_passphrase=None, development=False, now=0)
     prod = dataclasses.replace(settings, env="production", keys_dir=root, keys_passphrase="pass",
                                **PRODUCTION_UPSTREAM)
-    with pytest.raises(ConfigError, match="move it offline"):
+    shares = sorted(root.glob("dpo_share_*.json"))
+    assert len(shares) == 3
+    for share in shares:  # the last round: one share alone on the host is refused too
+        with pytest.raises(ConfigError, match=f"{share.name} is DPO secret material on the service host: move it"):
+            create_app(prod)
+        share.rename(tmp_path / share.name)
+    whole = root / "dpo_private.pem"  # a whole key, as keys.py init wrote before the shares
+    whole.write_bytes(private_key_pem(X25519PrivateKey.generate(), "dpo"))
+    with pytest.raises(ConfigError, match="dpo_private.pem is DPO secret material"):
         create_app(prod)
-    created.files["dpo_private_key"].rename(tmp_path / "offline-dpo.pem")
+    whole.rename(tmp_path / "offline-dpo.pem")
     os.chmod(created.files["blind_index_pepper"], stat.S_IRUSR | stat.S_IRGRP)
     with pytest.raises(ConfigError, match="chmod 600"):
         create_app(prod)
@@ -107,8 +117,8 @@ def test_production_starts_with_proper_keys_and_no_dpo_private_key(settings, tmp
 
 def test_production_refuses_unencrypted_keys(settings, tmp_path):
     root = tmp_path / "plain-keys"
-    created = init_keys(root, passphrase=None, dpo_passphrase=None, development=False, now=0)
-    created.files["dpo_private_key"].unlink()
+    init_keys(root, passphrase=None, dpo_passphrase=None, development=False, now=0,
+              dpo_public=X25519PrivateKey.generate().public_key())
     with pytest.raises(ConfigError, match="not encrypted"):
         create_app(dataclasses.replace(settings, env="production", keys_dir=root, keys_passphrase="x"))
 

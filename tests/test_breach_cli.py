@@ -43,7 +43,8 @@ def world(tmp_path: Path, keys_dir: Path) -> tuple[Population, dict[str, str], P
 
 def base_args(tmp_path: Path, keys_dir: Path, listing: Path | str) -> list[str]:
     return ["--incident", "INC-2026-01", "--operator", "dpo.jansen", "--reason", "analytics bucket leaked",
-            "--pseudonyms", str(listing), "--dpo-key", str(keys_dir / "dpo_private.pem"), "--workers", "2"]
+            "--pseudonyms", str(listing), "--dpo-key", str(keys_dir / "dpo_share_1.json"),
+            "--dpo-key", str(keys_dir / "dpo_share_3.json"), "--workers", "2"]
 
 
 def records(env: dict[str, str]) -> list[dict]:
@@ -94,13 +95,72 @@ def test_a_command_line_that_does_not_parse_is_refused_and_audited(world, tmp_pa
 def test_wrong_passphrase_is_refused_and_audited(world, tmp_path, keys_dir):
     from tests.breach_support import encrypted_dpo_key
     _, env, listing = world
-    key = encrypted_dpo_key(keys_dir, tmp_path / "dpo.pem", "right one")
+    key = encrypted_dpo_key(keys_dir, tmp_path / "dpo.pem", "right one")  # a whole key (vault not yet re-sealed)
     args = base_args(tmp_path, keys_dir, listing)
-    args[args.index("--dpo-key") + 1] = str(key)
+    args[args.index("--dpo-key"):args.index("--dpo-key") + 4] = ["--dpo-key", str(key)]
     result = run_script("breach_contact.py", *args, "--out", str(tmp_path / "c.csv"),
                         env=env | {"IDENTITY_DPO_KEY_PASSPHRASE": "wrong one"})
     assert result.returncode == 1 and "wrong passphrase" in text(result, "stderr")
     assert not (tmp_path / "c.csv").exists() and records(env)[0]["outcome"] == "refused"
+
+
+def test_one_share_holder_alone_is_refused_and_audited(world, tmp_path, keys_dir):
+    _, env, listing = world
+    args = base_args(tmp_path, keys_dir, listing)
+    del args[args.index("--dpo-key"):args.index("--dpo-key") + 2]  # only the holder of share 3 is present
+    result = run_script("breach_contact.py", *args, "--out", str(tmp_path / "c.csv"), env=env)
+    assert result.returncode == 1 and result.stdout == b""
+    assert "2 different shares of DPO key set" in text(result, "stderr") and "1 given" in text(result, "stderr")
+    assert not (tmp_path / "c.csv").exists()
+    (record,) = records(env)
+    assert record["outcome"] == "refused" and "one holder alone opens nothing" in record["details"]["problem"]
+
+
+def test_a_share_under_the_wrong_passphrase_is_refused(tmp_path):
+    from identity.keys import init_keys
+    keys_dir = tmp_path / "holders-keys"
+    init_keys(keys_dir, passphrase=None, dpo_passphrase="the holders' passphrase", development=True, now=0)
+    db = tmp_path / "identity.sqlite3"
+    store = SQLiteStore(db)
+    listing = write_list(tmp_path / "affected.txt", populate(store, keys_dir).order)
+    store.close()
+    env = {"IDENTITY_DB_URI": f"sqlite:///{db}", "IDENTITY_KEYS_DIR": str(keys_dir)}
+    args = [*base_args(tmp_path, keys_dir, listing), "--out", str(tmp_path / "c.csv")]
+    wrong = run_script("breach_contact.py", *args, env=env | {"IDENTITY_DPO_KEY_PASSPHRASE": "not it"})
+    assert wrong.returncode == 1 and "dpo_share_1.json (share 1 of 3, holder holder-1): wrong passphrase" in \
+        text(wrong, "stderr")
+    unasked = run_script("breach_contact.py", *args, env=env)  # no terminal: nobody can type a passphrase
+    assert unasked.returncode == 1 and "no passphrase for" in text(unasked, "stderr")
+    right = run_script("breach_contact.py", *args, env=env | {"IDENTITY_DPO_KEY_PASSPHRASE": "the holders' passphrase"})
+    assert right.returncode == 0, text(right, "stderr")
+    assert [r["outcome"] for r in records(env)] == ["refused", "refused", "started", "completed"]
+
+
+def test_each_holder_types_their_passphrase_at_the_dpos_terminal(tmp_path):
+    from identity.keys import init_keys
+    from identity.keys.dpo_shares import Holder, create_key_set, write_key_set
+    from tests.terminal_support import run_on_terminal
+
+    key_set = create_key_set([Holder("anna", "anna's passphrase"), Holder("bram", "bram's passphrase"),
+                              Holder("carl", "carl's passphrase")], 2)
+    shares = write_key_set(tmp_path / "offline", key_set)  # on the holders' own media
+    keys_dir = tmp_path / "keys"
+    init_keys(keys_dir, passphrase=None, dpo_passphrase=None, development=True, now=0, dpo_public=key_set.public_key)
+    db = tmp_path / "identity.sqlite3"
+    store = SQLiteStore(db)
+    listing = write_list(tmp_path / "affected.txt", populate(store, keys_dir).order)
+    store.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
+        "IDENTITY_DB_URI": f"sqlite:///{db}", "IDENTITY_KEYS_DIR": str(keys_dir)}
+    argv = [sys.executable, str(ROOT / "scripts" / "breach_contact.py"), "--incident", "INC-2026-01", "--operator",
+            "dpo.jansen", "--reason", "analytics bucket leaked", "--pseudonyms", str(listing), "--dpo-key",
+            str(shares[2]), "--dpo-key", str(shares[1]), "--workers", "0", "--out", str(tmp_path / "c.csv")]
+    run = run_on_terminal(argv, env, [("carl: passphrase of DPO key share 3 of 3", "carl's passphrase"),
+                                      ("bram: passphrase of DPO key share 2 of 3", "bram's passphrase")])
+    assert run.exit_code == 0 and not run.unanswered, run.output
+    assert "resolved=11 unknown=0 erased=1 malformed=0" in run.output and "passphrase'" not in run.output
+    started = next(r for r in records(env) if r["outcome"] == "started")
+    assert [s["holder"] for s in started["details"]["dpo_key"]["shares"]] == ["carl", "bram"]
 
 
 def test_stdout_only_with_the_flag_and_stdin_as_the_list(world, tmp_path, keys_dir):

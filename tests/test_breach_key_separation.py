@@ -1,7 +1,9 @@
 """Key separation: the running service alone cannot turn a pseudonym back into an e-mail address.
 
-The service's possessions here are exactly what ``make run`` leaves on its host once the DPO key
-has gone offline: its database, its keys directory without ``dpo_private.pem`` and its settings.
+The service's possessions here are exactly what ``make run`` leaves on its host once the DPO key's
+shares have gone offline: its database, its keys directory without any ``dpo_share_*.json`` and its
+settings. And no single share holder can either: one share (with its passphrase) and the database
+open nothing.
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ import shutil
 from pathlib import Path
 
 import pytest
+from Crypto.Protocol.SecretSharing import Shamir
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from identity.breach.dpo_key import load_dpo_key
 from identity.breach.errors import Refused
-from identity.keys.files import load_private_key
+from identity.keys.dpo_shares import read_share, unlock
+from identity.keys.files import KeyMaterialError, KeyPaths, load_dpo_public_key
 from identity.sealing import Opener, SealError
 from identity.store import SQLiteStore
 from identity.vault import IDENTITIES
+from tests.breach_support import dpo_private_key, dpo_shares
 from tests.conftest import REDIRECT_URI
 from tests.upstream_fixtures import DEV_ISSUER_HOST, dev_app, dev_browser, dev_client  # noqa: F401
 from tests.upstream_support import log_in
@@ -31,17 +37,18 @@ EMAIL = "Grace.Hopper@Example.ORG"
 
 @pytest.fixture
 def keys_dir(key_template: Path, tmp_path: Path) -> Path:
-    """The service's key material: everything ``keys.py init`` made except the DPO private key."""
+    """The service's key material: everything ``keys.py init`` made except the DPO key's shares."""
     target = tmp_path / "service-keys"
     shutil.copytree(key_template, target)
-    (target / "dpo_private.pem").unlink()
+    for share in target.glob("dpo_share_*.json"):
+        share.unlink()
     return target
 
 
 @pytest.fixture
 def dpo_key(key_template: Path) -> X25519PrivateKey:
-    """The DPO's key, which lives elsewhere (offline)."""
-    return load_private_key(key_template / "dpo_private.pem", None)
+    """The DPO's key, rebuilt from two holders' shares, which live elsewhere (offline)."""
+    return dpo_private_key(key_template)
 
 
 def log_in_once(dev_browser, dev_client, email: str = EMAIL) -> None:  # noqa: F811
@@ -56,7 +63,7 @@ def sealed_email_of(store, email: str, app) -> str:
 
 def test_the_service_starts_and_serves_logins_without_the_dpo_private_key(
         dev_app, dev_client, dev_browser, keys_dir, dpo_key):  # noqa: F811
-    assert not (keys_dir / "dpo_private.pem").exists()
+    assert not KeyPaths(keys_dir).dpo_secrets()
     assert dev_app.test_client().get("/readyz", base_url=ISSUER).status_code == 200
     log_in_once(dev_browser, dev_client)
     store = dev_app.extensions["identity"].store
@@ -135,3 +142,44 @@ def test_the_database_holds_no_address_only_sealed_values(dev_app, dev_client, d
         data = path.read_bytes().lower()
         assert b"grace.hopper" not in data, path
     assert SQLiteStore(db).count(IDENTITIES, {}) == 1
+
+
+def test_one_share_holder_with_the_database_opens_nothing(dev_app, dev_client, dev_browser, keys_dir, key_template,
+                                                          settings, dpo_key):  # noqa: F811
+    log_in_once(dev_browser, dev_client)
+    services = dev_app.extensions["identity"]
+    sealed = sealed_email_of(services.store, EMAIL, dev_app)
+    public = load_dpo_public_key(keys_dir / "dpo_public.pem")
+    for share_path in dpo_shares(key_template):
+        # the breach tool refuses a lone share, even with its passphrase (development shares need none)
+        with pytest.raises(KeyMaterialError, match="2 different shares .* 1 given"):
+            unlock([share_path], public, lambda share: None)
+        # and nothing in it, nor its unlocked share, nor the service's possessions, is the key
+        share = read_share(share_path)
+        unlocked = _unlocked_share(share)
+        with pytest.raises(InvalidTag):  # one share is not the wrapping key of the private key
+            _open_private_key(share, Shamir.combine([(share.index, unlocked)]))
+        held = _possessions(keys_dir, Path(settings.db_uri.removeprefix("sqlite:///")), settings)
+        held[str(share_path)] = share_path.read_bytes() + unlocked
+        for name, blob in held.items():
+            for form in _secret_forms(dpo_key):
+                assert form not in blob, f"the DPO private key is in {name}"
+        scalars = {w for name, blob in held.items() if "sqlite3" not in name for w in _candidate_scalars(blob)}
+        for scalar in scalars:
+            with pytest.raises(SealError):
+                Opener(X25519PrivateKey.from_private_bytes(scalar)).open(sealed)
+    assert Opener(dpo_key).open(sealed) == b"grace.hopper@example.org"  # two shares together do open it
+
+
+def _unlocked_share(share) -> bytes:
+    """The 16 secret bytes of one development share: what its holder learns from it."""
+    from identity.keys import dpo_shares
+
+    return dpo_shares._unlock_share(share, lambda _share: None)
+
+
+def _open_private_key(share, wrapping_key: bytes) -> bytes:
+    from identity.keys import dpo_shares
+
+    header = dpo_shares._set_header(share.set_id, share.threshold, share.count, share.fingerprint)
+    return dpo_shares._open(wrapping_key, share.wrapped_key, dpo_shares._canonical(header))

@@ -17,7 +17,9 @@ from identity.breach.output import state_path, unresolved_path
 from identity.breach.resolve import CountParams, count_pseudonyms, resolve_pseudonyms
 from identity.store import StoreUnavailable
 from identity.vault import new_pseudonym
-from tests.breach_support import (FailingStore, Population, encrypted_dpo_key, other_x25519_key, params, populate,
+from identity.keys import init_keys
+from tests.breach_support import (FailingStore, Population, dpo_shares, encrypted_dpo_key, other_x25519_key, params,
+                                  populate,
                                   write_list)
 
 
@@ -130,6 +132,78 @@ def refused_without_opening(store, audit, p, monkeypatch, match: str) -> dict:
     records = list(audit.records())
     assert [(r["action"], r["outcome"]) for r in records] == [("breach.resolve", "refused")]
     return records[0]
+
+
+def test_two_shares_open_and_the_audit_names_their_holders(store, audit, people, listing, tmp_path, keys_dir):
+    shares = dpo_shares(keys_dir)
+    summary = resolve_pseudonyms(store, audit, params(tmp_path, keys_dir, listing, dpo_key=(shares[2], shares[0])))
+    assert summary.counts["resolved"] == 11
+    started = next(r for r in audit.records() if r["outcome"] == "started")
+    assert started["details"]["dpo_key"]["form"] == "shares"
+    assert started["details"]["dpo_key"]["shares"] == [{"index": 3, "holder": "holder-3"},
+                                                       {"index": 1, "holder": "holder-1"}]
+
+
+def test_refuses_one_share_alone(store, audit, listing, tmp_path, keys_dir, monkeypatch):
+    refused_without_opening(store, audit, params(tmp_path, keys_dir, listing, dpo_key=(dpo_shares(keys_dir)[1],)),
+                            monkeypatch, "2 different shares .* 1 given: one holder alone opens nothing")
+
+
+def test_refuses_the_same_share_given_twice(store, audit, listing, tmp_path, keys_dir, monkeypatch):
+    share = dpo_shares(keys_dir)[0]
+    refused_without_opening(store, audit, params(tmp_path, keys_dir, listing, dpo_key=(share, share)), monkeypatch,
+                            "1 given \\(the same share was given more than once; it counts once\\)")
+
+
+def test_refuses_shares_of_another_key_set(store, audit, listing, tmp_path, keys_dir, monkeypatch):
+    other = init_keys(tmp_path / "other-keys", passphrase=None, dpo_passphrase=None, development=True, now=0)
+    mixed = (dpo_shares(keys_dir)[0], other.files["dpo_share_2"])
+    refused_without_opening(store, audit, params(tmp_path, keys_dir, listing, dpo_key=mixed), monkeypatch,
+                            "is a share of another DPO key")
+
+
+def test_refuses_a_share_mixed_with_a_whole_key(store, audit, listing, tmp_path, keys_dir, monkeypatch):
+    whole = encrypted_dpo_key(keys_dir, tmp_path / "dpo.pem", "correct horse")
+    refused_without_opening(store, audit, params(tmp_path, keys_dir, listing,
+                                                 dpo_key=(dpo_shares(keys_dir)[0], whole)),
+                            monkeypatch, "not a DPO share file")
+
+
+@pytest.fixture
+def holders_keys(tmp_path: Path) -> Path:
+    """A key set whose shares are locked by a real passphrase (IDENTITY_DPO_KEY_PASSPHRASE in development)."""
+    root = tmp_path / "holders-keys"
+    init_keys(root, passphrase=None, dpo_passphrase="the holders' passphrase", development=True, now=0)
+    return root
+
+
+def test_refuses_a_share_under_the_wrong_passphrase(store, audit, tmp_path, holders_keys, monkeypatch):
+    listing = write_list(tmp_path / "affected.txt", populate(store, holders_keys).order)
+    record = refused_without_opening(store, audit, params(tmp_path, holders_keys, listing,
+                                                          passphrase="hunter2-not-it"), monkeypatch,
+                                     "cannot unlock .*dpo_share_1.json \\(share 1 of 3, holder holder-1\\): "
+                                     "wrong passphrase")
+    assert "hunter2" not in repr(record)
+    asked: list[str] = []
+    refused = params(tmp_path, holders_keys, listing, passphrase_for=lambda share: asked.append(share.holder))
+    with pytest.raises(Refused, match="no passphrase for .*holder-1.*run on a terminal"):
+        resolve_pseudonyms(store, audit, refused)
+    assert asked == ["holder-1"]
+
+
+def test_each_holder_gives_their_own_passphrase(store, audit, tmp_path, holders_keys):
+    people = populate(store, holders_keys)
+    listing = write_list(tmp_path / "affected.txt", people.order)
+    asked: list[str] = []
+
+    def holder_at_the_prompt(share) -> str:
+        asked.append(share.holder)
+        return "the holders' passphrase"
+
+    summary = resolve_pseudonyms(store, audit, params(tmp_path, holders_keys, listing,
+                                                      dpo_key=tuple(dpo_shares(holders_keys)[1:]),
+                                                      passphrase_for=holder_at_the_prompt))
+    assert summary.counts["resolved"] == 11 and asked == ["holder-2", "holder-3"]
 
 
 def test_refuses_a_wrong_passphrase(store, audit, listing, tmp_path, keys_dir, monkeypatch):
@@ -250,7 +324,7 @@ def test_store_reads_are_batched_and_work_in_flight_is_bounded(store, audit, peo
 
 def test_the_opening_pool_keeps_at_most_its_window_in_flight(keys_dir):
     from identity.breach.dpo_key import raw_private
-    from identity.keys.files import load_private_key
+    from tests.breach_support import dpo_private_key
 
     class Slow:  # a chunk that is never ready until someone waits for it
         def __init__(self, values):
@@ -267,7 +341,7 @@ def test_the_opening_pool_keeps_at_most_its_window_in_flight(keys_dir):
             return Slow(values)
 
     finished = []
-    with Pool(raw_private(load_private_key(keys_dir / "dpo_private.pem", None)), workers=0, window=3) as pool:
+    with Pool(raw_private(dpo_private_key(keys_dir)), workers=0, window=3) as pool:
         for i in range(10):
             finished += [tag for tag, _ in pool.submit(i, [str(i)])]
             assert len(pool._pending) <= 3

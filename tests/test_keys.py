@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from identity.keys import KeyMaterialError, Keyring, init_keys, rotate_signing_keys, thumbprint
-from identity.keys.files import KeyPaths, pem_is_encrypted
+from identity.keys.dpo_shares import PASSPHRASE_KDF, fingerprint, read_share
+from identity.keys.files import KeyPaths, load_dpo_public_key, pem_is_encrypted
 
 PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
@@ -19,10 +22,32 @@ def test_init_creates_every_piece_with_private_modes(tmp_path: Path):
     root = tmp_path / "keys"
     root.mkdir()  # an existing empty directory is fine
     created = init_keys(root, passphrase=None, dpo_passphrase=None, development=True, now=0)
-    for name in ("signing_key", "manifest", "blind_index_pepper", "dpo_private_key"):
+    for name in ("signing_key", "manifest", "blind_index_pepper", "dpo_share_1", "dpo_share_2", "dpo_share_3"):
         assert stat.S_IMODE(os.stat(created.files[name]).st_mode) == 0o600, name
     names = [p.name for p in root.rglob("*") if p.is_file()]
-    assert sorted(n for n in names if "dpo" in n) == ["dpo_private.pem", "dpo_public.pem"]
+    # the DPO key exists only as shares (2 of 3), never whole
+    assert sorted(n for n in names if "dpo" in n) == ["dpo_public.pem", "dpo_share_1.json", "dpo_share_2.json",
+                                                      "dpo_share_3.json"]
+    shares = [read_share(created.files[f"dpo_share_{i}"]) for i in (1, 2, 3)]
+    assert {(s.threshold, s.count, s.development) for s in shares} == {(2, 3, True)}
+    assert [s.index for s in shares] == [1, 2, 3] and len({s.set_id for s in shares}) == 1
+
+
+def test_init_with_the_public_key_of_an_offline_key_set_writes_no_dpo_secret(tmp_path: Path):
+    public = X25519PrivateKey.generate().public_key()
+    created = init_keys(tmp_path / "keys", passphrase=None, dpo_passphrase=None, development=False, now=0,
+                        dpo_public=public)
+    assert KeyPaths(tmp_path / "keys").dpo_secrets() == []
+    assert not [n for n in created.files if n.startswith("dpo_share")]
+    assert fingerprint(load_dpo_public_key(created.files["dpo_public_key"])) == fingerprint(public)
+
+
+def test_init_refuses_a_directory_holding_a_dpo_secret(tmp_path: Path):
+    root = tmp_path / "keys"
+    root.mkdir()
+    (root / "dpo_private.pem").write_text("an old whole key")
+    with pytest.raises(KeyMaterialError, match="dpo_private.pem already exists"):
+        init_keys(root, passphrase=None, dpo_passphrase=None, development=True, now=0)
 
 
 def test_init_refuses_to_overwrite(keys_dir: Path):
@@ -34,7 +59,8 @@ def test_passphrase_encrypts_private_keys_and_is_needed_to_load(tmp_path: Path):
     root = tmp_path / "keys"
     created = init_keys(root, passphrase="signing-secret", dpo_passphrase="dpo-secret", development=False, now=0)
     assert pem_is_encrypted(created.files["signing_key"])
-    assert pem_is_encrypted(created.files["dpo_private_key"])
+    share = read_share(created.files["dpo_share_1"])  # the DPO passphrase locks every share, at full KDF cost
+    assert not share.development and share.kdf == PASSPHRASE_KDF
     with pytest.raises(KeyMaterialError, match="encrypted"):
         Keyring(root, passphrase=None)
     with pytest.raises(KeyMaterialError, match="wrong passphrase"):

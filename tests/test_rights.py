@@ -7,11 +7,11 @@ import json
 import pytest
 
 from identity.audit import AuditLog
-from identity.keys.files import load_private_key
 from identity.retention import parse_period
 from identity.rights import UnknownSubject
 from identity.sealing import Opener
 from identity.vault import IDENTITIES
+from tests.breach_support import dpo_private_key
 from tests.conftest import API, REDIRECT_URI
 from tests.oauth_helpers import pkce_pair, query_of
 from tests.test_oauth_flow import basic
@@ -111,7 +111,7 @@ def test_erasure_forgets_the_email_and_ends_every_session(
     new_doc = services.store.get(IDENTITIES, new_pseudonym)
     assert pseudonym not in json.dumps(new_doc)
     # even the DPO key opens nothing for the old pseudonym
-    opener = Opener(load_private_key(keys_dir / "dpo_private.pem", None))
+    opener = Opener(dpo_private_key(keys_dir))
     assert opener.open(new_doc["sealed_email"]) == broker.email.encode()
     assert services.store.get(IDENTITIES, pseudonym)["sealed_email"] is None
     records = [r for r in AuditLog(services.store).records() if r["action"] == "subjects.erase"]

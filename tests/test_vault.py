@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from identity.keys import Keyring
-from identity.keys.files import load_private_key
 from identity.sealing import Opener, SealError, Sealer
 from identity.store import SQLiteStore
 from identity.vault import IDENTITIES, InvalidEmail, Vault, is_pseudonym, new_pseudonym, normalise_email
+from tests.breach_support import dpo_private_key
 
 EMAIL = "Alice.Example@Example.ORG"
 
@@ -90,7 +90,7 @@ def test_record_holds_no_clear_email_only_blind_index_and_sealed_copy(vault: Vau
     flat = repr(doc).lower()
     assert "alice" not in flat and "example.org" not in flat
     assert doc["blind_index"] == vault.blind_index(EMAIL)
-    dpo = Opener(load_private_key(keyring.paths.dpo_private, None))
+    dpo = Opener(dpo_private_key(keyring.paths.root))
     assert dpo.open(doc["sealed_email"]) == b"alice.example@example.org"
 
 

@@ -3,7 +3,8 @@
 One concern per module:
 
 * ``inputs`` — reading the pseudonym list (line numbers, malformed lines, its SHA-256)
-* ``dpo_key`` — loading the DPO's private key and checking it belongs to this vault
+* ``dpo_key`` — rebuilding the DPO's private key from its holders' shares, checked against this vault
+* ``reseal`` — moving a vault from a whole DPO key to a shared one (re-sealing every e-mail, resumable)
 * ``lookup`` — batched store reads: sealed e-mail, erased or unknown for each pseudonym
 * ``opening`` — opening sealed e-mails in a pool of worker processes, in order, bounded
 * ``state`` — the run's resumable progress (a private SQLite file next to the output)

@@ -3,8 +3,9 @@
 Order of events, each a guarantee:
 
 1. Refusals first, touching nothing: missing incident/operator/reason, a DPO key that does not
-   load or is not the vault's, an unreadable list, an output that exists without a resumable
-   state, a missing/unapproved/altered/used four-eyes request. Every refusal is audited.
+   load (too few shares, a wrong passphrase) or is not the vault's, an unreadable list, an output
+   that exists without a resumable state, a missing/unapproved/altered/used four-eyes request.
+   Every refusal is audited.
 2. The four-eyes request (if any) is used: bound to this run by a ``four_eyes.use`` audit record
    (a resumed run must be the one that record names); then the ``breach.resolve``/``started``
    audit record is written — before any e-mail is opened. The state file is never trusted
@@ -26,13 +27,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Mapping, TextIO
+from typing import Any, BinaryIO, Callable, Iterator, Mapping, Sequence, TextIO
 
 from ..audit import AuditLog
 from ..store import Store, StoreError
 from . import audit_trail
 from .dedupe import RepeatCursor, find_repeats
-from .dpo_key import load_dpo_key, raw_private
+from ..keys.dpo_shares import PassphraseFor
+from .dpo_key import DpoKey, load_dpo_private_key, raw_private
 from .errors import BreachError, Refused
 from .four_eyes import FourEyes
 from .inputs import Entry, count_lines, file_sha256, read_entries
@@ -55,15 +57,21 @@ COUNT_KEYS = SUMMARY_KEYS + ("duplicate", "unopenable", "restricted")
 
 @dataclass(frozen=True)
 class ResolveParams:
-    """Everything one run needs. ``out=None`` writes the CSV to ``stdout`` (no resume)."""
+    """Everything one run needs. ``out=None`` writes the CSV to ``stdout`` (no resume).
+
+    ``dpo_key``: the share files (one per holder present), or one whole key of a vault not yet
+    re-sealed; ``passphrase`` unlocks every one of them (development, tests), else
+    ``passphrase_for`` asks each share's holder.
+    """
 
     incident: str | None
     operator: str | None
     reason: str | None
     pseudonyms: Path
-    dpo_key: Path
+    dpo_key: Path | Sequence[Path]
     dpo_public: Path
     passphrase: str | None = field(default=None, repr=False)
+    passphrase_for: PassphraseFor | None = field(default=None, repr=False)
     out: Path | None = None
     request_id: str | None = None
     workers: int | None = None
@@ -254,9 +262,10 @@ def _load_resumable(params: ResolveParams, sha: str) -> RunState | None:
     return state
 
 
-def _load_key(params: ResolveParams) -> bytes:
+def _load_key(params: ResolveParams) -> DpoKey:
     _require(params)
-    return raw_private(load_dpo_key(params.dpo_key, params.passphrase, public_key_path=params.dpo_public))
+    return load_dpo_private_key(params.dpo_key, passphrase=params.passphrase, passphrase_for=params.passphrase_for,
+                                public_key_path=params.dpo_public)
 
 
 def _refuse_reopening(store: Store, params: ResolveParams, state: RunState) -> None:
@@ -346,12 +355,12 @@ def resolve_pseudonyms(store: Store, audit: AuditLog, params: ResolveParams, *, 
         _audit_refusal(audit, params, str(exc))
         raise
     workers = default_workers() if params.workers is None else params.workers
-    with OpeningPool[Job](key, workers=workers) as pool:  # forked before this run touches the store
-        return _run(store, audit, params, pool, four_eyes_required, stdout, stderr, clock)
+    with OpeningPool[Job](raw_private(key.private_key), workers=workers) as pool:  # forked before the store is touched
+        return _run(store, audit, params, pool, four_eyes_required, stdout, stderr, clock, key.source)
 
 
 def _run(store: Store, audit: AuditLog, params: ResolveParams, pool: OpeningPool[Job], four_eyes_required: bool,
-         stdout: BinaryIO, stderr: TextIO, clock: Callable[[], float]) -> Summary:
+         stdout: BinaryIO, stderr: TextIO, clock: Callable[[], float], key_source: dict[str, Any]) -> Summary:
     try:
         prepared = _prepare(store, audit, params, four_eyes_required, clock)
     except Refused as exc:
@@ -360,7 +369,8 @@ def _run(store: Store, audit: AuditLog, params: ResolveParams, pool: OpeningPool
     summary = Summary(run_id=prepared.run_id, resumed=prepared.resumed, pseudonyms_sha256=prepared.sha,
                       out=params.out)
     details = {"run_id": prepared.run_id, "pseudonyms_sha256": prepared.sha, "request_id": params.request_id,
-               "resumed": prepared.resumed, "output": "file" if params.out else "stdout", **params.notes}
+               "resumed": prepared.resumed, "output": "file" if params.out else "stdout", "dpo_key": key_source,
+               **params.notes}
     try:
         audit.append(actor=params.operator or "", action=ACTION, outcome="started", reason=params.reason,
                      incident=params.incident, details=details)

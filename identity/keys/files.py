@@ -6,7 +6,9 @@ Layout of ``IDENTITY_KEYS_DIR``::
     signing/<kid>.pem         RSA signing keys, PKCS#8 (encrypted when a passphrase is set)
     blind_index_pepper.key    32 random bytes (base64url) keying the e-mail blind index
     dpo_public.pem            the DPO's X25519 public key: the service seals e-mails to it
-    dpo_private.pem           the DPO's private key: created here, then moved OFFLINE
+    dpo_share_<i>.json        development only: the DPO key's shares (k of n open it); production
+                              makes its key set offline and keeps no dpo_* file here but dpo_public.pem
+    dpo_private.pem           a whole DPO private key (before the move to shares): never on the service host
     self_encryption.pem       RSA key of the service's own audience ({issuer}/me): it decrypts the
                               access tokens apps present to the self-service endpoints
 """
@@ -75,6 +77,12 @@ class KeyPaths:
     @property
     def self_encryption(self) -> Path:
         return self.root / SELF_ENCRYPTION
+
+    def dpo_secrets(self) -> list[Path]:
+        """DPO secret material in this directory: any ``dpo_*`` file but the public key (shares, a whole key)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.glob("dpo_*") if p.name != DPO_PUBLIC)
 
 
 def write_private_file(path: Path, data: bytes) -> None:

@@ -163,6 +163,6 @@ class Keyring:
             problems.append(f"{self.paths.self_encryption} is not encrypted with IDENTITY_KEYS_PASSPHRASE")
         if not is_private_to_owner(self.paths.pepper):
             problems.append(f"{self.paths.pepper} is readable by group or others (chmod 600)")
-        if self.paths.dpo_private.exists():
-            problems.append(f"{self.paths.dpo_private} is on the service host: move it offline")
+        for secret in self.paths.dpo_secrets():  # a whole DPO key or any of its shares
+            problems.append(f"{secret} is DPO secret material on the service host: move it offline")
         return problems

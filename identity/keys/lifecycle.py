@@ -18,8 +18,10 @@ from typing import Any, Iterator
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from joserfc.jwk import RSAKey
+
+from .dpo_shares import DEFAULT_SHARES, DEFAULT_THRESHOLD, Holder, create_key_set, write_key_set
 
 from .files import (
     KeyMaterialError,
@@ -75,28 +77,34 @@ def init_keys(
     dpo_passphrase: str | None,
     development: bool,
     now: float,
+    dpo_public: X25519PublicKey | None = None,
 ) -> Created:
-    """Create the signing key, the self-audience key, the pepper and the DPO key pair in ``root``.
+    """Create the signing key, the self-audience key, the pepper and the DPO public key in ``root``.
 
+    ``dpo_public``: the public key of a DPO key set made offline (``scripts/keys.py dpo-create``,
+    production); without it a new key set is made here, its shares (2 of 3, never the whole private
+    key) written as ``dpo_share_<i>.json`` under ``dpo_passphrase``, or under the published
+    development passphrase when that is None (development and tests).
     Refuses (``KeyMaterialError``) if any of those files already exists; an empty directory is fine.
     """
     paths = KeyPaths(root)
     with _locked(paths):
-        existing = [p for p in (paths.manifest, paths.pepper, paths.dpo_public, paths.dpo_private,
-                                paths.self_encryption) if p.exists()]
+        existing = [p for p in (paths.manifest, paths.pepper, paths.dpo_public, paths.self_encryption)
+                    if p.exists()] + paths.dpo_secrets()
         if existing:
             raise KeyMaterialError(f"{existing[0]} already exists; refusing to overwrite key material")
         kid = _new_signing_key(paths, passphrase)
         write_private_file(paths.pepper, new_pepper())
         self_key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
         write_private_file(paths.self_encryption, private_key_pem(self_key, passphrase))
-        dpo_key = X25519PrivateKey.generate()
-        write_private_file(paths.dpo_private, private_key_pem(dpo_key, dpo_passphrase))
+        shares: list[Path] = []
+        if dpo_public is None:
+            holders = [Holder(f"holder-{i}", dpo_passphrase or "") for i in range(1, DEFAULT_SHARES + 1)]
+            key_set = create_key_set(holders, DEFAULT_THRESHOLD, development=not dpo_passphrase)
+            shares, dpo_public = write_key_set(paths.root, key_set), key_set.public_key
         write_public_file(
             paths.dpo_public,
-            dpo_key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ),
+            dpo_public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
         )
         write_manifest(
             paths,
@@ -114,7 +122,7 @@ def init_keys(
             "blind_index_pepper": paths.pepper,
             "self_encryption_key": paths.self_encryption,
             "dpo_public_key": paths.dpo_public,
-            "dpo_private_key": paths.dpo_private,
+            **{share.stem: share for share in shares},  # dpo_share_1 … (development)
         },
     )
 
