@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from .audit_heads import heads_spec_problems
+
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 DEFAULT_DB_URI = "sqlite:///var/identity.sqlite3"
@@ -46,6 +48,7 @@ class Settings:
     rate_limits_enabled: bool = True
     four_eyes_required: bool | None = None
     log_level: str = "INFO"
+    audit_heads: str | None = None  # IDENTITY_AUDIT_HEADS; None: the store's default (identity/audit_heads.py)
 
     def __repr__(self) -> str:
         return f"Settings({self.redacted()})"
@@ -190,6 +193,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"IDENTITY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
 
+    audit_heads = read.text("IDENTITY_AUDIT_HEADS")
+    problems.extend(heads_spec_problems(audit_heads, production=production))
+
     settings = Settings(
         env=mode,
         issuer=issuer,
@@ -214,6 +220,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limits_enabled=bool(read.flag("IDENTITY_RATE_LIMITS_ENABLED", True)),
         four_eyes_required=read.flag("IDENTITY_FOUR_EYES_REQUIRED", None),
         log_level=log_level,
+        audit_heads=audit_heads,
     )
     if problems:
         raise ConfigError(problems)

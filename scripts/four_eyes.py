@@ -23,13 +23,13 @@ from typing import Any, Callable
 
 import _bootstrap  # noqa: F401
 
-from identity.audit import AuditLog
+from identity.audit import AuditLog, open_audit_log
 from identity.breach.errors import Refused
 from identity.breach.four_eyes import FourEyes
 from identity.breach.inputs import file_sha256, read_entries, spool
 from identity.breach.officers import Registry, check_name, generate_key, load_public_key, load_signing_key
 from identity.cli import CommandError, emit, passphrase_from, run, say, settings_from_environment
-from identity.keys.files import pem_is_encrypted
+from identity.keys.files import KeyMaterialError, pem_is_encrypted
 from identity.store import StoreError, open_store
 
 PASSPHRASE_VARIABLE = "IDENTITY_OFFICER_KEY_PASSPHRASE"
@@ -118,6 +118,14 @@ def audited(audit: AuditLog, action: str, actor: str, work: Callable[[], dict[st
     return result
 
 
+def audit_log(settings: Any, store: Any) -> AuditLog:
+    """Signed by the service audit key of IDENTITY_KEYS_DIR (officers' own keys: see identity.breach.audit_keys)."""
+    try:
+        return open_audit_log(settings, store)
+    except KeyMaterialError as exc:
+        raise CommandError(f"no key to sign the audit log: {exc}") from exc
+
+
 def public_request(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if v is not None}
 
@@ -128,8 +136,9 @@ def main() -> int:
         if args.command == "keygen":
             emit(cmd_keygen(args))
             return 0
-        store = open_store(settings_from_environment().db_uri)
-        audit, registry = AuditLog(store), Registry(store)
+        settings = settings_from_environment()
+        store = open_store(settings.db_uri)
+        audit, registry = audit_log(settings, store), Registry(store)
         four_eyes = FourEyes(store, registry)
         if args.command == "enrol":
             emit(audited(audit, "officers.enrol", args.by, lambda: registry.enrol(

@@ -13,6 +13,7 @@ from identity.breach.errors import Refused
 from identity.breach.four_eyes import REQUESTS, FourEyes
 from identity.breach.officers import OFFICERS, Registry, generate_key, load_public_key, load_signing_key
 from identity.breach.resolve import resolve_pseudonyms
+from tests.audit_support import signed_log
 from tests.breach_support import params, populate, write_list
 
 
@@ -53,7 +54,7 @@ def file_request(four_eyes: FourEyes, officers, listing: Path, **overrides) -> d
 
 
 def run(store, tmp_path, keys_dir, listing, request_id, **overrides):
-    return resolve_pseudonyms(store, AuditLog(store), params(tmp_path, keys_dir, listing, request_id=request_id,
+    return resolve_pseudonyms(store, signed_log(store), params(tmp_path, keys_dir, listing, request_id=request_id,
                                                              **overrides), four_eyes_required=True)
 
 

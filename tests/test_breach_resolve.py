@@ -17,6 +17,7 @@ from identity.breach.output import state_path, unresolved_path
 from identity.breach.resolve import CountParams, count_pseudonyms, resolve_pseudonyms
 from identity.store import StoreUnavailable
 from identity.vault import new_pseudonym
+from tests.audit_support import signed_log, trusted
 from tests.breach_support import Population, encrypted_dpo_key, other_x25519_key, params, populate, write_list
 
 
@@ -27,7 +28,7 @@ def people(store, keys_dir: Path) -> Population:
 
 @pytest.fixture
 def audit(store) -> AuditLog:
-    return AuditLog(store)
+    return signed_log(store)
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def test_audit_names_who_why_and_the_list_but_no_address(store, audit, people, l
     assert started["details"]["pseudonyms_sha256"] == hashlib.sha256(listing.read_bytes()).hexdigest()
     assert completed["counts"]["resolved"] == 11 and completed["counts"]["erased"] == 1
     assert "@" not in repr(list(audit.records()))
-    assert audit.verify_chain().ok
+    assert audit.verify_chain(keys=trusted()).ok
 
 
 def test_the_audit_record_is_written_before_any_email_is_opened(store, audit, listing, tmp_path, keys_dir,

@@ -18,12 +18,14 @@ from typing import Any, Iterator
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from joserfc.jwk import RSAKey
 
 from .files import (
     KeyMaterialError,
     KeyPaths,
+    load_private_key,
     new_pepper,
     private_key_pem,
     read_manifest,
@@ -76,14 +78,14 @@ def init_keys(
     development: bool,
     now: float,
 ) -> Created:
-    """Create the signing key, the self-audience key, the pepper and the DPO key pair in ``root``.
+    """Create the signing key, the self-audience key, the pepper, the DPO key pair and the audit key in ``root``.
 
     Refuses (``KeyMaterialError``) if any of those files already exists; an empty directory is fine.
     """
     paths = KeyPaths(root)
     with _locked(paths):
         existing = [p for p in (paths.manifest, paths.pepper, paths.dpo_public, paths.dpo_private,
-                                paths.self_encryption) if p.exists()]
+                                paths.self_encryption, paths.audit_signing, paths.audit_public) if p.exists()]
         if existing:
             raise KeyMaterialError(f"{existing[0]} already exists; refusing to overwrite key material")
         kid = _new_signing_key(paths, passphrase)
@@ -98,6 +100,7 @@ def init_keys(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             ),
         )
+        _new_audit_key(paths, passphrase)
         write_manifest(
             paths,
             {
@@ -115,8 +118,48 @@ def init_keys(
             "self_encryption_key": paths.self_encryption,
             "dpo_public_key": paths.dpo_public,
             "dpo_private_key": paths.dpo_private,
+            "audit_signing_key": paths.audit_signing,
+            "audit_public_key": paths.audit_public,
         },
     )
+
+
+def _new_audit_key(paths: KeyPaths, passphrase: str | None) -> None:
+    """The Ed25519 audit signing key (0600, encrypted with the passphrase) and its public half (0644)."""
+    key = Ed25519PrivateKey.generate()
+    write_private_file(paths.audit_signing, private_key_pem(key, passphrase))  # type: ignore[arg-type]
+    write_public_file(paths.audit_public, _public_pem(key))
+
+
+def _public_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def ensure_audit_key(root: Path, *, passphrase: str | None) -> list[Path]:
+    """Add the audit signing key to an existing keys directory that lacks it; return the files written.
+
+    A private key without its public half gets the public half back (that needs the passphrase); a
+    public half without its private key is refused (``KeyMaterialError``): it may be all an auditor's
+    copy should hold, and a new private key would not match it.
+    """
+    paths = KeyPaths(root)
+    with _locked(paths):
+        if paths.audit_signing.exists():
+            if paths.audit_public.exists():
+                return []
+            key = load_private_key(paths.audit_signing, passphrase)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise KeyMaterialError(f"{paths.audit_signing} is not an Ed25519 private key")
+            write_public_file(paths.audit_public, _public_pem(key))
+            return [paths.audit_public]
+        if paths.audit_public.exists():
+            raise KeyMaterialError(
+                f"{paths.audit_public} exists without {paths.audit_signing}: this directory holds only the "
+                "public half (an auditor's copy?); restore the private key, or remove the public half to start a "
+                "new audit key"
+            )
+        _new_audit_key(paths, passphrase)
+        return [paths.audit_signing, paths.audit_public]
 
 
 def rotate_signing_keys(
