@@ -7,6 +7,7 @@ sink) would try it, and must be detected.
 from __future__ import annotations
 
 import base64
+import multiprocessing
 import random
 import threading
 from pathlib import Path
@@ -18,7 +19,7 @@ from identity.audit import AUDIT_LOG, AuditLog, AuditSignerMissing, ChainReport,
     subjects_hash
 from identity.audit_heads import FileHeads, read_heads
 from identity.audit_signing import OfficerSigner, ServiceSigner, signed_message
-from identity.store import StoreUnavailable
+from identity.store import SQLiteStore, StoreUnavailable
 from tests.audit_support import SERVICE_SIGNER, rewrite, signed_log, trusted
 
 OFFICER_KEY = Ed25519PrivateKey.generate()
@@ -367,6 +368,26 @@ def test_concurrent_appends_keep_one_unbroken_chain(sqlite_store, heads: Path):
         t.join()
     report = verify(log, heads)
     assert report.ok and report.count == 40 and report.heads.checked == 40
+
+
+def _append_from_a_worker(db: str, heads: str, worker: int) -> None:
+    log = signed_log(SQLiteStore(db), heads=Path(heads))
+    for i in range(10):
+        log.append(actor=f"worker{worker}", action="a", details={"i": i})
+
+
+def test_worker_processes_appending_at_once_keep_one_chain_and_every_head(tmp_path: Path, heads: Path):
+    """Like gunicorn workers: separate processes, one database, one heads file (lines in any order)."""
+    db = str(tmp_path / "workers.sqlite3")
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_append_from_a_worker, args=(db, str(heads), n)) for n in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+    report = verify(AuditLog(SQLiteStore(db)), heads)
+    assert report.ok and report.count == 40 and report.heads.checked == 40 and report.heads.matched == 40
 
 
 def test_an_append_that_loses_the_race_retries_at_the_new_head(store, heads: Path):
