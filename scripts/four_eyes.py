@@ -30,7 +30,8 @@ from identity.breach.inputs import file_sha256, read_entries, spool
 from identity.breach.officers import Registry, check_name, generate_key, load_public_key, load_signing_key
 from identity.cli import CommandError, emit, passphrase_from, run, say, settings_from_environment
 from identity.keys.files import KeyMaterialError, pem_is_encrypted
-from identity.store import StoreError, open_store
+from identity.config import Settings
+from identity.store import Store, StoreError, open_store
 
 PASSPHRASE_VARIABLE = "IDENTITY_OFFICER_KEY_PASSPHRASE"
 
@@ -118,7 +119,7 @@ def audited(audit: AuditLog, action: str, actor: str, work: Callable[[], dict[st
     return result
 
 
-def audit_log(settings: Any, store: Any) -> AuditLog:
+def audit_log(settings: Settings, store: Store) -> AuditLog:
     """Signed by the service audit key of IDENTITY_KEYS_DIR (officers' own keys: see identity.breach.audit_keys)."""
     try:
         return open_audit_log(settings, store)

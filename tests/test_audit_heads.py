@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from identity import create_app
 from identity.audit import HeadsUnavailable, open_audit_log
 from identity.audit_heads import (
     AllHeads,
