@@ -10,6 +10,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from .addresses import TrustedProxies, parse_trusted_proxies
+from .audit_heads import heads_spec_problems
 from .store.mongo import mongo_tls_problem
 from .verify.http import is_loopback_host
 
@@ -52,6 +53,7 @@ class Settings:
     trusted_proxies: TrustedProxies = TrustedProxies()
     four_eyes_required: bool | None = None
     log_level: str = "INFO"
+    audit_heads: str | None = None  # IDENTITY_AUDIT_HEADS; None: the store's default (identity/audit_heads.py)
 
     def __repr__(self) -> str:
         return f"Settings({self.redacted()})"
@@ -206,6 +208,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         problems.append(f"IDENTITY_TRUSTED_PROXIES {exc}")
         trusted_proxies = TrustedProxies()
 
+    audit_heads = read.text("IDENTITY_AUDIT_HEADS")
+    problems.extend(heads_spec_problems(audit_heads, production=production))
+
     settings = Settings(
         env=mode,
         env_explicit=explicit_mode is not None,
@@ -232,6 +237,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=trusted_proxies,
         four_eyes_required=read.flag("IDENTITY_FOUR_EYES_REQUIRED", None),
         log_level=log_level,
+        audit_heads=audit_heads,
     )
     if production:
         problems.extend(_production_safety_problems(settings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -9,10 +10,12 @@ from typing import Callable
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .audit import AuditLog
+from .audit import AuditLog, HeadsUnavailable, check_heads_sink, open_audit_log
+from .audit_heads import heads_spec_problems
+from .audit_signing import audit_key_production_problems
 from .config import ConfigError, Settings
 from .email_change import EmailChanges
-from .keys import KeyMaterialError, Keyring
+from .keys import KeyMaterialError, KeyPaths, Keyring
 from .oauth import OAuthServer, build_oauth
 from .oauth.self_audience import ensure_self_audience
 from .rights import SubjectRights
@@ -21,6 +24,7 @@ from .store import ClientFactory, Store, open_store
 from .vault import Vault
 
 Clock = Callable[[], float]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,12 +65,13 @@ def build_services(
     except KeyMaterialError as exc:
         raise ConfigError([f"IDENTITY_KEYS_DIR ({settings.keys_dir}): {exc}"]) from exc
     if settings.is_production:
-        problems = keyring.production_problems()
+        problems = keyring.production_problems() + audit_key_production_problems(KeyPaths(settings.keys_dir))
+        problems += heads_spec_problems(settings.audit_heads, production=True)
         if problems:
             raise ConfigError([f"refusing to start in production: {p}" for p in problems])
     store = store or open_store(settings.db_uri, mongo_client_factory=mongo_client_factory)
     vault = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key), clock=clock)
-    audit = AuditLog(store, clock=clock)
+    audit = build_audit_log(settings, store, clock=clock)
     oauth = build_oauth(settings, store=store, vault=vault, keyring=keyring, clock=clock,
                         client_secret_key=derive_secret(keyring.pepper, "client-secret-hash-v1"))
     rights = SubjectRights(store=store, vault=vault, grants=oauth.grants, clients=oauth.clients, audit=audit,
@@ -76,3 +81,20 @@ def build_services(
     ensure_self_audience(oauth.audiences, keyring, issuer=settings.issuer)
     return Services(settings=settings, store=store, keyring=keyring, vault=vault, audit=audit, oauth=oauth,
                     rights=rights, email_changes=email_changes, clock=clock)
+
+
+def build_audit_log(settings: Settings, store: Store, *, clock: Clock) -> AuditLog:
+    """The service's audit log (service audit key, configured heads sink); ``ConfigError`` without its key.
+
+    A heads sink that cannot take heads at start is logged, not fatal: like the store, it may recover,
+    and until then every audited action answers 503 rather than leave a head unexported.
+    """
+    try:
+        audit = open_audit_log(settings, store, check=False, clock=clock)
+    except KeyMaterialError as exc:
+        raise ConfigError([f"IDENTITY_KEYS_DIR ({settings.keys_dir}): {exc}"]) from exc
+    try:
+        check_heads_sink(audit)
+    except HeadsUnavailable as exc:
+        log.warning("%s; audited actions will answer 503 until it can", exc)
+    return audit

@@ -29,7 +29,10 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from identity.audit import AuditLog
+from identity.audit_signing import ServiceSigner
 from identity.breach.resolve import ResolveParams, resolve_pseudonyms
 from identity.breach.seed import seed_identities
 from identity.cli import emit, run, say
@@ -169,7 +172,8 @@ def main() -> int:
     sampler = MemorySampler()
     sampler.start()
     started, cpu = time.perf_counter(), time.process_time()
-    summary = resolve_pseudonyms(store, AuditLog(store), params)
+    audit = AuditLog(store, signer=ServiceSigner(Ed25519PrivateKey.generate()))  # a throwaway audit key
+    summary = resolve_pseudonyms(store, audit, params)
     seconds = time.perf_counter() - started
     main_cpu = time.process_time() - cpu
     sampler.stop()

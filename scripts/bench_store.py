@@ -131,7 +131,9 @@ import json, os, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, {scripts!r}); sys.path.insert(0, {root!r})
 from bench_breach import MemorySampler  # the breach engineer's sampler (process tree RSS and CPU)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from identity.audit import AuditLog
+from identity.audit_signing import ServiceSigner
 from identity.breach.resolve import ResolveParams, resolve_pseudonyms
 from identity.store import SQLiteStore
 store = SQLiteStore(Path({db!r}))
@@ -141,7 +143,7 @@ params = ResolveParams(incident="BENCH", operator="bench", reason="benchmark", p
                        out=Path({out!r}), progress=False)
 sampler = MemorySampler(); sampler.start()
 started, cpu = time.perf_counter(), time.process_time()
-summary = resolve_pseudonyms(store, AuditLog(store), params)
+summary = resolve_pseudonyms(store, AuditLog(store, signer=ServiceSigner(Ed25519PrivateKey.generate())), params)
 seconds = time.perf_counter() - started
 main_cpu = time.process_time() - cpu
 sampler.stop()

@@ -6,6 +6,10 @@
       [--notify --notice FILE [--language nl|en|both] [--dry-run]]
   python scripts/breach_contact.py --incident ID --operator NAME --reason TEXT --pseudonyms FILE --counts-only
 
+Audit records are signed: with ``--officer-key PATH`` by the acting officer's enrolled key (``--operator``
+is then the officer's name; passphrase from IDENTITY_OFFICER_KEY_PASSPHRASE or a prompt), otherwise by
+the service audit key in IDENTITY_KEYS_DIR. Where neither is at hand nothing runs (exit 2).
+
 Writes OUT (``pseudonym,email``), OUT.unresolved.csv (``line,pseudonym,problem``) and OUT.state (to
 resume), all mode 0600; ``--stdout`` writes the CSV to standard output instead (no resume). Ends with
 ``resolved=N unknown=N erased=N malformed=N`` on stdout. Run the same command again to resume an
@@ -27,7 +31,8 @@ from typing import NoReturn
 
 import _bootstrap  # noqa: F401
 
-from identity.audit import AuditLog
+from identity.audit import AuditLog, open_audit_log
+from identity.breach.audit_keys import officer_audit_signer
 from identity.breach.errors import BreachError, Refused
 from identity.breach.four_eyes import four_eyes_policy
 from identity.breach.inputs import spool
@@ -41,7 +46,7 @@ from identity.cli import CommandError, passphrase_from, run, say, settings_from_
 from identity.config import ConfigError, Settings
 from identity.keys import KeyPaths
 from identity.keys.dpo_shares import looks_like_share_file
-from identity.keys.files import pem_is_encrypted
+from identity.keys.files import KeyMaterialError, pem_is_encrypted
 from identity.store import StoreError, open_store
 
 ACTION = "breach.resolve"
@@ -77,6 +82,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--counts-only", action="store_true",
                         help="only count (for the authority's 72-hour notice): no key, nothing opened")
     parser.add_argument("--workers", type=int, metavar="N", help="processes opening e-mails (default: one a core)")
+    parser.add_argument("--officer-key", metavar="PATH", type=Path,
+                        help="your enrolled officer key: signs this run's audit records (required where "
+                             "IDENTITY_KEYS_DIR has no audit signing key, e.g. the DPO's machine)")
     return parser.parse_args(argv)
 
 
@@ -90,12 +98,37 @@ def flag_value(argv: list[str], flag: str) -> str | None:
     return None
 
 
-def audit_usage_error(audit: AuditLog, argv: list[str], message: str) -> None:
+def audit_usage_error(settings: Settings, store, argv: list[str], message: str) -> None:
     args = argparse.Namespace(**{name: flag_value(argv, f"--{name}") for name in ("operator", "reason", "incident")})
+    officer_key = flag_value(argv, "--officer-key")
+    try:
+        audit = run_audit_log(settings, store, Path(officer_key) if officer_key else None, args.operator)
+    except CommandError as exc:
+        say(f"warning: the usage error is not audited: {exc}")
+        return
     try:
         refuse(audit, args, f"usage: {message}")
     except CommandError:
         pass
+
+
+def run_audit_log(settings: Settings, store, officer_key: Path | None, operator: str | None) -> AuditLog:
+    """This run's audit log: signed by the acting officer's key, else by the service audit key."""
+    try:
+        if officer_key is not None:
+            passphrase = None
+            if officer_key.exists() and pem_is_encrypted(officer_key):
+                passphrase = passphrase_from("IDENTITY_OFFICER_KEY_PASSPHRASE", "Passphrase for your officer key: ")
+            signer = officer_audit_signer(store, operator or "", officer_key, passphrase)
+            return open_audit_log(settings, store, signer=signer)
+        return open_audit_log(settings, store)
+    except Refused as exc:
+        raise CommandError(f"{exc} (--officer-key signs the audit log as officer --operator); nothing was done",
+                           exit_code=2) from exc
+    except KeyMaterialError as exc:
+        raise CommandError(f"no key to sign the audit log: {exc}; where the service's audit key is not at hand "
+                           "(e.g. the DPO's machine), give --officer-key PATH, your enrolled officer key",
+                           exit_code=2) from exc
 
 
 def refuse(audit: AuditLog, args: argparse.Namespace, problem: str, action: str = ACTION) -> NoReturn:
@@ -260,14 +293,14 @@ def resolve(settings: Settings, store, audit: AuditLog, args: argparse.Namespace
 def main() -> int:
     settings = settings_from_environment()
     store = open_store(settings.db_uri)
-    audit = AuditLog(store)
     argv = sys.argv[1:]
     try:
         try:
             args = parse_args(argv)
         except UsageError as exc:
-            audit_usage_error(audit, argv, str(exc))
+            audit_usage_error(settings, store, argv, str(exc))
             raise CommandError(f"{exc} (see --help)", exit_code=2) from exc
+        audit = run_audit_log(settings, store, args.officer_key, args.operator)
         return count_only(store, audit, args) if args.counts_only else resolve(settings, store, audit, args)
     except StoreError as exc:
         raise CommandError(f"the store is unavailable: {exc}") from exc

@@ -22,6 +22,7 @@ refusals included (keygen and the first founder's step touch no store). See docs
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -29,16 +30,19 @@ from typing import Any, Callable
 
 import _bootstrap  # noqa: F401
 
-from identity.audit import AuditLog
+from identity.audit import AuditLog, open_audit_log
+from identity.audit_signing import OfficerSigner, raw_public
 from identity.breach import ceremony
+from identity.breach.audit_keys import registered_officer_key
 from identity.breach.errors import Refused
 from identity.breach.four_eyes import FourEyes
 from identity.breach.inputs import file_sha256, read_entries, spool
 from identity.breach.officers import check_name, generate_key, load_public_key, load_signing_key, read_proof
 from identity.breach.registry import Registry
 from identity.cli import CommandError, emit, passphrase_from, run, say, settings_from_environment
-from identity.keys.files import pem_is_encrypted
-from identity.store import StoreError, open_store
+from identity.keys.files import KeyMaterialError, pem_is_encrypted
+from identity.config import Settings
+from identity.store import Store, StoreError, open_store
 
 PASSPHRASE_VARIABLE = "IDENTITY_OFFICER_KEY_PASSPHRASE"
 
@@ -84,7 +88,9 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+@functools.cache
 def signing_key(path: Path) -> Any:
+    """The officer's private key (asked for its passphrase once per run)."""
     try:
         encrypted = pem_is_encrypted(path)
     except OSError:
@@ -171,6 +177,33 @@ def audited(audit: AuditLog, action: str, actor: str, work: Callable[[], dict[st
     return result
 
 
+#: The command's acting officer (the argument naming them): their own key signs what the command audits.
+ACTING_OFFICER = {"found": "officer", "enrol": "by", "revoke": "by", "request": "officer", "approve": "officer"}
+
+
+def acting_audit_log(settings: Settings, store: Store, args: argparse.Namespace) -> AuditLog:
+    """The audit log this command appends to, signed by the acting officer's key where it has one.
+
+    Officers run these commands on their own machines, which hold no service audit key. A key that is not
+    the officer's enrolled one signs nothing: the service audit key signs instead where it is present (so a
+    refusal is still recorded); otherwise nothing runs. Founders sign the founding with the keys the
+    founding statement names (checked by the registry). Read-only commands append nothing.
+    """
+    field = ACTING_OFFICER.get(args.command)
+    if field is None:
+        return AuditLog(store)
+    officer = getattr(args, field)
+    key = signing_key(args.key)
+    enrolled = None if args.command == "found" else registered_officer_key(store)(officer)
+    if args.command == "found" or (enrolled is not None and raw_public(enrolled) == raw_public(key.public_key())):
+        return open_audit_log(settings, store, signer=OfficerSigner(officer, key))
+    try:
+        return open_audit_log(settings, store)
+    except KeyMaterialError as exc:
+        raise CommandError(f"{args.key} is not the enrolled key of officer {officer}, and no service audit key "
+                           f"is here to record the refusal ({exc})") from exc
+
+
 def public_request(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if v is not None}
 
@@ -184,8 +217,9 @@ def main() -> int:
         if args.command == "found" and args.cofounder:
             emit(cmd_found_start(args))
             return 0
-        store = open_store(settings_from_environment().db_uri)
-        audit = AuditLog(store)
+        settings = settings_from_environment()
+        store = open_store(settings.db_uri)
+        audit = acting_audit_log(settings, store, args)
         registry = Registry(store, audit)
         four_eyes = FourEyes(store, registry, audit)
         if args.command == "found":

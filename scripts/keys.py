@@ -22,12 +22,13 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 from cryptography.hazmat.primitives import serialization
 
-from identity.audit import AuditLog
+from identity.audit import open_audit_log
 from identity.breach.errors import BreachError, Refused
 from identity.breach.reseal import ResealParams, reseal_vault
 from identity.cli import (CommandError, emit, operator_name, passphrase_from, run, say, settings_from_environment,
                           share_passphrase)
-from identity.keys import KeyMaterialError, KeyPaths, describe, init_keys, rotate_signing_keys
+from identity.keys import (KeyMaterialError, KeyPaths, describe, ensure_audit_key, init_keys,
+                           rotate_signing_keys)
 from identity.keys.dpo_shares import (DEFAULT_THRESHOLD, Holder, check_holders, create_key_set, fingerprint,
                                       share_file_name, write_key_set)
 from identity.keys.files import DPO_PUBLIC, load_dpo_public_key, pem_is_encrypted, write_public_file
@@ -39,11 +40,12 @@ MIN_SHARE_PASSPHRASE = 12
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="keys.py", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    init = sub.add_parser("init", help="create signing key, blind-index pepper and DPO key pair")
+    init = sub.add_parser("init", help="create signing key, blind-index pepper, DPO key pair and audit key")
     init.add_argument("--development", action="store_true",
                       help="mark the material as development keys (production refuses them)")
     init.add_argument("--if-absent", action="store_true",
-                      help="do nothing (exit 0) when key material already exists")
+                      help="when key material already exists, only add what an older release lacks "
+                           "(the audit signing key); exit 0")
     init.add_argument("--dpo-public", metavar="PATH", type=Path,
                       help="the dpo_public.pem of a key set made offline with dpo-create (required in production)")
     create = sub.add_parser("dpo-create", help="on the DPO's offline machine: a DPO key set (k-of-n share files)")
@@ -68,7 +70,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     settings = settings_from_environment()
     paths = KeyPaths(settings.keys_dir)
     if args.if_absent and paths.manifest.exists():
-        emit({"status": "exists", "keys_dir": str(paths.root)})
+        try:
+            added = ensure_audit_key(paths.root, passphrase=settings.keys_passphrase)
+        except KeyMaterialError as exc:
+            raise CommandError(str(exc)) from exc
+        if added:
+            say(f"Added the audit signing key to {paths.root}.")
+        emit({"status": "exists", "keys_dir": str(paths.root), "added": [str(p) for p in added]})
         return 0
     if settings.is_production and args.development:
         raise CommandError("--development keys cannot be created with IDENTITY_ENV=production")
@@ -179,8 +187,8 @@ def cmd_dpo_reseal(args: argparse.Namespace) -> int:
                           new_public=KeyPaths(settings.keys_dir).dpo_public, state=args.state,
                           passphrase=passphrase, passphrase_for=share_passphrase, workers=args.workers)
     try:
-        report = reseal_vault(store, AuditLog(store), params)
-    except (Refused, BreachError) as exc:
+        report = reseal_vault(store, open_audit_log(settings, store), params)
+    except (Refused, BreachError, KeyMaterialError) as exc:
         raise CommandError(str(exc)) from exc
     except StoreError as exc:
         raise CommandError(f"the store is unavailable: {exc}") from exc
@@ -211,10 +219,10 @@ def cmd_rotate() -> int:
         passphrase = passphrase_from("IDENTITY_KEYS_PASSPHRASE", "Passphrase for the signing keys: ")
         if not passphrase:
             raise CommandError("the signing keys are encrypted: set IDENTITY_KEYS_PASSPHRASE")
-    audit = AuditLog(open_store(settings.db_uri))
-    try:
-        audit.head()  # the rotation must be audited: refuse before rotating if the store is down
-    except StoreUnavailable as exc:
+    try:  # the rotation must be audited: refuse before rotating if the audit log cannot take a record
+        audit = open_audit_log(settings, open_store(settings.db_uri), passphrase=passphrase)
+        audit.head()
+    except (StoreUnavailable, KeyMaterialError) as exc:
         raise CommandError(f"the audit log is unavailable, nothing rotated: {exc}") from exc
     try:
         manifest = rotate_signing_keys(

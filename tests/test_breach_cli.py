@@ -17,6 +17,7 @@ from aiosmtpd.controller import Controller
 
 from identity.audit import AuditLog
 from identity.store import SQLiteStore
+from tests.audit_support import signed_log
 from tests.breach_support import EMAILS, NOTICE, Inbox, Population, populate, write_list
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -323,7 +324,7 @@ def test_the_breach_script_audits_the_production_refusal(world, tmp_path, keys_d
     args = script.parse_args([*base_args(tmp_path, keys_dir, listing), "--out", str(tmp_path / "contacts.csv")])
     try:
         with pytest.raises(script.CommandError, match="production never resolves"):
-            script.resolve(production, store, AuditLog(store), args)
+            script.resolve(production, store, signed_log(store), args)
     finally:
         store.close()
     (record,) = records(env)

@@ -26,12 +26,13 @@ from identity.breach.output import state_path
 from identity.breach.registry import ACTIVE, OFFICERS, PENDING, Registry
 from identity.breach.resolve import resolve_pseudonyms
 from identity.store import StoreUnavailable
+from tests.audit_support import signed_log
 from tests.breach_support import FailingStore, Officer, found, params, populate, write_list
 
 
 @pytest.fixture
 def audit(store) -> AuditLog:
-    return AuditLog(store)
+    return signed_log(store)
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ def approved_request(four_eyes: FourEyes, officers, listing: Path) -> str:
 
 
 def run(store, tmp_path, keys_dir, listing, request_id, **overrides):
-    return resolve_pseudonyms(store, AuditLog(store), params(tmp_path, keys_dir, listing, request_id=request_id,
+    return resolve_pseudonyms(store, signed_log(store), params(tmp_path, keys_dir, listing, request_id=request_id,
                                                              **overrides), four_eyes_required=True)
 
 

@@ -23,6 +23,7 @@ from identity.breach.smtp import Mailer, load_smtp_settings
 from identity.breach.state import SENDING, RunState
 from identity.breach.templates import load_notice, render
 from identity.config import ConfigError
+from tests.audit_support import signed_log
 from tests.breach_support import NOTICE, Inbox, Population, params, populate, self_signed_tls, write_list
 
 
@@ -64,7 +65,7 @@ def resolved(sqlite_store, keys_dir: Path, tmp_path: Path) -> tuple[Population, 
     people = populate(sqlite_store, keys_dir)
     listing = write_list(tmp_path / "affected.txt", people.order)
     p = params(tmp_path, keys_dir, listing)
-    resolve_pseudonyms(sqlite_store, AuditLog(sqlite_store), p)
+    resolve_pseudonyms(sqlite_store, signed_log(sqlite_store), p)
     return people, p.out
 
 
@@ -78,7 +79,7 @@ def notify(store, out: Path, notice_file: Path, env: dict[str, str], *, sleep=No
     try:
         settings = load_smtp_settings(env)
         mailer = None if dry_run else Mailer(settings, sleep=sleep or (lambda s: None))
-        return send_notices(out, state, letter(notice_file), AuditLog(store), mailer=mailer, operator="dpo.jansen",
+        return send_notices(out, state, letter(notice_file), signed_log(store), mailer=mailer, operator="dpo.jansen",
                             incident="INC-2026-01", dry_run=dry_run, progress=False)
     finally:
         state.close()

@@ -17,6 +17,7 @@ from identity.breach.officers import b64, fingerprint, public_text, sign_claim
 from identity.breach.registry import (ACTIVE, ENROL_ACTION, FOUND_ACTION, FOUNDINGS, OFFICERS, PENDING, REVOKE_ACTION,
                                       Registry)
 from identity.store import StoreUnavailable
+from tests.audit_support import SERVICE_SIGNER, signed_log
 from tests.breach_support import Officer, enrol, found
 
 
@@ -35,7 +36,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def audit(store) -> AuditLog:
-    return AuditLog(store)
+    return signed_log(store)
 
 
 @pytest.fixture
@@ -122,7 +123,7 @@ def test_a_founding_written_into_the_store_is_not_the_audited_one(registry, foun
 
 class FailingAudit(AuditLog):
     def __init__(self, store, failures: int) -> None:
-        super().__init__(store)
+        super().__init__(store, signer=SERVICE_SIGNER)
         self.failures = failures
 
     def append(self, **kwargs):

@@ -18,6 +18,7 @@ from identity.keys.files import private_key_pem
 from identity.sealing import Opener, SealError, Sealer
 from identity.store import StoreUnavailable
 from identity.vault import ERASED, IDENTITIES, Vault
+from tests.audit_support import signed_log
 from tests.breach_support import EMAILS, dpo_private_key
 
 OLD_PASSPHRASE = "the old whole key's passphrase"
@@ -49,7 +50,7 @@ def vault_under_old_key(store, keys_dir: Path, old_key) -> dict[str, str]:
 
 @pytest.fixture
 def audit(store) -> AuditLog:
-    return AuditLog(store)
+    return signed_log(store)
 
 
 def params(tmp_path: Path, keys_dir: Path, old_key_file: Path, **overrides) -> ResealParams:

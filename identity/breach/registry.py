@@ -222,6 +222,17 @@ class Registry:
             raise Refused(f"{officer} is not an active enrolled officer")
         return found.key, found.fingerprint
 
+    def verified_key(self, officer: str) -> Ed25519PublicKey | None:
+        """The key of an officer whose chain verifies and who was ever active, revoked ones included.
+
+        What the audit log's verification needs: records an officer signed before leaving stay valid.
+        """
+        try:
+            found = _Chain(self._store).officer(officer)
+        except Refused:
+            return None
+        return found.key if found.active_from is not None else None
+
     def check_signature(self, officer: str, signature: str | None, payload: bytes) -> str:
         """Verify ``signature`` by ``officer``'s registered key; return the key's fingerprint."""
         key, print_ = self.public_key(officer)

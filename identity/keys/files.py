@@ -11,6 +11,8 @@ Layout of ``IDENTITY_KEYS_DIR``::
     dpo_private.pem           a whole DPO private key (before the move to shares): never on the service host
     self_encryption.pem       RSA key of the service's own audience ({issuer}/me): it decrypts the
                               access tokens apps present to the self-service endpoints
+    audit_signing.pem         Ed25519 key signing audit records (encrypted when a passphrase is set)
+    audit_signing.pub.pem     its public half: all ``scripts/audit.py verify`` needs
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ PEPPER = "blind_index_pepper.key"
 DPO_PUBLIC = "dpo_public.pem"
 DPO_PRIVATE = "dpo_private.pem"
 SELF_ENCRYPTION = "self_encryption.pem"
+AUDIT_SIGNING = "audit_signing.pem"
+AUDIT_PUBLIC = "audit_signing.pub.pem"
 ENCRYPTED_PEM_HEADER = b"-----BEGIN ENCRYPTED " + b"PRIVATE KEY-----"  # split: not a key, a marker
 PEPPER_BYTES = 32
 
@@ -83,6 +87,14 @@ class KeyPaths:
         if not self.root.is_dir():
             return []
         return sorted(p for p in self.root.glob("dpo_*") if p.name != DPO_PUBLIC)
+
+    @property
+    def audit_signing(self) -> Path:
+        return self.root / AUDIT_SIGNING
+
+    @property
+    def audit_public(self) -> Path:
+        return self.root / AUDIT_PUBLIC
 
 
 def write_private_file(path: Path, data: bytes) -> None:

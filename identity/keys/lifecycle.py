@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from joserfc.jwk import RSAKey
 
@@ -26,6 +27,7 @@ from .dpo_shares import DEFAULT_SHARES, DEFAULT_THRESHOLD, Holder, create_key_se
 from .files import (
     KeyMaterialError,
     KeyPaths,
+    load_private_key,
     new_pepper,
     private_key_pem,
     read_manifest,
@@ -79,7 +81,7 @@ def init_keys(
     now: float,
     dpo_public: X25519PublicKey | None = None,
 ) -> Created:
-    """Create the signing key, the self-audience key, the pepper and the DPO public key in ``root``.
+    """Create the signing key, the self-audience key, the pepper, the DPO public key and the audit key in ``root``.
 
     ``dpo_public``: the public key of a DPO key set made offline (``scripts/keys.py dpo-create``,
     production); without it a new key set is made here, its shares (2 of 3, never the whole private
@@ -89,8 +91,8 @@ def init_keys(
     """
     paths = KeyPaths(root)
     with _locked(paths):
-        existing = [p for p in (paths.manifest, paths.pepper, paths.dpo_public, paths.self_encryption)
-                    if p.exists()] + paths.dpo_secrets()
+        existing = [p for p in (paths.manifest, paths.pepper, paths.dpo_public, paths.self_encryption,
+                                paths.audit_signing, paths.audit_public) if p.exists()] + paths.dpo_secrets()
         if existing:
             raise KeyMaterialError(f"{existing[0]} already exists; refusing to overwrite key material")
         kid = _new_signing_key(paths, passphrase)
@@ -106,6 +108,7 @@ def init_keys(
             paths.dpo_public,
             dpo_public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
         )
+        _new_audit_key(paths, passphrase)
         write_manifest(
             paths,
             {
@@ -123,8 +126,48 @@ def init_keys(
             "self_encryption_key": paths.self_encryption,
             "dpo_public_key": paths.dpo_public,
             **{share.stem: share for share in shares},  # dpo_share_1 … (development)
+            "audit_signing_key": paths.audit_signing,
+            "audit_public_key": paths.audit_public,
         },
     )
+
+
+def _new_audit_key(paths: KeyPaths, passphrase: str | None) -> None:
+    """The Ed25519 audit signing key (0600, encrypted with the passphrase) and its public half (0644)."""
+    key = Ed25519PrivateKey.generate()
+    write_private_file(paths.audit_signing, private_key_pem(key, passphrase))  # type: ignore[arg-type]
+    write_public_file(paths.audit_public, _public_pem(key))
+
+
+def _public_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def ensure_audit_key(root: Path, *, passphrase: str | None) -> list[Path]:
+    """Add the audit signing key to an existing keys directory that lacks it; return the files written.
+
+    A private key without its public half gets the public half back (that needs the passphrase); a
+    public half without its private key is refused (``KeyMaterialError``): it may be all an auditor's
+    copy should hold, and a new private key would not match it.
+    """
+    paths = KeyPaths(root)
+    with _locked(paths):
+        if paths.audit_signing.exists():
+            if paths.audit_public.exists():
+                return []
+            key = load_private_key(paths.audit_signing, passphrase)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise KeyMaterialError(f"{paths.audit_signing} is not an Ed25519 private key")
+            write_public_file(paths.audit_public, _public_pem(key))
+            return [paths.audit_public]
+        if paths.audit_public.exists():
+            raise KeyMaterialError(
+                f"{paths.audit_public} exists without {paths.audit_signing}: this directory holds only the "
+                "public half (an auditor's copy?); restore the private key, or remove the public half to start a "
+                "new audit key"
+            )
+        _new_audit_key(paths, passphrase)
+        return [paths.audit_signing, paths.audit_public]
 
 
 def rotate_signing_keys(
