@@ -29,7 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .keys.files import KeyMaterialError, KeyPaths, load_private_key, pem_is_encrypted
+from .keys.files import KeyMaterialError, KeyPaths, load_private_key, load_public_key_file, pem_is_encrypted
 
 MESSAGE_PREFIX = b"identity-audit-record/v1:"
 SERVICE, OFFICER = "service", "officer"
@@ -141,15 +141,7 @@ def load_officer_signer(officer: str, path: Path, passphrase: str | None) -> Off
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """An Ed25519 public key (PEM), e.g. ``audit_signing.pub.pem``."""
-    try:
-        key = serialization.load_pem_public_key(Path(path).read_bytes())
-    except OSError as exc:
-        raise KeyMaterialError(f"cannot read {path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise KeyMaterialError(f"{path} is not a PEM public key") from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise KeyMaterialError(f"{path} is not an Ed25519 public key")
-    return key
+    return load_public_key_file(path, Ed25519PublicKey, "Ed25519")
 
 
 def audit_key_production_problems(paths: KeyPaths) -> list[str]:

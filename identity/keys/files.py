@@ -25,7 +25,7 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -146,16 +146,24 @@ def load_private_key(path: Path, passphrase: str | None) -> Any:
         raise KeyMaterialError(f"cannot load {path}: wrong passphrase or not a PKCS#8 private key") from exc
 
 
-def load_dpo_public_key(path: Path) -> X25519PublicKey:
+PublicKeyT = TypeVar("PublicKeyT")
+
+
+def load_public_key_file(path: Path, kind: type[PublicKeyT], algorithm: str) -> PublicKeyT:
+    """A PEM public key of ``kind`` (e.g. ``X25519PublicKey``, named ``algorithm`` in errors)."""
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
+        key = serialization.load_pem_public_key(Path(path).read_bytes())
     except OSError as exc:
         raise KeyMaterialError(f"cannot read {path}: {exc.strerror}") from exc
     except ValueError as exc:
         raise KeyMaterialError(f"{path} is not a PEM public key") from exc
-    if not isinstance(key, X25519PublicKey):
-        raise KeyMaterialError(f"{path} is not an X25519 public key")
+    if not isinstance(key, kind):
+        raise KeyMaterialError(f"{path} is not an {algorithm} public key")
     return key
+
+
+def load_dpo_public_key(path: Path) -> X25519PublicKey:
+    return load_public_key_file(path, X25519PublicKey, "X25519")
 
 
 def new_pepper() -> bytes:
