@@ -18,9 +18,9 @@ setup: $(STAMP)
 keys: $(STAMP)
 	IDENTITY_ENV=development $(BIN)/python scripts/keys.py init --development --if-absent >/dev/null
 
-run: keys
-	IDENTITY_ENV=development $(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --threads 4 \
-		--access-logfile - wsgi:app
+run: keys  # the production start command (scripts/serve.py) with development settings
+	IDENTITY_ENV=development $(BIN)/python scripts/serve.py --bind $(HOST):$(PORT) --workers 2 --threads 4 \
+		--access-log
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)  # -rs: say why a test was skipped (e.g. no Chromium)
