@@ -35,6 +35,9 @@ bench: $(VENV)/.bench-installed
 		(apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 || \
 		{ echo "bench: could not install wrk; install it (Debian: apt-get install wrk) and run make bench again" >&2; \
 		exit 1; }; }
+	@if command -v npm >/dev/null; then (cd bench/peer && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || \
+		echo "bench: npm ci in bench/peer failed: the peer (oidc-provider) row is left out" >&2; \
+		else echo "bench: Node.js (npm) is missing: the peer (oidc-provider) row is left out" >&2; fi
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 audit: $(STAMP)  # pip-audit over the pinned dependencies; skips (exit 0) when no vulnerability data is reachable

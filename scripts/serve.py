@@ -89,7 +89,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_app(spec: str) -> Callable[..., Any]:
-    """Import ``MODULE:NAME`` (the service's ``wsgi.py`` exits with one line on a bad setting)."""
+    """Import ``MODULE:NAME`` from the repository root (the service's ``wsgi.py`` exits with one line on a
+    bad setting). ``scripts/`` leaves the import path first, so that its modules shadow nothing."""
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != here]
     module_name, _, name = spec.partition(":")
     return getattr(importlib.import_module(module_name), name or "app")
 
