@@ -340,7 +340,8 @@ def server_comparison(plan: Plan, workdir: Path, summary: dict[str, Any]) -> dic
             peer.set_up_peer(services["service_serve"])
         for service in services.values():
             service.start()
-            service.wrk("client_credentials", 8, 1, sample_every=10**9, tag="warmup")
+            # 2 s at full load: Node.js compiles its hot paths as it goes, Python warms its caches
+            service.wrk("client_credentials", 32, 2, sample_every=10**9, tag="warmup")
         for round_no in range(plan.rounds):
             for name, service in services.items():
                 sign_now = probe(0.2 if plan.quick else 0.4)
