@@ -9,7 +9,7 @@ the operators' CLIs, the service started with ``scripts/serve.py`` on the embedd
 with ``gunicorn.conf.py`` as the reference and panva's oidc-provider as the peer, side by side on one
 pinned core each), drives ``POST /token`` with wrk, stops everything, prints a table and writes
 ``bench/results.json`` and ``bench/token_rps.png``. Every figure is the median of several runs and is
-given with its ratio to the crypto limit measured in the same run. ``--quick`` takes under 90 s,
+given with its ratio to the crypto limit measured in the same run. ``--quick`` takes about 105 s,
 the full run under 10 minutes. BENCHMARKS.md explains the figures.
 """
 
