@@ -8,6 +8,7 @@ framing layer installed (``identity.web.http_strict``), and no ``IDENTITY_*`` se
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -40,6 +41,15 @@ def head_and_body(sock: socket.socket, request: bytes) -> tuple[bytes, bytes]:
     return head, body
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _identity_log_level():
+    """deploy() builds an app with log level WARNING in this process: give later modules theirs back."""
+    logger = logging.getLogger("identity")
+    level = logger.level
+    yield
+    logger.setLevel(level)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, key_template):
     """serve.py with its default worker count (one per core) and a 1-second idle timeout."""
@@ -55,6 +65,10 @@ def test_workers_default_to_one_per_core_and_the_framing_layer_is_installed(serv
     assert answer.headers["X-Content-Type-Options"] == "nosniff"
     refused = requests.request("PURGE", f"{served.url}/healthz", timeout=10)
     assert refused.status_code == 501 and refused.headers["Connection"] == "close"
+    with socket.create_connection(("127.0.0.1", served.deployment.port), timeout=10) as sock:
+        sock.sendall(b"GARBAGE\r\n\r\n")  # refused by hyper itself: no software named either
+        answer = sock.recv(4096).decode("latin-1").lower()
+    assert answer.startswith("http/1.1 400") and "granian" not in answer and "server:" not in answer
 
 
 def test_no_identity_setting_reaches_the_request_environ(served):
