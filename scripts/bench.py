@@ -9,7 +9,7 @@ the operators' CLIs, the service started with ``scripts/serve.py`` on the embedd
 with ``gunicorn.conf.py`` as the reference and panva's oidc-provider as the peer, side by side on one
 pinned core each), drives ``POST /token`` with wrk, stops everything, prints a table and writes
 ``bench/results.json`` and ``bench/token_rps.png``. Every figure is the median of several runs and is
-given with its ratio to the crypto limit measured in the same run. ``--quick`` takes about 105 s,
+given with its ratio to the crypto limit measured in the same run. ``--quick`` takes about 2 minutes,
 the full run under 10 minutes. BENCHMARKS.md explains the figures.
 """
 
@@ -340,8 +340,9 @@ def server_comparison(plan: Plan, workdir: Path, summary: dict[str, Any]) -> dic
             peer.set_up_peer(services["service_serve"])
         for service in services.values():
             service.start()
-            # 2 s at full load: Node.js compiles its hot paths as it goes, Python warms its caches
-            service.wrk("client_credentials", 32, 2, sample_every=10**9, tag="warmup")
+            # 5 s at full load first: Node.js compiles its hot paths as it goes (after 1-2 s the peer still
+            # served 30-50 % fewer tokens than in steady state), Python warms its caches
+            service.wrk("client_credentials", 32, 5, sample_every=10**9, tag="warmup")
         for round_no in range(plan.rounds):
             for name, service in services.items():
                 sign_now = probe(0.2 if plan.quick else 0.4)
