@@ -235,6 +235,42 @@ conn.execute("PRAGMA synchronous=FULL")
         if done.returncode != 0:
             raise RuntimeError(f"seeding refresh tokens failed: {done.stderr.strip()[-2000:]}")
 
+    def seed_codes(self, count: int, path: Path, *, subjects: int = 200) -> None:
+        """``count`` authorization codes of the web client with one PKCE (S256) verifier, written to ``path``
+        as whole ``authorization_code`` form bodies, one per line.
+
+        Made by the service's own ``Authorizer.issue_code`` (what ``/authorize`` does once the person has
+        logged in), for pseudonyms made by the vault; a code lives at most 60 s (``IDENTITY_CODE_TTL``), so
+        the pool is made right before each run. The seeding connection skips fsync (seeding only).
+        """
+        code = f"""
+import base64, hashlib, secrets, sys, urllib.parse
+sys.path.insert(0, {str(ROOT)!r})
+from identity.cli import services_from_environment
+svc = services_from_environment()
+conn = svc.store._connection(True)
+conn.execute("PRAGMA synchronous=OFF")
+verifier = secrets.token_urlsafe(48)
+challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+subjects = [svc.vault.resolve_or_create(f"bench{{i}}@bench.example").identity.pseudonym for i in range({subjects})]
+doc = {{"client_id": {self.web_client.client_id!r}, "redirect_uri": {REDIRECT_URI!r}, "redirect_uri_given": True,
+       "code_challenge": challenge, "audience": {AUDIENCE!r}, "scope": {SCOPE!r}, "nonce": None, "state": None}}
+tail = "&redirect_uri=" + urllib.parse.quote({REDIRECT_URI!r}, safe="") + "&code_verifier=" + verifier
+out = open({str(path)!r}, "w")
+conn.execute("BEGIN")
+for i in range({count}):
+    location = svc.oauth.authorizer.issue_code(doc, subjects[i % len(subjects)])
+    value = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)["code"][0]
+    out.write("grant_type=authorization_code&code=" + value + tail + "\\n")
+conn.execute("COMMIT")
+out.close()
+conn.execute("PRAGMA synchronous=FULL")
+"""
+        done = subprocess.run([PYTHON, "-c", code], cwd=ROOT, env=self.env, capture_output=True, text=True,
+                              timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"seeding authorization codes failed: {done.stderr.strip()[-2000:]}")
+
     def breakdown(self, n: int = 400) -> dict[str, float]:
         """Where one client_credentials token's CPU goes, in-process (µs per call, this process's CPU
         time): the WSGI app (fast path) end to end, the token endpoint, the minting, the RSA
@@ -326,9 +362,10 @@ conn.execute("PRAGMA synchronous=FULL")
         creds = self.cc_client if grant == "client_credentials" else self.web_client
         assert creds is not None
         source = self.cc_body() if grant == "client_credentials" else str(pool)
+        mode = {"client_credentials": "cc", "refresh_token": "refresh", "authorization_code": "form"}[grant]
         prefix = str(self.samples_dir / f"{tag or grant}-c{concurrency}-")
         cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(LUA),
-               self.url + "/token", "--", "cc" if grant == "client_credentials" else "refresh", creds.basic,
+               self.url + "/token", "--", mode, creds.basic,
                source, str(threads), str(sample_every), prefix]
         if self.wrk_cpus:
             cmd = ["taskset", "-c", self.wrk_cpus, *cmd]
@@ -501,8 +538,8 @@ def check_tokens(service: BenchService, bodies: list[dict[str, Any]], *, grant: 
             token = verifier.verify(body["access_token"])
             assert token.claims["client_id"] == expected_client, "client_id"
             assert body.get("scope") == SCOPE and body.get("token_type") == "Bearer", "response fields"
-            if grant == "refresh_token":
-                assert body.get("refresh_token"), "no new refresh token"
+            if grant in ("refresh_token", "authorization_code"):
+                assert body.get("refresh_token"), "no (new) refresh token"
             else:
                 assert token.claims["sub"] == expected_client, "sub"
             valid += 1
