@@ -648,8 +648,8 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         return False
     sign = (results.get("token", {}).get("rsa_sign_per_core_next_to_runs")
             or results.get("crypto_limits", {}).get("rsa_sign_per_core"))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for grant, style in (("client_credentials", "o-"), ("refresh_token", "s--")):
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5.2))
+    for grant, style in (("client_credentials", "o-"), ("refresh_token", "s--"), ("authorization_code", "P")):
         data = grants.get(grant)
         if not data:
             continue
@@ -659,8 +659,8 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         ax1.plot(cs, per_core, style, label=grant)
         ax2.plot(cs, p99, style, label=grant)
     servers = results.get("servers", {})
-    for name, marker, color in (("ceiling_serve", "^", "black"), ("service_gunicorn", "v", "grey"),
-                                ("peer_oidc_provider", "D", "purple")):
+    for name, marker, color in (("service_serve", "*", "tab:blue"), ("ceiling_serve", "^", "black"),
+                                ("service_gunicorn", "v", "grey"), ("peer_oidc_provider", "D", "purple")):
         if name in servers:
             label = f"{SERVER_NAMES[name]}, one core, c=32"
             ax1.plot([32], [servers[name]["rps_per_core"]], marker, color=color, label=label)
@@ -676,9 +676,11 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         ax.set_title(title)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    ax1.set_ylim(bottom=0)
+        ax.legend(fontsize=7, loc="upper left")
+    ax1.set_ylim(0, 1.75 * max([sign or 0.0] + [v["rps_per_core"] for v in servers.values() if isinstance(v, dict)
+                                               and "rps_per_core" in v]))
     ax2.set_yscale("log")
+    ax2.set_ylim(top=ax2.get_ylim()[1] * 10)  # room for the legend above the lines
     m = results["machine"]
     g = results.get("token", {}).get("server", {})
     fig.suptitle(f"{m['cpu']}, {m['cores']} cores; scripts/serve.py (granian {m['versions'].get('granian')}, "

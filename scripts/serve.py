@@ -116,7 +116,7 @@ def forget_settings_environment() -> None:
         del os.environ[name]
 
 
-def server(args: argparse.Namespace, app: Callable[..., Any]) -> Any:
+def server(args: argparse.Namespace) -> Any:
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
@@ -136,11 +136,10 @@ def server(args: argparse.Namespace, app: Callable[..., Any]) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.chdir(Path(_bootstrap.ROOT))
     app = strict(load_app(args.app))
     forget_settings_environment()
     # The workers are forked from this process: each gets the app built above.
-    server(args, app).serve(target_loader=lambda: app, wrap_loader=False)
+    server(args).serve(target_loader=lambda: app, wrap_loader=False)
     return 0
 
 
