@@ -18,9 +18,9 @@ setup: $(STAMP)
 keys: $(STAMP)
 	IDENTITY_ENV=development $(BIN)/python scripts/keys.py init --development --if-absent >/dev/null
 
-run: keys
-	IDENTITY_ENV=development $(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --threads 4 \
-		--access-logfile - wsgi:app
+run: keys  # the production start command (scripts/serve.py) with development settings
+	IDENTITY_ENV=development $(BIN)/python scripts/serve.py --bind $(HOST):$(PORT) --workers 2 --threads 4 \
+		--access-log
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)  # -rs: say why a test was skipped (e.g. no Chromium)
@@ -35,6 +35,9 @@ bench: $(VENV)/.bench-installed
 		(apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 || \
 		{ echo "bench: could not install wrk; install it (Debian: apt-get install wrk) and run make bench again" >&2; \
 		exit 1; }; }
+	@if command -v npm >/dev/null; then (cd bench/peer && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || \
+		echo "bench: npm ci in bench/peer failed: the peer (oidc-provider) row is left out" >&2; \
+		else echo "bench: Node.js (npm) is missing: the peer (oidc-provider) row is left out" >&2; fi
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 audit: $(STAMP)  # pip-audit over the pinned dependencies; skips (exit 0) when no vulnerability data is reachable

@@ -1,4 +1,5 @@
-"""gunicorn settings for production: ``gunicorn -c gunicorn.conf.py --bind 0.0.0.0:8000 wsgi:app``.
+"""gunicorn settings, the reference server (production starts ``scripts/serve.py``): ``gunicorn -c
+gunicorn.conf.py --bind 0.0.0.0:8000 wsgi:app``.
 
 Measured with ``make bench`` (BENCHMARKS.md). gunicorn also reads this file by itself when started from
 the repository root; command-line options override it.

@@ -1,4 +1,4 @@
-"""WSGI entry point: ``gunicorn wsgi:app`` (see README for worker settings)."""
+"""WSGI entry point: ``scripts/serve.py`` serves it (README "Production"); ``gunicorn wsgi:app`` too."""
 
 from __future__ import annotations
 

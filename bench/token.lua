@@ -5,6 +5,8 @@
 -- MODE cc:      every request POSTs BODY (a client_credentials form) with "Authorization: AUTH".
 -- MODE refresh: every request POSTs grant_type=refresh_token with the next unused token from the file
 --               POOL (one per line; thread i takes lines i, i+N, ...): refresh tokens are one-time.
+-- MODE form:    every request POSTs the next unused line of POOL as the whole form body (authorization
+--               codes with their PKCE verifier: one-time too).
 -- Every SAMPLE_EVERY-th 200 response body is appended to SAMPLE_PREFIX<thread>.txt so that the harness
 -- can check the issued tokens. done() prints one line "BENCH_JSON {...}" with the figures.
 
@@ -25,7 +27,7 @@ function init(args)
   ok, non200, used, exhausted, sampled = 0, 0, 0, 0, 0
   headers = {["Content-Type"] = "application/x-www-form-urlencoded", ["Authorization"] = auth}
   pool = {}
-  if mode == "refresh" then
+  if mode == "refresh" or mode == "form" then
     local n = 0
     for line in io.lines(source) do
       if n % nthreads == thread_id - 1 then
@@ -40,12 +42,15 @@ function init(args)
 end
 
 function request()
-  if mode == "refresh" then
+  if mode == "refresh" or mode == "form" then
     used = used + 1
     local token = pool[used]
     if token == nil then
       exhausted = exhausted + 1
       token = pool[#pool] or "exhausted"
+    end
+    if mode == "form" then
+      return wrk.format("POST", nil, headers, token)
     end
     return wrk.format("POST", nil, headers, "grant_type=refresh_token&refresh_token=" .. token)
   end

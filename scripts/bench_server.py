@@ -6,11 +6,13 @@ Used by ``scripts/bench.py`` (and handy on its own for profiling: ``python scrip
 Everything lives in a temporary directory: key material made by ``scripts/keys.py init`` (production,
 passphrase-encrypted, the DPO private key moved out of the keys directory as the README says), an
 audience registered with ``scripts/audiences.py``, two confidential clients registered with
-``scripts/clients.py``, the SQLite store, and gunicorn started with the repository's
-``gunicorn.conf.py`` exactly as the README's production command does.
+``scripts/clients.py``, the SQLite store, and the service started with ``scripts/serve.py`` exactly as
+the README's production command does (``GunicornService``: gunicorn with ``gunicorn.conf.py``, the
+reference; ``PeerService``: panva's oidc-provider from ``bench/peer/``, the peer).
 
-``wsgi_app`` (or ``BENCH_WSGI_APP``, for profiling) makes gunicorn serve another app spec with the same
-settings: ``scripts/bench.py`` serves ``bench/ceiling_app.py`` that way.
+``wsgi_app`` (or ``BENCH_WSGI_APP``, for profiling) makes the server serve another app spec with the same
+settings: ``scripts/bench.py`` serves ``bench/ceiling_app.py`` that way. ``cpus`` pins a server to cores
+(``taskset -c``), ``wrk_cpus`` the load generator.
 """
 
 from __future__ import annotations
@@ -122,22 +124,25 @@ class WrkResult:
 class BenchService:
     """Key material, audience, clients, store and gunicorn in ``workdir``; stop() ends every process."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None, gunicorn_args: list[str] | None = None,
-                 extra_env: dict[str, str] | None = None, wsgi_app: str | None = None) -> None:
+    def __init__(self, workdir: Path, *, port: int | None = None, server_args: list[str] | None = None,
+                 extra_env: dict[str, str] | None = None, wsgi_app: str | None = None, cpus: str | None = None,
+                 wrk_cpus: str | None = None, workers: int | None = None) -> None:
         self.workdir = Path(workdir)
+        self.cpus, self.wrk_cpus, self.workers = cpus, wrk_cpus, workers
         self.wsgi_app = wsgi_app or os.environ.get("BENCH_WSGI_APP", "wsgi:app")
         self.port = port or free_port()
-        self.gunicorn_args = gunicorn_args or []
+        self.server_args = server_args or []
         self.keys_dir = self.workdir / "keys"
         self.dpo_dir = self.workdir / "dpo-offline"
         self.db_path = self.workdir / "identity.sqlite3"
         self.audience_dir = self.workdir / "audience-keys"
         self.samples_dir = self.workdir / "samples"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = self.workdir / "gunicorn.log"
+        self.log_path = self.workdir / "server.log"
         self.cc_client: ClientCreds | None = None
         self.web_client: ClientCreds | None = None
         self.audience_private_key: Path | None = None
+        self.audience_public_key: Path | None = None
         passphrase = secrets.token_urlsafe(24)
         self.dpo_passphrase = secrets.token_urlsafe(24)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")}
@@ -184,7 +189,7 @@ class BenchService:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.env, self.samples_dir = other.env, other.samples_dir
         self.cc_client, self.web_client = other.cc_client, other.web_client
-        self.audience_private_key = other.audience_private_key
+        self.audience_private_key, self.audience_public_key = other.audience_private_key, other.audience_public_key
 
     def set_up(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -192,6 +197,7 @@ class BenchService:
         self.init_keys()
         keygen = self._cli("scripts/audiences.py", "keygen", "--out", str(self.audience_dir))
         self.audience_private_key = Path(keygen["private_key"])
+        self.audience_public_key = Path(keygen["public_key"])
         self._cli("scripts/audiences.py", "add", "--audience", AUDIENCE, "--encryption-key", keygen["public_key"])
         cc = self._cli("scripts/clients.py", "add", "--name", "Bench job", "--scope", SCOPE, "--audience", AUDIENCE)
         self.cc_client = ClientCreds(cc["client_id"], cc["client_secret"])
@@ -238,6 +244,42 @@ conn.execute("PRAGMA synchronous=FULL")
         if done.returncode != 0:
             raise RuntimeError(f"seeding refresh tokens failed: {done.stderr.strip()[-2000:]}")
 
+    def seed_codes(self, count: int, path: Path, *, subjects: int = 200) -> None:
+        """``count`` authorization codes of the web client with one PKCE (S256) verifier, written to ``path``
+        as whole ``authorization_code`` form bodies, one per line.
+
+        Made by the service's own ``Authorizer.issue_code`` (what ``/authorize`` does once the person has
+        logged in), for pseudonyms made by the vault; a code lives at most 60 s (``IDENTITY_CODE_TTL``), so
+        the pool is made right before each run. The seeding connection skips fsync (seeding only).
+        """
+        code = f"""
+import base64, hashlib, secrets, sys, urllib.parse
+sys.path.insert(0, {str(ROOT)!r})
+from identity.cli import services_from_environment
+svc = services_from_environment()
+conn = svc.store._connection(True)
+conn.execute("PRAGMA synchronous=OFF")
+verifier = secrets.token_urlsafe(48)
+challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+subjects = [svc.vault.resolve_or_create(f"bench{{i}}@bench.example").identity.pseudonym for i in range({subjects})]
+doc = {{"client_id": {self.web_client.client_id!r}, "redirect_uri": {REDIRECT_URI!r}, "redirect_uri_given": True,
+       "code_challenge": challenge, "audience": {AUDIENCE!r}, "scope": {SCOPE!r}, "nonce": None, "state": None}}
+tail = "&redirect_uri=" + urllib.parse.quote({REDIRECT_URI!r}, safe="") + "&code_verifier=" + verifier
+out = open({str(path)!r}, "w")
+conn.execute("BEGIN")
+for i in range({count}):
+    location = svc.oauth.authorizer.issue_code(doc, subjects[i % len(subjects)])
+    value = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)["code"][0]
+    out.write("grant_type=authorization_code&code=" + value + tail + "\\n")
+conn.execute("COMMIT")
+out.close()
+conn.execute("PRAGMA synchronous=FULL")
+"""
+        done = subprocess.run([PYTHON, "-c", code], cwd=ROOT, env=self.env, capture_output=True, text=True,
+                              timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"seeding authorization codes failed: {done.stderr.strip()[-2000:]}")
+
     def breakdown(self, n: int = 400) -> dict[str, float]:
         """Where one client_credentials token's CPU goes, in-process (µs per call, this process's CPU
         time): the WSGI app (fast path) end to end, the token endpoint, the minting, the RSA
@@ -249,31 +291,35 @@ conn.execute("PRAGMA synchronous=FULL")
             raise RuntimeError(f"breakdown failed: {done.stderr.strip()[-2000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
 
-    # -- gunicorn -----------------------------------------------------------------------------
+    # -- the server -----------------------------------------------------------------------------
 
-    SERVER = "gunicorn"
+    SERVER = "serve.py"
+    READY_PATH = "/readyz"
 
     def command(self) -> list[str]:
-        """gunicorn as in the README's production command (gunicorn.conf.py), on 127.0.0.1 only."""
-        return [str(Path(PYTHON).parent / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
-                "--bind", f"127.0.0.1:{self.port}", "--control-socket", str(self.workdir / "gunicorn.ctl"),
-                "--pid", str(self.workdir / "gunicorn.pid"), *self.gunicorn_args, self.wsgi_app]
+        """``scripts/serve.py`` as in the README's production command, on 127.0.0.1 only."""
+        workers = ["--workers", str(self.workers)] if self.workers else []
+        return [PYTHON, str(ROOT / "scripts" / "serve.py"), "--bind", f"127.0.0.1:{self.port}",
+                "--app", self.wsgi_app, *workers, *self.server_args]
+
+    def launch_env(self) -> dict[str, str]:
+        return self.env
 
     def start(self) -> None:
-        """Start the server and wait until /readyz answers and every worker has forked."""
+        """Start the server and wait until it answers and every worker has forked."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        # Production refuses per-process rate-limit counters (memory://) with several workers, and no shared
-        # counter storage runs here: the served processes run without rate limits (the breakdown keeps them).
-        env = {**self.env, "IDENTITY_RATE_LIMITS_ENABLED": "false"}
-        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=log, stderr=log,
+        command = self.command()
+        if self.cpus:
+            command = ["taskset", "-c", self.cpus, *command]
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=self.launch_env(), stdout=log, stderr=log,
                                      start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.SERVER} exited: {self.log_path.read_text()[-3000:]}")
             try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as response:
+                with urllib.request.urlopen(self.url + self.READY_PATH, timeout=2) as response:
                     if response.status == 200 and self._workers_settled():
                         return
             except (urllib.error.URLError, OSError):
@@ -294,6 +340,12 @@ conn.execute("PRAGMA synchronous=FULL")
         if self.proc is None:
             return 0.0
         return cpu_seconds(self.proc.pid) + sum(cpu_seconds(p) for p in self.worker_pids())
+
+    def rss_mb(self) -> dict[str, float]:
+        """Resident memory now: each worker (mean) and the supervising process (MB)."""
+        workers = [rss_bytes(p) / 2**20 for p in self.worker_pids()]
+        return {"per_worker": sum(workers) / len(workers) if workers else 0.0,
+                "supervisor": rss_bytes(self.proc.pid) / 2**20 if self.proc else 0.0, "workers": len(workers)}
 
     def stop(self) -> None:
         if self.proc is None:
@@ -319,10 +371,13 @@ conn.execute("PRAGMA synchronous=FULL")
         creds = self.cc_client if grant == "client_credentials" else self.web_client
         assert creds is not None
         source = self.cc_body() if grant == "client_credentials" else str(pool)
+        mode = {"client_credentials": "cc", "refresh_token": "refresh", "authorization_code": "form"}[grant]
         prefix = str(self.samples_dir / f"{tag or grant}-c{concurrency}-")
         cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(LUA),
-               self.url + "/token", "--", "cc" if grant == "client_credentials" else "refresh", creds.basic,
+               self.url + "/token", "--", mode, creds.basic,
                source, str(threads), str(sample_every), prefix]
+        if self.wrk_cpus:
+            cmd = ["taskset", "-c", self.wrk_cpus, *cmd]
         cpu_before = self.server_cpu()
         load_before = os.times()
         started = time.perf_counter()
@@ -375,19 +430,101 @@ conn.execute("PRAGMA synchronous=FULL")
             return json.loads(response.read())
 
 
-class GranianService(BenchService):
-    """The same service behind granian (a Rust HTTP server) instead of gunicorn: a comparison, not production.
+class GunicornService(BenchService):
+    """The same service under gunicorn with ``gunicorn.conf.py`` (sync workers): the reference row."""
 
-    One single-threaded WSGI worker process per core, as ``gunicorn.conf.py`` runs; granian keeps
-    connections alive and parses HTTP outside Python.
-    """
-
-    SERVER = "granian"
+    SERVER = "gunicorn"
 
     def command(self) -> list[str]:
-        return [str(Path(PYTHON).parent / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
-                "--port", str(self.port), "--workers", str(os.cpu_count() or 1), "--blocking-threads", "1",
-                "--runtime-threads", "1", "--no-ws", self.wsgi_app]
+        return [str(Path(PYTHON).parent / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
+                "--bind", f"127.0.0.1:{self.port}", "--control-socket", str(self.workdir / "gunicorn.ctl"),
+                "--pid", str(self.workdir / "gunicorn.pid"), *self.server_args, self.wsgi_app]
+
+    def launch_env(self) -> dict[str, str]:
+        # gunicorn.conf.py counts every core of the machine, not the cores it is pinned to
+        return {**self.env, **({"WEB_CONCURRENCY": str(self.workers)} if self.workers else {})}
+
+
+PEER_DIR = ROOT / "bench" / "peer"
+PEER_ISSUER = "https://peer.bench.example"
+
+
+class PeerService(BenchService):
+    """panva's oidc-provider (``bench/peer/``) through its production command, ``NODE_ENV=production node
+    server.js``: one Node.js process issuing the same nested token to the same audience key."""
+
+    SERVER = "oidc-provider"
+    READY_PATH = "/.well-known/openid-configuration"
+
+    def set_up_peer(self, service: BenchService) -> None:
+        """The service's audience public key, a confidential client of its own."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.samples_dir = service.samples_dir
+        self.audience_private_key = service.audience_private_key
+        self.cc_client = ClientCreds("bench-peer", secrets.token_urlsafe(32))
+        public = service.audience_public_key
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")}
+        self.env.update({"NODE_ENV": "production", "PEER_PORT": str(self.port), "PEER_ISSUER": PEER_ISSUER,
+                         "PEER_AUDIENCE": AUDIENCE, "PEER_SCOPE": SCOPE, "PEER_CLIENT_ID": self.cc_client.client_id,
+                         "PEER_CLIENT_SECRET": self.cc_client.client_secret,
+                         "PEER_AUDIENCE_PUBLIC_KEY": str(public)})
+
+    def command(self) -> list[str]:
+        return ["node", str(PEER_DIR / "server.js")]
+
+    def worker_pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc else []  # one process: it is its own worker
+
+    def server_cpu(self) -> float:
+        return cpu_seconds(self.proc.pid) if self.proc else 0.0
+
+    def jwks(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + "/jwks", timeout=10) as response:
+            return json.loads(response.read())
+
+    @staticmethod
+    def available() -> str | None:
+        """Why the peer cannot run here, or None."""
+        if shutil.which("node") is None:
+            return "node is not installed"
+        if not (PEER_DIR / "node_modules" / "oidc-provider").is_dir():
+            return "bench/peer/node_modules is missing (make bench runs npm ci there)"
+        return None
+
+
+def check_peer_tokens(peer: PeerService, bodies: list[dict[str, Any]], *, at_most: int = 30) -> dict[str, Any]:
+    """Decrypt (RSA-OAEP-256/A256GCM, the audience key) and verify (RS256, the peer's JWKS) sampled peer
+    tokens with joserfc and PyJWT, and check their claims: the peer issues the shape asked for."""
+    import jwt
+    from joserfc import jwe
+    from joserfc.jwk import RSAKey
+
+    if len(bodies) > at_most:
+        bodies = [bodies[i * len(bodies) // at_most] for i in range(at_most)]
+    assert peer.audience_private_key is not None and peer.cc_client is not None
+    key = RSAKey.import_key(peer.audience_private_key.read_bytes())
+    # oidc-provider copies iss and aud into the JWE header (RFC 7519 §5.3 replicated claims): accept them,
+    # and check them against the payload below
+    registry = jwe.JWERegistry(algorithms=["RSA-OAEP-256", "A256GCM"], strict_check_header=False)
+    signing = {k["kid"]: jwt.PyJWK(k) for k in peer.jwks()["keys"]}
+    valid, problems = 0, []
+    for body in bodies:
+        try:
+            token = body["access_token"]
+            decrypted = jwe.decrypt_compact(token, key, registry=registry)
+            outer = decrypted.protected
+            assert outer["alg"] == "RSA-OAEP-256" and outer["enc"] == "A256GCM", "outer alg/enc"
+            inner = decrypted.plaintext.decode("ascii")
+            header = jwt.get_unverified_header(inner)
+            assert header["alg"] == "RS256", "inner alg"
+            claims = jwt.decode(inner, signing[header["kid"]], algorithms=["RS256"], audience=AUDIENCE,
+                                issuer=PEER_ISSUER)
+            assert claims["client_id"] == peer.cc_client.client_id and claims["scope"] == SCOPE, "claims"
+            assert outer.get("iss") == claims["iss"] and outer.get("aud") == claims["aud"], "replicated claims"
+            valid += 1
+        except Exception as exc:  # noqa: BLE001 - every failure is reported as a problem
+            problems.append(f"{type(exc).__name__}: {exc}"[:200])
+    return {"checked": len(bodies), "valid": valid, "problems": problems[:5]}
 
 
 def check_tokens(service: BenchService, bodies: list[dict[str, Any]], *, grant: str,
@@ -410,8 +547,8 @@ def check_tokens(service: BenchService, bodies: list[dict[str, Any]], *, grant: 
             token = verifier.verify(body["access_token"])
             assert token.claims["client_id"] == expected_client, "client_id"
             assert body.get("scope") == SCOPE and body.get("token_type") == "Bearer", "response fields"
-            if grant == "refresh_token":
-                assert body.get("refresh_token"), "no new refresh token"
+            if grant in ("refresh_token", "authorization_code"):
+                assert body.get("refresh_token"), "no (new) refresh token"
             else:
                 assert token.claims["sub"] == expected_client, "sub"
             valid += 1
@@ -490,10 +627,10 @@ if __name__ == "__main__":
     parser.add_argument("--serve", action="store_true", required=True)
     parser.add_argument("--refresh-tokens", type=int, default=20000)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra IDENTITY_* setting")
-    parser.add_argument("gunicorn_args", nargs="*")
+    parser.add_argument("server_args", nargs="*", help="extra scripts/serve.py arguments")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="identity-bench-") as tmp:
-        svc = BenchService(Path(tmp), gunicorn_args=args.gunicorn_args,
+        svc = BenchService(Path(tmp), server_args=args.server_args,
                            extra_env=dict(item.split("=", 1) for item in args.env))
         svc.set_up()
         pool = Path(tmp) / "refresh.txt"

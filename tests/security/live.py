@@ -1,6 +1,7 @@
-"""A real gunicorn serving the app on 127.0.0.1 (random free port), and an HTTP client that logs in.
+"""A real server (``scripts/serve.py``, or gunicorn) serving the app on 127.0.0.1 (random free port), and an
+HTTP client that logs in.
 
-Used by the race and fault tests. Everything is bounded: start-up, every request (timeouts) and the
+Used by the race, fault, HTTP parsing and serve.py tests. Everything is bounded: start-up, every request (timeouts) and the
 shutdown (TERM, then KILL), and the server is always stopped by the context manager.
 """
 
@@ -111,6 +112,9 @@ def deploy(root: Path, key_template: Path, *, db_dir: Path | None = None, audien
 class Gunicorn:
     """``gunicorn`` with several workers on ``deployment.port``; a context manager."""
 
+    name = "gunicorn"
+    merge_stdout = False
+
     def __init__(self, deployment: Deployment, *, workers: int = 4, threads: int = 2, obey_file_modes: bool = False,
                  env: dict[str, str] | None = None, preload: bool = True, repository_config: bool = False) -> None:
         self.deployment = deployment
@@ -135,7 +139,7 @@ class Gunicorn:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> None:
+    def command(self) -> list[str]:
         if self.repository_config:  # the production HTTP settings (worker class, parser); counts as given here
             config = REPO / "gunicorn.conf.py"
         else:
@@ -150,25 +154,31 @@ class Gunicorn:
                    "--error-logfile", "-", "--log-level", "info", "--no-control-socket", WSGI]
         if self.preload:
             command.insert(-1, "--preload")
-        self.process = subprocess.Popen(command, cwd=REPO, env=self.deployment.environment(**self.env),
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                        start_new_session=True,
+        return command
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command(), cwd=REPO, env=self.deployment.environment(**self.env),
+                                        stdout=subprocess.PIPE if self.merge_stdout else subprocess.DEVNULL,
+                                        stderr=subprocess.STDOUT if self.merge_stdout else subprocess.PIPE,
+                                        text=True, start_new_session=True,
                                         preexec_fn=drop_file_mode_override if self.obey_file_modes else None)
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("gunicorn exited at start:\n" + "\n".join(self.log[-30:]))
+                raise RuntimeError(f"{self.name} exited at start:\n" + "\n".join(self.log[-30:]))
             if len(self.worker_pids()) == self.workers and self._answers():
                 return
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError("gunicorn did not start in time:\n" + "\n".join(self.log[-30:]))
+        raise RuntimeError(f"{self.name} did not start in time:\n" + "\n".join(self.log[-30:]))
 
     def _read_log(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        for line in self.process.stderr:
+        assert self.process is not None
+        stream = self.process.stdout if self.merge_stdout else self.process.stderr
+        assert stream is not None
+        for line in stream:
             self.log.append(line.rstrip("\n"))
 
     def _answers(self) -> bool:
@@ -201,7 +211,7 @@ class Gunicorn:
             if len(self.worker_pids()) == self.workers and self._answers():
                 return
             time.sleep(0.1)
-        raise AssertionError(f"gunicorn has {len(self.worker_pids())} of {self.workers} workers")
+        raise AssertionError(f"{self.name} has {len(self.worker_pids())} of {self.workers} workers")
 
     def reload_workers(self) -> None:
         """SIGHUP: gunicorn replaces every worker (new processes, new store connections)."""
@@ -230,6 +240,27 @@ class Gunicorn:
         if self._reader is not None:
             self._reader.join(timeout=5)
         self.process = None
+
+
+class Serve(Gunicorn):
+    """``scripts/serve.py``, the production start command, with ``workers`` workers; a context manager.
+
+    ``threads`` are Python threads per worker; ``repository_config`` has no meaning here (serve.py has
+    one configuration). granian logs to stdout, the app to stderr: both are read into ``log``.
+    """
+
+    name = "serve.py"
+    merge_stdout = True
+
+    def __init__(self, deployment: Deployment, *, workers: int | None = 2, threads: int = 1, app: str = WSGI,
+                 args: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(deployment, workers=workers or len(os.sched_getaffinity(0)), threads=threads, **kwargs)
+        self.app = app
+        self.args = [*(["--workers", str(workers)] if workers else []), "--threads", str(threads), *args]
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(REPO / "scripts" / "serve.py"), "--bind", f"127.0.0.1:{self.deployment.port}",
+                "--app", self.app, *self.args]
 
 
 # -- a person logging in over HTTP ------------------------------------------------------------------

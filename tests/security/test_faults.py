@@ -1,4 +1,4 @@
-"""Faults under a real server (gunicorn, SQLite): the store unreadable, a full disk, a read-only disk.
+"""Faults under a real server (scripts/serve.py, SQLite): the store unreadable, a full disk, a read-only disk.
 
 Each answers 503 with a clear message (never a 500, never a traceback), leaves no half-written or
 corrupt record, and recovers without a restart once the fault is gone. Faults are made for real:
@@ -22,7 +22,7 @@ import requests
 from tests.conftest import API
 
 from .live import (
-    Gunicorn,
+    Serve,
     LoginClient,
     LoginFailed,
     assert_identities_whole,
@@ -104,7 +104,7 @@ def assert_store_sound(db_path: Path, pseudonyms: dict[str, str], client: LoginC
 def test_an_unreadable_store_is_503_and_recovers_without_restart(tmp_path, key_template, audience_keys):
     needs_file_modes_enforced(tmp_path)
     deployment = deploy(tmp_path, key_template, audience_key=audience_keys[API].public_pem)
-    with Gunicorn(deployment, workers=2, threads=2, obey_file_modes=True) as server:
+    with Serve(deployment, workers=2, threads=2, obey_file_modes=True) as server:
         client = LoginClient(server.url, deployment.client_id)
         before = {f"p{n}@example.org": client.log_in(f"p{n}@example.org").pseudonym for n in range(3)}
 
@@ -127,7 +127,7 @@ def test_an_unreadable_store_is_503_and_recovers_without_restart(tmp_path, key_t
 def test_a_full_disk_is_503_without_corruption_and_recovers(tmp_path, mount_point, key_template, audience_keys):
     mount_or_skip("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount_point))
     deployment = deploy(tmp_path, key_template, db_dir=mount_point, audience_key=audience_keys[API].public_pem)
-    with Gunicorn(deployment, workers=2, threads=2) as server:
+    with Serve(deployment, workers=2, threads=2) as server:
         client = LoginClient(server.url, deployment.client_id)
         before = {f"f{n}@example.org": client.log_in(f"f{n}@example.org").pseudonym for n in range(5)}
         with sqlite3.connect(deployment.db_path, timeout=10) as conn:  # an empty WAL: the next write must grow it
@@ -155,7 +155,7 @@ def test_a_read_only_disk_is_503_without_corruption_and_recovers(tmp_path, mount
                                                                    audience_keys):
     data = tmp_path / "data"
     deployment = deploy(tmp_path, key_template, db_dir=data, audience_key=audience_keys[API].public_pem)
-    with Gunicorn(deployment, workers=2, threads=2) as server:  # some people already have identities
+    with Serve(deployment, workers=2, threads=2) as server:  # some people already have identities
         client = LoginClient(server.url, deployment.client_id)
         before = {f"r{n}@example.org": client.log_in(f"r{n}@example.org").pseudonym for n in range(5)}
     snapshot = identity_rows(deployment.db_path)
@@ -163,11 +163,12 @@ def test_a_read_only_disk_is_503_without_corruption_and_recovers(tmp_path, mount
     mount_or_skip("mount", "--bind", str(data), str(mount_point))
     run("mount", "-o", "remount,bind,ro", str(mount_point))
     deployment.db_path = mount_point / deployment.db_path.name
-    # Preloaded (the start-up connection must not cross the fork: identity.app closes it), sync workers:
+    # The app built before the fork (the start-up connection must not cross it: identity.app closes it),
+    # one thread per worker:
     # with several threads per worker, SQLite's per-process state of a connection opened read-only
     # outlives the failing thread's reconnect while a sibling thread holds a connection (store issue,
     # reported), and the worker never recovers.
-    with Gunicorn(deployment, workers=2, threads=1) as server:
+    with Serve(deployment, workers=2, threads=1) as server:
         client = LoginClient(server.url, deployment.client_id)
         assert requests.get(f"{server.url}/readyz", timeout=10).status_code == 503
         for email in ("r0@example.org", "new@example.org"):

@@ -419,3 +419,16 @@ def test_adding_workers_at_run_time_is_undone_when_refused(monkeypatch):
     server.num_workers += 1
     assert server.num_workers == 1
     assert server.errors and "production would run 2 workers" in server.errors[0]
+
+
+def test_serve_py_refuses_per_process_counters_with_several_workers_and_says_why(tmp_path):
+    """The production start command checks the same thing before it builds the app or forks a worker."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")}
+    environment.update(PRODUCTION_ENV, IDENTITY_KEYS_DIR=str(tmp_path / "keys"),
+                       IDENTITY_DB_URI=f"sqlite:///{tmp_path / 'identity.sqlite3'}")
+    done = subprocess.run([sys.executable, "scripts/serve.py", "--bind", "127.0.0.1:59999", "--workers", "2"],
+                          cwd=REPO, env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "refusing to start: IDENTITY_RATE_LIMIT_STORAGE_URI is memory://, which counts in each process, and "
+        "production would run 2 workers")

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Serve the identity service in production: ``python scripts/serve.py --bind HOST:PORT --workers N``.
+
+The one start command (``make run``, the README, the benchmarks). Settings come from the ``IDENTITY_*``
+environment variables as always. The app is built once here, before any worker starts, so a bad setting
+stops the start with one line on stderr (exit 1) instead of a crash-looping worker; the workers are forked
+from this process and share its parsed keys. Behind it is granian (a Rust HTTP server on hyper: HTTP is
+parsed outside Python; chosen by measurement, BENCHMARKS.md "Servers"), with the app wrapped in
+``identity.web.http_strict.StrictHttp`` for the framing rules hyper leaves to the app.
+
+What the server gives, and the settings (constants below):
+
+* one worker process per core by default (``--workers``), each with one Python thread (``--threads``;
+  raise it where upstream login calls, which wait on the network, are a large share of the traffic);
+* keep-alive; a connection idle for ``--idle-timeout`` seconds (default ``IDLE_TIMEOUT``), or whose
+  request line and headers take longer than that to arrive, is closed;
+* request line plus headers at most ``MAX_HEAD_BYTES`` (431 above it; the app refuses smaller limits per
+  header and query string, and bodies over 64 KiB with 413);
+* SIGTERM: stop accepting, let requests in flight finish (at most ``GRACEFUL_TIMEOUT`` seconds), exit;
+  SIGHUP: replace every worker gracefully;
+* a worker that dies is replaced at once (a worker dying again within seconds of its replacement stops
+  the server: run it under a supervisor that restarts it, e.g. systemd ``Restart=always``).
+
+hyper reads request bodies as the app reads them, with no timeout of its own: put a reverse proxy that
+buffers request bodies and re-serialises requests in front (README "Production").
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import _bootstrap  # noqa: F401
+
+IDLE_TIMEOUT = 10  # seconds; behind a load balancer, above the balancer's own idle timeout
+MAX_HEAD_BYTES = 64 * 1024
+GRACEFUL_TIMEOUT = 30
+BACKLOG = 1024
+DEFAULT_APP = "wsgi:app"
+
+
+def default_workers() -> int:
+    """The cores this process may run on (``taskset`` and cgroup cpusets count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def parse_bind(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8000`` for IPv6) as (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def seconds(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 60:
+        raise argparse.ArgumentTypeError(f"expected 1 to 60 seconds, got {value!r}")
+    return int(value)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="serve.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--bind", type=parse_bind, default=("127.0.0.1", 8000), metavar="HOST:PORT",
+                        help="address to listen on (default 127.0.0.1:8000)")
+    parser.add_argument("--workers", type=positive, default=None, metavar="N",
+                        help=f"worker processes (default: one per core, here {default_workers()})")
+    parser.add_argument("--threads", type=positive, default=1, metavar="N",
+                        help="Python threads per worker (default 1: token issuance is CPU-bound)")
+    parser.add_argument("--idle-timeout", type=seconds, default=IDLE_TIMEOUT, metavar="S",
+                        help="close a connection idle (or sending its request head) this long; 1-60 "
+                             f"(default {IDLE_TIMEOUT}; behind a load balancer, above its idle timeout)")
+    parser.add_argument("--access-log", action="store_true", help="log every request (method, path, status)")
+    parser.add_argument("--app", default=DEFAULT_APP, metavar="MODULE:NAME",
+                        help="the WSGI app to serve (default: the service, wsgi:app)")
+    return parser.parse_args(argv)
+
+
+def load_app(spec: str) -> Callable[..., Any]:
+    """Import ``MODULE:NAME`` from the repository root (the service's ``wsgi.py`` exits with one line on a
+    bad setting). ``scripts/`` leaves the import path first, so that its modules shadow nothing."""
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != here]
+    module_name, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module_name), name or "app")
+
+
+def strict(app: Callable[..., Any]) -> Callable[..., Any]:
+    """The app inside the framing checks hyper leaves to us (``identity.web.http_strict``)."""
+    from identity.web.http_strict import StrictHttp
+
+    services = getattr(app, "extensions", {}).get("identity")
+    https = bool(services and services.settings.issuer_is_https)
+    return StrictHttp(app, https=https)
+
+
+def forget_settings_environment() -> None:
+    """Drop ``IDENTITY_*`` from this process's environment once the app is built.
+
+    granian copies ``os.environ`` into every request's WSGI environ; passphrases and secrets read at start
+    need not ride along with every request (and the workers, forked after this, never read them again).
+    """
+    for name in [n for n in os.environ if n.startswith("IDENTITY_")]:
+        del os.environ[name]
+
+
+def server(args: argparse.Namespace) -> Any:
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    host, port = args.bind
+    return Server(
+        args.app, address=host, port=port, interface=Interfaces.WSGI, http=HTTPModes.http1, websockets=False,
+        workers=args.workers or default_workers(), blocking_threads=args.threads, runtime_threads=1,
+        backlog=BACKLOG,
+        http1_settings=HTTP1Settings(header_read_timeout=args.idle_timeout * 1000, keep_alive=True,
+                                     max_buffer_size=MAX_HEAD_BYTES),
+        respawn_failed_workers=True, respawn_interval=1.0, workers_kill_timeout=GRACEFUL_TIMEOUT,
+        log_access=args.access_log, log_level=LogLevels.info,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from identity.web.ratelimit import exit_if_refused
+
+    exit_if_refused(args.workers or default_workers())  # e.g. per-process rate-limit counters with several workers
+    app = strict(load_app(args.app))
+    forget_settings_environment()
+    # The workers are forked from this process: each gets the app built above.
+    server(args).serve(target_loader=lambda: app, wrap_loader=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
