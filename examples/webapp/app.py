@@ -24,6 +24,7 @@ from flask import Flask, Response, redirect, render_template, request, session
 
 from identity.verify import IdTokenVerifier, VerificationError
 from identity.web.csrf import csrf_ok, csrf_token
+from identity.web.headers import style_hashes
 
 from .config import WebAppConfig
 
@@ -98,11 +99,13 @@ def create_app(config: WebAppConfig, *, http: requests.Session | None = None,
     id_tokens = id_tokens or IdTokenVerifier(issuer=config.issuer, client_id=config.client_id)
     states = BrowserStates()
     issuer_origin = "{0.scheme}://{0.netloc}".format(urlsplit(config.issuer))
+    styles = " ".join(style_hashes(app)) or "'none'"  # the layout's own inline style, by its hash
+    csp = (f"default-src 'none'; style-src {styles}; form-action 'self' {issuer_origin}; frame-ancestors 'none'; "
+           "base-uri 'none'")
 
     @app.after_request
     def _headers(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", "default-src 'none'; form-action 'self' "
-                                    f"{issuer_origin}; frame-ancestors 'none'; base-uri 'none'")
+        response.headers.setdefault("Content-Security-Policy", csp)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")  # the code never leaks in a Referer
         response.headers.setdefault("Cache-Control", "no-store")
