@@ -120,11 +120,18 @@ class Person:
     def shoot(self, label: str) -> None:
         """The whole page, beyond the window (DevTools ``Page.captureScreenshot``)."""
         self.shots += 1
-        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        path = self.artefacts / f"{self.name}-{self.shots:02d}-{label}.png"
+        metrics = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+        content, viewport = metrics["cssContentSize"], metrics["cssLayoutViewport"]
+        width = max(content["width"], viewport["clientWidth"])
+        height = max(content["height"], viewport["clientHeight"])
+        if not (width and height):  # nothing laid out yet: the window is all there is
+            assert self.driver.save_screenshot(str(path)), path
+            return
         shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
             "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
-        (self.artefacts / f"{self.name}-{self.shots:02d}-{label}.png").write_bytes(base64.b64decode(shot["data"]))
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
+        path.write_bytes(base64.b64decode(shot["data"]))
 
     def open(self, url: str, label: str) -> None:
         self.driver.get(url)
@@ -136,13 +143,13 @@ class Person:
     def text(self, element_id: str) -> str:
         return self.element(element_id).text
 
-    def click(self, element_id: str, label: str, *, until: str | None = None) -> None:
-        """Click, wait for the page the click leads to (its URL contains ``until``), photograph it."""
-        before = self.url
-        self.element(element_id).click()
-        WebDriverWait(self.driver, WAIT).until(
-            expected_conditions.url_contains(until) if until else lambda d: d.current_url != before
-            or d.execute_script("return document.readyState") == "complete")
+    def click(self, element_id: str, label: str, *, until: str) -> None:
+        """Click, wait until the next page has loaded at a URL containing ``until``, photograph it."""
+        element = self.element(element_id)
+        element.click()
+        wait = WebDriverWait(self.driver, WAIT)
+        wait.until(expected_conditions.staleness_of(element))  # the page the click left is gone
+        wait.until(lambda d: until in d.current_url and d.execute_script("return document.readyState") == "complete")
         self.shoot(label)
 
     def sign_in_at_the_idp(self, email: str, label: str, *, until: str) -> None:
@@ -216,7 +223,8 @@ def test_consent_deny_then_allow_account_page_remove_access_download_and_delete(
             break
     assert focused[-1] == "allow", focused
     driver.switch_to.active_element.send_keys(Keys.ENTER)
-    WebDriverWait(driver, WAIT).until(lambda d: d.current_url == stack.app + "/")
+    WebDriverWait(driver, WAIT).until(lambda d: d.current_url == stack.app + "/"
+                                      and d.execute_script("return document.readyState") == "complete")
     person.shoot("app-signed-in")
     pseudonym = stack.pseudonym(email)
     assert person.text("claim-sub") == pseudonym and person.text("claim-aud") == stack.demo.client_id
