@@ -36,8 +36,7 @@ FORWARDED = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state")
 FORM_EXPIRED = N_("This form has expired or was already sent. Nothing was changed; try again.")
 
 
-def _confirmation(svc: Services, logout: LogoutRequest | None, *, error: str | None = None,
-                  status: int = 200) -> Response:
+def _confirmation(logout: LogoutRequest | None, *, error: str | None = None, status: int = 200) -> Response:
     """The "Sign out?" page; its form repeats the request's parameters (none after a refusal)."""
     source = request.args if request.method == "GET" else request.form
     fields = {name: source[name] for name in FORWARDED if logout is not None and source.get(name)}
@@ -68,13 +67,13 @@ def end_session() -> Response:
                                  issuer=svc.settings.issuer)
     except LogoutRefused as refused:
         log.warning("sign-out request refused", extra={"reason": refused.reason})
-        return _confirmation(svc, None, error=refused.message, status=400)
+        return _confirmation(None, error=refused.message, status=400)
     confirmed = request.method == "POST" and request.form.get("confirm") == "yes"
     if confirmed and not csrf_ok():
         log.warning("sign-out form refused", extra={"reason": "csrf"})
         return problem_page(FORM_EXPIRED)
     if not confirmed and not _hint_matches_this_browser(svc, logout):
-        return _confirmation(svc, logout)
+        return _confirmation(logout)
     if logout.redirect_uri is not None:
         response = redirect(with_query(logout.redirect_uri, logout.redirect_parameters()), code=303)
         response.headers["Cache-Control"] = "no-store"
