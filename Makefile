@@ -22,6 +22,12 @@ run: keys  # the production start command (scripts/serve.py) with development se
 	IDENTITY_ENV=development $(BIN)/python scripts/serve.py --bind $(HOST):$(PORT) --workers 2 --threads 4 \
 		--access-log
 
+# See it work: the service with its development IdP, the example downstream service and the example app
+# (examples/demo.py) on 127.0.0.1:5000, :5001 and :8000; open http://127.0.0.1:8000. State in var/demo/.
+.PHONY: demo
+demo: $(STAMP)
+	$(BIN)/python -m examples.demo
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)  # -rs: say why a test was skipped (e.g. no Chromium)
 

@@ -15,6 +15,7 @@ from .web.context import EXTENSION
 from .web.headers import MAX_BODY, install_request_size_limits, install_security_headers
 from .web.login import LoginBroker, install_login_broker
 from .web.me import install_self_service
+from .web.person import install_person_pages
 from .web.proxies import install_trusted_proxies
 from .web.ratelimit import install_rate_limits
 
@@ -54,6 +55,7 @@ def create_app(
     app.register_blueprint(jwks.blueprint)
     app.register_blueprint(oauth.blueprint)
     install_self_service(app, services)
+    install_person_pages(app, services)  # consent, /account, /logout, /userinfo
     install_login_broker(app, configure_login(app, services, login_broker))
     install_rate_limits(app, settings)
     install_trusted_proxies(app, settings.trusted_proxies)  # the client address everything inside reads

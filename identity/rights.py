@@ -1,7 +1,7 @@
 """Data-subject rights (GDPR Art. 15–20): access, export, erasure, restriction, closing, retention purges.
 
-Flask-free: the ``/me`` endpoints and ``scripts/subjects.py`` both call ``SubjectRights``. Every act
-is written to the audit log by pseudonym only. The retention schedule (what "cancelled" means, the
+Flask-free: the ``/me`` endpoints, the account page and ``scripts/subjects.py`` all call
+``SubjectRights``. Every act is written to the audit log by pseudonym only. The retention schedule (what "cancelled" means, the
 periods, the record of purge runs) is in ``retention``.
 """
 
@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from .account_sessions import ACCOUNT_SESSIONS, AccountSessions
 from .audit import AuditLog
 from .email_change import EMAIL_CHANGES
 from .oauth.clients import ClientRegistry
-from .oauth.grants import Grants
+from .oauth.consent import PENDING_CONSENTS, Consents
+from .oauth.grants import Grant, Grants
 from .oauth.records import (
     AUTHORIZATION_CODES,
     GRANTS,
@@ -33,7 +35,7 @@ from .retention import (
 from .store import Collection, Lt, Store
 from .vault import ACTIVE, CLOSED, ERASED, RESTRICTED, Vault
 
-__all__ = ["PurgeReport", "SubjectRights", "UnknownSubject", "iso", "parse_period"]
+__all__ = ["ConnectedApp", "NotAllowed", "PurgeReport", "SubjectRights", "UnknownSubject", "iso", "parse_period"]
 
 PURGE_BATCH = 500
 EMAIL_NOTE = ("held only sealed to the data protection officer's public key; this service cannot read it. "
@@ -47,11 +49,37 @@ EXPIRING: list[tuple[Collection, str]] = [
     (ISSUED_ACCESS_TOKENS, "expires_at"),
     (GRANTS, "expires_at"),
     (EMAIL_CHANGES, "expires_at"),
+    (PENDING_CONSENTS, "expires_at"),
+    (ACCOUNT_SESSIONS, "expires_at"),
 ]
+
+#: restrictions the person asked for themselves (the account page), which they may also lift
+SELF_RESTRICTIONS = Collection(
+    name="self_restrictions",
+    key="pseudonym",
+    fields={"pseudonym": str, "restricted_at": int},
+)
 
 
 class UnknownSubject(LookupError):
     """No identity with that pseudonym (or it is erased, where that matters)."""
+
+
+class NotAllowed(Exception):
+    """The person may not do this themselves (e.g. lift a restriction an operator placed)."""
+
+
+@dataclass(frozen=True)
+class ConnectedApp:
+    """An app that holds access to a person: their consent, live grants, or both."""
+
+    client_id: str
+    name: str | None
+    third_party: bool
+    scopes: tuple[str, ...]
+    audiences: tuple[str, ...]
+    consented_at: int | None
+    live_grants: int
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -77,9 +105,11 @@ class SubjectRights:
 
     def __init__(
         self, *, store: Store, vault: Vault, grants: Grants, clients: ClientRegistry, audit: AuditLog,
-        clock: Callable[[], float] = time.time,
+        consents: Consents, sessions: AccountSessions, clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
+        self._consents = consents
+        self._sessions = sessions
         self._vault = vault
         self._grants = grants
         self._clients = clients
@@ -123,14 +153,57 @@ class SubjectRights:
             for r in self._audit.records()
             if (r.get("details") or {}).get("pseudonym") == pseudonym
         ]
+        consents = [{"client_id": c.client_id, "scopes": list(c.scopes), "audiences": list(c.audiences),
+                     "granted_at": iso(c.granted_at), "updated_at": iso(c.updated_at)}
+                    for c in self._consents.for_subject(pseudonym)]
         return {
             "format": "identity-service-export/1",
             "generated_at": iso(self._clock()),
             "identity": {k: summary[k] for k in ("pseudonym", "created_at", "last_login_at", "status")},
             "email_address": EMAIL_NOTE,
             "grants": summary["apps"],
+            "consents": consents,
             "history": history,
         }
+
+    # -- the apps holding access (the account page) -------------------------------------------
+
+    def connected_apps(self, pseudonym: str) -> list[ConnectedApp]:
+        """Every app with the person's consent or a live grant, one entry per app."""
+        consents = {c.client_id: c for c in self._consents.for_subject(pseudonym)}
+        grants: dict[str, list[Grant]] = {}
+        for grant in self._grants.active_for_subject(pseudonym):
+            grants.setdefault(grant.client_id, []).append(grant)
+        apps = []
+        for client_id in sorted(set(consents) | set(grants)):
+            client = self._clients.get(client_id)
+            consent = consents.get(client_id)
+            live = grants.get(client_id, [])
+            scopes = set(consent.scopes if consent else ()) | {s for g in live for s in g.scope.split()}
+            audiences = set(consent.audiences if consent else ()) | {g.audience for g in live}
+            apps.append(ConnectedApp(
+                client_id=client_id, name=client.name if client else None,
+                third_party=bool(client and client.third_party), scopes=tuple(sorted(scopes)),
+                audiences=tuple(sorted(audiences)), consented_at=consent.granted_at if consent else None,
+                live_grants=len(live)))
+        return apps
+
+    def remove_access(self, pseudonym: str, client_id: str, *, actor: str, reason: str) -> dict[str, Any]:
+        """Withdraw consent (Art. 7(3)) and end the app's sessions: its refresh tokens stop working at once.
+
+        :raises UnknownSubject: the app holds no access to the person (nothing to remove).
+        """
+        revoked = self._grants.revoke_for_client(pseudonym, client_id, reason="access removed by the person")
+        withdrawn = self._consents.withdraw(pseudonym, client_id)
+        self._store.delete(AUTHORIZATION_CODES, {"subject": pseudonym, "client_id": client_id})
+        self._store.delete(PENDING_CONSENTS, {"subject": pseudonym, "client_id": client_id})
+        if not revoked and not withdrawn:
+            raise UnknownSubject(pseudonym)
+        self._audit.append(actor=actor, action="subjects.remove_access", reason=reason,
+                           counts={"grants_revoked": revoked, "consents_withdrawn": int(withdrawn)},
+                           details={"pseudonym": pseudonym, "client_id": client_id})
+        return {"pseudonym": pseudonym, "client_id": client_id, "grants_revoked": revoked,
+                "consent_withdrawn": withdrawn}
 
     # -- erasure and restriction (Art. 17, 18) -------------------------------------------------
 
@@ -139,21 +212,41 @@ class SubjectRights:
         if not self._vault.erase(pseudonym):
             raise UnknownSubject(pseudonym)
         revoked = self._grants.revoke_all_for_subject(pseudonym, reason="erasure")
-        self._store.delete(AUTHORIZATION_CODES, {"subject": pseudonym})
+        self._forget(pseudonym)
         self._audit.append(actor=actor, action="subjects.erase", reason=reason,
                            counts={"grants_revoked": revoked}, details={"pseudonym": pseudonym})
         return {"pseudonym": pseudonym, "status": ERASED, "grants_revoked": revoked}
 
-    def restrict(self, pseudonym: str, *, actor: str, reason: str) -> dict[str, Any]:
-        """No new tokens, no refresh, introspection inactive — until ``unrestrict``."""
+    def _forget(self, pseudonym: str) -> None:
+        """What erasure removes besides the vault's link and the grants: codes, consents, sessions."""
+        self._store.delete(AUTHORIZATION_CODES, {"subject": pseudonym})
+        self._consents.forget_subject(pseudonym)
+        self._sessions.end_all_for(pseudonym)
+        self._store.delete(SELF_RESTRICTIONS, {"pseudonym": pseudonym})
+
+    def restrict(self, pseudonym: str, *, actor: str, reason: str, by_subject: bool = False) -> dict[str, Any]:
+        """No new tokens, no refresh, introspection inactive — until ``unrestrict``.
+
+        ``by_subject``: the person asked for it themselves (the account page), so they may lift it too.
+        """
         if not self._vault.set_status(pseudonym, RESTRICTED, only_from=ACTIVE):
             raise UnknownSubject(pseudonym)
+        if by_subject:
+            self._store.delete(SELF_RESTRICTIONS, {"pseudonym": pseudonym})
+            self._store.insert(SELF_RESTRICTIONS, {"pseudonym": pseudonym, "restricted_at": int(self._clock())})
         self._audit.append(actor=actor, action="subjects.restrict", reason=reason, details={"pseudonym": pseudonym})
         return {"pseudonym": pseudonym, "status": RESTRICTED}
 
-    def unrestrict(self, pseudonym: str, *, actor: str, reason: str) -> dict[str, Any]:
+    def restricted_by_subject(self, pseudonym: str) -> bool:
+        return self._store.get(SELF_RESTRICTIONS, pseudonym) is not None
+
+    def unrestrict(self, pseudonym: str, *, actor: str, reason: str, by_subject: bool = False) -> dict[str, Any]:
+        """Lift a restriction. ``by_subject``: the person asks; refused (``NotAllowed``) unless they placed it."""
+        if by_subject and not self.restricted_by_subject(pseudonym):
+            raise NotAllowed("the restriction was placed by an operator")
         if not self._vault.set_status(pseudonym, ACTIVE, only_from=RESTRICTED):
             raise UnknownSubject(pseudonym)
+        self._store.delete(SELF_RESTRICTIONS, {"pseudonym": pseudonym})
         self._audit.append(actor=actor, action="subjects.unrestrict", reason=reason,
                            details={"pseudonym": pseudonym})
         return {"pseudonym": pseudonym, "status": ACTIVE}
@@ -218,6 +311,7 @@ class SubjectRights:
             for pseudonym in batch:
                 if self._vault.erase(pseudonym):
                     self._grants.revoke_all_for_subject(pseudonym, reason=reason)
+                    self._forget(pseudonym)
                     erased_now += 1
             erased += erased_now
             if erased_now == 0:

@@ -10,6 +10,7 @@ from typing import Callable
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .account_sessions import AccountSessions
 from .audit import AuditLog, HeadsUnavailable, check_heads_sink, open_audit_log
 from .audit_heads import heads_spec_problems
 from .audit_signing import audit_key_production_problems
@@ -39,6 +40,7 @@ class Services:
     oauth: OAuthServer
     rights: SubjectRights
     email_changes: EmailChanges
+    account_sessions: AccountSessions
     clock: Clock = field(default=time.time)
 
     def derived_secret(self, purpose: str) -> bytes:
@@ -74,13 +76,14 @@ def build_services(
     audit = build_audit_log(settings, store, clock=clock)
     oauth = build_oauth(settings, store=store, vault=vault, keyring=keyring, clock=clock,
                         client_secret_key=derive_secret(keyring.pepper, "client-secret-hash-v1"))
+    account_sessions = AccountSessions(store, csrf_key=derive_secret(keyring.pepper, "account-csrf-v1"), clock=clock)
     rights = SubjectRights(store=store, vault=vault, grants=oauth.grants, clients=oauth.clients, audit=audit,
-                           clock=clock)
+                           consents=oauth.consents, sessions=account_sessions, clock=clock)
     email_changes = EmailChanges(store=store, vault=vault, grants=oauth.grants, authorizer=oauth.authorizer,
                                  audit=audit, ttl=settings.pending_login_ttl, clock=clock)
     ensure_self_audience(oauth.audiences, keyring, issuer=settings.issuer)
     return Services(settings=settings, store=store, keyring=keyring, vault=vault, audit=audit, oauth=oauth,
-                    rights=rights, email_changes=email_changes, clock=clock)
+                    rights=rights, email_changes=email_changes, account_sessions=account_sessions, clock=clock)
 
 
 def build_audit_log(settings: Settings, store: Store, *, clock: Clock) -> AuditLog:

@@ -35,6 +35,13 @@ def parse_args() -> argparse.Namespace:
     add.add_argument("--uses-nonce", action="store_true",
                      help="a confidential code-flow client that checks the ID token's nonce: its code flow may "
                           "omit PKCE when it sends a nonce with scope openid (every other code flow needs PKCE)")
+    add.add_argument("--third-party", action="store_true",
+                     help="an app of another organisation: the person sees its name, the scopes and the services "
+                          "that receive tokens, and allows or denies, before it gets a code (default: first-party, "
+                          "no consent page)")
+    add.add_argument("--post-logout-redirect-uri", action="append", default=[], metavar="URI",
+                     help="where /logout (end_session_endpoint) may send the person after signing out; matched "
+                          "exactly (repeat for several)")
     sub.add_parser("list", help="list clients")
     show = sub.add_parser("show", help="show one client")
     show.add_argument("client_id")
@@ -55,13 +62,14 @@ def main() -> int:
             client, secret = registry.register(
                 name=args.name, public=args.public, redirect_uris=args.redirect_uri, grant_types=args.grant,
                 scopes=args.scope, audiences=args.audience, uses_nonce=args.uses_nonce,
+                third_party=args.third_party, post_logout_redirect_uris=args.post_logout_redirect_uri,
             )
         except ClientRegistrationError as exc:
             raise CommandError(str(exc)) from exc
         services.audit.append(actor=operator_name(), action="clients.add",
                               details={"client_id": client.client_id, "name": client.name,
                                        "type": "public" if client.public else "confidential",
-                                       "uses_nonce": client.uses_nonce})
+                                       "uses_nonce": client.uses_nonce, "third_party": client.third_party})
         output = {"client_id": client.client_id}
         if secret is not None:
             output["client_secret"] = secret

@@ -92,6 +92,23 @@ def test_a_client_registered_with_uses_nonce_may_use_nonce_instead_of_pkce(env, 
     app.extensions["identity"].store.close()
 
 
+def test_third_party_and_post_logout_redirect_uris_are_registered_and_shown(env, settings):
+    created = one_json(cli("clients.py", "add", "--name", "Partner", "--public", "--third-party",
+                           "--redirect-uri", "https://partner.example.org/cb",
+                           "--post-logout-redirect-uri", "https://partner.example.org/bye",
+                           "--post-logout-redirect-uri", "https://partner.example.org/bye", env=env))
+    shown = one_json(cli("clients.py", "show", created["client_id"], env=env))
+    assert shown["third_party"] is True and shown["post_logout_redirect_uris"] == ["https://partner.example.org/bye"]
+    own = one_json(cli("clients.py", "add", "--name", "Own", "--public", "--redirect-uri",
+                       "https://own.example.org/cb", env=env))
+    shown = one_json(cli("clients.py", "show", own["client_id"], env=env))
+    assert shown["third_party"] is False and shown["post_logout_redirect_uris"] == []  # first-party by default
+    app = create_app(settings)
+    records = AuditLog(app.extensions["identity"].store).records()
+    assert [r["details"]["third_party"] for r in records if r["action"] == "clients.add"] == [True, False]
+    app.extensions["identity"].store.close()
+
+
 def test_secret_is_stored_only_as_a_hash(env, settings):
     created = one_json(cli("clients.py", "add", "--name", "Backend", env=env))
     db = Path(settings.db_uri.removeprefix("sqlite:///"))
@@ -109,6 +126,8 @@ def test_secret_is_stored_only_as_a_hash(env, settings):
     (["--name", "X", "--uses-nonce"], "needs the authorization_code grant"),
     (["--name", "X", "--grant", "authorization_code", "--redirect-uri", "https://app.example.org/cb",
       "--scope", "records:read", "--uses-nonce"], "needs the openid scope"),
+    (["--name", "X", "--public", "--redirect-uri", "https://app.example.org/cb",
+      "--post-logout-redirect-uri", "http://app.example.org/bye"], "post-logout redirect URI must use https"),
 ])
 def test_bad_registrations_are_refused_with_a_reason(env, args, message):
     result = cli("clients.py", "add", *args, env=env)

@@ -13,6 +13,7 @@ from ..vault import Vault
 from .audiences import AudienceRegistry, JwksFetcher, fetch_jwks_with_requests
 from .authorize import Authorizer
 from .clients import ClientRegistry
+from .consent import Consents
 from .grants import Grants
 from .metadata import DiscoveryDocument
 from .token_endpoint import TokenEndpoint
@@ -29,6 +30,7 @@ class OAuthServer:
     token_endpoint: TokenEndpoint
     token_status: TokenStatus
     discovery: DiscoveryDocument
+    consents: Consents
 
 
 def build_oauth(
@@ -47,10 +49,13 @@ def build_oauth(
                          id_token_ttl=settings.id_token_ttl)
     grants = Grants(store, minter=minter, refresh_ttl=settings.refresh_token_ttl,
                     refresh_idle_ttl=settings.refresh_token_idle_ttl, clock=clock)
+    consents = Consents(store, pending_ttl=settings.pending_login_ttl, clock=clock)
     authorizer = Authorizer(store=store, vault=vault, clients=clients, audiences=audiences, issuer=settings.issuer,
-                            code_ttl=settings.code_ttl, pending_ttl=settings.pending_login_ttl, clock=clock)
+                            code_ttl=settings.code_ttl, pending_ttl=settings.pending_login_ttl, clock=clock,
+                            consents=consents)
     token_endpoint = TokenEndpoint(store=store, vault=vault, clients=clients, audiences=audiences, grants=grants,
                                    minter=minter, access_token_ttl=settings.access_token_ttl, clock=clock)
     token_status = TokenStatus(vault=vault, clients=clients, grants=grants, issuer=settings.issuer, clock=clock)
     discovery = DiscoveryDocument(settings.issuer, clients, clock=clock)
-    return OAuthServer(clients, audiences, grants, minter, authorizer, token_endpoint, token_status, discovery)
+    return OAuthServer(clients, audiences, grants, minter, authorizer, token_endpoint, token_status, discovery,
+                       consents)

@@ -5,9 +5,13 @@ failure there is an error *page*, never a redirect), then everything else (a fai
 error *redirect* to the verified URI). ``park`` keeps the request server side while the person logs
 in upstream; ``complete`` turns a verified e-mail into a pseudonym and a one-time code.
 
-The service's own pages may need a person to sign in upstream too (the e-mail change):
-``park_for_service`` parks such a login with a purpose, and ``complete`` hands its verified e-mail to
-the handler registered for that purpose (``register_completion``) instead of issuing a code.
+The service's own pages may need a person to sign in upstream too (the e-mail change, the account
+page): ``park_for_service`` parks such a login with a purpose, and ``complete`` hands its verified e-mail
+to the handler registered for that purpose (``register_completion``) instead of issuing a code.
+
+A third-party client's code waits for the person's consent (``identity.oauth.consent``): ``complete``
+parks the request there and sends the browser where the registered consent gate says
+(``register_consent_gate``); without a gate, such a client gets ``consent_required``, never a code.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ..store import Lt, Store, StoreUnavailable
 from ..vault import InvalidEmail, Vault
 from .audiences import AudienceRegistry
 from .clients import AUTHORIZATION_CODE, Client, ClientRegistry, redirect_uri_matches
+from .consent import Consents
 from .pkce import challenge_problem
 from .records import AUTHORIZATION_CODES, PENDING_AUTHORIZATIONS, new_secret_value, token_hash
 
@@ -84,6 +89,11 @@ class CompletionHandler(Protocol):
         """
 
 
+class ConsentGate(Protocol):
+    def __call__(self, consent_id: str) -> str:
+        """Hand the pending consent's id to the person's browser session; return the consent page's URL."""
+
+
 def with_query(uri: str, params: Mapping[str, str | None]) -> str:
     """Append parameters to a URI's query, keeping the parameters it already has."""
     parts = urlsplit(uri)
@@ -112,8 +122,11 @@ class Authorizer:
         code_ttl: int,
         pending_ttl: int,
         clock: Callable[[], float],
+        consents: Consents | None = None,
     ) -> None:
         self._store = store
+        self._consents = consents
+        self._consent_gate: ConsentGate | None = None
         self._vault = vault
         self._clients = clients
         self._audiences = audiences
@@ -236,6 +249,17 @@ class Authorizer:
             raise ValueError("an app's login completes with a code")
         self._completions[purpose] = handler
 
+    def register_consent_gate(self, gate: ConsentGate) -> None:
+        """Where a third-party client's login goes once the person has signed in (the consent page)."""
+        self._consent_gate = gate
+
+    def _needs_consent(self, doc: Mapping[str, Any], subject: str) -> bool:
+        client = self._clients.get(doc["client_id"])
+        if client is None or not client.third_party:
+            return False
+        scopes = (doc.get("scope") or "").split()
+        return self._consents is None or not self._consents.covers(subject, client.client_id, scopes, doc["audience"])
+
     def _park(self, fields: Mapping[str, Any], *, reauthenticate: bool = False) -> PendingAuthorization:
         now = int(self._clock())
         pending = PendingAuthorization(
@@ -291,6 +315,10 @@ class Authorizer:
         if not identity.is_active:
             return self.error_redirect(doc, "access_denied", "this account is restricted or closed")
         self._vault.record_login(identity.pseudonym)
+        if self._needs_consent(doc, identity.pseudonym):
+            if self._consents is None or self._consent_gate is None:
+                return self.error_redirect(doc, "consent_required", "this app needs consent, which cannot be asked")
+            return self._consent_gate(self._consents.park(doc, identity.pseudonym))
         return self.issue_code(doc, identity.pseudonym)
 
     def issue_code(self, doc: Mapping[str, Any], subject: str) -> str:
@@ -308,7 +336,7 @@ class Authorizer:
             "audience": doc["audience"],
             "scope": doc.get("scope") or "",
             "nonce": doc.get("nonce"),
-            "auth_time": now,
+            "auth_time": int(doc.get("auth_time") or now),  # the sign-in, when a consent step came between
             "expires_at": now + self._code_ttl,
             "used": False,
         })

@@ -34,6 +34,8 @@ CLIENTS = Collection(
         "audiences": list,
         "created_at": int,
         "uses_nonce": bool,  # absent in clients registered before it existed: False
+        "third_party": bool,  # asks the person's consent; absent (older clients): first-party, False
+        "post_logout_redirect_uris": list,  # RP-Initiated Logout 1.0; absent: none registered
     },
 )
 
@@ -54,6 +56,8 @@ class Client:
     audiences: tuple[str, ...]
     created_at: int
     uses_nonce: bool = False  # checks the ID token's nonce, so a code flow with nonce may skip PKCE
+    third_party: bool = False  # the person is asked for consent before it gets a code
+    post_logout_redirect_uris: tuple[str, ...] = ()  # where /logout may send the person back (exact match)
 
     @property
     def confidential(self) -> bool:
@@ -76,8 +80,15 @@ class Client:
             "scopes": list(self.scopes),
             "audiences": list(self.audiences),
             "uses_nonce": self.uses_nonce,
+            "third_party": self.third_party,
+            "post_logout_redirect_uris": list(self.post_logout_redirect_uris),
             "created_at": self.created_at,
         }
+
+    def allows_post_logout_redirect(self, uri: str) -> bool:
+        """RP-Initiated Logout 1.0 §3: ``uri`` exactly equals a registered value (no port leeway)."""
+        presented = uri.encode()
+        return any(hmac.compare_digest(r.encode(), presented) for r in self.post_logout_redirect_uris)
 
 
 def _client(doc: dict[str, Any]) -> Client:
@@ -92,6 +103,8 @@ def _client(doc: dict[str, Any]) -> Client:
         audiences=tuple(doc.get("audiences") or ()),
         created_at=doc["created_at"],
         uses_nonce=bool(doc.get("uses_nonce")),
+        third_party=bool(doc.get("third_party")),
+        post_logout_redirect_uris=tuple(doc.get("post_logout_redirect_uris") or ()),
     )
 
 
@@ -189,17 +202,23 @@ class ClientRegistry:
         scopes: list[str] | None,
         audiences: list[str],
         uses_nonce: bool = False,
+        third_party: bool = False,
+        post_logout_redirect_uris: list[str] | None = None,
     ) -> tuple[Client, str | None]:
         """Create a client; return it with its secret (confidential clients only, shown once).
 
         ``uses_nonce``: a confidential client that checks the ID token's ``nonce`` may omit PKCE in the
         code flow when it sends a nonce (RFC 9700 §2.1.1); every other code flow needs PKCE.
+        ``third_party``: the person sees a consent page before the app gets a code.
+        ``post_logout_redirect_uris``: where ``/logout`` may send the person afterwards (exact match).
         """
         grants = list(dict.fromkeys(grant_types or (
             [AUTHORIZATION_CODE, REFRESH_TOKEN] if public else [CLIENT_CREDENTIALS])))
         self._check_registration(name, public, redirect_uris, grants, scopes or [])
         if uses_nonce:
             self._check_nonce_registration(public, grants, list(scopes or DEFAULT_SCOPES))
+        logout_uris = list(dict.fromkeys(post_logout_redirect_uris or ()))
+        self._check_post_logout_redirect_uris(public, logout_uris)
         secret = None if public else secrets.token_urlsafe(SECRET_BYTES)
         doc = {
             "name": name,
@@ -211,6 +230,8 @@ class ClientRegistry:
             "audiences": list(dict.fromkeys(audiences)),
             "created_at": int(self._clock()),
             "uses_nonce": uses_nonce,
+            "third_party": third_party,
+            "post_logout_redirect_uris": logout_uris,
         }
         for _ in range(5):
             doc["client_id"] = new_client_id()
@@ -253,6 +274,14 @@ class ClientRegistry:
             raise ClientRegistrationError("--uses-nonce needs the authorization_code grant")
         if "openid" not in scopes:
             raise ClientRegistrationError("--uses-nonce needs the openid scope (the nonce comes back in the ID token)")
+
+    @staticmethod
+    def _check_post_logout_redirect_uris(public: bool, uris: list[str]) -> None:
+        """The same rules as redirect URIs: https, loopback http, or a native app's private scheme."""
+        for uri in uris:
+            problem = redirect_uri_problem(uri, public=public)
+            if problem:
+                raise ClientRegistrationError(f"{uri}: {problem.replace('a redirect URI', 'a post-logout redirect URI')}")
 
     def all(self) -> list[Client]:
         return [_client(d) for d in self._store.find(CLIENTS, {}, order=Order("created_at"))]

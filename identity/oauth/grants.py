@@ -124,6 +124,13 @@ class Grants:
             self.revoke(grant_id, reason=reason)
         return len(grant_ids)
 
+    def revoke_for_client(self, subject: str, client_id: str, *, reason: str) -> int:
+        """Revoke every grant a person gave one app ("remove access"); returns how many were live."""
+        live = [g.grant_id for g in self.active_for_subject(subject) if g.client_id == client_id]
+        for grant_id in live:
+            self.revoke(grant_id, reason=reason)
+        return len(live)
+
     def active_for_subject(self, subject: str) -> list[Grant]:
         now = self._clock()
         return [g for g in (_grant(d) for d in self._store.find(GRANTS, {"subject": subject}))

@@ -23,6 +23,8 @@ def server_metadata(issuer: str, *, scopes: list[str]) -> dict[str, Any]:
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "revocation_endpoint": f"{issuer}/revoke",
         "introspection_endpoint": f"{issuer}/introspect",
+        "userinfo_endpoint": f"{issuer}/userinfo",  # OIDC Core §5.3: tokens for {issuer}/me with scope openid
+        "end_session_endpoint": f"{issuer}/logout",  # OpenID Connect RP-Initiated Logout 1.0
         "scopes_supported": scopes,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

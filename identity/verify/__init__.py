@@ -10,6 +10,8 @@ store, none of the server's modules. ``identity.verify.flask`` adds a Flask deco
     )
     token = verifier.verify(bearer)      # AccessToken, or raises a VerificationError
     token.pseudonym, token.scopes
+
+An app checks the ID token of its code exchange with ``IdTokenVerifier(issuer=…, client_id=…)``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .errors import (
     WrongIssuer,
 )
 from .http import Fetcher, HttpResponse, RequestsFetcher
+from .id_token import IdToken, IdTokenVerifier, WrongNonce
 from .introspection import ClientCredentials
 from .keygen import AudienceKeyFiles, generate_audience_key
 from .keys import DecryptionKey, thumbprint
@@ -43,8 +46,10 @@ from .verifier import TokenVerifier, scope_set
 
 __all__ = [
     "REQUIRED_CLAIMS", "AccessToken", "AudienceKeyFiles", "BadSignature", "ClaimError", "ClientCredentials",
-    "ConfigurationError", "DecryptionFailed", "DecryptionKey", "Fetcher", "HttpResponse", "InsufficientScope",
+    "ConfigurationError", "DecryptionFailed", "DecryptionKey", "Fetcher", "HttpResponse", "IdToken",
+    "IdTokenVerifier", "InsufficientScope",
     "InvalidToken", "IssuerUnavailable", "MalformedToken", "MissingClaim", "RequestsFetcher", "TokenExpired",
     "TokenInactive", "TokenNotYetValid", "TokenVerifier", "UnencryptedToken", "UnknownKey", "UnsupportedToken",
-    "VerificationError", "WrongAudience", "WrongIssuer", "generate_audience_key", "scope_set", "thumbprint",
+    "VerificationError", "WrongAudience", "WrongIssuer", "WrongNonce", "generate_audience_key", "scope_set",
+    "thumbprint",
 ]

@@ -24,6 +24,7 @@ import json
 import re
 import sys
 from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit
 
 from flask import Flask, Response
 
@@ -37,6 +38,7 @@ MAX_HEADERS_TOTAL = 32 * 1024
 MAX_BODY = 64 * 1024  # also Flask's MAX_CONTENT_LENGTH, for bodies without a Content-Length (chunked)
 _STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
+_PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+\-]*(\.[a-z0-9+\-]+)+:")  # a native app's reverse-DNS scheme
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -63,13 +65,23 @@ def html_csp(app: Flask) -> str:
 
 def with_form_action(csp: str, sources: Iterable[str]) -> str:
     """``csp`` whose ``form-action`` also allows ``sources``: for a page whose form starts a login
-    upstream, since browsers check ``form-action`` on every redirect the submission follows."""
-    extra = " ".join(s for s in sources if _ORIGIN.fullmatch(s))
+    upstream, since browsers check ``form-action`` on every redirect the submission follows.
+    Accepts origins and the reverse-DNS scheme of a native app (``com.example.app:``), nothing else."""
+    extra = " ".join(s for s in sources if _ORIGIN.fullmatch(s) or _PRIVATE_SCHEME.fullmatch(s))
     if not extra:
         return csp
     directives = [d.strip() for d in csp.split(";")]
     widened = [f"{d} {extra}" if d.split(" ", 1)[0] == "form-action" else d for d in directives]
     return "; ".join(widened)
+
+
+def form_action_source(uri: str) -> str | None:
+    """The CSP source that lets a form's redirect reach ``uri``: its origin, or a native app's scheme."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+    source = f"{parts.scheme}:"
+    return source if _PRIVATE_SCHEME.fullmatch(source) else None
 
 
 def secure_response(response: Response, *, https: bool, page_csp: str) -> Response:

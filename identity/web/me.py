@@ -52,14 +52,14 @@ def _no_store(response: Response) -> Response:
     return response
 
 
-def _invalid_token() -> Response:
+def invalid_token() -> Response:
     response = jsonify(error="invalid_token", error_description="the access token is not valid")
     response.status_code = 401
     response.headers["WWW-Authenticate"] = 'Bearer realm="identity", error="invalid_token"'
     return _no_store(response)
 
 
-def _live_subject() -> str | None:
+def live_subject() -> str | None:
     """The pseudonym of the current token, if the token, its grant and its person are all live."""
     svc = services()
     token = current_token()
@@ -76,18 +76,18 @@ def _live_subject() -> str | None:
 @blueprint.get("/me")
 @require_token(scope=SELF_SCOPE)
 def me() -> Response:
-    subject = _live_subject()
+    subject = live_subject()
     if subject is None:
-        return _invalid_token()
+        return invalid_token()
     return _no_store(jsonify(services().rights.describe(subject)))
 
 
 @blueprint.get("/me/export")
 @require_token(scope=SELF_SCOPE)
 def export() -> Response:
-    subject = _live_subject()
+    subject = live_subject()
     if subject is None:
-        return _invalid_token()
+        return invalid_token()
     response = make_response(json.dumps(services().rights.export(subject), indent=2, sort_keys=True))
     response.mimetype = "application/json"
     response.headers["Content-Disposition"] = 'attachment; filename="identity-export.json"'
@@ -97,13 +97,13 @@ def export() -> Response:
 @blueprint.delete("/me")
 @require_token(scope=SELF_SCOPE)
 def erase() -> Response:
-    subject = _live_subject()
+    subject = live_subject()
     if subject is None:
-        return _invalid_token()
+        return invalid_token()
     try:
         result = services().rights.erase(subject, actor="subject", reason="erasure requested by the person")
     except UnknownSubject:
-        return _invalid_token()
+        return invalid_token()
     return _no_store(jsonify(result))
 
 
@@ -115,6 +115,6 @@ def start_email_change() -> Response:
     The change itself is bound to the person, not to this token: on that page they sign in upstream
     with their current address and then with the new one, in one browser session.
     """
-    if _live_subject() is None:
-        return _invalid_token()
+    if live_subject() is None:
+        return invalid_token()
     return _no_store(jsonify(verification_url=services().settings.issuer + CHANGE_PATH))

@@ -16,6 +16,7 @@ The address is ``REMOTE_ADDR`` once the trusted-proxy layer has set it (``identi
 * ``/authorize`` (GET and POST): every request counts (each parks a pending login in the store).
 * ``/login/callback``: every request counts (each consumes a login state and may call the IdP).
 * ``POST /me/email/change``: every request counts (each may start an e-mail change and park a login).
+* ``POST /account/signin``: every request counts (each parks a login for the account page).
 
 Over a limit the answer is ``429`` with ``Retry-After`` (seconds): RFC 6749 §5.2-shaped JSON on the
 back channel, the HTML error page in the browser.
@@ -61,12 +62,14 @@ CLIENT_AUTH_FAILURES_PER_ADDRESS = "60 per minute"
 AUTHORIZE = "60 per minute"
 LOGIN_CALLBACK = "30 per minute"
 EMAIL_CHANGE = "10 per minute"
+ACCOUNT_SIGNIN = "10 per minute"
 
 CLIENT_SCOPE = "client-authentication"
 ADDRESS_SCOPE = "client-authentication-address"
 AUTHORIZE_ENDPOINT = "oauth.authorize"
 CALLBACK_ENDPOINT = "upstream_login.callback"
 EMAIL_CHANGE_ENDPOINT = "email_change.act"
+ACCOUNT_SIGNIN_ENDPOINT = "account.signin"
 BROWSER_MESSAGE = "Too many sign-in attempts came from your network. Wait a minute, then start again from the app."
 FORWARDED_WITHOUT_TRUST = ("requests carry X-Forwarded-For but IDENTITY_TRUSTED_PROXIES is not set: the header is "
                            "ignored, and if a proxy sets it, every client behind that proxy shares its rate limits")
@@ -98,6 +101,7 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
     _limit_view(app, AUTHORIZE_ENDPOINT, limiter.limit(AUTHORIZE))
     _limit_view(app, CALLBACK_ENDPOINT, limiter.limit(LOGIN_CALLBACK))
     _limit_view(app, EMAIL_CHANGE_ENDPOINT, limiter.limit(EMAIL_CHANGE))
+    _limit_view(app, ACCOUNT_SIGNIN_ENDPOINT, limiter.limit(ACCOUNT_SIGNIN))
 
     @app.errorhandler(RateLimitExceeded)
     def _too_many(err: RateLimitExceeded) -> Response:
