@@ -74,8 +74,8 @@ def build_services(
     audit = build_audit_log(settings, store, clock=clock)
     oauth = build_oauth(settings, store=store, vault=vault, keyring=keyring, clock=clock,
                         client_secret_key=derive_secret(keyring.pepper, "client-secret-hash-v1"))
-    rights = SubjectRights(store=store, vault=vault, grants=oauth.grants, clients=oauth.clients, audit=audit,
-                           clock=clock)
+    rights = SubjectRights(store=store, vault=vault, grants=oauth.grants, clients=oauth.clients,
+                           subjects=oauth.subjects, audit=audit, clock=clock)
     email_changes = EmailChanges(store=store, vault=vault, grants=oauth.grants, authorizer=oauth.authorizer,
                                  audit=audit, ttl=settings.pending_login_ttl, clock=clock)
     ensure_self_audience(oauth.audiences, keyring, issuer=settings.issuer)
