@@ -24,15 +24,16 @@ CLIENT_SECTOR_PREFIX = "client:"
 def sector_problem(name: object) -> str | None:
     """Why ``name`` cannot be a sector, or None.
 
-    A sector is 1–255 printable ASCII characters without spaces: it is written into CSV files and
-    compared byte for byte, so ``records.example.org`` and ``Records.example.org`` are two sectors.
+    A sector is 1–255 printable ASCII characters without spaces, commas or quotes: it is a column of
+    the breach path's CSV files, and it is compared byte for byte (``records.example.org`` and
+    ``Records.example.org`` are two sectors).
     """
     if not isinstance(name, str) or not name:
         return "a sector is a non-empty name"
     if len(name) > MAX_SECTOR_LENGTH:
         return f"a sector is at most {MAX_SECTOR_LENGTH} characters"
-    if not all("!" <= ch <= "~" for ch in name):
-        return "a sector is printable ASCII without spaces (e.g. records.example.org or the audience URI)"
+    if not all("!" <= ch <= "~" and ch not in ',"' for ch in name):
+        return "a sector is printable ASCII without spaces, commas or quotes (e.g. records.example.org)"
     return None
 
 
