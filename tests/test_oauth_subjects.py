@@ -254,3 +254,38 @@ def test_moving_an_audience_to_pairwise_changes_its_sub_from_the_next_token(
 def test_subjects_hold_no_key_in_their_repr(svc):
     assert repr(svc.oauth.subjects) == "Subjects()"
     assert dataclasses.is_dataclass(svc.oauth)  # the server keeps it next to the other svc
+
+
+def test_no_subject_is_ever_logged_next_to_an_email(oauth_client, oauth_app, app_client, svc, broker, audience_keys,
+                                                     jwks, caplog, tmp_path, keys_dir):
+    import logging
+
+    from identity.audit import AuditLog
+    from identity.breach.resolve import resolve_pseudonyms
+    from tests.audit_support import signed_log
+    from tests.breach_support import params, write_list
+
+    caplog.set_level(logging.DEBUG)
+    broker.email = "Linkable.Person@example.org"
+    diary = tokens_for(oauth_client, app_client, DIARY)
+    chat = tokens_for(oauth_client, app_client, CHAT)
+    oauth_client.post("/token", data={"grant_type": "refresh_token", "refresh_token": diary["refresh_token"],
+                                      "client_id": app_client.client_id})
+    person = pseudonym(svc, broker)
+    subjects = {person, sub_of(diary, audience_keys, jwks), sub_of(chat, audience_keys, jwks),
+                b64json(diary["id_token"].split(".")[1])["sub"]}
+    listing = write_list(tmp_path / "diary.txt", [sub_of(diary, audience_keys, jwks)])
+    summary = resolve_pseudonyms(svc.store, signed_log(svc.store),
+                                 params(tmp_path, keys_dir, listing, sector=HEALTH, workers=0))
+    assert summary.counts["resolved"] == 1  # the DPO reaches the person, in the run's private CSV only
+    svc.rights.erase(person, actor="test", reason="erasure")
+
+    addresses = {broker.email, broker.email.lower(), "example.org"}
+    assert any(person in repr(r.__dict__) for r in caplog.records)  # the check sees what the records carry
+    for record in caplog.records:
+        text = record.getMessage() + " " + repr(record.__dict__)
+        named = [s for s in subjects if s in text]
+        assert not (named and any(a in text for a in addresses)), record.getMessage()
+        assert not any(s in text for s in subjects - {person}), record.getMessage()  # pairwise subjects: never
+    for record in AuditLog(svc.store).records():
+        assert "@" not in repr(record)

@@ -153,3 +153,56 @@ def test_help_everywhere(env):
         assert cli(script, "--help", env=env).returncode == 0
         for command in commands:
             assert cli(script, command, "--help", env=env).returncode == 0
+
+
+# -- sectors and subject types ----------------------------------------------------------------------
+
+
+def test_audiences_get_a_sector_and_pairwise_subjects_and_moving_one_needs_breaking(env, settings, audience_keys,
+                                                                                    tmp_path):
+    app = create_app(settings)
+    pem = tmp_path / "api.pem"
+    pem.write_bytes(audience_keys["https://api.example.org"].public_pem)
+    added = one_json(cli("audiences.py", "add", "--audience", "https://api.example.org", "--encryption-key", str(pem),
+                         env=env))
+    assert (added["subject_type"], added["sector"]) == ("pairwise", "https://api.example.org")
+    grouped = one_json(cli("audiences.py", "add", "--audience", "https://notes.example.org", "--encryption-key",
+                           str(pem), "--sector", "health.example", "--subject-type", "public", env=env))
+    assert (grouped["subject_type"], grouped["sector"]) == ("public", "health.example")
+    assert one_json(cli("audiences.py", "show", "--audience", "https://notes.example.org", env=env)) == grouped
+    bad = cli("audiences.py", "add", "--audience", "https://x.example.org", "--encryption-key", str(pem),
+              "--sector", "two words", env=env)
+    assert bad.returncode == 1 and "sector" in bad.stderr and bad.stdout == ""
+
+    refused = cli("audiences.py", "update", "--audience", "https://notes.example.org", "--subject-type", "pairwise",
+                  env=env)
+    assert refused.returncode == 1 and "--breaking" in refused.stderr
+    moved = one_json(cli("audiences.py", "update", "--audience", "https://notes.example.org", "--subject-type",
+                         "pairwise", "--breaking", env=env))
+    assert (moved["subject_type"], moved["sector"]) == ("pairwise", "health.example")
+    own = cli("audiences.py", "update", "--audience", f"{settings.issuer}/me", "--subject-type", "pairwise",
+              "--breaking", env=env)
+    assert own.returncode == 1 and "own audience" in own.stderr
+    records = [r for r in AuditLog(app.extensions["identity"].store).records() if r["action"] == "audiences.subjects"]
+    assert [r["outcome"] for r in records] == ["refused", "ok", "refused"]
+    assert records[1]["details"]["before"] == {"subject_type": "public", "sector": "health.example"}
+    assert records[1]["details"]["after"] == {"subject_type": "pairwise", "sector": "health.example"}
+    assert app.extensions["identity"].oauth.audiences.get("https://notes.example.org").subject_type == "pairwise"
+
+
+def test_clients_get_their_id_token_sector_per_oidc_8_1(env, settings):
+    app = create_app(settings)
+    two_hosts = ["--redirect-uri", "https://a.example.org/cb", "--redirect-uri", "https://b.example.org/cb"]
+    refused = cli("clients.py", "add", "--name", "Two", "--public", *two_hosts, env=env)
+    assert refused.returncode == 1 and "--sector-identifier" in refused.stderr
+    made = one_json(cli("clients.py", "add", "--name", "Two", "--public", *two_hosts, "--sector-identifier",
+                        "example-group", env=env))
+    shown = one_json(cli("clients.py", "show", made["client_id"], env=env))
+    assert (shown["subject_type"], shown["sector"], shown["sector_identifier"]) == (
+        "pairwise", "example-group", "example-group")
+    assert cli("clients.py", "update", made["client_id"], "--subject-type", "public", env=env).returncode == 1
+    updated = one_json(cli("clients.py", "update", made["client_id"], "--subject-type", "public", "--breaking",
+                           env=env))
+    assert updated["subject_type"] == "public"
+    actions = [(r["action"], r["outcome"]) for r in AuditLog(app.extensions["identity"].store).records()]
+    assert actions == [("clients.add", "ok"), ("clients.subjects", "refused"), ("clients.subjects", "ok")]
