@@ -22,7 +22,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..pairwise.mapping import SECTOR_SUBJECTS, row_id, unseal
+from ..pairwise.mapping import ERASED as ROW_ERASED
+from ..pairwise.mapping import SECTOR_SUBJECTS, RowBatch
 from ..store import Collection, In, SQLiteStore, Store, StoreUnavailable
 from ..store.sqlite import BUSY_TIMEOUT_SECONDS
 from ..vault import ERASED, IDENTITIES, RESTRICTED
@@ -161,22 +162,20 @@ class SectorLookup(Lookup):
             return Answers()
         person: dict[str, str] = {}  # identifier → vault pseudonym
         erased: set[str] = set()
-        pending: dict[str, tuple[str, str, str]] = {}  # row id → (identifier, sector, subject)
+        batch = RowBatch()
         for key in keys:
             sector, subject = self._split(key)
             if sector:
-                pending[row_id(sector, subject)] = (key, sector, subject)
+                batch.add(key, sector, subject)
             else:
                 person[key] = subject
-        for row, sealed in (self._rows(list(pending)) if pending else ()):
-            key, sector, subject = pending[row]
-            if sealed is None:
+        ids = batch.ids
+        for key, pseudonym in batch.opened(self._rows(ids) if ids else ()):
+            if pseudonym == ROW_ERASED:
                 erased.add(key)
-                continue
-            pseudonym = unseal(sector, subject, row, sealed)
-            if pseudonym is not None:
+            elif pseudonym is not None:  # a row that does not open (altered in the store) counts as unknown
                 person[key] = pseudonym
-        vault = super().__call__(sorted(set(person.values())))
+        vault = super().__call__(list(set(person.values())))
         answers = Answers(erased=erased)
         for key, pseudonym in person.items():
             if pseudonym in vault.sealed:

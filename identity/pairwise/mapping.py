@@ -8,7 +8,7 @@ sector's subject.
 * row id: BLAKE2b-128 of ``sector 0 subject`` (personalised ``pairwise-row-id``), hex;
 * sealed: the vault pseudonym under AES-256-GCM, keyed by BLAKE2b-256 of the same input
   (personalised ``pairwise-seal``), random 96-bit nonce, the row id as associated data (a row
-  moved under another id fails to open); stored as base64url(nonce ‖ ciphertext).
+  moved under another id fails to open); stored as base64(nonce ‖ ciphertext).
 
 A row holds nothing else: no sector, no pseudonym, no time. A reader of the store sees unrelated
 random-looking rows; with one service's data set they open that sector's rows (what the breach
@@ -26,7 +26,7 @@ import binascii
 import hashlib
 import os
 import time
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -35,6 +35,7 @@ from ..store import Collection, DuplicateKeyError, In, Store
 from ..vault import is_pseudonym
 
 NONCE_BYTES = 12
+ERASED = "erased"
 SECTOR_SUBJECTS = Collection(
     name="sector_subjects",
     key="row",
@@ -43,17 +44,34 @@ SECTOR_SUBJECTS = Collection(
 SECTORS = Collection(name="sectors", key="sector", fields={"sector": str, "first_seen_at": int})
 
 
+ROW_ID, SEAL = b"pairwise-row-id", b"pairwise-seal"  # BLAKE2b personalisations: one input, two uses
+
+
 def _material(sector: str, subject: str) -> bytes:
     return sector.encode("ascii") + b"\x00" + subject.encode("ascii")
 
 
+def _row_id(material: bytes) -> str:
+    return hashlib.blake2b(material, digest_size=16, person=ROW_ID).hexdigest()
+
+
 def row_id(sector: str, subject: str) -> str:
     """The row of (sector, subject): computable by anyone who holds both, and by nobody else."""
-    return hashlib.blake2b(_material(sector, subject), digest_size=16, person=b"pairwise-row-id").hexdigest()
+    return _row_id(_material(sector, subject))
 
 
 def _seal_key(material: bytes) -> AESGCM:
-    return AESGCM(hashlib.blake2b(material, digest_size=32, person=b"pairwise-seal").digest())
+    return AESGCM(hashlib.blake2b(material, digest_size=32, person=SEAL).digest())
+
+
+def _open(material: bytes, row: str, sealed: str) -> str | None:
+    try:
+        raw = binascii.a2b_base64(sealed, strict_mode=True)
+        plain = _seal_key(material).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], row.encode("ascii"))
+    except (InvalidTag, ValueError, binascii.Error):
+        return None
+    pseudonym = plain.decode("ascii", "replace")
+    return pseudonym if is_pseudonym(pseudonym) else None
 
 
 def seal(sector: str, subject: str, pseudonym: str) -> str:
@@ -61,22 +79,41 @@ def seal(sector: str, subject: str, pseudonym: str) -> str:
     nonce = os.urandom(NONCE_BYTES)
     box = _seal_key(_material(sector, subject)).encrypt(nonce, pseudonym.encode("ascii"),
                                                         row_id(sector, subject).encode("ascii"))
-    return base64.urlsafe_b64encode(nonce + box).decode("ascii").rstrip("=")
+    return base64.b64encode(nonce + box).decode("ascii")
 
 
 def unseal(sector: str, subject: str, row: str, sealed: str) -> str | None:
     """The pseudonym in a row of (sector, subject), or None if it does not open (altered, misplaced)."""
-    try:
-        raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
-        plain = _seal_key(_material(sector, subject)).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:],
-                                                             row.encode("ascii"))
-    except (InvalidTag, ValueError, binascii.Error):
-        return None
-    pseudonym = plain.decode("ascii", "replace")
-    return pseudonym if is_pseudonym(pseudonym) else None
+    return _open(_material(sector, subject), row, sealed)
 
 
-ERASED = "erased"
+class RowBatch:
+    """Many (sector, subject) pairs at once, for the breach path: their row ids, then what the rows hold.
+
+    The same as ``row_id`` and ``unseal`` one by one, with each input encoded once.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[str, bytes]] = {}  # row id → (identifier, material)
+        self._prefixes: dict[str, bytes] = {}
+
+    def add(self, identifier: str, sector: str, subject: str) -> None:
+        prefix = self._prefixes.get(sector)
+        if prefix is None:
+            prefix = self._prefixes[sector] = sector.encode("ascii") + b"\x00"
+        material = prefix + subject.encode("ascii")
+        self._pending[_row_id(material)] = (identifier, material)
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._pending)
+
+    def opened(self, rows: Iterable[tuple[str, str | None]]) -> Iterator[tuple[str, str | None]]:
+        """(identifier, pseudonym) for each row found: ``ERASED`` when erased, None when it does not open."""
+        pending = self._pending
+        for row, sealed in rows:
+            identifier, material = pending[row]
+            yield identifier, (ERASED if sealed is None else _open(material, row, sealed))
 
 
 class SubjectMap:
