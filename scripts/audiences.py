@@ -6,13 +6,17 @@ are always encrypted to it. Every audience belongs to a sector (--sector NAME, d
 URI; audiences of one organisation may share one) and has a subject type: ``pairwise`` (the default
 for new audiences: its tokens carry the person's subject of its sector) or ``public`` (the vault
 pseudonym; audiences registered before subject types existed keep it). Changing either changes the
-``sub`` of every person that service sees: ``update --subject-type``/``--sector`` needs --breaking.
-Prints exactly one JSON object on stdout; changes are audited.
+``sub`` of every person that service sees: ``update --subject-type``/``--sector`` needs --breaking;
+``map-subjects`` gives the service, for the pseudonyms it holds, its people's subjects in its
+sector, so it can re-key its data (docs/downstream.md). Prints exactly one JSON object on stdout;
+changes are audited.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
@@ -45,6 +49,13 @@ def parse_args() -> argparse.Namespace:
             cmd.add_argument("--breaking", action="store_true",
                              help="confirm a change of --subject-type or --sector: every person's sub changes for "
                                   "that service (docs/downstream.md)")
+    mapping = sub.add_parser("map-subjects", help="for a move to pairwise: each pseudonym the service holds, with "
+                                                  "its subject in the audience's sector (CSV)")
+    mapping.add_argument("--audience", required=True, metavar="URI")
+    mapping.add_argument("--pseudonyms", required=True, type=Path, metavar="FILE",
+                         help="the subs the service holds today (vault pseudonyms), one a line")
+    mapping.add_argument("--out", required=True, type=Path, metavar="FILE",
+                         help="the CSV to create (pseudonym,subject; mode 0600) for the service's team")
     show = sub.add_parser("show", help="show one audience (its sector and subject type)")
     show.add_argument("--audience", required=True, metavar="URI")
     sub.add_parser("list", help="list audiences")
@@ -74,6 +85,8 @@ def main() -> int:
         return keygen(args.out)
     services = services_from_environment()
     registry = services.oauth.audiences
+    if args.command == "map-subjects":
+        return map_subjects(services, args)
     try:
         if args.command == "add":
             record = registry.add(args.audience, key=_key(args.encryption_key), jwks_uri=args.jwks_uri,
@@ -139,6 +152,40 @@ def change_subjects(services: Services, registry: AudienceRegistry, args: argpar
     say(f"{after.audience} now sees {after.subject_type} subjects (sector {after.sector}) in new tokens: "
         "tell its team that every sub changes (docs/downstream.md)")
     return after
+
+
+def map_subjects(services: Services, args: argparse.Namespace) -> int:
+    """``pseudonym,subject`` for each listed person the vault still holds, in the audience's sector."""
+    record = services.oauth.audiences.get(args.audience)
+    if record is None:
+        raise CommandError(f"no audience {args.audience!r}")
+    try:
+        lines = args.pseudonyms.read_text("ascii").split()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read {args.pseudonyms}: {getattr(exc, 'strerror', None) or exc}") from exc
+    try:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise CommandError(f"cannot create {args.out}: {exc.strerror} (it must not exist)") from exc
+    mapped = skipped = 0
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write("pseudonym,subject\n")
+        for pseudonym in dict.fromkeys(line.lower() for line in lines):
+            identity = services.vault.find(pseudonym)
+            if identity is None or identity.status == "erased":
+                skipped += 1
+                continue
+            out.write(f"{pseudonym},{services.oauth.subjects.in_sector(record.sector, pseudonym)}\n")
+            mapped += 1
+    services.audit.append(actor=operator_name(), action="audiences.map_subjects",
+                          counts={"mapped": mapped, "skipped": skipped},
+                          details={"audience": record.audience, "sector": record.sector,
+                                   "pseudonyms_sha256": hashlib.sha256(args.pseudonyms.read_bytes()).hexdigest()})
+    say(f"give {args.out} to the team of {record.audience} only; they re-key their data and destroy it "
+        "(the pseudonyms in it link every sector)")
+    emit({"audience": record.audience, "sector": record.sector, "mapped": mapped, "skipped": skipped,
+          "out": str(args.out)})
+    return 0
 
 
 def keygen(out: Path) -> int:

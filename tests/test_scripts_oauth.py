@@ -206,3 +206,32 @@ def test_clients_get_their_id_token_sector_per_oidc_8_1(env, settings):
     assert updated["subject_type"] == "public"
     actions = [(r["action"], r["outcome"]) for r in AuditLog(app.extensions["identity"].store).records()]
     assert actions == [("clients.add", "ok"), ("clients.subjects", "refused"), ("clients.subjects", "ok")]
+
+
+def test_map_subjects_gives_a_moving_service_its_peoples_subjects_in_its_sector(env, settings, audience_keys,
+                                                                               tmp_path):
+    app = create_app(settings)
+    services = app.extensions["identity"]
+    pem = tmp_path / "api.pem"
+    pem.write_bytes(audience_keys["https://api.example.org"].public_pem)
+    one_json(cli("audiences.py", "add", "--audience", "https://api.example.org", "--encryption-key", str(pem),
+                 "--subject-type", "public", "--sector", "api.example", env=env))
+    people = [services.vault.resolve_or_create(f"p{i}@example.org").identity.pseudonym for i in range(3)]
+    services.rights.erase(people[2], actor="test", reason="erased before the move")
+    held = tmp_path / "held.txt"
+    held.write_text("\n".join(people + ["notapseudonym"]) + "\n")
+    out = tmp_path / "map.csv"
+    result = one_json(cli("audiences.py", "map-subjects", "--audience", "https://api.example.org",
+                          "--pseudonyms", str(held), "--out", str(out), env=env))
+    assert (result["mapped"], result["skipped"]) == (2, 2) and oct(out.stat().st_mode & 0o777) == "0o600"
+    rows = [line.split(",") for line in out.read_text().splitlines()]
+    assert rows[0] == ["pseudonym", "subject"]
+    for pseudonym, subject in rows[1:]:
+        assert services.oauth.subjects.subject_for(pseudonym, audience="https://api.example.org") == pseudonym  # public
+        assert services.oauth.subjects.in_sector("api.example", pseudonym) == subject != pseudonym
+        assert services.oauth.subjects.resolve("api.example", subject) == pseudonym  # recorded for the breach path
+    again = cli("audiences.py", "map-subjects", "--audience", "https://api.example.org", "--pseudonyms", str(held),
+                "--out", str(out), env=env)
+    assert again.returncode == 1 and "must not exist" in again.stderr
+    record = [r for r in AuditLog(services.store).records() if r["action"] == "audiences.map_subjects"][0]
+    assert record["counts"] == {"mapped": 2, "skipped": 2} and not any(p in repr(record) for p in people)
