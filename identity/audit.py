@@ -24,8 +24,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
-from .audit_index import index_record
 from .audit_heads import ExportedHead, HeadSink, HeadsFinding, UnreadableLine, compare_heads, head_line, heads_sink
+from .audit_index import index_record
 from .audit_signing import AuditSigner, TrustedKeys, load_service_signer
 from .keys.files import KeyPaths
 from .store import Collection, DuplicateKeyError, Gt, Order, Store, StoreUnavailable
