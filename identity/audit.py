@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from .audit_heads import ExportedHead, HeadSink, HeadsFinding, UnreadableLine, compare_heads, head_line, heads_sink
+from .audit_index import index_record
 from .audit_signing import AuditSigner, TrustedKeys, load_service_signer
 from .keys.files import KeyPaths
 from .store import Collection, DuplicateKeyError, Gt, Order, Store, StoreUnavailable
@@ -182,6 +183,7 @@ class AuditLog:
             except DuplicateKeyError:
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # another writer took this seq
                 continue
+            index_record(self._store, record)  # the rights export finds a person's records through it
             self._export(record)
             return record
         raise StoreUnavailable("the audit log is too busy to append; try again")

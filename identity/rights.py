@@ -14,10 +14,12 @@ from typing import Any, Callable
 
 from .account_sessions import ACCOUNT_SESSIONS, AccountSessions
 from .audit import AuditLog
+from .audit_index import SubjectHistory
 from .email_change import EMAIL_CHANGES
 from .oauth.clients import ClientRegistry
 from .oauth.consent import PENDING_CONSENTS, Consents
 from .oauth.grants import Grant, Grants
+from .oauth.subjects import Subjects
 from .oauth.records import (
     AUTHORIZATION_CODES,
     GRANTS,
@@ -40,6 +42,8 @@ __all__ = ["ConnectedApp", "NotAllowed", "PurgeReport", "SubjectRights", "Unknow
 PURGE_BATCH = 500
 EMAIL_NOTE = ("held only sealed to the data protection officer's public key; this service cannot read it. "
               "Ask the data protection officer for it.")
+SUBJECTS_NOTE = ("the identifier ('sub') each group of services (a sector) knows you by; services with public "
+                 "subjects know you by your pseudonym. Quote it when you exercise your rights at such a service.")
 
 #: Collections whose records die at ``expires_at`` (the retention purge removes them).
 EXPIRING: list[tuple[Collection, str]] = [
@@ -104,8 +108,8 @@ class SubjectRights:
     """What a person (or an operator on their behalf) can ask of the identity service."""
 
     def __init__(
-        self, *, store: Store, vault: Vault, grants: Grants, clients: ClientRegistry, audit: AuditLog,
-        consents: Consents, sessions: AccountSessions, clock: Callable[[], float] = time.time,
+        self, *, store: Store, vault: Vault, grants: Grants, clients: ClientRegistry, subjects: Subjects,
+        audit: AuditLog, consents: Consents, sessions: AccountSessions, clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._consents = consents
@@ -113,7 +117,9 @@ class SubjectRights:
         self._vault = vault
         self._grants = grants
         self._clients = clients
+        self._subjects = subjects
         self._audit = audit
+        self._history = SubjectHistory(store, audit)
         self._clock = clock
 
     # -- access and export (Art. 15, 20) ------------------------------------------------------
@@ -146,13 +152,14 @@ class SubjectRights:
         return apps
 
     def export(self, pseudonym: str) -> dict[str, Any]:
-        """Everything held about the person, machine-readable (Art. 20)."""
+        """Everything held about the person, machine-readable (Art. 20).
+
+        Read through indexes (the person's audit records, their subject in each sector): its cost
+        follows what is held about this person, not the size of the store or the audit log.
+        """
         summary = self.describe(pseudonym)
-        history = [
-            {"at": iso(r["at"]), "action": r["action"], "outcome": r["outcome"]}
-            for r in self._audit.records()
-            if (r.get("details") or {}).get("pseudonym") == pseudonym
-        ]
+        history = [{"at": iso(r["at"]), "action": r["action"], "outcome": r["outcome"]}
+                   for r in self._history.records_of(pseudonym)]
         consents = [{"client_id": c.client_id, "scopes": list(c.scopes), "audiences": list(c.audiences),
                      "granted_at": iso(c.granted_at), "updated_at": iso(c.updated_at)}
                     for c in self._consents.for_subject(pseudonym)]
@@ -163,6 +170,7 @@ class SubjectRights:
             "email_address": EMAIL_NOTE,
             "grants": summary["apps"],
             "consents": consents,
+            "subjects": {"note": SUBJECTS_NOTE, "sectors": self._subjects.subjects_of(pseudonym)},
             "history": history,
         }
 
@@ -208,7 +216,9 @@ class SubjectRights:
     # -- erasure and restriction (Art. 17, 18) -------------------------------------------------
 
     def erase(self, pseudonym: str, *, actor: str, reason: str) -> dict[str, Any]:
-        """Forget the e-mail link at once and end every session; the pseudonym can never resolve again."""
+        """Forget the e-mail link at once and end every session; neither the pseudonym nor any of the
+        person's pairwise subjects can ever resolve again."""
+        self._subjects.forget(pseudonym)  # first: a failure here leaves the person to erase again, whole
         if not self._vault.erase(pseudonym):
             raise UnknownSubject(pseudonym)
         revoked = self._grants.revoke_all_for_subject(pseudonym, reason="erasure")
@@ -309,6 +319,7 @@ class SubjectRights:
         while batch := batch_of():
             erased_now = 0
             for pseudonym in batch:
+                self._subjects.forget(pseudonym)
                 if self._vault.erase(pseudonym):
                     self._grants.revoke_all_for_subject(pseudonym, reason=reason)
                     self._forget(pseudonym)

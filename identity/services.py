@@ -77,8 +77,9 @@ def build_services(
     oauth = build_oauth(settings, store=store, vault=vault, keyring=keyring, clock=clock,
                         client_secret_key=derive_secret(keyring.pepper, "client-secret-hash-v1"))
     account_sessions = AccountSessions(store, csrf_key=derive_secret(keyring.pepper, "account-csrf-v1"), clock=clock)
-    rights = SubjectRights(store=store, vault=vault, grants=oauth.grants, clients=oauth.clients, audit=audit,
-                           consents=oauth.consents, sessions=account_sessions, clock=clock)
+    rights = SubjectRights(store=store, vault=vault, grants=oauth.grants, clients=oauth.clients,
+                           subjects=oauth.subjects, audit=audit, consents=oauth.consents, sessions=account_sessions,
+                           clock=clock)
     email_changes = EmailChanges(store=store, vault=vault, grants=oauth.grants, authorizer=oauth.authorizer,
                                  audit=audit, ttl=settings.pending_login_ttl, clock=clock)
     ensure_self_audience(oauth.audiences, keyring, issuer=settings.issuer)

@@ -2,6 +2,11 @@
 """Benchmark the breach run: seed N identities in an SQLite store, resolve them all, report time and memory.
 
   python scripts/bench_breach.py --n 1000000 [--dir DIR] [--workers N] [--chunk 1000] [--distinct-seals 1000]
+                                 [--sector NAME]
+
+``--sector NAME`` resolves the people's pairwise subjects of that sector instead of their pseudonyms
+(a data set leaked by one service): every subject's mapping row is recorded first, as the service
+records it, and the run reads those rows before the vault.
 
 Uses its own development keys and database under DIR (default: a new temporary directory; an
 existing DIR with the same N is reused, so seeding happens once). Prints one JSON object: wall
@@ -34,9 +39,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from identity.audit import AuditLog
 from identity.audit_signing import ServiceSigner
 from identity.breach.resolve import ResolveParams, resolve_pseudonyms
-from identity.breach.seed import seed_identities
+from identity.breach.seed import seed_identities, seed_sector_subjects
 from identity.cli import emit, run, say
 from identity.keys import Keyring, init_keys
+from identity.pairwise import PairwiseKey
 from identity.store import SQLiteStore
 
 SAMPLE_SECONDS = 0.1
@@ -51,6 +57,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--chunk", type=int, default=1000, help="pseudonyms per store read and per worker task")
     parser.add_argument("--distinct-seals", type=int, default=1000,
                         help="e-mails actually sealed while seeding (reused; every record still costs one open)")
+    parser.add_argument("--sector", metavar="NAME", help="resolve pairwise subjects of this sector, not pseudonyms")
     return parser.parse_args()
 
 
@@ -152,6 +159,19 @@ def prepare(directory: Path, n: int, distinct_seals: int) -> tuple[SQLiteStore, 
     return store, listing
 
 
+def prepare_sector(directory: Path, store: SQLiteStore, n: int, sector: str, pseudonyms: Path) -> Path:
+    """The people's subjects in ``sector``, their mapping rows recorded (once per directory, N and sector)."""
+    marker, listing = directory / "sector-seeded.json", directory / "subjects.txt"
+    if marker.exists() and json.loads(marker.read_text()) == {"n": n, "sector": sector}:
+        return listing
+    say(f"recording {n:,} pairwise subjects of {sector} …")
+    key = PairwiseKey(Keyring(directory / "keys", passphrase=None).pairwise_key)
+    seconds = seed_sector_subjects(store, key, sector, pseudonyms, listing)
+    say(f"recorded in {seconds:.1f} s")
+    marker.write_text(json.dumps({"n": n, "sector": sector}))
+    return listing
+
+
 def dpo_key(keys: Path) -> tuple[Path, ...]:
     """Two of the development key set's shares (a directory made before the shares: its whole key)."""
     shares = sorted(keys.glob("dpo_share_*.json"))
@@ -163,8 +183,11 @@ def main() -> int:
     directory = args.dir or Path(tempfile.mkdtemp(prefix="bench-breach-"))
     directory.mkdir(parents=True, exist_ok=True)
     store, listing = prepare(directory, args.n, args.distinct_seals)
+    if args.sector:
+        listing = prepare_sector(directory, store, args.n, args.sector, listing)
     out = directory / f"out-{int(time.time())}.csv"
     params = ResolveParams(incident="BENCH", operator="bench", reason="benchmark", pseudonyms=listing,
+                           sector=args.sector,
                            dpo_key=dpo_key(directory / "keys"),
                            dpo_public=directory / "keys" / "dpo_public.pem", out=out, workers=args.workers,
                            chunk_size=args.chunk)
@@ -182,7 +205,8 @@ def main() -> int:
     per_second = summary.counts["resolved"] / seconds
     workers_cpu = sum(sampler.cpu.values())
     emit({
-        "n": args.n, "summary": summary.line(), "seconds": round(seconds, 2),
+        "n": args.n, "list": f"pairwise subjects of {args.sector}" if args.sector else "pseudonyms",
+        "summary": summary.line(), "seconds": round(seconds, 2),
         "per_second": round(per_second),
         "main_cpu_seconds": round(main_cpu, 2), "workers_cpu_seconds": round(workers_cpu, 2),
         "sealed_box_open_per_core": round(opens), "sealed_box_open_per_core_before_after": [round(opens_before),

@@ -27,7 +27,9 @@ from typing import Any, Sequence
 
 import _bootstrap  # noqa: F401
 
+from identity.breach.seed import seed_sector_subjects
 from identity.keys import Keyring
+from identity.pairwise import PairwiseKey
 from identity.sealing import Sealer
 from identity.store import SQLiteStore
 from identity.vault import ACTIVE, IDENTITIES, Vault
@@ -47,6 +49,7 @@ class VaultBench:
     def __init__(self, db_path: Path, keys_dir: Path, keys_passphrase: str | None) -> None:
         keyring = Keyring(keys_dir, passphrase=keys_passphrase)
         self.pepper = keyring.pepper
+        self.pairwise_key = PairwiseKey(keyring.pairwise_key)
         self.sealer = Sealer(keyring.dpo_public_key)
         self.db_path = db_path
         self.store = SQLiteStore(db_path)
@@ -139,7 +142,7 @@ from identity.store import SQLiteStore
 store = SQLiteStore(Path({db!r}))
 params = ResolveParams(incident="BENCH", operator="bench", reason="benchmark", pseudonyms=Path({listing!r}),
                        dpo_key=tuple(Path(p) for p in {dpo_key!r}), dpo_public=Path({dpo_public!r}),
-                       passphrase={passphrase!r},
+                       passphrase={passphrase!r}, sector={sector!r},
                        out=Path({out!r}), progress=False)
 sampler = MemorySampler(); sampler.start()
 started, cpu = time.perf_counter(), time.process_time()
@@ -155,8 +158,9 @@ print(json.dumps({{"seconds": seconds, "resolved": summary.counts["resolved"], "
 
 
 def breach_run(bench: VaultBench, *, dpo_key: Sequence[Path], dpo_public: Path, passphrase: str, workdir: Path,
-               count: int) -> dict[str, Any]:
-    """One ``resolve_pseudonyms`` run over the first ``count`` seeded pseudonyms, in a fresh process."""
+               count: int, sector: str | None = None) -> dict[str, Any]:
+    """One ``resolve_pseudonyms`` run over the first ``count`` seeded pseudonyms, in a fresh process;
+    with ``sector``, over their pairwise subjects of that sector (mapping rows recorded first, once)."""
     listing = workdir / f"breach-{count}.txt"
     if not listing.exists():
         with open(bench.pseudonyms_path, encoding="ascii") as src, open(listing, "w", encoding="ascii") as dst:
@@ -164,10 +168,16 @@ def breach_run(bench: VaultBench, *, dpo_key: Sequence[Path], dpo_public: Path, 
                 if n >= count:
                     break
                 dst.write(line)
+    if sector is not None:
+        subjects = workdir / f"breach-{count}-subjects.txt"
+        if not subjects.exists():
+            seconds = seed_sector_subjects(bench.store, bench.pairwise_key, sector, listing, subjects)
+            bench.seed_seconds[-count] = seconds  # the subjects' rows, recorded as the service records them
+        listing = subjects
     out = workdir / f"breach-out-{secrets.token_hex(4)}.csv"
     code = BREACH_CHILD.format(scripts=str(ROOT / "scripts"), root=str(ROOT), db=str(bench.db_path),
                                listing=str(listing), dpo_key=[str(p) for p in dpo_key], dpo_public=str(dpo_public),
-                               passphrase=passphrase, out=str(out))
+                               passphrase=passphrase, out=str(out), sector=sector)
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)
@@ -178,4 +188,5 @@ def breach_run(bench: VaultBench, *, dpo_key: Sequence[Path], dpo_public: Path, 
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["per_second"] = result["resolved"] / result["seconds"]
     result["pseudonyms"] = count
+    result["sector"] = sector
     return result

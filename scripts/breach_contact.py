@@ -6,6 +6,11 @@
       [--notify --notice FILE [--language nl|en|both] [--dry-run]]
   python scripts/breach_contact.py --incident ID --operator NAME --reason TEXT --pseudonyms FILE --counts-only
 
+A list from one downstream service holds the pairwise subjects that service's sector sees: add
+``--sector NAME`` (the sector ``scripts/audiences.py show`` names), or give a CSV whose first line
+is ``subject,sector`` with each subject's sector (empty: a vault pseudonym). Subjects of another
+sector resolve to nothing (reported as unknown); OUT then reads ``subject,sector,email``.
+
 Audit records are signed: with ``--officer-key PATH`` by the acting officer's enrolled key (``--operator``
 is then the officer's name; passphrase from IDENTITY_OFFICER_KEY_PASSPHRASE or a prompt), otherwise by
 the service audit key in IDENTITY_KEYS_DIR. Where neither is at hand nothing runs (exit 2).
@@ -68,6 +73,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--operator", metavar="NAME", help="who runs this (required)")
     parser.add_argument("--reason", metavar="TEXT", help="why, for the audit log (required)")
     parser.add_argument("--pseudonyms", metavar="FILE|-", help="affected pseudonyms, one a line; - for stdin")
+    parser.add_argument("--sector", metavar="NAME",
+                        help="the list holds pairwise subjects of this sector (a data set from one service)")
     parser.add_argument("--dpo-key", metavar="PATH", type=Path, action="append",
                         help="a DPO key share file (dpo_share_N.json), once per holder present; or one whole "
                              "dpo_private.pem of a vault not yet re-sealed")
@@ -205,6 +212,8 @@ def report_unresolved(summary: Summary, args: argparse.Namespace) -> None:
     for kind in ("duplicate", "restricted"):
         if summary.counts.get(kind):
             say(f"{kind}: {summary.counts[kind]}")
+    for sector, counts in sorted(summary.by_sector().items()):
+        say(f"sector {sector or '(vault pseudonyms)'}: " + " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     if summary.counts.get("unopenable"):
         say(f"error: {summary.counts['unopenable']} sealed e-mails could not be opened{where}")
 
@@ -238,7 +247,8 @@ def notify(audit: AuditLog, args: argparse.Namespace, smtp: SmtpSettings, letter
 def count_only(store, audit: AuditLog, args: argparse.Namespace) -> int:
     path, spooled = input_path(audit, args)
     try:
-        summary = count_pseudonyms(store, audit, CountParams(args.incident, args.operator, args.reason, path))
+        summary = count_pseudonyms(store, audit, CountParams(args.incident, args.operator, args.reason, path,
+                                                             sector=args.sector))
     except Refused as exc:
         raise CommandError(str(exc)) from exc
     finally:
@@ -265,7 +275,7 @@ def resolve(settings: Settings, store, audit: AuditLog, args: argparse.Namespace
     path, spooled = input_path(audit, args)
     params = ResolveParams(
         incident=args.incident, operator=args.operator, reason=args.reason, pseudonyms=path,
-        dpo_key=tuple(args.dpo_key), dpo_public=KeyPaths(settings.keys_dir).dpo_public,
+        dpo_key=tuple(args.dpo_key), dpo_public=KeyPaths(settings.keys_dir).dpo_public, sector=args.sector,
         passphrase=dpo_passphrase(args.dpo_key), passphrase_for=share_passphrase, out=args.out,
         request_id=args.request, workers=args.workers,
         notes={"notify": args.notify, "dry_run": args.dry_run},

@@ -1,5 +1,12 @@
 #!/usr/bin/env python3
-"""OAuth clients (apps): add, list, show, remove. Prints exactly one JSON object on stdout.
+"""OAuth clients (apps): add, update, list, show, remove. Prints exactly one JSON object on stdout.
+
+The ``sub`` of a client's ID tokens (OpenID Connect Core §8.1): ``--subject-type pairwise`` (the
+default for new clients) gives the person's subject of the client's sector, which is
+``--sector-identifier NAME`` if registered, else the host of its https redirect URIs (several hosts
+need a sector identifier), else a sector of its own; ``public`` gives the vault pseudonym (clients
+registered before subject types existed keep it). ``update --subject-type``/``--sector-identifier``
+changes every person's sub for that app and needs --breaking.
 
 Changes apply to a running service within seconds, without a restart. Reads the same IDENTITY_*
 environment as the service; each change is recorded in the audit log (actor: IDENTITY_OPERATOR or
@@ -12,8 +19,10 @@ import argparse
 
 import _bootstrap  # noqa: F401
 
-from identity.cli import CommandError, emit, operator_name, run, services_from_environment
+from identity.cli import CommandError, emit, operator_name, run, say, services_from_environment
 from identity.oauth.clients import GRANT_TYPES, ClientRegistrationError
+from identity.pairwise import DEFAULT_SUBJECT_TYPE, SUBJECT_TYPES
+from identity.services import Services
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,12 +51,52 @@ def parse_args() -> argparse.Namespace:
     add.add_argument("--post-logout-redirect-uri", action="append", default=[], metavar="URI",
                      help="where /logout (end_session_endpoint) may send the person after signing out; matched "
                           "exactly (repeat for several)")
+    add_subject_flags(add, default=DEFAULT_SUBJECT_TYPE)
+    update = sub.add_parser("update", help="change the subject type or sector identifier of a client's ID tokens")
+    update.add_argument("client_id")
+    add_subject_flags(update, default=None)
+    update.add_argument("--breaking", action="store_true",
+                        help="confirm: the sub of every person changes for that app (docs/downstream.md)")
     sub.add_parser("list", help="list clients")
     show = sub.add_parser("show", help="show one client")
     show.add_argument("client_id")
     remove = sub.add_parser("remove", help="remove a client (its tokens stop working)")
     remove.add_argument("client_id")
     return parser.parse_args()
+
+
+def add_subject_flags(parser: argparse.ArgumentParser, *, default: str | None) -> None:
+    parser.add_argument("--subject-type", choices=SUBJECT_TYPES, default=default,
+                        help="the sub of its ID tokens: pairwise (its sector's subject; default for new clients) "
+                             "or public (the vault pseudonym)")
+    parser.add_argument("--sector-identifier", metavar="NAME",
+                        help="its sector (OIDC Core §8.1, registered here instead of fetching a "
+                             "sector_identifier_uri); default: the host of its https redirect URIs")
+
+
+def update(services: Services, args: argparse.Namespace) -> None:
+    """Change a client's subject type or sector: refused without --breaking, audited either way."""
+    actor = operator_name()
+    wanted = {"client_id": args.client_id, "subject_type": args.subject_type,
+              "sector_identifier": args.sector_identifier}
+    try:
+        if args.subject_type is None and args.sector_identifier is None:
+            raise ClientRegistrationError("nothing to update: give --subject-type or --sector-identifier")
+        if not args.breaking:
+            raise ClientRegistrationError("changing the subject type or sector changes the sub of every person this "
+                                          "app sees (a breaking change for it): repeat with --breaking")
+        before, after = services.oauth.clients.set_subjects(args.client_id, subject_type=args.subject_type,
+                                                            sector_identifier=args.sector_identifier)
+    except ClientRegistrationError as exc:
+        services.audit.append(actor=actor, action="clients.subjects", outcome="refused",
+                              details={**wanted, "problem": str(exc)})
+        raise CommandError(str(exc)) from exc
+    services.audit.append(actor=actor, action="clients.subjects", reason="breaking change confirmed",
+                          details={"client_id": after.client_id,
+                                   "before": {"subject_type": before.subject_type, "sector": before.sector},
+                                   "after": {"subject_type": after.subject_type, "sector": after.sector}})
+    say(f"client {after.client_id} now gets {after.subject_type} subjects (sector {after.sector}) in new ID tokens")
+    emit(after.public_view())
 
 
 def main() -> int:
@@ -63,17 +112,21 @@ def main() -> int:
                 name=args.name, public=args.public, redirect_uris=args.redirect_uri, grant_types=args.grant,
                 scopes=args.scope, audiences=args.audience, uses_nonce=args.uses_nonce,
                 third_party=args.third_party, post_logout_redirect_uris=args.post_logout_redirect_uri,
+                subject_type=args.subject_type, sector_identifier=args.sector_identifier,
             )
         except ClientRegistrationError as exc:
             raise CommandError(str(exc)) from exc
         services.audit.append(actor=operator_name(), action="clients.add",
                               details={"client_id": client.client_id, "name": client.name,
                                        "type": "public" if client.public else "confidential",
-                                       "uses_nonce": client.uses_nonce, "third_party": client.third_party})
+                                       "uses_nonce": client.uses_nonce, "third_party": client.third_party,
+                                       "subject_type": client.subject_type, "sector": client.sector})
         output = {"client_id": client.client_id}
         if secret is not None:
             output["client_secret"] = secret
         emit(output)
+    elif args.command == "update":
+        update(services, args)
     elif args.command == "list":
         emit({"clients": [c.public_view() for c in registry.all()]})
     elif args.command == "show":

@@ -10,8 +10,9 @@
                                            enrol an officer; a second officer runs the same to confirm
   revoke   --officer NAME --by NAME --key PATH   withdraw another officer (signed)
   officers                                 list officers, fingerprints and whether each chain verifies
-  request  --officer NAME --key PATH --incident ID --reason TEXT --pseudonyms FILE|-   file a request
-  approve  --officer NAME --key PATH --request ID [--pseudonyms FILE|-]               approve one
+  request  --officer NAME --key PATH --incident ID --reason TEXT --pseudonyms FILE|- [--sector NAME]
+                                           file a request (--sector: the list holds that sector's subjects)
+  approve  --officer NAME --key PATH --request ID [--pseudonyms FILE|- [--sector NAME]]   approve one
   show     --request ID                    a request and its state
 
 Officer keys are encrypted with IDENTITY_OFFICER_KEY_PASSPHRASE (or a prompt). The store comes from
@@ -36,7 +37,8 @@ from identity.breach import ceremony
 from identity.breach.audit_keys import registered_officer_key
 from identity.breach.errors import Refused
 from identity.breach.four_eyes import FourEyes
-from identity.breach.inputs import file_sha256, read_entries, spool
+from identity.breach.inputs import spool
+from identity.breach.list_formats import detect, list_digest
 from identity.breach.officers import check_name, generate_key, load_public_key, load_signing_key, read_proof
 from identity.breach.registry import Registry
 from identity.cli import CommandError, emit, passphrase_from, run, say, settings_from_environment
@@ -78,11 +80,13 @@ def parse_args() -> argparse.Namespace:
     request.add_argument("--incident", required=True)
     request.add_argument("--reason", required=True)
     request.add_argument("--pseudonyms", required=True, metavar="FILE|-")
+    request.add_argument("--sector", metavar="NAME", help="the list holds pairwise subjects of this sector")
     approve = sub.add_parser("approve", help="approve another officer's request")
     approve.add_argument("--officer", required=True)
     approve.add_argument("--key", required=True, type=Path)
     approve.add_argument("--request", required=True)
     approve.add_argument("--pseudonyms", metavar="FILE|-", help="confirm the list you reviewed is the requested one")
+    approve.add_argument("--sector", metavar="NAME", help="with --pseudonyms: the sector of the list's subjects")
     show = sub.add_parser("show", help="show a request")
     show.add_argument("--request", required=True)
     return parser.parse_args()
@@ -99,13 +103,15 @@ def signing_key(path: Path) -> Any:
     return load_signing_key(path, passphrase)
 
 
-def list_facts(spec: str) -> tuple[str, int]:
-    """SHA-256 and number of non-blank lines of a pseudonym list (a file, or - for stdin)."""
+def list_facts(spec: str, sector: str | None = None) -> tuple[str, int]:
+    """Digest and number of entries of a list (a file, or - for stdin): the SHA-256 of the file, bound
+    to ``sector`` when the list holds that sector's pairwise subjects (``list_formats``)."""
     path = spool(sys.stdin.buffer) if spec == "-" else Path(spec)
     try:
+        fmt = detect(path, sector)
         with open(path, "rb") as handle:
-            entries = sum(1 for _ in read_entries(handle))
-        return file_sha256(path), entries
+            entries = sum(1 for _ in fmt.entries(handle))
+        return list_digest(path, fmt.sector), entries
     except OSError as exc:
         raise Refused(f"cannot read the pseudonym list {spec}: {exc.strerror}") from exc
     finally:
@@ -235,14 +241,14 @@ def main() -> int:
             emit({"officers": registry.all()})
         elif args.command == "request":
             def file_request() -> dict[str, Any]:
-                sha, entries = list_facts(args.pseudonyms)
+                sha, entries = list_facts(args.pseudonyms, args.sector)
                 return four_eyes.file(officer=args.officer, key=signing_key(args.key), incident=args.incident,
                                       reason=args.reason, pseudonyms_sha256=sha, entries=entries)
             emit(public_request(audited(audit, "four_eyes.request", args.officer, file_request,
                                         incident=args.incident, reason=args.reason)))
         elif args.command == "approve":
             def approve() -> dict[str, Any]:
-                sha = list_facts(args.pseudonyms)[0] if args.pseudonyms else None
+                sha = list_facts(args.pseudonyms, args.sector)[0] if args.pseudonyms else None
                 return four_eyes.approve(args.request, officer=args.officer, key=signing_key(args.key),
                                          pseudonyms_sha256=sha)
             emit(public_request(audited(audit, "four_eyes.approve", args.officer, approve)))

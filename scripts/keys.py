@@ -27,7 +27,7 @@ from identity.breach.errors import BreachError, Refused
 from identity.breach.reseal import ResealParams, reseal_vault
 from identity.cli import (CommandError, emit, operator_name, passphrase_from, run, say, settings_from_environment,
                           share_passphrase)
-from identity.keys import (KeyMaterialError, KeyPaths, describe, ensure_audit_key, init_keys,
+from identity.keys import (KeyMaterialError, KeyPaths, describe, ensure_audit_key, ensure_pairwise_key, init_keys,
                            rotate_signing_keys)
 from identity.keys.dpo_shares import (DEFAULT_THRESHOLD, Holder, check_holders, create_key_set, fingerprint,
                                       share_file_name, write_key_set)
@@ -45,7 +45,7 @@ def parse_args() -> argparse.Namespace:
                       help="mark the material as development keys (production refuses them)")
     init.add_argument("--if-absent", action="store_true",
                       help="when key material already exists, only add what an older release lacks "
-                           "(the audit signing key); exit 0")
+                           "(the audit signing key, the pairwise subject key); exit 0")
     init.add_argument("--dpo-public", metavar="PATH", type=Path,
                       help="the dpo_public.pem of a key set made offline with dpo-create (required in production)")
     create = sub.add_parser("dpo-create", help="on the DPO's offline machine: a DPO key set (k-of-n share files)")
@@ -72,10 +72,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.if_absent and paths.manifest.exists():
         try:
             added = ensure_audit_key(paths.root, passphrase=settings.keys_passphrase)
+            added += ensure_pairwise_key(paths.root)
         except KeyMaterialError as exc:
             raise CommandError(str(exc)) from exc
         if added:
-            say(f"Added the audit signing key to {paths.root}.")
+            say(f"Added {', '.join(p.name for p in added)} to {paths.root}.")
+        if paths.pairwise_key in added:
+            say("The pairwise subject key is never rotated: give every instance this same file.")
         emit({"status": "exists", "keys_dir": str(paths.root), "added": [str(p) for p in added]})
         return 0
     if settings.is_production and args.development:

@@ -3,7 +3,12 @@
 
     subjects.py show PSEUDONYM
     subjects.py restrict|unrestrict|close|reopen|erase PSEUDONYM --reason TEXT
+    subjects.py show|restrict|…|erase SUBJECT --sector NAME [--reason TEXT]
     subjects.py purge [--inactive-for 24m] [--cancelled-for 30d] [--dry-run]
+
+With ``--sector NAME`` the identifier is the pairwise subject a service of that sector knows the
+person by (a request the service forwarded); it is taken back to the person's pseudonym first, and a
+subject that is not one of that sector's is refused (audited).
 
 Prints one JSON object on stdout; every change is recorded in the audit log (actor:
 IDENTITY_OPERATOR or the login name). Reads the same IDENTITY_* environment as the service.
@@ -18,10 +23,14 @@ import _bootstrap  # noqa: F401
 from identity.cli import CommandError, emit, operator_name, run, services_from_environment
 from identity.retention import DEFAULT_CANCELLED_FOR, DEFAULT_INACTIVE_FOR, check_cancelled_for
 from identity.rights import SubjectRights, UnknownSubject, iso, parse_period
+from identity.services import Services
 
 # what a refusal says when the identity is not in the state the command starts from
 REQUIRED_STATE = {"restrict": "active ", "close": "active ", "unrestrict": "restricted ", "reopen": "closed ",
                   "erase": ""}
+
+
+SECTOR_HELP = "the identifier is a pairwise subject of this sector (as a service of it knows the person)"
 
 
 def parse_args() -> argparse.Namespace:
@@ -29,6 +38,7 @@ def parse_args() -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="what the service holds about a pseudonym")
     show.add_argument("pseudonym")
+    show.add_argument("--sector", metavar="NAME", help=SECTOR_HELP)
     for name, text in (("restrict", "stop issuing and accepting tokens for the person (Art. 18)"),
                        ("unrestrict", "lift a restriction"),
                        ("close", "cancel the account: sessions end now, the purge erases it after --cancelled-for"),
@@ -36,6 +46,7 @@ def parse_args() -> argparse.Namespace:
                        ("erase", "erase the person: the pseudonym can never be resolved again (Art. 17)")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("pseudonym")
+        cmd.add_argument("--sector", metavar="NAME", help=SECTOR_HELP)
         cmd.add_argument("--reason", required=True, help="why (recorded in the audit log)")
     purge = sub.add_parser("purge", help="erase closed and inactive identities; drop expired codes and tokens")
     purge.add_argument("--inactive-for", default=DEFAULT_INACTIVE_FOR, metavar="PERIOD",
@@ -56,15 +67,28 @@ def main() -> int:
         return purge(rights, args)
     if args.command != "show" and not args.reason.strip():
         raise CommandError("--reason must say why", exit_code=2)
+    pseudonym = args.pseudonym if args.sector is None else from_sector(services, args)
     try:
         if args.command == "show":
-            emit(rights.describe(args.pseudonym))
+            emit(rights.describe(pseudonym))
         else:
             action = getattr(rights, args.command)
-            emit(action(args.pseudonym, actor=operator_name(), reason=args.reason))
+            emit(action(pseudonym, actor=operator_name(), reason=args.reason))
     except UnknownSubject as exc:
         raise CommandError(f"no {REQUIRED_STATE.get(args.command, '')}identity {args.pseudonym!r}") from exc
     return 0
+
+
+def from_sector(services: Services, args: argparse.Namespace) -> str:
+    """The pseudonym behind a pairwise subject of ``--sector``; refused (and audited) when there is none."""
+    pseudonym = services.oauth.subjects.resolve(args.sector, args.pseudonym)
+    if pseudonym is None:
+        problem = "no identity has this subject in this sector (wrong sector, unknown or erased)"
+        services.audit.append(actor=operator_name(), action=f"subjects.{args.command}", outcome="refused",
+                              reason=getattr(args, "reason", None),
+                              details={"subject": args.pseudonym[:64], "sector": args.sector[:300], "problem": problem})
+        raise CommandError(f"{problem}: {args.pseudonym!r} in sector {args.sector!r}")
+    return pseudonym
 
 
 def purge(rights: SubjectRights, args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ def test_the_reader_cannot_write(sqlite_store, keys_dir: Path):
     with Lookup(sqlite_store) as reader:
         reader(people.order[:1])
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            reader._conn.execute(f'DELETE FROM "{IDENTITIES.name}"')  # type: ignore[union-attr]
+            reader._identities._conn.execute(f'DELETE FROM "{IDENTITIES.name}"')  # type: ignore[union-attr]
     assert len(look_up(sqlite_store, people.order).sealed) == len(people.pseudonyms)
 
 
@@ -45,11 +45,12 @@ def test_a_failing_read_is_a_store_error_and_the_reader_reconnects(sqlite_store,
     people = populate(sqlite_store, keys_dir)
     with Lookup(sqlite_store) as reader:
         reader(people.order[:1])
-        reader._JOIN = 'SELECT * FROM "no_such_table" WHERE ?'  # type: ignore[misc]  # a failing read
+        identities = reader._identities
+        good, identities._join = identities._join, 'SELECT * FROM "no_such_table" WHERE ?'  # a failing read
         with pytest.raises(StoreUnavailable, match="no_such_table"):
             reader(people.order[:2])
-        assert reader._conn is None
-        del reader._JOIN
+        assert identities._conn is None
+        identities._join = good
         assert len(reader(people.order[:2]).sealed) == 2
 
 
@@ -58,7 +59,7 @@ def test_without_json_each_the_reader_asks_with_in(sqlite_store, keys_dir: Path)
     asked = people.order + people.order[:2] + [new_pseudonym()]  # a batch may name someone twice
     with Lookup(sqlite_store) as reader:
         joined = reader(asked)
-        assert reader._json is True
-        reader._json = False
+        assert reader._identities._json is True
+        reader._identities._json = False
         assert reader(asked) == joined == look_up(sqlite_store, asked)
-        assert reader._sql  # the IN form was used
+        assert reader._identities._sql  # the IN form was used

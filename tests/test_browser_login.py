@@ -1,6 +1,6 @@
 """A real browser (headless Chromium from Debian, driven by Selenium) logs in from an app's
 authorization URL to the code at its redirect URI, against the development set-up served on
-127.0.0.1; the code is then exchanged and the ID token's ``sub`` is the person's pseudonym.
+127.0.0.1; the code is then exchanged and the ID token's ``sub`` is the person's subject in the app's sector.
 
 Skipped, saying why, where Chromium is not installed (``.ci/run`` installs it:
 ``apt-get install chromium chromium-driver``).
@@ -89,7 +89,8 @@ def test_a_person_logs_in_with_a_real_browser_and_the_app_gets_a_code(browser, s
         "grant_type": "authorization_code", "code": params["code"], "redirect_uri": redirect_uri,
         "client_id": client.client_id, "code_verifier": verifier}).json()
     pseudonym = app.extensions["identity"].vault.resolve_or_create("mia.wallace@example.org").identity.pseudonym
-    assert decode_segment(tokens["id_token"])["sub"] == pseudonym
+    subject = app.extensions["identity"].oauth.subjects.subject_for(pseudonym, client=client.client_id)
+    assert decode_segment(tokens["id_token"])["sub"] == subject != pseudonym  # the app's sector's subject
 
     for cookie in browser.get_cookies():
         assert "example.org" not in cookie["value"].lower() and cookie["httpOnly"] is True

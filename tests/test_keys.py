@@ -22,7 +22,8 @@ def test_init_creates_every_piece_with_private_modes(tmp_path: Path):
     root = tmp_path / "keys"
     root.mkdir()  # an existing empty directory is fine
     created = init_keys(root, passphrase=None, dpo_passphrase=None, development=True, now=0)
-    for name in ("signing_key", "manifest", "blind_index_pepper", "dpo_share_1", "dpo_share_2", "dpo_share_3"):
+    for name in ("signing_key", "manifest", "blind_index_pepper", "dpo_share_1", "dpo_share_2", "dpo_share_3",
+                 "pairwise_subject_key"):
         assert stat.S_IMODE(os.stat(created.files[name]).st_mode) == 0o600, name
     names = [p.name for p in root.rglob("*") if p.is_file()]
     # the DPO key exists only as shares (2 of 3), never whole
@@ -134,6 +135,16 @@ def test_production_problems_name_development_and_unencrypted_keys(keys_dir: Pat
     assert "development keys" in joined
     assert "not encrypted" in joined
     assert "move it offline" in joined
+
+
+def test_the_pairwise_subject_key_is_required_private_and_apart_from_the_pepper(keys_dir: Path):
+    keyring = Keyring(keys_dir, passphrase=None)
+    assert len(keyring.pairwise_key) == 32 and keyring.pairwise_key != keyring.pepper
+    os.chmod(keys_dir / "pairwise_subject.key", 0o640)
+    assert any("pairwise_subject.key is readable by group" in p for p in keyring.production_problems())
+    (keys_dir / "pairwise_subject.key").unlink()
+    with pytest.raises(KeyMaterialError, match="init --if-absent"):
+        Keyring(keys_dir, passphrase=None)
 
 
 def test_a_manifest_naming_a_traversal_kid_is_refused(keys_dir: Path):

@@ -60,13 +60,16 @@ def test_code_flow_with_pkce_issues_nested_tokens_readable_only_by_the_audience(
                           "kid": jwe_header["kid"]} and jwe_header["kid"]
     assert jws_header["alg"] == "RS256" and jws_header["typ"] == "at+jwt"
     pseudonym = services.vault.resolve_or_create(broker.email).identity.pseudonym
-    assert claims["sub"] == pseudonym and claims["aud"] == API and claims["iss"] == settings.issuer
+    subjects = services.oauth.subjects  # new audiences and clients see pairwise subjects of their sector
+    assert claims["sub"] == subjects.subject_for(pseudonym, audience=API) != pseudonym
+    assert claims["aud"] == API and claims["iss"] == settings.issuer
     assert claims["client_id"] == public_app.client_id and claims["scope"] == "openid records:write"
     assert claims["exp"] - claims["iat"] == 600 and claims["jti"]
     assert set(claims) == {"iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"}
 
     id_claims = b64json(body["id_token"].split(".")[1])
-    assert id_claims["sub"] == pseudonym and id_claims["aud"] == public_app.client_id
+    assert id_claims["sub"] == subjects.subject_for(pseudonym, client=public_app) != pseudonym
+    assert id_claims["aud"] == public_app.client_id
     assert id_claims["nonce"] == "n-1" and "auth_time" in id_claims
     for token in (body["access_token"], body["id_token"]):
         assert "person" not in token and "example.org" not in base64.urlsafe_b64decode(

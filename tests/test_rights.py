@@ -288,3 +288,79 @@ def test_bad_periods(text):
 
     with pytest.raises(ValueError):
         parse_period(text)
+
+
+# -- pairwise subjects in the rights ------------------------------------------------------------------
+
+
+def test_the_export_lists_the_persons_subject_in_each_sector_with_its_services(
+        oauth_client, oauth, self_app, services, broker):
+    oauth.audiences.add("https://diary.example.org", key=oauth.audiences.encryption_key(oauth.audiences.get(API)),
+                        jwks_uri=None, sector="health.example")
+    login(oauth_client, self_app, resource=API, scope="openid records:read")  # an ID token too
+    tokens = login(oauth_client, self_app)
+    export = json.loads(oauth_client.get("/me/export", headers=bearer(tokens)).get_data())
+    pseudonym = services.vault.resolve_or_create(broker.email).identity.pseudonym
+    subjects = services.oauth.subjects
+    listed = {entry["sector"]: entry for entry in export["subjects"]["sectors"]}
+    assert listed[API]["subject"] == subjects.subject_for(pseudonym, audience=API)
+    assert listed[API]["services"] == [API]
+    assert listed["app.example.org"]["services"] == ["app: Account app"]  # the app's ID tokens
+    assert "health.example" not in listed  # no subject was ever issued there
+    assert "sector" in export["subjects"]["note"]
+
+
+def test_the_exports_history_comes_from_the_index_not_a_scan_of_the_audit_log(
+        oauth_client, self_app, services, monkeypatch):
+    tokens = login(oauth_client, self_app)
+    pseudonym = oauth_client.get("/me", headers=bearer(tokens)).json["pseudonym"]
+    services.rights.restrict(pseudonym, actor="ops", reason="dispute")
+    services.rights.unrestrict(pseudonym, actor="ops", reason="resolved")
+    for n in range(300):  # other people's records: the export must not read them
+        services.audit.append(actor="ops", action="clients.add", details={"client_id": f"c{n}"})
+    services.rights.export(pseudonym)  # the one-off backfill of records from before the index
+    read = []
+    real_find = services.store.find
+
+    def counting_find(coll, where, **kwargs):
+        found = list(real_find(coll, where, **kwargs))
+        if coll.name == "audit_log":
+            read.extend(found)
+        return iter(found)
+
+    monkeypatch.setattr(services.store, "find", counting_find)
+    export = services.rights.export(pseudonym)
+    assert [h["action"] for h in export["history"]] == ["subjects.restrict", "subjects.unrestrict"]
+    assert len(read) == 2  # the person's two records, whatever the log's length
+
+
+def test_records_from_before_the_index_are_found_once_backfilled(oauth_client, self_app, services):
+    from identity.audit_index import AUDIT_INDEXES, AUDIT_SUBJECTS
+    tokens = login(oauth_client, self_app)
+    pseudonym = oauth_client.get("/me", headers=bearer(tokens)).json["pseudonym"]
+    services.rights.restrict(pseudonym, actor="ops", reason="dispute")
+    services.store.delete(AUDIT_SUBJECTS, {})  # as if written by a release without the index
+    services.store.delete(AUDIT_INDEXES, {})
+    assert [h["action"] for h in services.rights.export(pseudonym)["history"]] == ["subjects.restrict"]
+    assert services.store.count(AUDIT_INDEXES, {}) == 1
+
+
+def test_an_index_row_that_disagrees_with_the_signed_record_is_ignored(oauth_client, self_app, services):
+    from identity.audit_index import AUDIT_SUBJECTS
+    tokens = login(oauth_client, self_app)
+    pseudonym = oauth_client.get("/me", headers=bearer(tokens)).json["pseudonym"]
+    services.rights.export(pseudonym)
+    other = services.audit.append(actor="ops", action="clients.add", details={"client_id": "x"})
+    services.store.insert(AUDIT_SUBJECTS, {"seq": other["seq"], "pseudonym": pseudonym})  # planted in the store
+    assert services.rights.export(pseudonym)["history"] == []
+
+
+def test_the_retention_purge_forgets_every_pairwise_subject_of_those_it_erases(oauth_client, self_app, services, clock):
+    login(oauth_client, self_app, resource=API, scope="records:read")
+    person = services.vault.resolve_or_create("person@example.org").identity.pseudonym
+    subject = services.oauth.subjects.subject_for(person, audience=API)
+    assert services.oauth.subjects.resolve(API, subject) == person
+    clock.advance(800 * 86400)
+    assert services.rights.purge(inactive_for=365 * 86400, actor="cron", dry_run=False).identities == 1
+    assert services.oauth.subjects.resolve(API, subject) is None
+    assert services.oauth.subjects.map.resolve(API, subject) == "erased"

@@ -36,6 +36,13 @@ def test_init_list_rotate(tmp_path: Path):
     again = run_keys("init", env=env)
     assert again.returncode == 1 and "refusing to overwrite" in again.stderr and again.stdout == ""
     assert json.loads(run_keys("init", "--if-absent", env=env).stdout)["status"] == "exists"
+    pairwise = tmp_path / "k" / "pairwise_subject.key"
+    assert stat.S_IMODE(pairwise.stat().st_mode) == 0o600
+    kept = pairwise.read_bytes()
+    pairwise.unlink()  # a directory from before pairwise subjects
+    added = run_keys("init", "--if-absent", env=env)
+    assert json.loads(added.stdout)["added"] == [str(pairwise)] and "never rotated" in added.stderr
+    assert pairwise.read_bytes() != kept and stat.S_IMODE(pairwise.stat().st_mode) == 0o600
 
     rotated = json.loads(run_keys("rotate", env=env).stdout)
     assert sorted(k["state"] for k in rotated["keys"]) == ["active", "next"]

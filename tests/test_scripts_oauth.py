@@ -172,3 +172,85 @@ def test_help_everywhere(env):
         assert cli(script, "--help", env=env).returncode == 0
         for command in commands:
             assert cli(script, command, "--help", env=env).returncode == 0
+
+
+# -- sectors and subject types ----------------------------------------------------------------------
+
+
+def test_audiences_get_a_sector_and_pairwise_subjects_and_moving_one_needs_breaking(env, settings, audience_keys,
+                                                                                    tmp_path):
+    app = create_app(settings)
+    pem = tmp_path / "api.pem"
+    pem.write_bytes(audience_keys["https://api.example.org"].public_pem)
+    added = one_json(cli("audiences.py", "add", "--audience", "https://api.example.org", "--encryption-key", str(pem),
+                         env=env))
+    assert (added["subject_type"], added["sector"]) == ("pairwise", "https://api.example.org")
+    grouped = one_json(cli("audiences.py", "add", "--audience", "https://notes.example.org", "--encryption-key",
+                           str(pem), "--sector", "health.example", "--subject-type", "public", env=env))
+    assert (grouped["subject_type"], grouped["sector"]) == ("public", "health.example")
+    assert one_json(cli("audiences.py", "show", "--audience", "https://notes.example.org", env=env)) == grouped
+    bad = cli("audiences.py", "add", "--audience", "https://x.example.org", "--encryption-key", str(pem),
+              "--sector", "two words", env=env)
+    assert bad.returncode == 1 and "sector" in bad.stderr and bad.stdout == ""
+
+    refused = cli("audiences.py", "update", "--audience", "https://notes.example.org", "--subject-type", "pairwise",
+                  env=env)
+    assert refused.returncode == 1 and "--breaking" in refused.stderr
+    moved = one_json(cli("audiences.py", "update", "--audience", "https://notes.example.org", "--subject-type",
+                         "pairwise", "--breaking", env=env))
+    assert (moved["subject_type"], moved["sector"]) == ("pairwise", "health.example")
+    own = cli("audiences.py", "update", "--audience", f"{settings.issuer}/me", "--subject-type", "pairwise",
+              "--breaking", env=env)
+    assert own.returncode == 1 and "own audience" in own.stderr
+    records = [r for r in AuditLog(app.extensions["identity"].store).records() if r["action"] == "audiences.subjects"]
+    assert [r["outcome"] for r in records] == ["refused", "ok", "refused"]
+    assert records[1]["details"]["before"] == {"subject_type": "public", "sector": "health.example"}
+    assert records[1]["details"]["after"] == {"subject_type": "pairwise", "sector": "health.example"}
+    assert app.extensions["identity"].oauth.audiences.get("https://notes.example.org").subject_type == "pairwise"
+
+
+def test_clients_get_their_id_token_sector_per_oidc_8_1(env, settings):
+    app = create_app(settings)
+    two_hosts = ["--redirect-uri", "https://a.example.org/cb", "--redirect-uri", "https://b.example.org/cb"]
+    refused = cli("clients.py", "add", "--name", "Two", "--public", *two_hosts, env=env)
+    assert refused.returncode == 1 and "--sector-identifier" in refused.stderr
+    made = one_json(cli("clients.py", "add", "--name", "Two", "--public", *two_hosts, "--sector-identifier",
+                        "example-group", env=env))
+    shown = one_json(cli("clients.py", "show", made["client_id"], env=env))
+    assert (shown["subject_type"], shown["sector"], shown["sector_identifier"]) == (
+        "pairwise", "example-group", "example-group")
+    assert cli("clients.py", "update", made["client_id"], "--subject-type", "public", env=env).returncode == 1
+    updated = one_json(cli("clients.py", "update", made["client_id"], "--subject-type", "public", "--breaking",
+                           env=env))
+    assert updated["subject_type"] == "public"
+    actions = [(r["action"], r["outcome"]) for r in AuditLog(app.extensions["identity"].store).records()]
+    assert actions == [("clients.add", "ok"), ("clients.subjects", "refused"), ("clients.subjects", "ok")]
+
+
+def test_map_subjects_gives_a_moving_service_its_peoples_subjects_in_its_sector(env, settings, audience_keys,
+                                                                               tmp_path):
+    app = create_app(settings)
+    services = app.extensions["identity"]
+    pem = tmp_path / "api.pem"
+    pem.write_bytes(audience_keys["https://api.example.org"].public_pem)
+    one_json(cli("audiences.py", "add", "--audience", "https://api.example.org", "--encryption-key", str(pem),
+                 "--subject-type", "public", "--sector", "api.example", env=env))
+    people = [services.vault.resolve_or_create(f"p{i}@example.org").identity.pseudonym for i in range(3)]
+    services.rights.erase(people[2], actor="test", reason="erased before the move")
+    held = tmp_path / "held.txt"
+    held.write_text("\n".join(people + ["notapseudonym"]) + "\n")
+    out = tmp_path / "map.csv"
+    result = one_json(cli("audiences.py", "map-subjects", "--audience", "https://api.example.org",
+                          "--pseudonyms", str(held), "--out", str(out), env=env))
+    assert (result["mapped"], result["skipped"]) == (2, 2) and oct(out.stat().st_mode & 0o777) == "0o600"
+    rows = [line.split(",") for line in out.read_text().splitlines()]
+    assert rows[0] == ["pseudonym", "subject"]
+    for pseudonym, subject in rows[1:]:
+        assert services.oauth.subjects.subject_for(pseudonym, audience="https://api.example.org") == pseudonym  # public
+        assert services.oauth.subjects.in_sector("api.example", pseudonym) == subject != pseudonym
+        assert services.oauth.subjects.resolve("api.example", subject) == pseudonym  # recorded for the breach path
+    again = cli("audiences.py", "map-subjects", "--audience", "https://api.example.org", "--pseudonyms", str(held),
+                "--out", str(out), env=env)
+    assert again.returncode == 1 and "must not exist" in again.stderr
+    record = [r for r in AuditLog(services.store).records() if r["action"] == "audiences.map_subjects"][0]
+    assert record["counts"] == {"mapped": 2, "skipped": 2} and not any(p in repr(record) for p in people)

@@ -66,3 +66,24 @@ def test_purge_defaults_and_the_promise(env, settings):  # noqa: F811
     too_late = cli("subjects.py", "purge", "--cancelled-for", "3m", env=env)
     assert too_late.returncode == 2 and "2 months" in too_late.stderr
     assert cli("subjects.py", "purge", "--cancelled-for", "59d", "--dry-run", env=env).returncode == 0
+
+
+def test_a_request_forwarded_by_a_service_names_the_person_by_its_sectors_subject(env, settings):  # noqa: F811
+    app = create_app(settings)
+    services = app.extensions["identity"]
+    pseudonym = services.vault.resolve_or_create("someone@example.org").identity.pseudonym
+    subject = services.oauth.subjects.in_sector("diary.example", pseudonym)
+
+    shown = cli("subjects.py", "show", subject, "--sector", "diary.example", env=env)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["pseudonym"] == pseudonym
+    wrong = cli("subjects.py", "erase", subject, "--sector", "chat.example", "--reason", "forwarded", env=env)
+    assert wrong.returncode == 1 and "wrong sector" in wrong.stderr
+    assert services.vault.find(pseudonym).status == "active"
+    erased = cli("subjects.py", "erase", subject, "--sector", "diary.example", "--reason", "forwarded", env=env)
+    assert erased.returncode == 0 and json.loads(erased.stdout)["status"] == "erased"
+    again = cli("subjects.py", "show", subject, "--sector", "diary.example", env=env)
+    assert again.returncode == 1  # erased: the subject never resolves again
+    records = [(r["action"], r["outcome"], r["details"]) for r in AuditLog(services.store).records()]
+    assert records[0][:2] == ("subjects.erase", "refused") and records[0][2]["sector"] == "chat.example"
+    assert records[1] == ("subjects.erase", "ok", {"pseudonym": pseudonym})
+    assert records[2][:2] == ("subjects.show", "refused")

@@ -39,6 +39,11 @@ def pseudonym_of(app, email: str) -> str:
     return app.extensions["identity"].vault.resolve_or_create(email).identity.pseudonym
 
 
+def subject_of(app, email: str, **receiver) -> str:
+    """The ``sub`` a receiver (``audience=`` or ``client=``) sees for the person with this address."""
+    return app.extensions["identity"].oauth.subjects.subject_for(pseudonym_of(app, email), **receiver)
+
+
 def start(browser: Browser, client) -> tuple[str, object]:
     """Up to the dev IdP's form; returns the verifier and the form page."""
     verifier, challenge = pkce_pair()
@@ -85,11 +90,12 @@ def test_whole_login_through_the_dev_idp_gives_tokens_for_the_vault_pseudonym(
     body = exchange(dev_app, dev_client, params["code"], result.verifier)
     pseudonym = pseudonym_of(dev_app, EMAIL)
     id_claims = decode_segment(body["id_token"])
-    assert id_claims["sub"] == pseudonym and id_claims["aud"] == dev_client.client_id
+    assert id_claims["sub"] == subject_of(dev_app, EMAIL, client=dev_client) != pseudonym
+    assert id_claims["aud"] == dev_client.client_id
     assert id_claims["nonce"] == "app-nonce" and id_claims["iss"] == ISSUER
     jwks = dev_app.test_client().get("/.well-known/jwks.json", base_url=ISSUER).json
     _, _, access = open_access_token(body["access_token"], audience_keys[API], jwks)
-    assert access["sub"] == pseudonym and access["aud"] == API
+    assert access["sub"] == subject_of(dev_app, EMAIL, audience=API) != pseudonym and access["aud"] == API
 
 
 def test_the_same_email_gives_the_same_pseudonym_and_another_email_another(dev_app, dev_client):
@@ -103,7 +109,8 @@ def test_the_same_email_gives_the_same_pseudonym_and_another_email_another(dev_a
     assert login_sub("  BOB@Example.org ") == first  # the vault's normalisation
     other = login_sub("carol@example.org")
     assert other != first
-    assert first == pseudonym_of(dev_app, "bob@example.org") and other == pseudonym_of(dev_app, "carol@example.org")
+    assert first == subject_of(dev_app, "bob@example.org", client=dev_client)
+    assert other == subject_of(dev_app, "carol@example.org", client=dev_client)
 
 
 def test_no_email_in_any_log_record_cookie_token_url_or_stored_record(

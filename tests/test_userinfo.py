@@ -11,7 +11,6 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-import identity.web.userinfo as userinfo_module
 from tests.conftest import API, REDIRECT_URI
 from tests.oauth_helpers import pkce_pair
 from tests.person_support import (  # noqa: F401
@@ -62,17 +61,13 @@ def test_userinfo_answers_the_id_tokens_sub_and_nothing_else_by_get_and_post(ser
         assert PERSON not in response.get_data(as_text=True)
 
 
-def test_the_sub_comes_from_subject_for_client(service, rp, monkeypatch):
+def test_the_sub_is_the_one_the_client_sees_pairwise_for_a_new_client(service, svc, rp):
     tokens = tokens_for(service, rp)
-    seen = []
-
-    def pairwise(pseudonym: str, client_id: str) -> str:
-        seen.append((pseudonym, client_id))
-        return "as-the-client-sees-it"
-
-    monkeypatch.setattr(userinfo_module, "subject_for_client", pairwise)
-    assert call(service, tokens["access_token"]).json == {"sub": "as-the-client-sees-it"}
-    assert seen == [(decode_segment(tokens["id_token"])["sub"], rp.client_id)]
+    pseudonym = svc.vault.find_by_email(PERSON).pseudonym
+    answered = call(service, tokens["access_token"]).json["sub"]
+    assert rp.subject_type == "pairwise"
+    assert answered == decode_segment(tokens["id_token"])["sub"] == svc.oauth.subjects.subject_for(pseudonym, client=rp)
+    assert answered != pseudonym  # the vault pseudonym is never shown to a pairwise client
 
 
 def test_without_a_token_the_challenge_names_no_error(service):

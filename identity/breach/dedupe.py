@@ -17,15 +17,16 @@ import tempfile
 from array import array
 from bisect import bisect_right
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
-from .inputs import read_entries
+from .inputs import Entry, read_entries
 
 PARTITION_LINES = 100_000
 BYTES_PER_LINE = 27  # a pseudonym and a newline
 MAX_PARTITIONS = 4096
 FLUSH_LINES = 65_536  # pseudonyms held in memory while partitioning, over all partitions
 DupSink = Callable[[Iterable[int]], None]
+EntryReader = Callable[[BinaryIO], Iterator[Entry]]
 
 
 def _partitions_for(path: Path) -> int:
@@ -80,16 +81,18 @@ class _Partition:
         return lines, names
 
 
-def find_repeats(path: Path, sink: DupSink, *, workdir: Path | None = None) -> int:
-    """Pass the line numbers of repeated pseudonyms to ``sink`` (per partition, each batch sorted).
+def find_repeats(path: Path, sink: DupSink, *, workdir: Path | None = None,
+                 entries: EntryReader = read_entries) -> int:
+    """Pass the line numbers of repeated identifiers to ``sink`` (per partition, each batch sorted).
 
-    Returns how many there are.
+    ``entries`` reads the list (``ListFormat.entries`` for lists of pairwise subjects). Returns how
+    many repeats there are.
     """
     parts = _partitions_for(path)
     if parts == 1:
         with open(path, "rb") as handle:
-            entries = [(line, pseudonym) for line, pseudonym in read_entries(handle) if pseudonym is not None]
-        repeats = _repeats([line for line, _ in entries], [pseudonym for _, pseudonym in entries])
+            found = [(line, pseudonym) for line, pseudonym in entries(handle) if pseudonym is not None]
+        repeats = _repeats([line for line, _ in found], [pseudonym for _, pseudonym in found])
         sink(repeats)
         return len(repeats)
     scratch = Path(tempfile.mkdtemp(prefix="breach-dedupe-", dir=workdir))  # mode 0700
@@ -99,7 +102,7 @@ def find_repeats(path: Path, sink: DupSink, *, workdir: Path | None = None) -> i
             partitions += (_Partition(scratch, i) for i in range(parts))
             held = 0
             with open(path, "rb") as handle:
-                for line, pseudonym in read_entries(handle):
+                for line, pseudonym in entries(handle):
                     if pseudonym is not None:
                         partition = partitions[hash(pseudonym) % parts]
                         partition.names.append(pseudonym)

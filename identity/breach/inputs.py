@@ -17,7 +17,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional, Tuple
+from typing import BinaryIO, Callable, Iterator, List, Optional, Tuple
 
 MAX_LINE_BYTES = 512
 READ_CHUNK = 1 << 20
@@ -49,12 +49,19 @@ def _entries_of(body: bytes, first: int) -> list[Entry]:
     return entries
 
 
-def read_entries(handle: BinaryIO, *, skip_through: int = 0) -> Iterator[Entry]:
+EntriesOf = Callable[[bytes, int], List[Entry]]
+LineParser = Callable[[bytes], Optional[str]]
+
+
+def read_entries(handle: BinaryIO, *, skip_through: int = 0, entries_of: EntriesOf | None = None,
+                 parse_line: LineParser = parse) -> Iterator[Entry]:
     """Every non-blank line of ``handle`` after line ``skip_through``, read in large blocks.
 
     Memory is bounded by the block size: an over-long line is dropped as it streams past and
-    reported as malformed.
+    reported as malformed. ``entries_of``/``parse_line`` read another line format (the breach
+    path's lists with a sector column, ``list_formats``).
     """
+    entries_of = entries_of or _entries_of
     number, carry, overlong = 0, b"", False
     while block := handle.read(READ_CHUNK):
         cut = block.rfind(b"\n") + 1
@@ -73,10 +80,10 @@ def read_entries(handle: BinaryIO, *, skip_through: int = 0) -> Iterator[Entry]:
         number += body.count(b"\n")
         if skip_through >= number:
             continue
-        entries = _entries_of(body, first)
+        entries = entries_of(body, first)
         yield from (entries if skip_through < first else [e for e in entries if e[0] > skip_through])
     if (carry.strip() or overlong) and number + 1 > skip_through:
-        yield (number + 1, None if overlong else parse(carry))
+        yield (number + 1, None if overlong else parse_line(carry))
 
 
 def file_sha256(path: Path) -> str:

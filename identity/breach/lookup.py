@@ -1,14 +1,18 @@
-"""Batched store reads: for each pseudonym, its sealed e-mail, or why there is none.
+"""Batched store reads: for each listed identifier, its sealed e-mail, or why there is none.
 
 One ``find`` with ``In(...)`` on the primary key per batch (both backends answer it from the key
-index), instead of one read per pseudonym.
+index), instead of one read per identifier.
 
 On the embedded SQLite store a run reads through a connection of its own (``Lookup``): the batch
 as one JSON array joined on the primary key (``IN (?, ?, …)`` where SQLite lacks ``json_each``),
-only the three columns it needs, as plain tuples, on a connection that cannot write
-(``PRAGMA query_only``). ``SQLiteStore.find`` builds a ``sqlite3.Row`` and a seven-field dict per
-record, which cost the breach run's main process more than SQLite's own work; the online service's
+only the columns it needs, as plain tuples, on a connection that cannot write
+(``PRAGMA query_only``). ``SQLiteStore.find`` builds a ``sqlite3.Row`` and a dict per record,
+which cost the breach run's main process more than SQLite's own work; the online service's
 connections and settings are not touched. Errors surface as ``StoreUnavailable``, like the store's.
+
+Pairwise subjects (``SectorLookup``) take one more batched read: their mapping rows
+(``identity.pairwise.mapping``), each opened with its (sector, subject), then the vault read of
+the pseudonyms found. No service key is involved.
 """
 
 from __future__ import annotations
@@ -18,18 +22,26 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..store import In, SQLiteStore, Store, StoreUnavailable
+from ..pairwise.mapping import ERASED as ROW_ERASED
+from ..pairwise.mapping import SECTOR_SUBJECTS, RowBatch
+from ..store import Collection, In, SQLiteStore, Store, StoreUnavailable
 from ..store.sqlite import BUSY_TIMEOUT_SECONDS
 from ..vault import ERASED, IDENTITIES, RESTRICTED
+from .list_formats import SEPARATOR
 
 
 @dataclass
 class Answers:
-    """What the vault holds for a batch; a pseudonym in none of these is unknown to it."""
+    """What the vault holds for a batch; an identifier in none of these is unknown to it.
+
+    ``person`` (pairwise lookups only) names the vault pseudonym behind each identifier found, so
+    a list that names one person twice, in two sectors, can be told apart.
+    """
 
     sealed: dict[str, str] = field(default_factory=dict)
     erased: set[str] = field(default_factory=set)
     restricted: set[str] = field(default_factory=set)
+    person: dict[str, str] = field(default_factory=dict)
 
 
 def _answers(rows: Any) -> Answers:
@@ -54,17 +66,58 @@ def look_up(store: Store, pseudonyms: Sequence[str]) -> Answers:
                     for doc in store.find(IDENTITIES, {"pseudonym": In(tuple(pseudonyms))}))
 
 
-class Lookup:
-    """``look_up`` for one run (a context manager): a dedicated read connection on SQLite."""
+class _Reader:
+    """Rows of one collection by primary key, as tuples of ``columns`` (the key first)."""
 
-    _JOIN = (f'SELECT i."pseudonym", i."sealed_email", i."status" FROM json_each(?) AS j '
-             f'JOIN "{IDENTITIES.name}" AS i ON i."pseudonym" = j.value')
-
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, coll: Collection, columns: tuple[str, ...]) -> None:
         self._store = store
+        self._coll = coll
+        self._columns = columns
         self._conn: sqlite3.Connection | None = None
         self._sql: dict[int, str] = {}
         self._json: bool | None = None
+        selected = ", ".join(f't."{c}"' for c in columns)
+        self._join = f'SELECT {selected} FROM json_each(?) AS j JOIN "{coll.name}" AS t ON t."{coll.key}" = j.value'
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __call__(self, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+        if type(self._store) is not SQLiteStore:  # exactly the embedded store, not a wrapper around it
+            return [tuple(doc.get(c) for c in self._columns)
+                    for doc in self._store.find(self._coll, {self._coll.key: In(tuple(keys))})]
+        try:
+            return self._read(keys)
+        except sqlite3.Error as exc:
+            self.close()  # reopened on the next call, as the store does
+            raise StoreUnavailable(f"the SQLite store failed: {exc}") from exc
+
+    def _read(self, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+        if self._conn is None:
+            self._store.get(self._coll, "")  # the store creates the table (and any new column) if needed
+            conn = sqlite3.connect(self._store.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            conn.execute("PRAGMA query_only=ON")
+            self._conn = conn
+            if self._json is None:
+                self._json = _has_json_each(conn)
+        if self._json:  # one JSON parameter joined on the key: about a fifth cheaper than IN (?, ?, …)
+            return self._conn.execute(self._join, (json.dumps(list(keys)),)).fetchall()
+        sql = self._sql.get(len(keys))
+        if sql is None:
+            marks = ",".join("?" * len(keys))
+            columns = ", ".join(f'"{c}"' for c in self._columns)
+            sql = self._sql[len(keys)] = (
+                f'SELECT {columns} FROM "{self._coll.name}" WHERE "{self._coll.key}" IN ({marks})')
+        return self._conn.execute(sql, tuple(keys)).fetchall()
+
+
+class Lookup:
+    """``look_up`` for one run (a context manager): a dedicated read connection on SQLite."""
+
+    def __init__(self, store: Store) -> None:
+        self._identities = _Reader(store, IDENTITIES, ("pseudonym", "sealed_email", "status"))
 
     def __enter__(self) -> Lookup:
         return self
@@ -73,39 +126,66 @@ class Lookup:
         self.close()
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._identities.close()
 
     def __call__(self, pseudonyms: Sequence[str]) -> Answers:
         if not pseudonyms:
             return Answers()
-        if type(self._store) is not SQLiteStore:  # exactly the embedded store, not a wrapper around it
-            return look_up(self._store, pseudonyms)
-        try:
-            return _answers(self._read(pseudonyms))
-        except sqlite3.Error as exc:
-            self.close()  # reopened on the next call, as the store does
-            raise StoreUnavailable(f"the SQLite store failed: {exc}") from exc
+        return _answers(self._identities(pseudonyms))
 
-    def _read(self, pseudonyms: Sequence[str]) -> list[tuple[str, str | None, str | None]]:
-        if self._conn is None:
-            self._store.get(IDENTITIES, "")  # the store creates the table (and any new column) if needed
-            conn = sqlite3.connect(self._store.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-            conn.execute("PRAGMA query_only=ON")
-            self._conn = conn
-            if self._json is None:
-                self._json = _has_json_each(conn)
-        if self._json:  # one JSON parameter joined on the key: about a fifth cheaper than IN (?, ?, …)
-            return self._conn.execute(self._JOIN, (json.dumps(list(pseudonyms)),)).fetchall()
-        sql = self._sql.get(len(pseudonyms))
-        if sql is None:
-            marks = ",".join("?" * len(pseudonyms))
-            sql = self._sql[len(pseudonyms)] = (
-                f'SELECT "pseudonym", "sealed_email", "status" FROM "{IDENTITIES.name}" '
-                f'WHERE "pseudonym" IN ({marks})'
-            )
-        return self._conn.execute(sql, tuple(pseudonyms)).fetchall()
+
+class SectorLookup(Lookup):
+    """``Lookup`` for pairwise subjects: ``sector`` for a list of one sector's subjects, else identifiers
+    ``SECTOR<TAB>SUBJECT`` (an empty sector: a vault pseudonym), as ``list_formats`` reads them.
+
+    A subject of another sector finds no row (its row id and key come from the sector it was given
+    with), so it is unknown, like a pseudonym the vault never had.
+    """
+
+    def __init__(self, store: Store, *, sector: str | None = None) -> None:
+        super().__init__(store)
+        self._sector = sector
+        self._rows = _Reader(store, SECTOR_SUBJECTS, ("row", "sealed"))
+
+    def close(self) -> None:
+        super().close()
+        self._rows.close()
+
+    def _split(self, key: str) -> tuple[str, str]:
+        if self._sector is not None:
+            return self._sector, key
+        sector, _, subject = key.partition(SEPARATOR)
+        return sector, subject
+
+    def __call__(self, keys: Sequence[str]) -> Answers:
+        if not keys:
+            return Answers()
+        person: dict[str, str] = {}  # identifier → vault pseudonym
+        erased: set[str] = set()
+        batch = RowBatch()
+        for key in keys:
+            sector, subject = self._split(key)
+            if sector:
+                batch.add(key, sector, subject)
+            else:
+                person[key] = subject
+        ids = batch.ids
+        for key, pseudonym in batch.opened(self._rows(ids) if ids else ()):
+            if pseudonym == ROW_ERASED:
+                erased.add(key)
+            elif pseudonym is not None:  # a row that does not open (altered in the store) counts as unknown
+                person[key] = pseudonym
+        vault = super().__call__(list(set(person.values())))
+        answers = Answers(erased=erased)
+        for key, pseudonym in person.items():
+            if pseudonym in vault.sealed:
+                answers.sealed[key] = vault.sealed[pseudonym]
+                answers.person[key] = pseudonym
+                if pseudonym in vault.restricted:
+                    answers.restricted.add(key)
+            elif pseudonym in vault.erased:
+                answers.erased.add(key)
+        return answers
 
 
 def _has_json_each(conn: sqlite3.Connection) -> bool:

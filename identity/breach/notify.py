@@ -6,6 +6,9 @@ interrupted (*uncertain*: reported and audited, never sent twice), failed before
 new. Every sent, failed or uncertain message gets its own ``breach.notify`` audit record with the
 pseudonym and the outcome, never the address. If the mail server cannot be reached at all the
 phase stops (nothing is dropped: running the command again continues where it stopped).
+
+A run over pairwise subjects writes ``subject,sector,email``: each notice is then known by its
+(sector, subject), which its audit record names instead of a pseudonym.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any, Sequence, TextIO
 
 from ..audit import AuditLog
 from .errors import Refused
+from .list_formats import SEPARATOR
+from .output import SUBJECT_RESOLVED_HEADER
 from .private_files import UnsafeFile, open_own_file
 from .progress import ProgressBar
 from .smtp import FAILED, SENT, UNCERTAIN, MailServerUnavailable, Mailer
@@ -66,8 +71,10 @@ class _Notifier:
         self.report = NoticeReport()
 
     def _record(self, pseudonym: str, outcome: str, details: dict[str, Any]) -> None:
+        sector, separator, subject = pseudonym.partition(SEPARATOR)
+        named = {"subject": subject, "sector": sector} if separator else {"pseudonym": pseudonym}
         self.audit.append(actor=self.operator, action=ACTION, outcome=outcome, incident=self.incident,
-                          details={"pseudonym": pseudonym, **details})
+                          details={**named, **details})
 
     def handle(self, pseudonym: str, email: str, *, dry_run: bool) -> bool:
         """Deal with one row; False when the phase must stop (mail server unreachable)."""
@@ -131,10 +138,14 @@ def send_notices(csv_path: Path, state: RunState, letter: Letter, audit: AuditLo
             raise Refused(details["problem"]) from exc
         with os.fdopen(fd, newline="", encoding="utf-8") as handle:
             rows = csv.reader(handle)
-            next(rows, None)  # the header
+            header = tuple(next(rows, ()))
+            width = len(header) if header == SUBJECT_RESOLVED_HEADER else 2
             for row in rows:
-                if len(row) == 2 and not notifier.handle(row[0], row[1], dry_run=dry_run):
-                    break
+                if len(row) == width:
+                    # a pairwise run's notices are known by SECTOR<TAB>SUBJECT (the state's key, the audit's names)
+                    who = row[0] if width == 2 else row[1] + SEPARATOR + row[0]
+                    if not notifier.handle(who, row[-1], dry_run=dry_run):
+                        break
                 done += 1
                 bar.update(done)
     except BaseException:

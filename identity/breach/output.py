@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Sequence
 
 from .errors import Refused
+from .list_formats import SEPARATOR
 from .private_files import OPEN_FLAGS, UnsafeFile, open_own_file
 
 RESOLVED_HEADER = ("pseudonym", "email")
 UNRESOLVED_HEADER = ("line", "pseudonym", "problem")
+SUBJECT_RESOLVED_HEADER = ("subject", "sector", "email")  # lists of pairwise subjects
+SUBJECT_UNRESOLVED_HEADER = ("line", "subject", "sector", "problem")
 
 
 def unresolved_path(out: Path) -> Path:
@@ -51,6 +54,54 @@ def encode_unresolved(rows: Sequence[tuple[int, str, str]]) -> bytes:
     """``encode_rows`` of ``(line, pseudonym, problem)`` rows, joined directly when no field needs quoting."""
     text = "".join([f"{line},{pseudonym},{problem}\n" for line, pseudonym, problem in rows])
     return text.encode("utf-8") if _plain(text, len(rows), 3) else encode_rows(rows)
+
+
+class Layout:
+    """The run's CSV columns: ``pseudonym`` for a list of pseudonyms; ``subject,sector`` for pairwise
+    subjects (of ``sector``, or each with its own when ``mixed``; an empty sector is a pseudonym)."""
+
+    def __init__(self, *, pairwise: bool = False, sector: str | None = None) -> None:
+        self.pairwise = pairwise
+        self.sector = sector
+
+    @property
+    def resolved_header(self) -> tuple[str, ...]:
+        return SUBJECT_RESOLVED_HEADER if self.pairwise else RESOLVED_HEADER
+
+    @property
+    def unresolved_header(self) -> tuple[str, ...]:
+        return SUBJECT_UNRESOLVED_HEADER if self.pairwise else UNRESOLVED_HEADER
+
+    def split(self, key: str) -> tuple[str, str]:
+        """(subject, sector) of an identifier."""
+        if self.sector is not None:
+            return key, self.sector
+        sector, _, subject = key.partition(SEPARATOR)
+        return subject, sector
+
+    @property
+    def mixed(self) -> bool:
+        """Each identifier names its own sector (a list with a sector column)."""
+        return self.pairwise and self.sector is None
+
+    def sector_of(self, key: str) -> str:
+        """The sector of an identifier ("" for a vault pseudonym)."""
+        return self.split(key)[1]
+
+    def resolved(self, rows: Sequence[tuple[str, str]]) -> bytes:
+        if not self.pairwise:
+            return encode_resolved(rows)
+        split = self.split
+        full = [(*split(key), email) for key, email in rows]
+        text = "".join([f"{subject},{sector},{email}\n" for subject, sector, email in full])
+        return text.encode("utf-8") if _plain(text, len(full), 3) else encode_rows(full)
+
+    def unresolved(self, rows: Sequence[tuple[int, str, str]]) -> bytes:
+        if not self.pairwise:
+            return encode_unresolved(rows)
+        full = [(line, *(self.split(key) if key else ("", "")), problem) for line, key, problem in rows]
+        text = "".join([f"{line},{subject},{sector},{problem}\n" for line, subject, sector, problem in full])
+        return text.encode("utf-8") if _plain(text, len(full), 4) else encode_rows(full)
 
 
 class CsvFile:

@@ -1,5 +1,11 @@
 """The breach run: a list of affected pseudonyms → ``pseudonym,email`` CSV, under audit.
 
+A list may also name pairwise subjects (``list_formats``): of one sector (``ResolveParams.sector``)
+or each with its sector (a ``sector`` column); the CSV then reads ``subject,sector,email``, a
+subject of another sector resolves to nothing (``unknown``), and the audit records name the sector
+(per-sector counts for mixed lists). A person named twice in a mixed list, in two sectors, is
+resolved once (the second line is a ``duplicate``).
+
 Order of events, each a guarantee:
 
 1. Refusals first, touching nothing: missing incident/operator/reason, a DPO key that does not
@@ -37,11 +43,11 @@ from ..keys.dpo_shares import PassphraseFor
 from .dpo_key import DpoKey, load_dpo_private_key, raw_private
 from .errors import BreachError, Refused
 from .four_eyes import FourEyes
-from .inputs import Entry, count_lines, file_sha256, read_entries
-from .lookup import Lookup
+from .inputs import Entry, count_lines
+from .list_formats import MIXED, ListFormat, detect, list_digest
+from .lookup import Lookup, SectorLookup
 from .opening import OpeningPool, default_workers
-from .output import (RESOLVED_HEADER, UNRESOLVED_HEADER, CsvFile, encode_resolved, encode_unresolved, state_path,
-                     unresolved_path)
+from .output import CsvFile, Layout, state_path, unresolved_path
 from .progress import ProgressBar
 from .registry import Registry
 from .state import Progress, RunState, StateError
@@ -70,6 +76,7 @@ class ResolveParams:
     pseudonyms: Path
     dpo_key: Path | Sequence[Path]
     dpo_public: Path
+    sector: str | None = None  # the list holds pairwise subjects of this sector (``--sector``)
     passphrase: str | None = field(default=None, repr=False)
     passphrase_for: PassphraseFor | None = field(default=None, repr=False)
     out: Path | None = None
@@ -97,6 +104,15 @@ class Summary:
     def as_dict(self) -> dict[str, int]:
         return {key: int(self.counts.get(key, 0)) for key in COUNT_KEYS}
 
+    def by_sector(self) -> dict[str, dict[str, int]]:
+        """A mixed list's counts per sector (counted as ``KIND@SECTOR``; "" is the vault's pseudonyms)."""
+        found: dict[str, dict[str, int]] = {}
+        for key, value in self.counts.items():
+            kind, at, sector = key.partition("@")
+            if at and value:
+                found.setdefault(sector, {})[kind] = int(value)
+        return found
+
 
 # -- refusals ----------------------------------------------------------------------------------
 
@@ -108,11 +124,22 @@ def _require(params: ResolveParams) -> None:
         raise Refused(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
 
 
-def _list_hash(path: Path) -> str:
+def _list_hash(path: Path, sector: str | None = None) -> str:
     try:
-        return file_sha256(path)
+        return list_digest(path, sector)
     except OSError as exc:
         raise Refused(f"cannot read the pseudonym list {path}: {exc.strerror}") from exc
+
+
+def _list_details(fmt: ListFormat) -> dict[str, Any]:
+    """What the audit records say about the list's form (the sector of a one-sector list)."""
+    if not fmt.pairwise:
+        return {}
+    return {"sector": fmt.sector} if fmt.kind != MIXED else {"sectors": "a sector column"}
+
+
+def _lookup(store: Store, fmt: ListFormat) -> Lookup:
+    return SectorLookup(store, sector=fmt.sector) if fmt.pairwise else Lookup(store)
 
 
 def _audit_refusal(audit: AuditLog, params: Any, problem: str, action: str = ACTION) -> None:
@@ -127,11 +154,16 @@ OPEN, DUPLICATE, MALFORMED, ERASED, UNKNOWN = "open", "duplicate", "malformed", 
 
 @dataclass
 class Job:
-    """A chunk of consecutive input lines, what became of each, and the sealed values to open."""
+    """A chunk of consecutive input lines, what became of each, and the sealed values to open.
+
+    ``people``: for a mixed list, the vault pseudonym behind each line to open (one person may be
+    named in several sectors, and is resolved once).
+    """
 
     last_line: int
-    items: list[tuple[int, str, str, bool]]  # (line, pseudonym, kind, restricted)
+    items: list[tuple[int, str, str, bool]]  # (line, identifier, kind, restricted)
     sealed: list[str]
+    people: dict[int, str] = field(default_factory=dict)
 
 
 def _chunks(entries: Iterator[Entry], size: int) -> Iterator[list[Entry]]:
@@ -139,8 +171,9 @@ def _chunks(entries: Iterator[Entry], size: int) -> Iterator[list[Entry]]:
         yield chunk
 
 
-def _plan(look_up: Lookup, repeats: RepeatCursor, chunk: list[Entry]) -> Job:
-    """Classify a chunk's lines (one store read) and collect the sealed values to open, in order."""
+def _plan(look_up: Lookup, repeats: RepeatCursor, chunk: list[Entry], *, people: bool = False) -> Job:
+    """Classify a chunk's lines (one store read; two for pairwise subjects) and collect the sealed
+    values to open, in order. ``people``: note the person behind each line (mixed lists)."""
     repeated = repeats.through(chunk[-1][0])
     answers = look_up([p for line, p in chunk if p is not None and line not in repeated])
     sealed_of, erased, restricted = answers.sealed, answers.erased, answers.restricted
@@ -156,13 +189,17 @@ def _plan(look_up: Lookup, repeats: RepeatCursor, chunk: list[Entry]) -> Job:
             sealed.append(sealed_of[pseudonym])
         else:
             items.append((line, pseudonym, ERASED if pseudonym in erased else UNKNOWN, False))
-    return Job(chunk[-1][0], items, sealed)
+    job = Job(chunk[-1][0], items, sealed)
+    if people:
+        person = answers.person
+        job.people = {line: person[key] for line, key, kind, _ in items if kind == OPEN}
+    return job
 
 
-def _repeats(state: RunState, path: Path, *, start_after: int = 0) -> RepeatCursor:
+def _repeats(state: RunState, path: Path, fmt: ListFormat, *, start_after: int = 0) -> RepeatCursor:
     """The list's repeated lines: found once per run (before anything is opened), then merged."""
     if not state.repeats_ready:
-        find_repeats(path, state.add_repeats, workdir=state.path.parent)
+        find_repeats(path, state.add_repeats, workdir=state.path.parent, entries=fmt.entries)
         state.mark_repeats_ready()
     return RepeatCursor(state.repeats_after, start_after=start_after)
 
@@ -171,8 +208,9 @@ class _Writer:
     """Writes finished jobs in order and checkpoints; counts only what was written."""
 
     def __init__(self, state: RunState, resolved: CsvFile, unresolved: CsvFile, summary: Summary,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, layout: Layout | None = None) -> None:
         self.state, self.resolved, self.unresolved, self.summary = state, resolved, unresolved, summary
+        self.layout = layout or Layout()
         self.lines_done = 0
         self._clock = clock
         self._checkpointed_at = clock()
@@ -183,6 +221,7 @@ class _Writer:
         missing: list[tuple[int, str, str]] = []
         opened = iter(emails)
         unopenable = restricted_count = 0
+        people, per_sector = job.people, self.layout.sector_of if self.layout.mixed else None
         for line, pseudonym, kind, restricted in job.items:
             if kind == OPEN:
                 email = next(opened)
@@ -190,18 +229,24 @@ class _Writer:
                     missing.append((line, pseudonym, "unopenable"))
                     unopenable += 1
                     continue
-                found.append((pseudonym, email))
-                restricted_count += restricted
-            else:
-                missing.append((line, pseudonym, kind))
-                counts[kind] += 1
-                if kind == MALFORMED and len(self.summary.malformed_lines) < MALFORMED_SHOWN:
-                    self.summary.malformed_lines.append(line)
+                if not people or self.state.first_sighting(people[line]):
+                    found.append((pseudonym, email))
+                    restricted_count += restricted
+                    if per_sector:
+                        counts[f"resolved@{per_sector(pseudonym)}"] += 1
+                    continue
+                kind = DUPLICATE  # the same person on an earlier line, in another sector
+            missing.append((line, pseudonym, kind))
+            counts[kind] += 1
+            if per_sector and kind != MALFORMED:
+                counts[f"{kind}@{per_sector(pseudonym)}"] += 1
+            if kind == MALFORMED and len(self.summary.malformed_lines) < MALFORMED_SHOWN:
+                self.summary.malformed_lines.append(line)
         for key, value in (("resolved", len(found)), ("unopenable", unopenable), ("restricted", restricted_count)):
             if value:
                 counts[key] += value
-        self.resolved.write(encode_resolved(found))
-        self.unresolved.write(encode_unresolved(missing))
+        self.resolved.write(self.layout.resolved(found))
+        self.unresolved.write(self.layout.unresolved(missing))
         self.lines_done = job.last_line
         if self._clock() - self._checkpointed_at >= CHECKPOINT_SECONDS:
             self.checkpoint()
@@ -223,6 +268,11 @@ class _Prepared:
     run_id: str
     resumed: bool
     state: RunState | None = None
+    fmt: ListFormat = field(default_factory=ListFormat)
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(pairwise=self.fmt.pairwise, sector=self.fmt.sector)
 
 
 class _TextSink:
@@ -280,7 +330,8 @@ def _refuse_reopening(store: Store, params: ResolveParams, state: RunState) -> N
 
 def _prepare(store: Store, audit: AuditLog, params: ResolveParams, four_eyes_required: bool,
              clock: Callable[[], float]) -> _Prepared:
-    sha = _list_hash(params.pseudonyms)
+    fmt = detect(params.pseudonyms, params.sector)
+    sha = _list_hash(params.pseudonyms, fmt.sector)
     state = _load_resumable(params, sha)
     try:
         run_id = state.identity["run_id"] if state else "run-" + secrets.token_hex(8)
@@ -301,35 +352,36 @@ def _prepare(store: Store, audit: AuditLog, params: ResolveParams, four_eyes_req
         if state:
             state.close()
         raise
-    return _Prepared(sha, run_id, state is not None, state)
+    return _Prepared(sha, run_id, state is not None, state, fmt)
 
 
 def _open_outputs(params: ResolveParams, prepared: _Prepared, stdout: BinaryIO,
                   stderr: TextIO) -> tuple[RunState, CsvFile, CsvFile, Progress]:
     identity = {"run_id": prepared.run_id, "incident": params.incident, "pseudonyms_sha256": prepared.sha,
                 "request_id": params.request_id}
+    layout = prepared.layout
     if params.out is None:
         state = RunState.temporary(identity)
-        return (state, CsvFile.stream(stdout, RESOLVED_HEADER), CsvFile.stream(_TextSink(stderr), UNRESOLVED_HEADER),
-                Progress())
+        return (state, CsvFile.stream(stdout, layout.resolved_header),
+                CsvFile.stream(_TextSink(stderr), layout.unresolved_header), Progress())
     if prepared.state is not None:
         state = prepared.state
         progress = state.rewind()
         return (state, CsvFile.reopen(params.out, progress.out_bytes),
                 CsvFile.reopen(unresolved_path(params.out), progress.unresolved_bytes), progress)
-    resolved = CsvFile.create(params.out, RESOLVED_HEADER)
-    unresolved = CsvFile.create(unresolved_path(params.out), UNRESOLVED_HEADER)
+    resolved = CsvFile.create(params.out, layout.resolved_header)
+    unresolved = CsvFile.create(unresolved_path(params.out), layout.unresolved_header)
     state = RunState.create(state_path(params.out), identity)
     state.checkpoint(Progress(0, resolved.position, unresolved.position, {}, False))
     return state, resolved, unresolved, Progress(0, resolved.position, unresolved.position)
 
 
-def _stream(store: Store, params: ResolveParams, pool: OpeningPool[Job], writer: _Writer, bar: ProgressBar,
-            start_line: int) -> None:
-    repeats = _repeats(writer.state, params.pseudonyms, start_after=start_line)
-    with open(params.pseudonyms, "rb") as handle, Lookup(store) as look_up:
-        for chunk in _chunks(read_entries(handle, skip_through=start_line), params.chunk_size):
-            job = _plan(look_up, repeats, chunk)
+def _stream(store: Store, params: ResolveParams, fmt: ListFormat, pool: OpeningPool[Job], writer: _Writer,
+            bar: ProgressBar, start_line: int) -> None:
+    repeats = _repeats(writer.state, params.pseudonyms, fmt, start_after=start_line)
+    with open(params.pseudonyms, "rb") as handle, _lookup(store, fmt) as look_up:
+        for chunk in _chunks(fmt.entries(handle, skip_through=start_line), params.chunk_size):
+            job = _plan(look_up, repeats, chunk, people=fmt.kind == MIXED)
             for done, emails in pool.submit(job, job.sealed):
                 writer.write(done, emails)
                 bar.update(writer.lines_done)
@@ -370,7 +422,7 @@ def _run(store: Store, audit: AuditLog, params: ResolveParams, pool: OpeningPool
                       out=params.out)
     details = {"run_id": prepared.run_id, "pseudonyms_sha256": prepared.sha, "request_id": params.request_id,
                "resumed": prepared.resumed, "output": "file" if params.out else "stdout", "dpo_key": key_source,
-               **params.notes}
+               **_list_details(prepared.fmt), **params.notes}
     try:
         audit.append(actor=params.operator or "", action=ACTION, outcome="started", reason=params.reason,
                      incident=params.incident, details=details)
@@ -382,14 +434,14 @@ def _run(store: Store, audit: AuditLog, params: ResolveParams, pool: OpeningPool
             _audit_refusal(audit, params, str(exc))
         raise
     summary.counts.update(progress.counts)
-    writer = _Writer(state, resolved, unresolved, summary)
+    writer = _Writer(state, resolved, unresolved, summary, layout=prepared.layout)
     writer.lines_done = progress.lines_done
     total = count_lines(params.pseudonyms) if (bar_on := _bar_enabled(params, stderr)) else None
     bar = ProgressBar(total, stream=stderr, enabled=bar_on, start_at=progress.lines_done)
     outcome, failure = "completed", None
     try:
         if not progress.complete:
-            _stream(store, params, pool, writer, bar, progress.lines_done)
+            _stream(store, params, prepared.fmt, pool, writer, bar, progress.lines_done)
     except KeyboardInterrupt:
         outcome = "interrupted"
         raise
@@ -411,7 +463,11 @@ def _bar_enabled(params: ResolveParams, stderr: TextIO) -> bool:
 
 def _audit_end(audit: AuditLog, params: ResolveParams, details: dict[str, Any], summary: Summary, outcome: str,
                failure: BaseException | None, stderr: TextIO) -> None:
-    extra = {"problem": type(failure).__name__} if failure else {}
+    extra: dict[str, Any] = {"problem": type(failure).__name__} if failure else {}
+    if "sector" in details:
+        extra["sector"] = details["sector"]
+    if summary.by_sector():
+        extra["sectors"] = summary.by_sector()  # a mixed list: what became of each sector's lines
     try:
         audit.append(actor=params.operator or "", action=ACTION, outcome=outcome, reason=params.reason,
                      incident=params.incident, counts=summary.as_dict(),
@@ -430,6 +486,7 @@ class CountParams:
     reason: str | None
     pseudonyms: Path
     chunk_size: int = DEFAULT_CHUNK
+    sector: str | None = None  # the list holds pairwise subjects of this sector
 
 
 def count_pseudonyms(store: Store, audit: AuditLog, params: CountParams) -> Summary:
@@ -439,23 +496,32 @@ def count_pseudonyms(store: Store, audit: AuditLog, params: CountParams) -> Summ
     """
     try:
         _require(params)  # type: ignore[arg-type]
-        sha = _list_hash(params.pseudonyms)
+        fmt = detect(params.pseudonyms, params.sector)
+        sha = _list_hash(params.pseudonyms, fmt.sector)
     except Refused as exc:
         _audit_refusal(audit, params, str(exc), COUNT_ACTION)
         raise
     summary = Summary(pseudonyms_sha256=sha)
     state = RunState.temporary({"run_id": "count", "incident": params.incident, "pseudonyms_sha256": sha})
+    layout, mixed = Layout(pairwise=fmt.pairwise, sector=fmt.sector), fmt.kind == MIXED
     try:
-        repeats = _repeats(state, params.pseudonyms)
-        with open(params.pseudonyms, "rb") as handle, Lookup(store) as look_up:
-            for chunk in _chunks(read_entries(handle), params.chunk_size):
-                for _, _, kind, restricted in _plan(look_up, repeats, chunk).items:
-                    summary.counts["resolved" if kind == OPEN else kind] += 1
+        repeats = _repeats(state, params.pseudonyms, fmt)
+        with open(params.pseudonyms, "rb") as handle, _lookup(store, fmt) as look_up:
+            for chunk in _chunks(fmt.entries(handle), params.chunk_size):
+                job = _plan(look_up, repeats, chunk, people=mixed)
+                for line, key, kind, restricted in job.items:
+                    if kind == OPEN and job.people and not state.first_sighting(job.people[line]):
+                        kind, restricted = DUPLICATE, False
+                    counted = "resolved" if kind == OPEN else kind
+                    summary.counts[counted] += 1
                     summary.counts["restricted"] += restricted
+                    if mixed and kind != MALFORMED:
+                        summary.counts[f"{counted}@{layout.sector_of(key)}"] += 1
     finally:
         state.close()
     audit.append(actor=params.operator or "", action=COUNT_ACTION, reason=params.reason, incident=params.incident,
-                 counts=summary.as_dict(), details={"pseudonyms_sha256": sha})
+                 counts=summary.as_dict(), details={"pseudonyms_sha256": sha, **_list_details(fmt),
+                                                    **({"sectors": summary.by_sector()} if mixed else {})})
     return summary
 
 

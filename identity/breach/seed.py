@@ -1,4 +1,5 @@
-"""Filling a store with many identities quickly, for benchmarks and tests of the breach run.
+"""Filling a store with many identities (and their pairwise subjects) quickly, for benchmarks and tests
+of the breach run.
 
 Sealing costs two key agreements per e-mail, so a million distinct seals would take minutes. With
 ``distinct_seals=K`` only K e-mails are sealed and the sealed values are reused: every record still
@@ -17,8 +18,9 @@ from typing import Iterator
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from ..pairwise import SECTOR_SUBJECTS, PairwiseKey, SubjectMap, row_id, seal
 from ..sealing import Sealer
-from ..store import SQLiteStore, Store
+from ..store import DuplicateKeyError, SQLiteStore, Store
 from ..vault import ACTIVE, ERASED, IDENTITIES, new_pseudonym
 
 BULK_BATCH = 10_000
@@ -92,6 +94,52 @@ def _insert_many(store: Store, docs: list[dict]) -> None:
             f'INSERT INTO "{IDENTITIES.name}" ({", ".join(names)}) VALUES ({", ".join("?" * len(names))})',
             [tuple(doc[name] for name in names) for doc in docs],
         )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def seed_sector_subjects(store: Store, key: PairwiseKey, sector: str, pseudonyms: Path, subjects_out: Path, *,
+                         count: int | None = None) -> float:
+    """Record the pairwise subject in ``sector`` of the first ``count`` listed pseudonyms (all by
+    default), as the service records it when it first issues one, and write those subjects to
+    ``subjects_out`` in the same order: a data set leaked by one service. Returns the seconds taken.
+
+    The rows are the service's own (``SubjectMap``'s derivation and sealing); on SQLite they are
+    written in bulk on a separate connection, like the identities above.
+    """
+    started = time.perf_counter()
+    mapping = SubjectMap(store)
+    with open(pseudonyms, encoding="ascii") as source, open(subjects_out, "w", encoding="ascii") as listing:
+        names = (line.strip() for line in islice(source, count))
+        first = next(names, None)
+        if first is not None:
+            subject = key.subject(sector, first)
+            mapping.record(sector, subject, first)  # creates the table and notes the sector
+            listing.write(subject + "\n")
+        while batch := list(islice(names, BULK_BATCH)):
+            rows = []
+            for pseudonym in batch:
+                subject = key.subject(sector, pseudonym)
+                rows.append((row_id(sector, subject), seal(sector, subject, pseudonym)))
+                listing.write(subject + "\n")
+            _insert_rows(store, rows)
+    return time.perf_counter() - started
+
+
+def _insert_rows(store: Store, rows: list[tuple[str, str]]) -> None:
+    if not isinstance(store, SQLiteStore):
+        for row, sealed in rows:
+            try:
+                store.insert(SECTOR_SUBJECTS, {"row": row, "sealed": sealed})
+            except DuplicateKeyError:
+                pass
+        return
+    conn = sqlite3.connect(Path(store.path), isolation_level=None, timeout=30)
+    try:
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(f'INSERT OR IGNORE INTO "{SECTOR_SUBJECTS.name}" ("row", "sealed") VALUES (?, ?)', rows)
         conn.execute("COMMIT")
     finally:
         conn.close()

@@ -18,6 +18,7 @@ links either (``private_files``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -35,6 +36,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS repeats (line INTEGER PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS notices (pseudonym TEXT PRIMARY KEY, status TEXT NOT NULL, "
     "attempts INTEGER NOT NULL) WITHOUT ROWID",
+    # mixed lists: the people already resolved (a hash of the vault pseudonym), one notice each
+    "CREATE TABLE IF NOT EXISTS people (person BLOB PRIMARY KEY) WITHOUT ROWID",
 )
 IDENTITY_FIELDS = ("run_id", "incident", "pseudonyms_sha256", "request_id")
 
@@ -185,6 +188,15 @@ class RunState:
     def repeats_after(self, line: int, limit: int) -> list[int]:
         return [n for (n,) in self._conn.execute(
             "SELECT line FROM repeats WHERE line > ? ORDER BY line LIMIT ?", (line, limit))]
+
+    def first_sighting(self, pseudonym: str) -> bool:
+        """Whether this run resolves the person behind ``pseudonym`` for the first time (a mixed list
+        may name one person in several sectors). Recorded in the transaction the next checkpoint
+        commits, so a resumed run agrees with its output; only a hash of the pseudonym is kept."""
+        if not self._conn.in_transaction:
+            self._conn.execute("BEGIN")
+        person = hashlib.sha256(b"breach-run-person\x00" + pseudonym.encode("ascii")).digest()[:16]
+        return self._conn.execute("INSERT OR IGNORE INTO people (person) VALUES (?)", (person,)).rowcount == 1
 
     def checkpoint(self, progress: Progress) -> None:
         """Commit ``progress`` (after the output it counts was flushed to disk)."""

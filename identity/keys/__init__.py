@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from .files import KeyMaterialError, KeyPaths
 from .keyring import Keyring, SigningKey
-from .lifecycle import describe, ensure_audit_key, init_keys, rotate_signing_keys, thumbprint
+from .lifecycle import describe, ensure_audit_key, ensure_pairwise_key, init_keys, rotate_signing_keys, thumbprint
 
 __all__ = [
-    "KeyMaterialError", "KeyPaths", "Keyring", "SigningKey", "describe", "ensure_audit_key", "init_keys",
+    "KeyMaterialError", "KeyPaths", "Keyring", "SigningKey", "describe", "ensure_audit_key", "ensure_pairwise_key",
+    "init_keys",
     "rotate_signing_keys", "thumbprint",
 ]

@@ -13,6 +13,7 @@ Layout of ``IDENTITY_KEYS_DIR``::
                               access tokens apps present to the self-service endpoints
     audit_signing.pem         Ed25519 key signing audit records (encrypted when a passphrase is set)
     audit_signing.pub.pem     its public half: all ``scripts/audit.py verify`` needs
+    pairwise_subject.key      32 random bytes (base64url) keying pairwise subjects; never rotated
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ DPO_PRIVATE = "dpo_private.pem"
 SELF_ENCRYPTION = "self_encryption.pem"
 AUDIT_SIGNING = "audit_signing.pem"
 AUDIT_PUBLIC = "audit_signing.pub.pem"
+PAIRWISE_KEY = "pairwise_subject.key"
 ENCRYPTED_PEM_HEADER = b"-----BEGIN ENCRYPTED " + b"PRIVATE KEY-----"  # split: not a key, a marker
 PEPPER_BYTES = 32
 
@@ -95,6 +97,10 @@ class KeyPaths:
     @property
     def audit_public(self) -> Path:
         return self.root / AUDIT_PUBLIC
+
+    @property
+    def pairwise_key(self) -> Path:
+        return self.root / PAIRWISE_KEY
 
 
 def write_private_file(path: Path, data: bytes) -> None:

@@ -59,6 +59,14 @@ class _Loaded:
     jwks: dict[str, Any]
 
 
+def load_pairwise_key(paths: KeyPaths) -> bytes:
+    """The pairwise subject key; a directory from before it existed is told how to add it."""
+    if not paths.pairwise_key.exists():
+        raise KeyMaterialError(f"{paths.pairwise_key} is missing: run `python scripts/keys.py init --if-absent` "
+                               "once and give every instance the same file (it is never rotated)")
+    return load_pepper(paths.pairwise_key)
+
+
 class Keyring:
     """Signing keys, JWKS, the blind-index pepper and the DPO public key of one keys directory."""
 
@@ -77,6 +85,7 @@ class Keyring:
         self.pepper: bytes = load_pepper(self.paths.pepper)
         self.dpo_public_key: X25519PublicKey = load_dpo_public_key(self.paths.dpo_public)
         self.self_encryption_key: RSAPrivateKey = load_private_key(self.paths.self_encryption, passphrase)
+        self.pairwise_key: bytes = load_pairwise_key(self.paths)
         self._loaded = self._load()
         self._checked_at = self._monotonic()
 
@@ -161,8 +170,9 @@ class Keyring:
                 problems.append(f"signing key {key.kid} is not encrypted with IDENTITY_KEYS_PASSPHRASE")
         if not pem_is_encrypted(self.paths.self_encryption):
             problems.append(f"{self.paths.self_encryption} is not encrypted with IDENTITY_KEYS_PASSPHRASE")
-        if not is_private_to_owner(self.paths.pepper):
-            problems.append(f"{self.paths.pepper} is readable by group or others (chmod 600)")
+        for secret in (self.paths.pepper, self.paths.pairwise_key):
+            if not is_private_to_owner(secret):
+                problems.append(f"{secret} is readable by group or others (chmod 600)")
         for secret in self.paths.dpo_secrets():  # a whole DPO key or any of its shares
             problems.append(f"{secret} is DPO secret material on the service host: move it offline")
         return problems

@@ -92,7 +92,8 @@ def init_keys(
     paths = KeyPaths(root)
     with _locked(paths):
         existing = [p for p in (paths.manifest, paths.pepper, paths.dpo_public, paths.self_encryption,
-                                paths.audit_signing, paths.audit_public) if p.exists()] + paths.dpo_secrets()
+                                paths.audit_signing, paths.audit_public, paths.pairwise_key) if p.exists()]
+        existing += paths.dpo_secrets()
         if existing:
             raise KeyMaterialError(f"{existing[0]} already exists; refusing to overwrite key material")
         kid = _new_signing_key(paths, passphrase)
@@ -109,6 +110,7 @@ def init_keys(
             dpo_public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
         )
         _new_audit_key(paths, passphrase)
+        write_private_file(paths.pairwise_key, new_pepper())  # 32 random bytes, base64url, like the pepper
         write_manifest(
             paths,
             {
@@ -128,6 +130,7 @@ def init_keys(
             **{share.stem: share for share in shares},  # dpo_share_1 … (development)
             "audit_signing_key": paths.audit_signing,
             "audit_public_key": paths.audit_public,
+            "pairwise_subject_key": paths.pairwise_key,
         },
     )
 
@@ -168,6 +171,20 @@ def ensure_audit_key(root: Path, *, passphrase: str | None) -> list[Path]:
             )
         _new_audit_key(paths, passphrase)
         return [paths.audit_signing, paths.audit_public]
+
+
+def ensure_pairwise_key(root: Path) -> list[Path]:
+    """Add the pairwise subject key to an existing keys directory that lacks it; return the files written.
+
+    Made once and never rotated: every pairwise subject any service holds is derived from it. Every
+    instance of the service needs the same file (distribute the keys directory as a whole).
+    """
+    paths = KeyPaths(root)
+    with _locked(paths):
+        if paths.pairwise_key.exists():
+            return []
+        write_private_file(paths.pairwise_key, new_pepper())
+        return [paths.pairwise_key]
 
 
 def rotate_signing_keys(

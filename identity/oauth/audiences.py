@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
+from ..pairwise.sectors import DEFAULT_SUBJECT_TYPE, LEGACY_SUBJECT_TYPE, sector_problem, subject_type_problem
 from ..store import Collection, DuplicateKeyError, Order, Store
 from ..tokens import EncryptionKey
 
@@ -22,7 +23,9 @@ REMOTE_JWKS_SECONDS = 600.0
 AUDIENCES = Collection(
     name="audiences",
     key="audience",
-    fields={"audience": str, "kid": str, "public_jwk": dict, "jwks_uri": str, "created_at": int, "updated_at": int},
+    fields={"audience": str, "kid": str, "public_jwk": dict, "jwks_uri": str, "created_at": int, "updated_at": int,
+            # absent in audiences registered before pairwise subjects: public, sector = the audience URI
+            "sector": str, "subject_type": str},
 )
 
 JwksFetcher = Callable[[str], dict[str, Any]]
@@ -44,15 +47,31 @@ class Audience:
     jwks_uri: str | None
     created_at: int
     updated_at: int
+    sector: str = ""  # the sector whose subjects its tokens carry (see ``identity.pairwise``)
+    subject_type: str = LEGACY_SUBJECT_TYPE
 
     def view(self) -> dict[str, Any]:
         return {"audience": self.audience, "kid": self.kid, "jwks_uri": self.jwks_uri,
+                "sector": self.sector, "subject_type": self.subject_type,
                 "created_at": self.created_at, "updated_at": self.updated_at}
 
 
 def _audience(doc: dict[str, Any]) -> Audience:
     return Audience(doc["audience"], doc.get("kid"), doc.get("public_jwk"), doc.get("jwks_uri"),
-                    doc["created_at"], doc.get("updated_at") or doc["created_at"])
+                    doc["created_at"], doc.get("updated_at") or doc["created_at"],
+                    doc.get("sector") or doc["audience"], doc.get("subject_type") or LEGACY_SUBJECT_TYPE)
+
+
+def _checked_subjects(audience: str, sector: str | None, subject_type: str) -> str:
+    """The sector to store (the audience URI by default), after checking it and the subject type."""
+    problem = subject_type_problem(subject_type)
+    if problem:
+        raise AudienceError(problem)
+    chosen = audience if sector is None else sector
+    problem = sector_problem(chosen)
+    if problem:
+        raise AudienceError(f"{problem}" + ("; give --sector NAME" if sector is None else ""))
+    return chosen
 
 
 def audience_problem(uri: str) -> str | None:
@@ -165,10 +184,14 @@ class AudienceRegistry:
             self._keys[cache_key] = (now, parsed)
         return parsed
 
-    def add(self, audience: str, *, key: EncryptionKey | None, jwks_uri: str | None) -> Audience:
+    def add(self, audience: str, *, key: EncryptionKey | None, jwks_uri: str | None, sector: str | None = None,
+            subject_type: str = DEFAULT_SUBJECT_TYPE) -> Audience:
+        """Register an audience; its tokens carry pairwise subjects of ``sector`` (default: the audience
+        URI) unless ``subject_type`` is ``public``."""
         problem = audience_problem(audience)
         if problem:
             raise AudienceError(problem)
+        sector = _checked_subjects(audience, sector, subject_type)
         if (key is None) == (jwks_uri is None):
             raise AudienceError("give exactly one of --encryption-key or --jwks-uri")
         if jwks_uri is not None and urlsplit(jwks_uri).scheme != "https":
@@ -176,7 +199,8 @@ class AudienceRegistry:
         now = int(self._clock())
         doc = {"audience": audience, "kid": key.kid if key else None,
                "public_jwk": key.key.as_dict(private=False) if key else None,
-               "jwks_uri": jwks_uri, "created_at": now, "updated_at": now}
+               "jwks_uri": jwks_uri, "created_at": now, "updated_at": now, "sector": sector,
+               "subject_type": subject_type}
         try:
             self._store.insert(AUDIENCES, doc)
         except DuplicateKeyError as exc:
@@ -202,6 +226,27 @@ class AudienceRegistry:
         with self._lock:
             self._records.pop(audience, None)
         return _audience(self._store.get(AUDIENCES, audience) or existing)
+
+    def set_subjects(self, audience: str, *, subject_type: str | None, sector: str | None) -> tuple[Audience, Audience]:
+        """Change the subject type or sector of an audience; returns (before, after).
+
+        A breaking change for that service: from the next token on, it sees other ``sub`` values for
+        the same people (docs/downstream.md, "Moving an audience to pairwise subjects").
+        """
+        existing = self._store.get(AUDIENCES, audience)
+        if existing is None:
+            raise AudienceError(f"{audience} is not registered")
+        before = _audience(existing)
+        chosen_type = subject_type or before.subject_type
+        chosen_sector = _checked_subjects(audience, sector or before.sector, chosen_type)
+        if (chosen_type, chosen_sector) == (before.subject_type, before.sector):
+            raise AudienceError(f"{audience} already has subject type {chosen_type} in sector {chosen_sector}")
+        self._store.update(AUDIENCES, {"audience": audience}, {
+            "subject_type": chosen_type, "sector": chosen_sector,
+            "updated_at": max(int(self._clock()), before.updated_at + 1)})
+        with self._lock:
+            self._records.pop(audience, None)
+        return before, _audience(self._store.get(AUDIENCES, audience) or existing)
 
     def all(self) -> list[Audience]:
         return [_audience(d) for d in self._store.find(AUDIENCES, {}, order=Order("created_at"))]

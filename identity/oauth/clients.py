@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from ..pairwise.sectors import (CLIENT_SECTOR_PREFIX, DEFAULT_SUBJECT_TYPE, LEGACY_SUBJECT_TYPE, PAIRWISE, SeveralHosts,
+                                client_sector, sector_problem, subject_type_problem)
 from ..store import Collection, DuplicateKeyError, Order, Store
 
 AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS = "authorization_code", "refresh_token", "client_credentials"
@@ -36,6 +38,10 @@ CLIENTS = Collection(
         "uses_nonce": bool,  # absent in clients registered before it existed: False
         "third_party": bool,  # asks the person's consent; absent (older clients): first-party, False
         "post_logout_redirect_uris": list,  # RP-Initiated Logout 1.0; absent: none registered
+        # ID tokens' subjects (OIDC Core §8.1); absent in clients registered before: public
+        "subject_type": str,
+        "sector_identifier": str,  # as registered by the operator (None: from the redirect URIs)
+        "sector": str,  # the effective sector, fixed at registration
     },
 )
 
@@ -58,6 +64,9 @@ class Client:
     uses_nonce: bool = False  # checks the ID token's nonce, so a code flow with nonce may skip PKCE
     third_party: bool = False  # the person is asked for consent before it gets a code
     post_logout_redirect_uris: tuple[str, ...] = ()  # where /logout may send the person back (exact match)
+    subject_type: str = LEGACY_SUBJECT_TYPE  # the ``sub`` of its ID tokens: pairwise (its sector's) or public
+    sector_identifier: str | None = None
+    sector: str = ""
 
     @property
     def confidential(self) -> bool:
@@ -82,6 +91,9 @@ class Client:
             "uses_nonce": self.uses_nonce,
             "third_party": self.third_party,
             "post_logout_redirect_uris": list(self.post_logout_redirect_uris),
+            "subject_type": self.subject_type,
+            "sector": self.sector,
+            "sector_identifier": self.sector_identifier,
             "created_at": self.created_at,
         }
 
@@ -105,7 +117,19 @@ def _client(doc: dict[str, Any]) -> Client:
         uses_nonce=bool(doc.get("uses_nonce")),
         third_party=bool(doc.get("third_party")),
         post_logout_redirect_uris=tuple(doc.get("post_logout_redirect_uris") or ()),
+        subject_type=doc.get("subject_type") or LEGACY_SUBJECT_TYPE,
+        sector_identifier=doc.get("sector_identifier"),
+        sector=doc.get("sector") or _legacy_sector(doc),
     )
+
+
+def _legacy_sector(doc: dict[str, Any]) -> str:
+    """The sector of a client stored before sectors were: §8.1 from its redirect URIs (one host)."""
+    try:
+        return client_sector(client_id=doc["client_id"], redirect_uris=doc.get("redirect_uris") or (),
+                             sector_identifier=None)
+    except SeveralHosts:
+        return CLIENT_SECTOR_PREFIX + doc["client_id"]
 
 
 def new_client_id() -> str:
@@ -204,8 +228,14 @@ class ClientRegistry:
         uses_nonce: bool = False,
         third_party: bool = False,
         post_logout_redirect_uris: list[str] | None = None,
+        subject_type: str = DEFAULT_SUBJECT_TYPE,
+        sector_identifier: str | None = None,
     ) -> tuple[Client, str | None]:
         """Create a client; return it with its secret (confidential clients only, shown once).
+
+        ``subject_type``/``sector_identifier``: the ``sub`` of its ID tokens (OIDC Core §8.1, see
+        ``identity.pairwise.sectors.client_sector``); a pairwise client whose redirect URIs name
+        several hosts needs a sector identifier.
 
         ``uses_nonce``: a confidential client that checks the ID token's ``nonce`` may omit PKCE in the
         code flow when it sends a nonce (RFC 9700 §2.1.1); every other code flow needs PKCE.
@@ -219,6 +249,7 @@ class ClientRegistry:
             self._check_nonce_registration(public, grants, list(scopes or DEFAULT_SCOPES))
         logout_uris = list(dict.fromkeys(post_logout_redirect_uris or ()))
         self._check_post_logout_redirect_uris(public, logout_uris)
+        self._check_subjects(subject_type, sector_identifier, redirect_uris)
         secret = None if public else secrets.token_urlsafe(SECRET_BYTES)
         doc = {
             "name": name,
@@ -232,9 +263,13 @@ class ClientRegistry:
             "uses_nonce": uses_nonce,
             "third_party": third_party,
             "post_logout_redirect_uris": logout_uris,
+            "subject_type": subject_type,
+            "sector_identifier": sector_identifier,
         }
         for _ in range(5):
             doc["client_id"] = new_client_id()
+            doc["sector"] = client_sector(client_id=doc["client_id"], redirect_uris=redirect_uris,
+                                          sector_identifier=sector_identifier)
             try:
                 self._store.insert(CLIENTS, doc)
                 return _client(doc), secret
@@ -264,6 +299,44 @@ class ClientRegistry:
         for scope in scopes:
             if not scope or any(c in scope for c in ' "\\') or not scope.isprintable():
                 raise ClientRegistrationError(f"invalid scope token {scope!r} (RFC 6749 §3.3)")
+
+    @staticmethod
+    def _check_subjects(subject_type: str, sector_identifier: str | None, redirect_uris: list[str]) -> None:
+        problem = subject_type_problem(subject_type)
+        if problem:
+            raise ClientRegistrationError(problem)
+        if sector_identifier is not None:
+            problem = sector_problem(sector_identifier)
+            if problem:
+                raise ClientRegistrationError(f"--sector-identifier: {problem}")
+        elif subject_type == PAIRWISE:
+            try:
+                client_sector(client_id="", redirect_uris=redirect_uris, sector_identifier=None)
+            except SeveralHosts as exc:
+                raise ClientRegistrationError(str(exc)) from exc
+
+    def set_subjects(self, client_id: str, *, subject_type: str | None,
+                     sector_identifier: str | None) -> tuple[Client, Client]:
+        """Change the subject type or sector identifier of a client's ID tokens; returns (before, after).
+
+        A breaking change for the app: the ``sub`` of its ID tokens changes for every person.
+        """
+        doc = self._store.get(CLIENTS, client_id)
+        if doc is None:
+            raise ClientRegistrationError(f"no client {client_id!r}")
+        before = _client(doc)
+        chosen_type = subject_type or before.subject_type
+        identifier = sector_identifier if sector_identifier is not None else before.sector_identifier
+        self._check_subjects(chosen_type, identifier, list(before.redirect_uris))
+        sector = client_sector(client_id=client_id, redirect_uris=before.redirect_uris, sector_identifier=identifier) \
+            if chosen_type == PAIRWISE or identifier else before.sector
+        if (chosen_type, sector) == (before.subject_type, before.sector):
+            raise ClientRegistrationError(f"client {client_id} already has subject type {chosen_type} in sector {sector}")
+        self._store.update(CLIENTS, {"client_id": client_id},
+                           {"subject_type": chosen_type, "sector_identifier": identifier, "sector": sector})
+        with self._lock:
+            self._cache.pop(client_id, None)
+        return before, _client(self._store.get(CLIENTS, client_id) or doc)
 
     @staticmethod
     def _check_nonce_registration(public: bool, grants: list[str], scopes: list[str]) -> None:

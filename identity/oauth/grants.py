@@ -14,7 +14,7 @@ is issued.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..store import DuplicateKeyError, Store
 from ..tokens import AccessToken, EncryptionKey, TokenMinter
@@ -28,6 +28,9 @@ from .records import (
     new_secret_value,
     token_hash,
 )
+
+if TYPE_CHECKING:
+    from .subjects import Subjects
 
 
 @dataclass(frozen=True)
@@ -68,12 +71,14 @@ class Grants:
         store: Store,
         *,
         minter: TokenMinter,
+        subjects: Subjects,
         refresh_ttl: int,
         refresh_idle_ttl: int,
         clock: Callable[[], float],
     ) -> None:
         self._store = store
         self._minter = minter
+        self._subjects = subjects
         self._refresh_ttl = refresh_ttl
         self._refresh_idle_ttl = refresh_idle_ttl
         self._clock = clock
@@ -142,8 +147,14 @@ class Grants:
         self, *, subject: str, client_id: str, audience: str, key: EncryptionKey, scope: str,
         grant_id: str | None,
     ) -> AccessToken:
-        """Mint the nested token and record it (hash only) so introspection can recognise it."""
-        token = self._minter.access_token(subject=subject, client_id=client_id, audience=audience,
+        """Mint the nested token and record it (hash only) so introspection can recognise it.
+
+        ``subject`` is the person's pseudonym (recorded); the token carries ``subject_for`` it, the
+        ``sub`` that audience sees. A token without a grant is a client's own (client_credentials):
+        its subject is the client id, as given.
+        """
+        sub = subject if grant_id is None else self._subjects.subject_for(subject, audience=audience)
+        token = self._minter.access_token(subject=sub, client_id=client_id, audience=audience,
                                           encryption_key=key, scope=scope or None, now=self._clock())
         self._store.insert(ISSUED_ACCESS_TOKENS, {
             "token_hash": token_hash(token.token), "jti": token.jti, "grant_id": grant_id,

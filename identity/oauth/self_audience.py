@@ -14,6 +14,7 @@ from joserfc.jwk import RSAKey
 from ..keys import Keyring
 from ..store import StoreUnavailable
 from ..tokens import EncryptionKey
+from ..pairwise.sectors import PUBLIC
 from .audiences import AudienceError, AudienceRegistry
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ def ensure_self_audience(audiences: AudienceRegistry, keyring: Keyring, *, issue
     try:
         record = audiences.get(uri)
         if record is None:
-            audiences.add(uri, key=key, jwks_uri=None)
+            # public: its tokens are read by this service alone, which holds the pseudonym anyway
+            audiences.add(uri, key=key, jwks_uri=None, subject_type=PUBLIC)
         elif record.kid != key.kid:
             audiences.update_key(uri, key=key, jwks_uri=None)
     except AudienceError:

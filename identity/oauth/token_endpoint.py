@@ -26,6 +26,7 @@ from .clients import AUTHORIZATION_CODE, CLIENT_CREDENTIALS, REFRESH_TOKEN, Clie
 from .grants import Grant, GrantAlreadyRevoked, Grants, RefreshTokenSuperseded
 from .pkce import verifier_matches
 from .records import AUTHORIZATION_CODES, REVOKED, ROTATED, new_secret_value, token_hash
+from .subjects import Subjects
 
 
 class TokenEndpoint:
@@ -40,6 +41,7 @@ class TokenEndpoint:
         audiences: AudienceRegistry,
         grants: Grants,
         minter: TokenMinter,
+        subjects: Subjects,
         access_token_ttl: int,
         clock: Callable[[], float],
     ) -> None:
@@ -49,6 +51,7 @@ class TokenEndpoint:
         self._audiences = audiences
         self._grants = grants
         self._minter = minter
+        self._subjects = subjects
         self._access_ttl = access_token_ttl
         self._clock = clock
         self._handlers: dict[str, Callable[[Client, Mapping[str, str]], dict[str, Any]]] = {
@@ -158,7 +161,8 @@ class TokenEndpoint:
             self._grants.record_refresh_token(grant, refresh, scope=scope)
         id_token = None
         if with_id_token and "openid" in scope.split():
-            id_token = self._minter.id_token(subject=grant.subject, client_id=client.client_id, nonce=nonce,
+            id_token = self._minter.id_token(subject=self._subjects.subject_for(grant.subject, client=client),
+                                             client_id=client.client_id, nonce=nonce,
                                              auth_time=auth_time or grant.created_at, now=self._clock())
         return self._response(access_token=access.token, scope=scope, refresh_token=refresh, id_token=id_token)
 

@@ -14,6 +14,7 @@ from .client_auth import authenticate, read_credentials
 from .clients import Client, ClientRegistry
 from .grants import Grants
 from .records import ACTIVE
+from .subjects import Subjects
 
 INACTIVE: dict[str, Any] = {"active": False}
 MAX_TOKEN_LENGTH = 8192
@@ -30,9 +31,11 @@ class TokenStatus:
     """Answers revocation and introspection requests."""
 
     def __init__(
-        self, *, vault: Vault, clients: ClientRegistry, grants: Grants, issuer: str, clock: Callable[[], float]
+        self, *, vault: Vault, clients: ClientRegistry, grants: Grants, subjects: Subjects, issuer: str,
+        clock: Callable[[], float],
     ) -> None:
         self._vault = vault
+        self._subjects = subjects
         self._clients = clients
         self._grants = grants
         self._issuer = issuer
@@ -98,18 +101,24 @@ class TokenStatus:
         entitled = doc["client_id"] == caller.client_id or doc["audience"] in caller.audiences
         if not entitled or doc["revoked"] or not self._live(doc):
             return INACTIVE
-        return self._claims(doc, token_type=ACCESS_TOKEN, iat=doc["issued_at"])
+        sub = doc["subject"] if not doc.get("grant_id") else self._subjects.subject_for(doc["subject"],
+                                                                                         audience=doc["audience"])
+        return self._claims(doc, sub, token_type=ACCESS_TOKEN, iat=doc["issued_at"])
 
     def _describe_refresh(self, caller: Client, doc: Mapping[str, Any]) -> dict[str, Any]:
         if doc["client_id"] != caller.client_id:
             return INACTIVE
         if doc["status"] != ACTIVE or doc["idle_expires_at"] <= self._clock() or not self._live(doc):
             return INACTIVE
-        return self._claims(doc, token_type=REFRESH_TOKEN, iat=doc["created_at"])
+        # only its own client sees a refresh token: the subject of that client's ID tokens
+        return self._claims(doc, self._subjects.subject_for(doc["subject"], client=caller), token_type=REFRESH_TOKEN,
+                            iat=doc["created_at"])
 
-    def _claims(self, doc: Mapping[str, Any], *, token_type: str, iat: int) -> dict[str, Any]:
+    def _claims(self, doc: Mapping[str, Any], sub: str, *, token_type: str, iat: int) -> dict[str, Any]:
+        """``sub`` as the token's receiver sees it (``Subjects.subject_for``), never the pseudonym of a
+        pairwise audience."""
         body: dict[str, Any] = {
-            "active": True, "token_type": token_type, "client_id": doc["client_id"], "sub": doc["subject"],
+            "active": True, "token_type": token_type, "client_id": doc["client_id"], "sub": sub,
             "aud": doc["audience"], "iss": self._issuer, "exp": doc["expires_at"], "iat": iat,
         }
         if doc.get("scope"):

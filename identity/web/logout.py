@@ -19,7 +19,6 @@ from flask import Blueprint, Response, redirect, request, session, url_for
 
 from ..oauth.authorize import with_query
 from ..oauth.logout import LogoutRefused, LogoutRequest, validate_logout
-from ..oauth.subject import subject_for_client
 from ..services import Services
 from .account import current_session, end_browser_session
 from .context import services
@@ -53,8 +52,8 @@ def _hint_matches_this_browser(svc: Services, logout: LogoutRequest) -> bool:
     current = current_session(svc)
     if current is None:
         return True
-    client_id = logout.client.client_id if logout.client else ""
-    return subject_for_client(current.subject, client_id) == logout.hint_subject
+    seen_as = svc.oauth.subjects.subject_for(current.subject, client=logout.client) if logout.client else None
+    return seen_as == logout.hint_subject
 
 
 @blueprint.route(LOGOUT_PATH, methods=["GET", "POST"])

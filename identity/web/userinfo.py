@@ -3,7 +3,7 @@
 The access token must be for the service's own audience (``{issuer}/me``, as ``/me`` uses) and carry
 the scope ``openid``; it is verified with the downstream library (``identity.verify``), then against
 the service's records (not revoked, its grant live, the person active). The answer is ``sub`` as the
-client sees it (``subject_for_client``) and nothing else: no scope this service offers covers any
+client sees it (``Subjects.subject_for``) and nothing else: no scope this service offers covers any
 other claim, and an e-mail address it could not give anyway. Errors follow RFC 6750 §3 with
 ``WWW-Authenticate: Bearer realm="identity"``; only the ``Authorization`` header is read.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ..oauth.subject import subject_for_client
 from ..verify.flask import current_token, require_token
+from .context import services
 from .me import invalid_token, live_subject
 
 blueprint = Blueprint("userinfo", __name__)
@@ -28,7 +28,7 @@ def userinfo() -> Response:
     subject = live_subject()
     if subject is None:
         return invalid_token()
-    response = jsonify(sub=subject_for_client(subject, current_token().client_id))
+    response = jsonify(sub=services().oauth.subjects.subject_for(subject, client=current_token().client_id))
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response

@@ -32,6 +32,7 @@ import requests
 from identity import create_app
 from identity.config import Settings
 from identity.oauth.audiences import parse_encryption_key
+from identity.pairwise import PUBLIC
 
 REPO = Path(__file__).resolve().parents[2]
 WSGI = "tests.security.race_wsgi:app"
@@ -100,9 +101,10 @@ def deploy(root: Path, key_template: Path, *, db_dir: Path | None = None, audien
         oauth = app.extensions["identity"].oauth
         if audience_key is not None:
             oauth.audiences.add(API, key=parse_encryption_key(audience_key), jwks_uri=None)
+        # public subjects: these tests compare the ID tokens' sub with the vault's rows
         client, _ = oauth.clients.register(name="Race app", public=True, redirect_uris=[REDIRECT_URI],
                                            grant_types=None, scopes=["openid", "records:read"],
-                                           audiences=[API])
+                                           audiences=[API], subject_type=PUBLIC)
         deployment.client_id = client.client_id
     finally:
         app.extensions["identity"].store.close()
