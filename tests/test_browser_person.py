@@ -227,9 +227,11 @@ def test_consent_deny_then_allow_account_page_remove_access_download_and_delete(
                                       and d.execute_script("return document.readyState") == "complete")
     person.shoot("app-signed-in")
     pseudonym = stack.pseudonym(email)
-    assert person.text("claim-sub") == pseudonym and person.text("claim-aud") == stack.demo.client_id
+    subjects, demo_client = stack.svc.oauth.subjects, stack.svc.oauth.clients.get(stack.demo.client_id)
+    assert person.text("claim-sub") == subjects.subject_for(pseudonym, client=demo_client) != pseudonym
+    assert person.text("claim-aud") == stack.demo.client_id
     person.click("call-records", "app-records", until=stack.app + "/")
-    assert person.text("records-pseudonym") == pseudonym
+    assert person.text("records-pseudonym") == subjects.subject_for(pseudonym, audience=demo_client.audiences[0])
 
     # The account page lists the app; download my data.
     account_signs_in(person, email)

@@ -62,13 +62,17 @@ def test_the_demo_signs_in_shows_verified_claims_calls_the_records_service_and_s
     signed_in = press(browser, consent, "allow")
     assert signed_in.url == urls["app"] + "/" and field(signed_in, "title") == "Signed in"
 
-    pseudonym = prepared.identity.extensions["identity"].vault.find_by_email(PERSON).pseudonym
-    assert field(signed_in, "claim-sub") == pseudonym and field(signed_in, "claim-iss") == urls["issuer"]
+    svc = prepared.identity.extensions["identity"]
+    pseudonym = svc.vault.find_by_email(PERSON).pseudonym
+    demo_client = svc.oauth.clients.get(prepared.client_id)
+    assert field(signed_in, "claim-sub") == svc.oauth.subjects.subject_for(pseudonym, client=demo_client) != pseudonym
+    assert field(signed_in, "claim-iss") == urls["issuer"]
     assert field(signed_in, "claim-aud") == prepared.client_id and PERSON not in signed_in.text
 
     called = press_form(browser, signed_in, "/records")
     assert "POST /records → 201, GET /records → 200" in called.text.replace("&rarr;", "→")
-    assert field(called, "records-pseudonym") == pseudonym
+    assert field(called, "records-pseudonym") == svc.oauth.subjects.subject_for(pseudonym,
+                                                                               audience=demo_client.audiences[0])
     renewed = press_form(browser, called, "/refresh")
     assert "Access renewed with the refresh token." in renewed.text
 

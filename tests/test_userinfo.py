@@ -117,7 +117,7 @@ def test_a_clients_own_token_has_no_person_to_describe(service, svc):
 @pytest.mark.parametrize("act", ["erase", "restrict", "close"])
 def test_an_erased_restricted_or_closed_person_is_refused(service, svc, rp, act):
     tokens = tokens_for(service, rp)
-    pseudonym = decode_segment(tokens["id_token"])["sub"]
+    pseudonym = svc.vault.find_by_email(PERSON).pseudonym
     getattr(svc.rights, act)(pseudonym, actor="operator", reason="test")
     assert_refused(call(service, tokens["access_token"]))
 
