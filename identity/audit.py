@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 from .audit_heads import ExportedHead, HeadSink, HeadsFinding, UnreadableLine, compare_heads, head_line, heads_sink
 from .audit_signing import AuditSigner, TrustedKeys, load_service_signer
 from .keys.files import KeyPaths
+from .metrics import count_audit_append, count_audit_head_failure
 from .store import Collection, DuplicateKeyError, Gt, Order, Store, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -182,6 +183,7 @@ class AuditLog:
             except DuplicateKeyError:
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # another writer took this seq
                 continue
+            count_audit_append(action)
             self._export(record)
             return record
         raise StoreUnavailable("the audit log is too busy to append; try again")
@@ -192,6 +194,7 @@ class AuditLog:
         try:
             self._heads.export(head_line(record))
         except OSError as exc:
+            count_audit_head_failure()
             log.error("audit record %s is stored but its head was not exported to %s: %s",
                       record["seq"], self._heads.describe(), exc)
             raise HeadsUnavailable(

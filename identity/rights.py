@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from .audit import AuditLog
 from .email_change import EMAIL_CHANGES
+from .logs import security_event
 from .oauth.clients import ClientRegistry
 from .oauth.grants import Grants
 from .oauth.records import (
@@ -142,6 +143,8 @@ class SubjectRights:
         self._store.delete(AUTHORIZATION_CODES, {"subject": pseudonym})
         self._audit.append(actor=actor, action="subjects.erase", reason=reason,
                            counts={"grants_revoked": revoked}, details={"pseudonym": pseudonym})
+        security_event("erasure", "identity erased", via="self-service" if actor == "subject" else "operator",
+                       identities=1, grants_revoked=revoked)
         return {"pseudonym": pseudonym, "status": ERASED, "grants_revoked": revoked}
 
     def restrict(self, pseudonym: str, *, actor: str, reason: str) -> dict[str, Any]:
@@ -205,6 +208,8 @@ class SubjectRights:
         self._audit.append(actor=actor, action="subjects.purge",
                            reason=f"no login since {iso(cutoff)}; closed before {iso(cancelled_cutoff)}",
                            counts={"identities_erased": cancelled + inactive, "cancelled_erased": cancelled, **expired})
+        security_event("erasure", "retention purge erased identities", via="retention",
+                       identities=cancelled + inactive)
         record_purge_run(self._store, started_at=now, finished_at=int(self._clock()), inactive_for=inactive_for,
                          cancelled_for=cancelled_for, identities_erased=cancelled + inactive,
                          cancelled_erased=cancelled, expired=expired)

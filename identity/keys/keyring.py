@@ -29,6 +29,7 @@ from .files import (
     pem_is_encrypted,
     read_manifest,
 )
+from ..logs import security_event
 from .lifecycle import ACTIVE, NEXT, RETIRED
 
 RELOAD_INTERVAL_SECONDS = 1.0
@@ -57,6 +58,14 @@ class _Loaded:
     development: bool
     keys: tuple[SigningKey, ...]
     jwks: dict[str, Any]
+
+
+def _log_rotation(keys: tuple[SigningKey, ...]) -> None:
+    """This process now signs with the manifest's active key (one event per process and rotation)."""
+    security_event("key_rotation", "signing keys reloaded",
+                   active_kid=next((k.kid for k in keys if k.state == ACTIVE), None),
+                   next_kid=next((k.kid for k in keys if k.state == NEXT), None),
+                   published_kids=len(keys))
 
 
 class Keyring:
@@ -118,6 +127,7 @@ class Keyring:
                 try:
                     if self._stamp() != self._loaded.stamp:
                         self._loaded = self._load()
+                        _log_rotation(self._loaded.keys)
                 except KeyMaterialError:
                     pass  # keep serving with the keys we have; readiness reports the problem
         return self._loaded

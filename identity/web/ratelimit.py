@@ -48,6 +48,8 @@ from limits.errors import ConfigurationError as LimitsConfigurationError
 from ..addresses import counting_key
 from ..config import ConfigError, Settings, load_settings
 from ..errors import InvalidClient, ServiceError
+from ..logs import security_event
+from ..metrics import count_rate_limit_refusal
 from ..oauth.client_auth import read_credentials
 from .pages import error_page
 
@@ -102,7 +104,10 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
     @app.errorhandler(RateLimitExceeded)
     def _too_many(err: RateLimitExceeded) -> Response:
         retry_after = _seconds_until_reset(limiter)
-        log.warning("rate limit reached", extra={"endpoint": request.endpoint, "limit": str(err.limit.limit)})
+        endpoint = request.endpoint or "unknown"
+        count_rate_limit_refusal(endpoint)
+        security_event("rate_limit", "rate limit reached", level=logging.WARNING, endpoint=endpoint,
+                       limit=str(err.limit.limit))
         response = error_page(BROWSER_MESSAGE, 429)
         response.headers["Retry-After"] = str(retry_after)
         return response
@@ -212,8 +217,9 @@ class ClientAuthBudget:
             retry_after = max(1, math.ceil(reset_at - time.time()))
         except Exception:  # noqa: BLE001
             retry_after = 60
-        log.warning("rate limit reached", extra={"endpoint": "client_authentication", "limit": str(item),
-                                                 "budget": keys[1]})
+        count_rate_limit_refusal("client_authentication")
+        security_event("rate_limit", "rate limit reached", level=logging.WARNING, endpoint="client_authentication",
+                       limit=str(item), budget=keys[1])
         raise TooManyFailures(f"{reason}; retry after {retry_after} seconds", retry_after=retry_after)
 
 
