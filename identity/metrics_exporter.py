@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any, Callable, Iterable
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 METRICS_PATH = "/metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -138,7 +138,8 @@ class MetricsExporter:
             code = 0
             try:
                 self._serve(parent)
-            except BaseException:  # noqa: BLE001 - whatever happens, never return into serve.py's code
+            except BaseException as exc:  # noqa: BLE001 - whatever happens, never return into serve.py's code
+                print(f"metrics exporter stopped: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
                 code = 1
             finally:
                 os._exit(code)
@@ -152,12 +153,13 @@ class MetricsExporter:
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # serve.py's SIGHUP replaces the workers, not us
         assert self._socket is not None
-        server = make_server(self.address[0], 0, metrics_app(self._render), server_class=_ThreadingServer,
-                             handler_class=_QuietHandler, bind_and_activate=False)
+        server = _ThreadingServer(self.address, _QuietHandler, bind_and_activate=False)
         server.socket.close()
-        server.socket = self._socket
+        server.socket = self._socket  # the one bound in serve.py's process: adopted, already listening
         server.server_address = self._socket.getsockname()[:2]
-        server.setup_environ()  # SERVER_NAME and SERVER_PORT from the adopted socket
+        server.server_name, server.server_port = self.address
+        server.setup_environ()
+        server.set_app(metrics_app(self._render))
         threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
         server.serve_forever(poll_interval=0.5)
 

@@ -38,12 +38,12 @@ from .errors import (
 from .http import Fetcher, HttpResponse, RequestsFetcher
 from .introspection import ClientCredentials
 from .keygen import AudienceKeyFiles, generate_audience_key
-from .keys import DecryptionKey, thumbprint
+from .keys import DecryptionKey, DecryptionKeyDirectory, thumbprint
 from .verifier import TokenVerifier, scope_set
 
 __all__ = [
     "REQUIRED_CLAIMS", "AccessToken", "AudienceKeyFiles", "BadSignature", "ClaimError", "ClientCredentials",
-    "ConfigurationError", "DecryptionFailed", "DecryptionKey", "Fetcher", "HttpResponse", "InsufficientScope",
+    "ConfigurationError", "DecryptionFailed", "DecryptionKey", "DecryptionKeyDirectory", "Fetcher", "HttpResponse", "InsufficientScope",
     "InvalidToken", "IssuerUnavailable", "MalformedToken", "MissingClaim", "RequestsFetcher", "TokenExpired",
     "TokenInactive", "TokenNotYetValid", "TokenVerifier", "UnencryptedToken", "UnknownKey", "UnsupportedToken",
     "VerificationError", "WrongAudience", "WrongIssuer", "generate_audience_key", "scope_set", "thumbprint",
