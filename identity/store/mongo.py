@@ -109,6 +109,21 @@ class MongoStore:
             names = (index,) if isinstance(index, str) else index
             handle.create_index([(n, pymongo.ASCENDING) for n in names], name="i_" + "_".join(names))
 
+    def prepare(self, coll: Collection) -> dict[str, list[str]]:
+        """Create the collection's indexes if missing (idempotent: an existing identical index is kept): their
+        names and those created now. An index of the same name but another definition is refused by the server
+        (``StoreUnavailable`` with its code)."""
+        handle = self._db().get_collection(coll.name, write_concern=WriteConcern(w="majority", wtimeout=10000))
+
+        def names() -> list[str]:
+            return sorted(index["name"] for index in handle.list_indexes() if index["name"] != "_id_")
+
+        before = self._guard(names)
+        self._guard(lambda: self._create_indexes(handle, coll))
+        self._ensured.add(coll.name)
+        after = self._guard(names)
+        return {"indexes": after, "created": sorted(set(after) - set(before))}
+
     @staticmethod
     def _guard(operation: Callable[[], Any]) -> Any:
         try:

@@ -155,6 +155,19 @@ class SQLiteStore:
                 )
             self._ensured.add(coll.name)
 
+    def prepare(self, coll: Collection) -> dict[str, list[str]]:
+        """Create the collection's table, columns and indexes if missing (idempotent): its index names and
+        those created now."""
+        before = self._index_names(coll)
+        self._ensured.discard(coll.name)
+        self._ensure(coll)
+        after = self._index_names(coll)
+        return {"indexes": after, "created": sorted(set(after) - set(before))}
+
+    def _index_names(self, coll: Collection) -> list[str]:
+        rows = self._run("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", (coll.name,))
+        return sorted(row["name"] for row in rows.fetchall() if not row["name"].startswith("sqlite_autoindex"))
+
     # -- conversion --------------------------------------------------------------------------
 
     @staticmethod
