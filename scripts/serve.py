@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         if exporter is not None:
             pid = exporter.start()
             host, port = exporter.address
-            print(f"serve.py: metrics at http://{host}:{port}/metrics (exporter PID {pid})", file=sys.stderr, flush=True)
+            print(f"serve.py: metrics at http://{host}:{port}/metrics (exporter PID {pid})", file=sys.stderr,
+                  flush=True)
         # The workers are forked from this process: each gets the app built above.
         server(args).serve(target_loader=lambda: app, wrap_loader=False)
     finally:

@@ -153,7 +153,8 @@ def fleet(request) -> Fleet:
 
 def active_and_next(keys_dir: Path) -> tuple[str, str]:
     keys = describe(keys_dir)
-    return (next(k["kid"] for k in keys if k["state"] == "active"), next(k["kid"] for k in keys if k["state"] == "next"))
+    return (next(k["kid"] for k in keys if k["state"] == "active"),
+            next(k["kid"] for k in keys if k["state"] == "next"))
 
 
 def published_kids(instance: Any) -> set[str]:

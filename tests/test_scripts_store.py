@@ -30,7 +30,8 @@ def expected_indexes(coll, *, sqlite: bool) -> set[str]:
 
 def test_every_collection_of_the_service_is_found():
     names = {c.name for c in all_collections()}
-    assert {IDENTITIES.name, AUDIT_LOG.name, REFRESH_TOKENS.name, "clients", "audiences", "breach_officer_registry"} <= names
+    assert {IDENTITIES.name, AUDIT_LOG.name, REFRESH_TOKENS.name, "clients", "audiences",
+            "breach_officer_registry"} <= names
     assert "devidp_used_codes" not in names and len(names) >= 14
 
 

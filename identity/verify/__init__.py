@@ -43,7 +43,8 @@ from .verifier import TokenVerifier, scope_set
 
 __all__ = [
     "REQUIRED_CLAIMS", "AccessToken", "AudienceKeyFiles", "BadSignature", "ClaimError", "ClientCredentials",
-    "ConfigurationError", "DecryptionFailed", "DecryptionKey", "DecryptionKeyDirectory", "Fetcher", "HttpResponse", "InsufficientScope",
+    "ConfigurationError", "DecryptionFailed", "DecryptionKey", "DecryptionKeyDirectory", "Fetcher", "HttpResponse",
+    "InsufficientScope",
     "InvalidToken", "IssuerUnavailable", "MalformedToken", "MissingClaim", "RequestsFetcher", "TokenExpired",
     "TokenInactive", "TokenNotYetValid", "TokenVerifier", "UnencryptedToken", "UnknownKey", "UnsupportedToken",
     "VerificationError", "WrongAudience", "WrongIssuer", "generate_audience_key", "scope_set", "thumbprint",
