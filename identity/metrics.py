@@ -74,9 +74,19 @@ def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else "OTHER"
 
 
+_REQUEST_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labels → children: no lookup per request
+MAX_REQUEST_SERIES = 4096  # routes × methods × statuses is small; the bound only guards against a bug
+
+
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
-    HTTP_REQUESTS.labels(route, method_label(method), str(status)).inc()
-    HTTP_SECONDS.labels(route).observe(seconds)
+    key = (route, method, status)
+    series = _REQUEST_SERIES.get(key)
+    if series is None:
+        series = (HTTP_REQUESTS.labels(route, method_label(method), str(status)), HTTP_SECONDS.labels(route))
+        if len(_REQUEST_SERIES) < MAX_REQUEST_SERIES:
+            _REQUEST_SERIES[key] = series
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 def count_token_issued(grant: str, audience: str) -> None:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from joserfc.jwk import RSAKey
 
+from ..logs import security_event
 from .files import (
     KeyMaterialError,
     KeyPaths,
@@ -29,7 +30,6 @@ from .files import (
     pem_is_encrypted,
     read_manifest,
 )
-from ..logs import security_event
 from .lifecycle import ACTIVE, NEXT, RETIRED
 
 RELOAD_INTERVAL_SECONDS = 1.0

@@ -21,8 +21,9 @@ Over a limit the answer is ``429`` with ``Retry-After`` (seconds): RFC 6749 §5.
 back channel, the HTML error page in the browser.
 
 Counters live in ``IDENTITY_RATE_LIMIT_STORAGE_URI`` (``memory://`` counts per process: production
-refuses it with several workers, ``worker_count_refusal``; ``mongodb://…`` works with the installed
-driver). If that storage fails at run time the limits fail open and the failure is logged: a
+refuses it with several workers, ``worker_count_refusal``; ``redis://…``/``rediss://…`` and ``mongodb://…``
+work with the installed drivers and are shared by every worker and instance that names them:
+tests/test_fleet.py runs two instances on one Redis). If that storage fails at run time the limits fail open and the failure is logged: a
 rate-limit outage never turns into an error for the person.
 
 No Flask request hook is added: the two browser endpoints are limited by Flask-Limiter's view
