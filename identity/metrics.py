@@ -209,8 +209,6 @@ class StateCollector:
             up.add_metric([], 0)
             yield up
             return
-        finally:
-            store.close()  # the exporter keeps no connection between scrapes
         up.add_metric([], 1)
         yield up
         last = GaugeMetricFamily(f"{PREFIX}_retention_last_purge_timestamp_seconds",

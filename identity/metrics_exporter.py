@@ -4,9 +4,9 @@
 anything imports prometheus_client), builds the app, binds the metrics address (``MetricsExporter.bind``: a
 taken or refused address stops the start with one line) and forks the exporter before granian forks the
 workers. The exporter is a small process of its own: it answers ``GET /metrics`` with every worker's values
-added up and the state gauges read at that moment (``identity.metrics.StateCollector``), opens its own store
-connection for them (closed after each scrape; the workers never share it), answers anything else with 404,
-and exits when serve.py does (or when it finds itself orphaned).
+added up and the state gauges read at that moment (``identity.metrics.StateCollector``), on a store connection
+of its own (opened in the exporter after the fork, never shared with a worker), answers anything else with
+404, and exits when serve.py does (or when it finds itself orphaned).
 """
 
 from __future__ import annotations
