@@ -18,6 +18,7 @@ from .web.me import install_self_service
 from .web.person import install_person_pages
 from .web.proxies import install_trusted_proxies
 from .web.ratelimit import install_rate_limits
+from .web.telemetry import install_telemetry
 
 MAX_REQUEST_BYTES = MAX_BODY
 
@@ -59,7 +60,8 @@ def create_app(
     install_login_broker(app, configure_login(app, services, login_broker))
     install_rate_limits(app, settings)
     install_trusted_proxies(app, settings.trusted_proxies)  # the client address everything inside reads
-    install_request_size_limits(app, https=settings.issuer_is_https)  # outermost: every route, /token too
+    install_request_size_limits(app, https=settings.issuer_is_https)  # every route, /token too
+    install_telemetry(app)  # outermost: request id, log line and metrics for every answer, refusals included
     # Start-up reads and writes the store (the self audience): close that connection, so that none is
     # open when gunicorn --preload forks the workers (SQLite state must never cross a fork).
     services.store.close()

@@ -28,6 +28,7 @@ from .audit_heads import ExportedHead, HeadSink, HeadsFinding, UnreadableLine, c
 from .audit_index import index_record
 from .audit_signing import AuditSigner, TrustedKeys, load_service_signer
 from .keys.files import KeyPaths
+from .metrics import count_audit_append, count_audit_head_failure
 from .store import Collection, DuplicateKeyError, Gt, Order, Store, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -184,6 +185,7 @@ class AuditLog:
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # another writer took this seq
                 continue
             index_record(self._store, record)  # the rights export finds a person's records through it
+            count_audit_append(action)
             self._export(record)
             return record
         raise StoreUnavailable("the audit log is too busy to append; try again")
@@ -194,6 +196,7 @@ class AuditLog:
         try:
             self._heads.export(head_line(record))
         except OSError as exc:
+            count_audit_head_failure()
             log.error("audit record %s is stored but its head was not exported to %s: %s",
                       record["seq"], self._heads.describe(), exc)
             raise HeadsUnavailable(

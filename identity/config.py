@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from .addresses import TrustedProxies, parse_trusted_proxies
 from .audit_heads import heads_spec_problems
+from .metrics_exporter import parse_bind as parse_metrics_bind
 from .store.mongo import mongo_tls_problem
 from .verify.http import is_loopback_host
 
@@ -54,6 +55,7 @@ class Settings:
     four_eyes_required: bool | None = None
     log_level: str = "INFO"
     audit_heads: str | None = None  # IDENTITY_AUDIT_HEADS; None: the store's default (identity/audit_heads.py)
+    metrics_bind: tuple[str, int] | None = None  # IDENTITY_METRICS_BIND: /metrics on its own listener (serve.py)
 
     def __repr__(self) -> str:
         return f"Settings({self.redacted()})"
@@ -211,6 +213,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     audit_heads = read.text("IDENTITY_AUDIT_HEADS")
     problems.extend(heads_spec_problems(audit_heads, production=production))
 
+    metrics_bind = None
+    if read.text("IDENTITY_METRICS_BIND"):
+        try:
+            metrics_bind = parse_metrics_bind(read.text("IDENTITY_METRICS_BIND") or "")
+        except ValueError as exc:
+            problems.append(f"IDENTITY_METRICS_BIND: {exc}")
+
     settings = Settings(
         env=mode,
         env_explicit=explicit_mode is not None,
@@ -238,6 +247,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         four_eyes_required=read.flag("IDENTITY_FOUR_EYES_REQUIRED", None),
         log_level=log_level,
         audit_heads=audit_heads,
+        metrics_bind=metrics_bind,
     )
     if production:
         problems.extend(_production_safety_problems(settings))

@@ -157,7 +157,7 @@ class EmailChanges:
             {"stage": CURRENT_PROVEN, "subject": identity.pseudonym, "proven_at": now, "expires_at": now + self._ttl})
         if moved != 1:
             raise ChangeRefused(EXPIRED, "change_gone")
-        log.info("e-mail change: current address proven", extra={"pseudonym": identity.pseudonym})
+        log.info("e-mail change: current address proven")  # no pseudonym: personal data
         return identity.pseudonym
 
     def new_address_proven(self, reference: str, email: str) -> Rectified:
@@ -209,7 +209,7 @@ class EmailChanges:
         self._audit.append(actor="subject", action="subjects.rectify",
                            reason="e-mail change proven upstream with the current and the new address",
                            counts={"grants_revoked": revoked}, details={"pseudonym": subject})
-        log.info("e-mail change completed", extra={"pseudonym": subject, "grants_revoked": revoked})
+        log.info("e-mail change completed", extra={"grants_revoked": revoked})
         return Rectified(subject, revoked)
 
     def _live(self, change_id: object) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .logs import security_event
 from .store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -95,11 +96,23 @@ def error_response(err: ServiceError) -> Response:
     return response
 
 
+def log_refusal(err: ServiceError) -> None:
+    """A refused request (4xx) as a security event: the route, status and error code, never the description
+    (it may quote what the client sent). Rate limits have their own event (``rate_limit``)."""
+    if not 400 <= err.status_code < 500 or err.status_code == 429:
+        return
+    rule = request.url_rule
+    level = logging.WARNING if err.status_code in (401, 403) else logging.INFO
+    security_event("refusal", "request refused", level=level, route=rule.rule if rule is not None else "unmatched",
+                   status=err.status_code, error=err.error)
+
+
 def register_error_handlers(app: Flask) -> None:
     """Every failure becomes a JSON error; nothing leaks a stack trace or internal detail."""
 
     @app.errorhandler(ServiceError)
     def _service_error(err: ServiceError) -> Response:
+        log_refusal(err)
         return error_response(err)
 
     @app.errorhandler(StoreUnavailable)

@@ -16,6 +16,7 @@ from .account_sessions import ACCOUNT_SESSIONS, AccountSessions
 from .audit import AuditLog
 from .audit_index import SubjectHistory
 from .email_change import EMAIL_CHANGES
+from .logs import security_event
 from .oauth.clients import ClientRegistry
 from .oauth.consent import PENDING_CONSENTS, Consents
 from .oauth.grants import Grant, Grants
@@ -225,6 +226,8 @@ class SubjectRights:
         self._forget(pseudonym)
         self._audit.append(actor=actor, action="subjects.erase", reason=reason,
                            counts={"grants_revoked": revoked}, details={"pseudonym": pseudonym})
+        security_event("erasure", "identity erased", via="self-service" if actor == "subject" else "operator",
+                       identities=1, grants_revoked=revoked)
         return {"pseudonym": pseudonym, "status": ERASED, "grants_revoked": revoked}
 
     def _forget(self, pseudonym: str) -> None:
@@ -308,6 +311,8 @@ class SubjectRights:
         self._audit.append(actor=actor, action="subjects.purge",
                            reason=f"no login since {iso(cutoff)}; closed before {iso(cancelled_cutoff)}",
                            counts={"identities_erased": cancelled + inactive, "cancelled_erased": cancelled, **expired})
+        security_event("erasure", "retention purge erased identities", via="retention",
+                       identities=cancelled + inactive)
         record_purge_run(self._store, started_at=now, finished_at=int(self._clock()), inactive_for=inactive_for,
                          cancelled_for=cancelled_for, identities_erased=cancelled + inactive,
                          cancelled_erased=cancelled, expired=expired)

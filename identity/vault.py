@@ -174,7 +174,7 @@ class Vault:
                 # random pause so that a crowd of losers does not retry in lock-step.
                 time.sleep(random.uniform(0, 0.001 * attempt))
                 continue
-            log.info("identity created", extra={"pseudonym": doc["pseudonym"]})
+            log.info("identity created")  # no pseudonym in a log line: it is personal data
             return Resolution(_identity(doc), created=True)
         raise StoreUnavailable("could not create the identity; try again")
 
@@ -232,7 +232,7 @@ class Vault:
             raise EmailInUse() from exc
         if changed != 1:
             raise LookupError("no active identity with that pseudonym")
-        log.info("identity re-keyed", extra={"pseudonym": pseudonym})
+        log.info("identity re-keyed")
 
     def inactive_since(self, cutoff: int, *, limit: int) -> list[str]:
         """Pseudonyms of identities not erased with no login (or creation, if never) before ``cutoff``."""

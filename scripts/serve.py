@@ -23,6 +23,11 @@ What the server gives, and the settings (constants below):
 
 hyper reads request bodies as the app reads them, with no timeout of its own: put a reverse proxy that
 buffers request bodies and re-serialises requests in front (README "Production").
+
+With ``IDENTITY_METRICS_BIND=HOST:PORT`` set, ``GET /metrics`` is served there by an exporter process of its
+own (``identity.metrics_exporter``), never on ``--bind``: every worker writes its metrics to a file in a
+directory made for this run (``PROMETHEUS_MULTIPROC_DIR`` if set, emptied at start; otherwise a private
+temporary one, removed at exit), and the exporter adds them up at each scrape.
 """
 
 from __future__ import annotations
@@ -134,15 +139,69 @@ def server(args: argparse.Namespace) -> Any:
     )
 
 
+def metrics_address(bind: tuple[str, int]) -> tuple[str, int] | None:
+    """``IDENTITY_METRICS_BIND`` as (host, port), None when unset; exits with one line when it cannot be used."""
+    from identity.metrics_exporter import parse_bind, same_listener
+
+    value = (os.environ.get("IDENTITY_METRICS_BIND") or "").strip()
+    if not value:
+        return None
+    try:
+        address = parse_bind(value)
+    except ValueError as exc:
+        raise SystemExit(f"refusing to start: IDENTITY_METRICS_BIND: {exc}") from None
+    if same_listener(address, bind):
+        raise SystemExit(f"refusing to start: IDENTITY_METRICS_BIND ({value}) is the public address (--bind): "
+                         "metrics are served on a listener of their own, never to the public")
+    return address
+
+
+def metrics_exporter(app: Any, address: tuple[str, int]) -> Any:
+    """The exporter for ``app`` (the state gauges need its settings and store), its address bound now."""
+    from identity.metrics import StateCollector, render, scrape_registry
+    from identity.metrics_exporter import MetricsExporter
+
+    services = getattr(getattr(app, "_next", app), "extensions", {}).get("identity")
+    state = StateCollector(keys_dir=services.settings.keys_dir, store=services.store) if services else None
+    registry = scrape_registry(state)
+    exporter = MetricsExporter(address, lambda: render(registry))
+    try:
+        exporter.bind()
+    except OSError as exc:
+        raise SystemExit(f"refusing to start: cannot serve metrics on {address[0]}:{address[1]} "
+                         f"(IDENTITY_METRICS_BIND): {exc.strerror}") from None
+    return exporter
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    address = metrics_address(args.bind)
+    directory = None
+    if address is not None:  # before anything imports prometheus_client: every process writes its own file
+        from identity.metrics_exporter import prepare_directory
+
+        directory = prepare_directory()
     from identity.web.ratelimit import exit_if_refused
 
     exit_if_refused(args.workers or default_workers())  # e.g. per-process rate-limit counters with several workers
     app = strict(load_app(args.app))
+    exporter = metrics_exporter(app, address) if address is not None else None
     forget_settings_environment()
-    # The workers are forked from this process: each gets the app built above.
-    server(args).serve(target_loader=lambda: app, wrap_loader=False)
+    try:
+        if exporter is not None:
+            pid = exporter.start()
+            host, port = exporter.address
+            print(f"serve.py: metrics at http://{host}:{port}/metrics (exporter PID {pid})", file=sys.stderr,
+                  flush=True)
+        # The workers are forked from this process: each gets the app built above.
+        server(args).serve(target_loader=lambda: app, wrap_loader=False)
+    finally:
+        if exporter is not None:
+            exporter.stop()
+        if directory is not None and directory[1]:
+            from identity.metrics_exporter import remove_directory
+
+            remove_directory(directory[0])
     return 0
 
 

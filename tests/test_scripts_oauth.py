@@ -161,6 +161,9 @@ def test_audience_from_a_jwk_keeps_its_kid_and_can_be_updated_and_removed(env, t
     updated = one_json(cli("audiences.py", "update", "--audience", "https://api.example.org", "--encryption-key",
                            str(pem), env=env))
     assert updated["kid"] != "api-2026-11"
+    assert updated["kids"] == [updated["kid"], "api-2026-11"] and updated["previous_kid"] == "api-2026-11"
+    listed = one_json(cli("audiences.py", "list", env=env))["audiences"]
+    assert next(a for a in listed if a["audience"] == "https://api.example.org")["kids"] == updated["kids"]
     assert one_json(cli("audiences.py", "remove", "--audience", "https://api.example.org", env=env))
     listed = one_json(cli("audiences.py", "list", env=env))["audiences"]
     assert [a["audience"] for a in listed] == ["https://id.example.test/me"]  # only the service's own

@@ -122,12 +122,22 @@ def test_no_email_in_any_log_record_cookie_token_url_or_stored_record(
     _, _, access_claims = open_access_token(body["access_token"], audience_keys[API], jwks)
 
     needles = {EMAIL, EMAIL.lower(), "liddell"}
-    texts = [record.getMessage() for record in caplog.records] + [repr(vars(r)) for r in caplog.records]
-    texts += dev_browser.set_cookies + session_cookie_payloads(dev_browser.set_cookies) + dev_browser.hops
+    logged = [record.getMessage() for record in caplog.records] + [repr(vars(r)) for r in caplog.records]
+    texts = logged + dev_browser.set_cookies + session_cookie_payloads(dev_browser.set_cookies) + dev_browser.hops
     texts += [json.dumps(body), json.dumps(decode_segment(body["id_token"])), json.dumps(access_claims)]
     for text in texts:
         assert not any(n in text.lower() for n in {x.lower() for x in needles}), text
-    assert any("upstream login completed" in r.getMessage() for r in caplog.records)
+    # the request lines and security events carry no pseudonym, token or code either (personal data, secrets)
+    secrets = {access_claims["sub"], body["access_token"], body["refresh_token"], body["id_token"],
+               result.params["code"], result.verifier}
+    for text in logged:
+        assert not any(s in text for s in secrets), text
+    login = [r for r in caplog.records if getattr(r, "event", None) == "login"]
+    assert [(r.outcome, r.client_id) for r in login] == [("success", dev_client.client_id)]
+    assert login[0].getMessage() == "upstream login completed"
+    lines = [r for r in caplog.records if r.name == "identity.access"]
+    assert {r.route for r in lines} >= {"/authorize", "/login/callback", "/token"}
+    assert all(r.request_id and not hasattr(r, "path") for r in lines)
 
     database = Path(settings.db_uri.removeprefix("sqlite:///"))
     stored = b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*"))

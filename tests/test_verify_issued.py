@@ -152,6 +152,38 @@ def test_audience_key_rotation_causes_no_failed_verification(
         after.verify(in_flight)
 
 
+def test_audience_key_rotation_without_a_restart_and_the_registration_lists_both(
+        oauth_client, oauth, service_client, audience_keys, settings, fetcher, clock, tmp_path):
+    """One running verifier reading its key directory: the new key is added, the issuer switched, the old key
+    deleted after the overlap; not one token fails, and the registration lists both keys meanwhile."""
+    from identity.verify import DecryptionKeyDirectory, generate_audience_key
+    from identity.verify.keygen import AudienceKeyFiles
+
+    keys = tmp_path / "downstream-keys"
+    first: AudienceKeyFiles = generate_audience_key(keys, bits=2048)
+    oauth.audiences.update_key(API, key=parse_encryption_key(first.public_key.read_bytes()), jwks_uri=None)
+    moment = [0.0]
+    verifier = TokenVerifier(issuer=settings.issuer, audience=API, fetcher=fetcher, clock=clock,
+                             decryption_keys=DecryptionKeyDirectory(keys, reload_interval=5,
+                                                                    monotonic=lambda: moment[0]))
+    in_flight = client_credentials(oauth_client, service_client)
+    assert verifier.verify(in_flight).decryption_kid == first.kid
+    second = generate_audience_key(keys, bits=2048)  # 1. the new key next to the old one
+    moment[0] += 5
+    assert verifier.decryption_kids == {first.kid, second.kid}
+    record = oauth.audiences.update_key(API, key=parse_encryption_key(second.public_key.read_bytes()),
+                                        jwks_uri=None)  # 2. the issuer switches
+    assert record.kids == [second.kid, first.kid]
+    fresh = client_credentials(oauth_client, service_client)
+    assert verifier.verify(fresh).decryption_kid == second.kid
+    assert verifier.verify(in_flight).decryption_kid == first.kid  # still in its lifetime: verifies
+    clock.advance(settings.access_token_ttl + 60)  # 3. the overlap is over: the old key goes
+    first.private_key.unlink()
+    moment[0] += 5
+    assert verifier.verify(client_credentials(oauth_client, service_client)).decryption_kid == second.kid
+    assert verifier.decryption_kids == {second.kid}
+
+
 def test_downstream_flask_route_accepts_real_tokens_and_refuses_scope_gaps(
         oauth_client, service_client, audience_keys, settings, fetcher, clock):
     downstream = Flask("downstream")

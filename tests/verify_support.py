@@ -166,8 +166,9 @@ class FakeFetcher:
     calls: list[tuple[str, str]] = field(default_factory=list)
     posts: list[tuple[str, dict[str, str], tuple[str, str]]] = field(default_factory=list)
 
-    def serve_json(self, url: str, document: Any, status: int = 200) -> None:
-        self.responses[url] = HttpResponse(status=status, body=json.dumps(document).encode("utf-8"))
+    def serve_json(self, url: str, document: Any, status: int = 200, cache_control: str | None = None) -> None:
+        headers = {"cache-control": cache_control} if cache_control is not None else {}
+        self.responses[url] = HttpResponse(status=status, body=json.dumps(document).encode("utf-8"), headers=headers)
 
     def _answer(self, url: str) -> HttpResponse:
         answer = self.responses.get(url)
@@ -206,7 +207,8 @@ class FlaskClientFetcher:
     def get(self, url: str) -> HttpResponse:
         self.calls.append(("GET", url))
         response = self._client.get(self._path(url))
-        return HttpResponse(status=response.status_code, body=response.get_data())
+        return HttpResponse(status=response.status_code, body=response.get_data(),
+                            headers={k.lower(): v for k, v in response.headers.items()})
 
     def post_form(self, url: str, form: Mapping[str, str], *, basic_auth: tuple[str, str]) -> HttpResponse:
         self.calls.append(("POST", url))

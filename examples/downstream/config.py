@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from identity.verify import ConfigurationError, DecryptionKey
+from identity.verify import ConfigurationError, DecryptionKeyDirectory
 
 KEY_GLOB = "audience-*.key.pem"
 
@@ -29,8 +29,9 @@ class DownstreamConfig:
     leeway: float = 30.0
     realm: str = "records"
 
-    def decryption_keys(self) -> list[DecryptionKey]:
-        """Every ``audience-*.key.pem`` in ``keys_dir``: two of them during a key rotation."""
+    def decryption_keys(self) -> DecryptionKeyDirectory:
+        """Every ``audience-*.key.pem`` in ``keys_dir`` (two of them during a key rotation), re-read while the
+        service runs: adding or deleting a key file needs no restart."""
         paths = sorted(self.keys_dir.glob(KEY_GLOB))
         if not paths:
             raise DownstreamConfigError(
@@ -38,7 +39,7 @@ class DownstreamConfig:
                 "(create one with `python scripts/audiences.py keygen --out DIR`)"
             )
         try:
-            return [DecryptionKey.from_file(p, passphrase=self.key_passphrase) for p in paths]
+            return DecryptionKeyDirectory(self.keys_dir, passphrase=self.key_passphrase, pattern=KEY_GLOB)
         except ConfigurationError as exc:
             raise DownstreamConfigError(f"DOWNSTREAM_KEYS_DIR: {exc}") from exc
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from joserfc.jwk import RSAKey
 
+from ..logs import security_event
 from .files import (
     KeyMaterialError,
     KeyPaths,
@@ -65,6 +66,14 @@ def load_pairwise_key(paths: KeyPaths) -> bytes:
         raise KeyMaterialError(f"{paths.pairwise_key} is missing: run `python scripts/keys.py init --if-absent` "
                                "once and give every instance the same file (it is never rotated)")
     return load_pepper(paths.pairwise_key)
+
+
+def _log_rotation(keys: tuple[SigningKey, ...]) -> None:
+    """This process now signs with the manifest's active key (one event per process and rotation)."""
+    security_event("key_rotation", "signing keys reloaded",
+                   active_kid=next((k.kid for k in keys if k.state == ACTIVE), None),
+                   next_kid=next((k.kid for k in keys if k.state == NEXT), None),
+                   published_kids=len(keys))
 
 
 class Keyring:
@@ -127,6 +136,7 @@ class Keyring:
                 try:
                     if self._stamp() != self._loaded.stamp:
                         self._loaded = self._load()
+                        _log_rotation(self._loaded.keys)
                 except KeyMaterialError:
                     pass  # keep serving with the keys we have; readiness reports the problem
         return self._loaded

@@ -26,6 +26,8 @@ AUDIENCES = Collection(
     fields={"audience": str, "kid": str, "public_jwk": dict, "jwks_uri": str, "created_at": int, "updated_at": int,
             # absent in audiences registered before pairwise subjects: public, sector = the audience URI
             "sector": str, "subject_type": str},
+            # the key replaced by the last update: listed during the overlap (tokens in flight are encrypted to it)
+            "previous_kid": str, "previous_jwk": dict, "replaced_at": int},
 )
 
 JwksFetcher = Callable[[str], dict[str, Any]]
@@ -49,9 +51,18 @@ class Audience:
     updated_at: int
     sector: str = ""  # the sector whose subjects its tokens carry (see ``identity.pairwise``)
     subject_type: str = LEGACY_SUBJECT_TYPE
+    previous_kid: str | None = None
+    replaced_at: int | None = None
+
+    @property
+    def kids(self) -> list[str]:
+        """The keys this audience holds now: the one tokens are encrypted to, then the one it replaced
+        (tokens issued before the update are encrypted to it until they expire)."""
+        return [k for k in (self.kid, self.previous_kid) if k]
 
     def view(self) -> dict[str, Any]:
-        return {"audience": self.audience, "kid": self.kid, "jwks_uri": self.jwks_uri,
+        return {"audience": self.audience, "kid": self.kid, "jwks_uri": self.jwks_uri, "kids": self.kids,
+                "previous_kid": self.previous_kid, "replaced_at": self.replaced_at,
                 "sector": self.sector, "subject_type": self.subject_type,
                 "created_at": self.created_at, "updated_at": self.updated_at}
 
@@ -59,7 +70,8 @@ class Audience:
 def _audience(doc: dict[str, Any]) -> Audience:
     return Audience(doc["audience"], doc.get("kid"), doc.get("public_jwk"), doc.get("jwks_uri"),
                     doc["created_at"], doc.get("updated_at") or doc["created_at"],
-                    doc.get("sector") or doc["audience"], doc.get("subject_type") or LEGACY_SUBJECT_TYPE)
+                    doc.get("sector") or doc["audience"], doc.get("subject_type") or LEGACY_SUBJECT_TYPE,
+                    doc.get("previous_kid"), doc.get("replaced_at"))
 
 
 def _checked_subjects(audience: str, sector: str | None, subject_type: str) -> str:
@@ -210,18 +222,27 @@ class AudienceRegistry:
         return _audience(doc)
 
     def update_key(self, audience: str, *, key: EncryptionKey | None, jwks_uri: str | None) -> Audience:
-        """Switch an audience to a new key (rotation): new tokens use it at once."""
+        """Switch an audience to a new key (rotation): new tokens use it at once.
+
+        The replaced key stays listed as ``previous_kid`` (with ``replaced_at``): the downstream service holds
+        both until the tokens encrypted to it have expired (docs/downstream.md, "Rotation").
+        """
         if (key is None) == (jwks_uri is None):
             raise AudienceError("give exactly one of --encryption-key or --jwks-uri")
         existing = self._store.get(AUDIENCES, audience)
         if existing is None:
             raise AudienceError(f"{audience} is not registered")
         now = max(int(self._clock()), int(existing.get("updated_at") or 0) + 1)
+        new_kid = key.kid if key else None
+        rotated = existing.get("kid") is not None and existing.get("kid") != new_kid
+        previous = {"previous_kid": existing["kid"], "previous_jwk": existing.get("public_jwk"),
+                    "replaced_at": now} if rotated else {}
         self._store.update(AUDIENCES, {"audience": audience}, {
-            "kid": key.kid if key else None,
+            "kid": new_kid,
             "public_jwk": key.key.as_dict(private=False) if key else None,
             "jwks_uri": jwks_uri,
             "updated_at": now,
+            **previous,
         })
         with self._lock:
             self._records.pop(audience, None)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Collection, Mapping, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from ..logs import note_client_id
 from ..store import Lt, Store, StoreUnavailable
 from ..vault import InvalidEmail, Vault
 from .audiences import AudienceRegistry
@@ -187,6 +188,7 @@ class Authorizer:
         client = self._clients.get(params.get("client_id", ""))
         if client is None:
             raise ErrorPage("The application that sent you here is not registered.")
+        note_client_id(client.client_id)  # for this request's log line
         return client
 
     @staticmethod

@@ -13,6 +13,7 @@ from typing import Mapping
 from urllib.parse import unquote
 
 from ..errors import InvalidClient, InvalidRequest
+from ..logs import note_client_id
 from .clients import Client, ClientRegistry
 
 MAX_CREDENTIAL_LENGTH = 512
@@ -68,7 +69,9 @@ def authenticate(registry: ClientRegistry, presented: PresentedCredentials) -> C
     if client.public:
         if presented.secret is not None:
             raise InvalidClient("client authentication failed")
+        note_client_id(client.client_id)  # for this request's log line (identity.web.telemetry)
         return client
     if presented.secret is None or not registry.secret_matches(client, presented.secret):
         raise InvalidClient("client authentication failed")
+    note_client_id(client.client_id)
     return client

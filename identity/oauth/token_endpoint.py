@@ -17,6 +17,7 @@ from ..errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from ..metrics import count_token_issued
 from ..store import Store
 from ..tokens import EncryptionKey, TokenMinter
 from ..vault import Vault
@@ -27,6 +28,12 @@ from .grants import Grant, GrantAlreadyRevoked, Grants, RefreshTokenSuperseded
 from .pkce import verifier_matches
 from .records import AUTHORIZATION_CODES, REVOKED, ROTATED, new_secret_value, token_hash
 from .subjects import Subjects
+
+
+def issued(grant_type: str, audience: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``body``, once an access token for ``audience`` was issued by ``grant_type`` (counted for the metrics)."""
+    count_token_issued(grant_type, audience)
+    return body
 
 
 class TokenEndpoint:
@@ -133,8 +140,9 @@ class TokenEndpoint:
                                         refresh_token=refresh)
         except GrantAlreadyRevoked:
             raise InvalidGrant("the code was already used") from None
-        return self._tokens_for_grant(client, grant, key, scope=doc["scope"], refresh=refresh, nonce=doc.get("nonce"),
-                                      auth_time=doc["auth_time"], with_id_token=True)
+        return issued(AUTHORIZATION_CODE, doc["audience"], self._tokens_for_grant(
+            client, grant, key, scope=doc["scope"], refresh=refresh, nonce=doc.get("nonce"),
+            auth_time=doc["auth_time"], with_id_token=True))
 
     def _check_code_binding(self, doc: Mapping[str, Any], form: Mapping[str, str]) -> None:
         """Expiry, redirect URI and PKCE, checked before the code is spent."""
@@ -196,7 +204,8 @@ class TokenEndpoint:
         except RefreshTokenSuperseded:
             self._grants.revoke(doc["grant_id"], reason="refresh token used concurrently")
             raise InvalidGrant("the refresh token was already used; the session is revoked") from None
-        return self._tokens_for_grant(client, grant, key, scope=scope, refresh=refresh)
+        return issued(REFRESH_TOKEN, doc["audience"], self._tokens_for_grant(client, grant, key, scope=scope,
+                                                                             refresh=refresh))
 
     @staticmethod
     def _narrowed_scope(granted: str, requested: str | None) -> str:
@@ -227,4 +236,4 @@ class TokenEndpoint:
         scope = " ".join(scope_list)
         access = self._grants.issue_access_token(subject=client.client_id, client_id=client.client_id,
                                                  audience=audience, key=key, scope=scope, grant_id=None)
-        return self._response(access_token=access.token, scope=scope)
+        return issued(CLIENT_CREDENTIALS, audience, self._response(access_token=access.token, scope=scope))

@@ -109,6 +109,10 @@ class Store(Protocol):
     def ping(self) -> None:
         """Raise ``StoreUnavailable`` if the store cannot be reached."""
 
+    def prepare(self, coll: Collection) -> dict[str, list[str]]:
+        """Create the collection's table or indexes now if missing (idempotent): ``{"indexes": [names],
+        "created": [names created by this call]}``."""
+
     def close(self) -> None:
         """Release connections held by this process."""
 

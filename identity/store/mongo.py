@@ -19,8 +19,10 @@ from pymongo.uri_parser import split_hosts, split_options
 from pymongo.write_concern import WriteConcern
 
 from ..verify.http import is_loopback_host
+from ..metrics import store_operation
 from .base import Collection, Document, DuplicateKeyError, Gt, In, Lt, Order, StoreUnavailable, Where
 
+BACKEND = "mongodb"  # the metrics' backend label
 ClientFactory = Callable[[], Any]
 SERVER_SELECTION_TIMEOUT_MS = 5000
 SCHEME, SRV_SCHEME = "mongodb://", "mongodb+srv://"
@@ -107,6 +109,21 @@ class MongoStore:
             names = (index,) if isinstance(index, str) else index
             handle.create_index([(n, pymongo.ASCENDING) for n in names], name="i_" + "_".join(names))
 
+    def prepare(self, coll: Collection) -> dict[str, list[str]]:
+        """Create the collection's indexes if missing (idempotent: an existing identical index is kept): their
+        names and those created now. An index of the same name but another definition is refused by the server
+        (``StoreUnavailable`` with its code)."""
+        handle = self._db().get_collection(coll.name, write_concern=WriteConcern(w="majority", wtimeout=10000))
+
+        def names() -> list[str]:
+            return sorted(index["name"] for index in handle.list_indexes() if index["name"] != "_id_")
+
+        before = self._guard(names)
+        self._guard(lambda: self._create_indexes(handle, coll))
+        self._ensured.add(coll.name)
+        after = self._guard(names)
+        return {"indexes": after, "created": sorted(set(after) - set(before))}
+
     @staticmethod
     def _guard(operation: Callable[[], Any]) -> Any:
         try:
@@ -156,16 +173,19 @@ class MongoStore:
 
     # -- operations --------------------------------------------------------------------------
 
+    @store_operation(BACKEND, "insert")
     def insert(self, coll: Collection, doc: Document) -> None:
         coll.check_fields(doc)
         handle = self._collection(coll)
         self._guard(lambda: handle.insert_one(self._to_mongo(coll, doc)))
 
+    @store_operation(BACKEND, "get")
     def get(self, coll: Collection, key: Any) -> Document | None:
         handle = self._collection(coll)
         raw = self._guard(lambda: handle.find_one({"_id": key}))
         return None if raw is None else self._from_mongo(coll, raw)
 
+    @store_operation(BACKEND, "find")
     def find(
         self, coll: Collection, where: Where, *, order: Order | None = None, limit: int | None = None
     ) -> Iterator[Document]:
@@ -184,10 +204,12 @@ class MongoStore:
 
         return iter([self._from_mongo(coll, raw) for raw in self._guard(run)])
 
+    @store_operation(BACKEND, "count")
     def count(self, coll: Collection, where: Where) -> int:
         handle = self._collection(coll)
         return int(self._guard(lambda: handle.count_documents(self._filter(coll, where))))
 
+    @store_operation(BACKEND, "update")
     def update(self, coll: Collection, where: Where, changes: Mapping[str, Any]) -> int:
         coll.check_fields(changes)
         handle = self._collection(coll)
@@ -203,11 +225,13 @@ class MongoStore:
         result = self._guard(lambda: handle.update_many(self._filter(coll, where), operation))
         return int(result.matched_count)
 
+    @store_operation(BACKEND, "delete")
     def delete(self, coll: Collection, where: Where) -> int:
         handle = self._collection(coll)
         result = self._guard(lambda: handle.delete_many(self._filter(coll, where)))
         return int(result.deleted_count)
 
+    @store_operation(BACKEND, "ping")
     def ping(self) -> None:
         self._guard(lambda: self._db().command("ping"))
 

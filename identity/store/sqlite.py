@@ -21,8 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from ..metrics import store_operation
 from .base import Collection, Document, DuplicateKeyError, Gt, In, Lt, Order, StoreUnavailable, Where
 
+BACKEND = "sqlite"  # the metrics' backend label
 _SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "REAL", bool: "INTEGER", list: "TEXT", dict: "TEXT"}
 BUSY_TIMEOUT_SECONDS = 10.0
 
@@ -153,6 +155,19 @@ class SQLiteStore:
                 )
             self._ensured.add(coll.name)
 
+    def prepare(self, coll: Collection) -> dict[str, list[str]]:
+        """Create the collection's table, columns and indexes if missing (idempotent): its index names and
+        those created now."""
+        before = self._index_names(coll)
+        self._ensured.discard(coll.name)
+        self._ensure(coll)
+        after = self._index_names(coll)
+        return {"indexes": after, "created": sorted(set(after) - set(before))}
+
+    def _index_names(self, coll: Collection) -> list[str]:
+        rows = self._run("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", (coll.name,))
+        return sorted(row["name"] for row in rows.fetchall() if not row["name"].startswith("sqlite_autoindex"))
+
     # -- conversion --------------------------------------------------------------------------
 
     @staticmethod
@@ -202,6 +217,7 @@ class SQLiteStore:
 
     # -- operations --------------------------------------------------------------------------
 
+    @store_operation(BACKEND, "insert")
     def insert(self, coll: Collection, doc: Document) -> None:
         self._ensure(coll)
         names = tuple(doc)
@@ -215,6 +231,7 @@ class SQLiteStore:
         values = tuple(to_sql(fields[n], doc[n]) for n in names)
         self._write(sql, values, durable=coll.durable)
 
+    @store_operation(BACKEND, "get")
     def get(self, coll: Collection, key: Any) -> Document | None:
         self._ensure(coll)
         sql = self._sql.get((coll.name,))
@@ -223,6 +240,7 @@ class SQLiteStore:
         row = self._run(sql, (key,)).fetchone()
         return None if row is None else self._from_row(coll, row)
 
+    @store_operation(BACKEND, "find")
     def find(
         self, coll: Collection, where: Where, *, order: Order | None = None, limit: int | None = None
     ) -> Iterator[Document]:
@@ -237,11 +255,13 @@ class SQLiteStore:
         rows = self._run(sql, params).fetchall()  # short read transactions: never hold a cursor open
         return iter([self._from_row(coll, row) for row in rows])
 
+    @store_operation(BACKEND, "count")
     def count(self, coll: Collection, where: Where) -> int:
         self._ensure(coll)
         clause, params = self._where(coll, where)
         return int(self._run(f'SELECT COUNT(*) FROM "{coll.name}"{clause}', params).fetchone()[0])
 
+    @store_operation(BACKEND, "update")
     def update(self, coll: Collection, where: Where, changes: Mapping[str, Any]) -> int:
         self._ensure(coll)
         coll.check_fields(changes)
@@ -250,11 +270,13 @@ class SQLiteStore:
         values = tuple(self._to_sql(coll.fields[n], v) for n, v in changes.items())
         return self._write(f'UPDATE "{coll.name}" SET {sets}{clause}', values + params, durable=coll.durable).rowcount
 
+    @store_operation(BACKEND, "delete")
     def delete(self, coll: Collection, where: Where) -> int:
         self._ensure(coll)
         clause, params = self._where(coll, where)
         return self._write(f'DELETE FROM "{coll.name}"{clause}', params, durable=coll.durable).rowcount
 
+    @store_operation(BACKEND, "ping")
     def ping(self) -> None:
         self._run("SELECT 1").fetchone()
         if not os.access(self.path, os.R_OK | os.W_OK):

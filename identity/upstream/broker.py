@@ -24,6 +24,8 @@ from authlib.integrations.base_client import OAuthError
 from flask import Blueprint, Flask, Response, redirect, request, session
 from requests.adapters import BaseAdapter
 
+from ..logs import note_client_id, security_event
+from ..metrics import count_login
 from ..oauth.authorize import ErrorPage, PendingAuthorization
 from ..store import StoreUnavailable
 from ..vault import InvalidEmail, normalise_email
@@ -43,6 +45,23 @@ STORE_DOWN = "The service is temporarily unavailable. Try again in a moment."
 # OpenID Connect Core §3.1.2.1: "max_age=0 is equivalent to prompt=login"; with max_age the ID token
 # MUST carry auth_time, which the callback then checks.
 REAUTHENTICATE = {"prompt": "login", "max_age": "0"}
+
+
+def login_outcome(failure: UpstreamFailure) -> str:
+    """The metric's and the log's word for how a login failed."""
+    if isinstance(failure, UpstreamDenied):
+        return "denied"
+    if isinstance(failure, LoginRefused):
+        return "refused"
+    if isinstance(failure, UpstreamUnavailable):
+        return "unavailable"
+    return "error"
+
+
+def login_refused(reason: str) -> None:
+    """A callback refused before any app could be told (no valid state): the person gets an error page."""
+    count_login("refused")
+    security_event("login", "upstream login refused", level=logging.WARNING, outcome="refused", reason=reason)
 
 
 def _no_store(response: Response) -> Response:
@@ -121,17 +140,17 @@ class UpstreamBroker:
     def _finish(self) -> Response:
         args = request.args
         if any(len(args.getlist(name)) > 1 for name in args):
-            log.warning("upstream login refused", extra={"reason": "repeated_callback_parameter"})
+            login_refused("repeated_callback_parameter")
             return error_page(INVALID_STATE, 400)
         data = self._take_state(args.get("state", ""))
         if data is None:
-            log.warning("upstream login refused", extra={"reason": "unknown_or_used_state"})
+            login_refused("unknown_or_used_state")
             return error_page(INVALID_STATE, 400)
         authorizer = services().oauth.authorizer
         pending_id = data.get("pending_id")
         parked = authorizer.pending(pending_id) if isinstance(pending_id, str) else None
         if parked is None:
-            log.warning("upstream login refused", extra={"reason": "pending_authorization_gone"})
+            login_refused("pending_authorization_gone")
             return error_page(PENDING_GONE, 400)
         try:
             email = self._verified_email(args, data)
@@ -149,7 +168,9 @@ class UpstreamBroker:
             location = authorizer.complete(pending_id, email)
         except ErrorPage as err:
             return error_page(err.message, err.status)
-        log.info("upstream login completed", extra={"client_id": parked["client_id"]})
+        note_client_id(parked["client_id"])
+        count_login("success")
+        security_event("login", "upstream login completed", outcome="success", client_id=parked["client_id"])
         return redirect(location, code=303)
 
     def _take_state(self, state: str) -> dict[str, Any] | None:
@@ -213,7 +234,10 @@ class UpstreamBroker:
 
     def _fail(self, pending_id: str, failure: UpstreamFailure) -> Response:
         """Consume the parked request and send its app the OAuth error (or a page if it is gone)."""
-        log.warning("upstream login failed", extra={"reason": failure.reason, "error": failure.error})
+        outcome = login_outcome(failure)
+        count_login(outcome)
+        security_event("login", "upstream login failed", level=logging.WARNING, outcome=outcome,
+                       reason=failure.reason, error=failure.error)
         authorizer = services().oauth.authorizer
         doc = authorizer.take(pending_id)
         if doc is None:

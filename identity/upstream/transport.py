@@ -6,6 +6,10 @@ its prefix is served by ``WsgiTransport``, which calls the IdP's WSGI app direct
 it works inside a gunicorn worker (no worker waits on itself), in tests, and behind any proxy.
 Everything above the transport — Authlib, discovery, token request, JWKS, ID token checks — is the
 code path used against Auth0.
+
+Every call carries the current request's ``X-Request-Id`` (``identity.web.telemetry``), so the IdP's logs
+can be joined with ours, and is timed and counted (``identity_upstream_*`` metrics) by ``call``: discovery,
+token or jwks.
 """
 
 from __future__ import annotations
@@ -21,6 +25,19 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
+from ..logs import current_request_id
+from ..metrics import upstream_call
+
+REQUEST_ID_HEADER = "X-Request-Id"
+DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
+
+
+def call_name(method: str, url: str) -> str:
+    """What an upstream call is, as a metric label: ``discovery``, ``token`` (POST) or ``jwks``."""
+    if method.upper() == "POST":
+        return "token"
+    return "discovery" if urlsplit(url).path.endswith(DISCOVERY_SUFFIX) else "jwks"
+
 
 class UpstreamSession(OAuth2Session):
     """Authlib's OAuth 2 session; ``mounts`` installs adapters for URL prefixes."""
@@ -32,6 +49,17 @@ class UpstreamSession(OAuth2Session):
             raise ValueError("every upstream call needs a timeout (default_timeout)")
         for prefix, adapter in (mounts or {}).items():
             self.mount(prefix, adapter)
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
+        """Every upstream call: the request id added, the duration and failures recorded."""
+        request_id = current_request_id()
+        if request_id is not None:
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), REQUEST_ID_HEADER: request_id}
+        with upstream_call(call_name(method, url)) as fail:
+            response = super().request(method, url, *args, **kwargs)
+            if response.status_code >= 400:
+                fail("http_5xx" if response.status_code >= 500 else "http_4xx")
+            return response
 
 
 class WsgiTransport(BaseAdapter):

@@ -41,13 +41,13 @@ from .http import Fetcher, HttpResponse, RequestsFetcher
 from .id_token import IdToken, IdTokenVerifier, WrongNonce
 from .introspection import ClientCredentials
 from .keygen import AudienceKeyFiles, generate_audience_key
-from .keys import DecryptionKey, thumbprint
+from .keys import DecryptionKey, DecryptionKeyDirectory, thumbprint
 from .verifier import TokenVerifier, scope_set
 
 __all__ = [
     "REQUIRED_CLAIMS", "AccessToken", "AudienceKeyFiles", "BadSignature", "ClaimError", "ClientCredentials",
-    "ConfigurationError", "DecryptionFailed", "DecryptionKey", "Fetcher", "HttpResponse", "IdToken",
-    "IdTokenVerifier", "InsufficientScope",
+    "ConfigurationError", "DecryptionFailed", "DecryptionKey", "DecryptionKeyDirectory", "Fetcher", "HttpResponse",
+    "IdToken", "IdTokenVerifier", "InsufficientScope",
     "InvalidToken", "IssuerUnavailable", "MalformedToken", "MissingClaim", "RequestsFetcher", "TokenExpired",
     "TokenInactive", "TokenNotYetValid", "TokenVerifier", "UnencryptedToken", "UnknownKey", "UnsupportedToken",
     "VerificationError", "WrongAudience", "WrongIssuer", "WrongNonce", "generate_audience_key", "scope_set",

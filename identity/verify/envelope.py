@@ -16,7 +16,7 @@ from joserfc import jwe
 from joserfc.jwe import JWERegistry
 
 from .errors import DecryptionFailed, MalformedToken, UnencryptedToken, UnknownKey, UnsupportedToken
-from .keys import MAX_KID_LENGTH, DecryptionKey
+from .keys import MAX_KID_LENGTH, DecryptionKey, DecryptionKeySource
 
 KEY_MANAGEMENT_ALG = "RSA-OAEP-256"
 CONTENT_ENC = "A256GCM"
@@ -85,16 +85,31 @@ def check_jwe_header(header: Mapping[str, Any]) -> str:
 
 
 class Decrypter:
-    """Decrypts compact JWEs with the configured audience keys; one joserfc registry, built once."""
+    """Decrypts compact JWEs with the audience keys the source holds now; one joserfc registry, built once.
 
-    def __init__(self, keys: Mapping[str, DecryptionKey]) -> None:
-        self._keys = dict(keys)
+    ``on_keys_removed`` is told the ``kid`` of every key the source stopped holding (noticed at the next token).
+    """
+
+    def __init__(self, keys: DecryptionKeySource,
+                 on_keys_removed: Callable[[frozenset[str]], None] | None = None) -> None:
+        self._source = keys
+        self._held = keys.current()
+        self._on_keys_removed = on_keys_removed
         self._registry = JWERegistry(algorithms=[KEY_MANAGEMENT_ALG, CONTENT_ENC])
         self._headers = HeaderMemo(check_jwe_header)
 
     @property
     def kids(self) -> frozenset[str]:
-        return frozenset(self._keys)
+        return frozenset(self._current())
+
+    def _current(self) -> Mapping[str, DecryptionKey]:
+        keys = self._source.current()
+        if keys is not self._held:
+            removed = frozenset(self._held) - frozenset(keys)
+            self._held = keys
+            if removed and self._on_keys_removed is not None:
+                self._on_keys_removed(removed)
+        return keys
 
     def decrypt(self, token: str) -> tuple[bytes, str]:
         """``(plaintext, kid)``; raises an ``InvalidToken`` subclass."""
@@ -104,7 +119,7 @@ class Decrypter:
         if len(segments) != 5:
             raise MalformedToken()
         kid = self._headers.kid(segments[0])
-        key = self._keys.get(kid)
+        key = self._current().get(kid)
         if key is None:
             raise UnknownKey("the access token is encrypted to a key this service does not hold")
         try:

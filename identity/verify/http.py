@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 from urllib.parse import urlsplit
 
@@ -21,14 +22,28 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MAX_RESPONSE_BYTES = 1024 * 1024
 LOOPBACK_NAMES = frozenset({"localhost"})
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})\"?\s*(?:,|$)", re.IGNORECASE)
+_NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:,|$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class HttpResponse:
-    """What the verifier needs from an HTTP response."""
+    """What the verifier needs from an HTTP response: status, body, and the headers (names lower-case)."""
 
     status: int
     body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def max_age(self) -> int | None:
+        """Seconds the response may be reused (RFC 9111 §5.2.2.1 ``max-age``; ``no-cache``/``no-store`` → 0),
+        None when ``Cache-Control`` says nothing usable."""
+        control = self.headers.get("cache-control")
+        if not control:
+            return None
+        if _NO_CACHE.search(control):
+            return 0
+        found = _MAX_AGE.search(control)
+        return int(found.group(1)) if found else None
 
     def json_object(self) -> dict[str, Any]:
         """The body as a JSON object; ``IssuerUnavailable`` when it is not a 200 JSON object."""
@@ -111,11 +126,12 @@ class RequestsFetcher:
             ) as response:
                 body = response.raw.read(self._max_bytes + 1, decode_content=True)
                 status = response.status_code
+                headers = {name.lower(): value for name, value in response.headers.items()}
         except self._requests.RequestException as exc:
             raise IssuerUnavailable(f"HTTP {method} to the issuer failed ({type(exc).__name__})") from None
         if len(body) > self._max_bytes:
             raise IssuerUnavailable("the issuer's response is too large")
-        return HttpResponse(status=status, body=body)
+        return HttpResponse(status=status, body=body, headers=headers)
 
     def get(self, url: str) -> HttpResponse:
         return self._send("GET", url)

@@ -1,9 +1,12 @@
-"""The issuer's signing keys: a JWKS cached with a TTL, refetched once on an unknown ``kid``.
+"""The issuer's signing keys: a JWKS cached as long as the issuer says, refetched once on an unknown ``kid``.
 
-Every fetch attempt (first load, TTL refresh, unknown ``kid``) is rate-limited to one per
-``min_refresh_interval``, and concurrent callers share one fetch, so a flood of tokens naming
-made-up key ids costs the issuer at most one request per interval. While a refresh is due or
-failing, the keys already held keep verifying (stale-while-revalidate).
+The JWKS is kept for the ``max-age`` of its response's ``Cache-Control`` (the issuer serves
+``max-age=300``), bounded by ``min_ttl`` and ``max_ttl`` so that neither a misconfigured issuer
+(``no-store``, ``max-age=0``) makes every token a fetch, nor a year-long ``max-age`` keeps a withdrawn
+key trusted; without a ``max-age``, ``ttl``. Every fetch attempt (first load, refresh, unknown ``kid``)
+is rate-limited to one per ``min_refresh_interval``, and concurrent callers share one fetch, so a flood
+of tokens naming made-up key ids costs the issuer at most one request per interval. While a refresh is
+due or failing, the keys already held keep verifying (stale-while-revalidate).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from .keys import parse_jwks
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TTL_SECONDS = 300.0  # the issuer serves its JWKS with max-age=300
+DEFAULT_TTL_SECONDS = 300.0  # without a max-age; the issuer serves its JWKS with max-age=300
+DEFAULT_MIN_TTL_SECONDS = 60.0  # the floor under the response's max-age
+DEFAULT_MAX_TTL_SECONDS = 3600.0  # the ceiling over it
 DEFAULT_MIN_REFRESH_SECONDS = 30.0
 
 
@@ -31,6 +36,7 @@ DEFAULT_MIN_REFRESH_SECONDS = 30.0
 class _Snapshot:
     keys: Mapping[str, RSAPublicKey]
     fetched_at: float
+    ttl: float
 
 
 class SigningKeys:
@@ -46,13 +52,19 @@ class SigningKeys:
         min_refresh_interval: float = DEFAULT_MIN_REFRESH_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
         on_keys_removed: Callable[[frozenset[str]], None] | None = None,
+        min_ttl: float = DEFAULT_MIN_TTL_SECONDS,
+        max_ttl: float = DEFAULT_MAX_TTL_SECONDS,
     ) -> None:
         if jwks_uri is None and discovery is None:
             raise ValueError("either jwks_uri or discovery is required")
+        if not 0 < min_ttl <= max_ttl:
+            raise ValueError("the JWKS TTL bounds must satisfy 0 < min_ttl <= max_ttl")
         self._jwks_uri = require_safe_url(jwks_uri, "jwks_uri") if jwks_uri is not None else None
         self._discovery = discovery
         self._fetcher = fetcher
         self._ttl = ttl
+        self._min_ttl = min_ttl
+        self._max_ttl = max_ttl
         self._min_interval = min_refresh_interval
         self._monotonic = monotonic
         self._on_keys_removed = on_keys_removed
@@ -67,7 +79,7 @@ class SigningKeys:
             snapshot = self._refresh(blocking=True)
             if snapshot is None:
                 raise IssuerUnavailable("the issuer's signing keys could not be fetched")
-        elif self._monotonic() - snapshot.fetched_at >= self._ttl:
+        elif self._monotonic() - snapshot.fetched_at >= snapshot.ttl:
             snapshot = self._refresh(blocking=False) or snapshot
         key = snapshot.keys.get(kid)
         if key is not None:
@@ -88,6 +100,17 @@ class SigningKeys:
         snapshot = self._snapshot
         return frozenset(snapshot.keys) if snapshot else frozenset()
 
+    @property
+    def current_ttl(self) -> float | None:
+        """How long the keys held now are trusted before a refresh (None before the first fetch)."""
+        snapshot = self._snapshot
+        return snapshot.ttl if snapshot else None
+
+    def ttl_for(self, max_age: int | None) -> float:
+        """A response's ``max-age`` within [``min_ttl``, ``max_ttl``]; ``ttl`` (bounded too) without one."""
+        wanted = self._ttl if max_age is None else float(max_age)
+        return min(self._max_ttl, max(self._min_ttl, wanted))
+
     # -- internals ---------------------------------------------------------------------------
 
     def _jwks_url(self) -> str:
@@ -96,7 +119,7 @@ class SigningKeys:
         assert self._discovery is not None
         return self._discovery.metadata().jwks_uri
 
-    def _fetch(self) -> dict[str, RSAPublicKey]:
+    def _fetch(self) -> tuple[dict[str, RSAPublicKey], float]:
         url = self._jwks_url()
         try:
             response = self._fetcher.get(url)
@@ -104,11 +127,14 @@ class SigningKeys:
             raise
         except Exception as exc:  # an injected fetcher that breaks its contract still means "unavailable"
             raise IssuerUnavailable(f"fetching the JWKS failed ({type(exc).__name__})") from None
-        return parse_jwks(response.json_object())
+        keys = parse_jwks(response.json_object())
+        max_age = response.max_age() if hasattr(response, "max_age") else None  # a fetcher's own response type
+        return keys, self.ttl_for(max_age)
 
-    def _install(self, keys: dict[str, RSAPublicKey], now: float) -> _Snapshot:
+    def _install(self, fetched: tuple[dict[str, RSAPublicKey], float], now: float) -> _Snapshot:
+        keys, ttl = fetched
         previous = self._snapshot
-        self._snapshot = snapshot = _Snapshot(keys=keys, fetched_at=now)
+        self._snapshot = snapshot = _Snapshot(keys=keys, fetched_at=now, ttl=ttl)
         removed = frozenset(previous.keys) - frozenset(keys) if previous else frozenset()
         if removed and self._on_keys_removed is not None:
             self._on_keys_removed(removed)
@@ -124,10 +150,10 @@ class SigningKeys:
                 return self._snapshot
             self._last_attempt = now
             try:
-                keys = self._fetch()
+                fetched = self._fetch()
             except IssuerUnavailable as exc:
                 log.warning("fetching the issuer's JWKS failed: %s", exc)
                 return self._snapshot
-            return self._install(keys, now)
+            return self._install(fetched, now)
         finally:
             self._lock.release()

@@ -6,8 +6,11 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Union
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -21,7 +24,16 @@ MIN_RSA_BITS = 2048
 MAX_KID_LENGTH = 128
 SIGNING_ALG = "RS256"
 
+KEY_FILE_PATTERN = "audience-*.key.pem"  # as written by identity.verify.keygen
+DEFAULT_KEY_RELOAD_SECONDS = 5.0
+
 PemOrKey = Union[bytes, str, rsa.RSAPrivateKey]
+
+
+class DecryptionKeySource(Protocol):
+    """Where a verifier takes its audience keys from at each token: ``kid`` → key."""
+
+    def current(self) -> Mapping[str, DecryptionKey]: ...
 
 
 def thumbprint(key: rsa.RSAPublicKey | rsa.RSAPrivateKey) -> str:
@@ -147,3 +159,97 @@ def parse_jwks(document: Mapping[str, Any]) -> dict[str, rsa.RSAPublicKey]:
     if not keys:
         log.warning("the issuer's JWKS holds no usable RS256 key")
     return keys
+
+
+class StaticDecryptionKeys:
+    """The audience keys given at construction; ``replace`` swaps them (a rotation done in code)."""
+
+    def __init__(self, keys: Mapping[str, DecryptionKey]) -> None:
+        self._keys = dict(keys)
+
+    def current(self) -> Mapping[str, DecryptionKey]:
+        return self._keys
+
+    def replace(self, keys: Mapping[str, DecryptionKey]) -> None:
+        self._keys = dict(keys)
+
+
+class DecryptionKeyDirectory:
+    """Every ``audience-*.key.pem`` of a directory, re-read when its files change: a rotation needs no restart.
+
+    The directory is looked at no more than once per ``reload_interval`` seconds (a ``stat`` of each key
+    file). During a rotation it holds the old and the new key (JWE ``kid`` selects one); deleting the old
+    file retires it. A reload that fails (a half-copied file, a wrong passphrase) or would leave no key at
+    all keeps the keys held so far and logs why, so a botched deployment never stops verification.
+
+    :raises ConfigurationError: at construction, when the directory holds no usable key
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        passphrase: str | None = None,
+        pattern: str = KEY_FILE_PATTERN,
+        reload_interval: float = DEFAULT_KEY_RELOAD_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory = Path(directory)
+        self._passphrase = passphrase
+        self._pattern = pattern
+        self._interval = reload_interval
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._stamp = self._files_stamp()
+        self._keys = self._load()
+        if not self._keys:
+            raise ConfigurationError(f"no {pattern} in {self.directory}")
+        self._checked_at = monotonic()
+
+    def __repr__(self) -> str:
+        return f"DecryptionKeyDirectory({str(self.directory)!r}, kids={sorted(self._keys)})"
+
+    def _files_stamp(self) -> tuple[tuple[str, int, int], ...]:
+        stamp = []
+        for path in sorted(self.directory.glob(self._pattern)):
+            try:
+                info = path.stat()
+            except OSError:
+                continue  # removed as we looked
+            stamp.append((path.name, info.st_mtime_ns, info.st_size))
+        return tuple(stamp)
+
+    def _load(self) -> dict[str, DecryptionKey]:
+        keys = [DecryptionKey.from_file(self.directory / name, passphrase=self._passphrase)
+                for name, _, _ in self._stamp]
+        return index_decryption_keys(keys) if keys else {}
+
+    def current(self) -> Mapping[str, DecryptionKey]:
+        """The keys held now (re-read first when the interval has passed and a file changed)."""
+        now = self._monotonic()
+        if now - self._checked_at < self._interval:
+            return self._keys
+        with self._lock:
+            if now - self._checked_at >= self._interval:
+                self._checked_at = now
+                self._reload()
+        return self._keys
+
+    def _reload(self) -> None:
+        stamp = self._files_stamp()
+        if stamp == self._stamp:
+            return
+        previous, self._stamp = self._stamp, stamp
+        try:
+            keys = self._load()
+        except ConfigurationError as exc:
+            self._stamp = previous  # try again at the next interval (e.g. the file was still being copied)
+            log.warning("audience keys in %s not reloaded, keeping %d key(s): %s", self.directory, len(self._keys), exc)
+            return
+        if not keys:
+            log.warning("no %s left in %s: keeping the %d key(s) held", self._pattern, self.directory, len(self._keys))
+            return
+        added, removed = sorted(set(keys) - set(self._keys)), sorted(set(self._keys) - set(keys))
+        self._keys = keys
+        log.info("audience keys reloaded from %s: %d held, %d added, %d removed", self.directory, len(keys),
+                 len(added), len(removed))

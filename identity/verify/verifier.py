@@ -20,8 +20,14 @@ from .envelope import Decrypter
 from .errors import ConfigurationError, InsufficientScope, MalformedToken
 from .http import Fetcher, RequestsFetcher, require_safe_url
 from .introspection import ClientCredentials, IntrospectionClient
-from .jwks import DEFAULT_MIN_REFRESH_SECONDS, DEFAULT_TTL_SECONDS, SigningKeys
-from .keys import DecryptionKey, PemOrKey, index_decryption_keys
+from .jwks import (
+    DEFAULT_MAX_TTL_SECONDS,
+    DEFAULT_MIN_REFRESH_SECONDS,
+    DEFAULT_MIN_TTL_SECONDS,
+    DEFAULT_TTL_SECONDS,
+    SigningKeys,
+)
+from .keys import DecryptionKey, DecryptionKeySource, PemOrKey, StaticDecryptionKeys, index_decryption_keys
 from .signature import SignatureVerifier
 
 log = logging.getLogger(__name__)
@@ -48,8 +54,11 @@ class TokenVerifier:
     :param issuer: the issuer URL, exactly as in the tokens' ``iss``
     :param audience: this service's audience (resource indicator), exactly as registered
     :param decryption_keys: this audience's private keys; several during a key rotation, the
-        JWE ``kid`` selects one (``DecryptionKey``, RSA private key objects or PEM)
+        JWE ``kid`` selects one (``DecryptionKey``, RSA private key objects or PEM), or a source
+        re-read while running, such as ``DecryptionKeyDirectory`` (a rotation without a restart)
     :param jwks_uri: the issuer's JWKS; when omitted, taken from its discovery document
+    :param jwks_ttl: how long a JWKS whose response has no ``Cache-Control: max-age`` is kept;
+        a ``max-age`` is obeyed within [``jwks_min_ttl``, ``jwks_max_ttl``]
     :param fetcher: HTTP for discovery, JWKS and introspection (default: ``RequestsFetcher``)
     :param leeway: clock skew tolerated on ``exp``/``nbf``/``iat``, seconds (0–300)
     :param required_claims: claims required on top of RFC 9068's
@@ -63,12 +72,14 @@ class TokenVerifier:
         *,
         issuer: str,
         audience: str,
-        decryption_keys: Iterable[DecryptionKey | PemOrKey] | DecryptionKey,
+        decryption_keys: Iterable[DecryptionKey | PemOrKey] | DecryptionKey | DecryptionKeySource,
         jwks_uri: str | None = None,
         fetcher: Fetcher | None = None,
         leeway: float = DEFAULT_LEEWAY_SECONDS,
         required_claims: Iterable[str] = (),
         jwks_ttl: float = DEFAULT_TTL_SECONDS,
+        jwks_min_ttl: float = DEFAULT_MIN_TTL_SECONDS,
+        jwks_max_ttl: float = DEFAULT_MAX_TTL_SECONDS,
         min_jwks_refresh_interval: float = DEFAULT_MIN_REFRESH_SECONDS,
         cache_size: int = DEFAULT_MAX_ENTRIES,
         max_token_length: int = MAX_TOKEN_LENGTH,
@@ -84,6 +95,8 @@ class TokenVerifier:
             raise ConfigurationError("audience must be a non-empty string")
         if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
             raise ConfigurationError(f"leeway must be between 0 and {MAX_LEEWAY_SECONDS:g} seconds")
+        if not 0 < jwks_min_ttl <= jwks_max_ttl:
+            raise ConfigurationError("the JWKS TTL bounds must satisfy 0 < jwks_min_ttl <= jwks_max_ttl")
         self.issuer = issuer
         self.audience = audience
         self._leeway = float(leeway)
@@ -93,11 +106,15 @@ class TokenVerifier:
         self._fetcher: Fetcher = fetcher if fetcher is not None else RequestsFetcher()
         self._discovery = Discovery(issuer, self._fetcher, monotonic=monotonic) if jwks_uri is None else None
         self._cache: VerifiedCache[AccessToken] = VerifiedCache(cache_size)
-        self._decrypter = Decrypter(index_decryption_keys(decryption_keys))
+        if callable(getattr(decryption_keys, "current", None)):
+            self._keys: DecryptionKeySource = decryption_keys  # type: ignore[assignment]
+        else:
+            self._keys = StaticDecryptionKeys(index_decryption_keys(decryption_keys))
+        self._decrypter = Decrypter(self._keys, on_keys_removed=self._forget_tokens_decrypted_with)
         self._signing_keys = SigningKeys(
             self._fetcher, jwks_uri=jwks_uri, discovery=self._discovery, ttl=jwks_ttl,
             min_refresh_interval=min_jwks_refresh_interval, monotonic=monotonic,
-            on_keys_removed=self._forget_tokens_signed_by,
+            on_keys_removed=self._forget_tokens_signed_by, min_ttl=jwks_min_ttl, max_ttl=jwks_max_ttl,
         )
         self._signature = SignatureVerifier(
             self._signing_keys, issuer=issuer, audience=audience, required=self._required
@@ -122,6 +139,21 @@ class TokenVerifier:
             credentials, self._fetcher, endpoint=endpoint,
             endpoint_from=lambda: discovery.metadata().introspection_endpoint,
         )
+
+    def replace_decryption_keys(self, keys: Iterable[DecryptionKey | PemOrKey] | DecryptionKey) -> None:
+        """Hold ``keys`` from now on (a rotation in code; ``DecryptionKeyDirectory`` does it from files).
+
+        Tokens verified with a key no longer held are forgotten.
+        :raises ConfigurationError: for no key, duplicate ``kid`` or unusable keys (the old ones stay)
+        """
+        if not isinstance(self._keys, StaticDecryptionKeys):
+            raise ConfigurationError("this verifier reads its keys from a source: change the source")
+        self._keys.replace(index_decryption_keys(keys))
+        self._decrypter.kids  # noqa: B018 - notice the removal now, not at the next token
+
+    def _forget_tokens_decrypted_with(self, kids: frozenset[str]) -> None:
+        dropped = self._cache.discard_where(lambda token: token.decryption_kid in kids)
+        log.info("stopped holding %d audience key(s); forgot %d cached token(s)", len(kids), dropped)
 
     def _forget_tokens_signed_by(self, kids: frozenset[str]) -> None:
         dropped = self._cache.discard_where(lambda token: token.signing_kid in kids)

@@ -22,8 +22,9 @@ Over a limit the answer is ``429`` with ``Retry-After`` (seconds): RFC 6749 §5.
 back channel, the HTML error page in the browser.
 
 Counters live in ``IDENTITY_RATE_LIMIT_STORAGE_URI`` (``memory://`` counts per process: production
-refuses it with several workers, ``worker_count_refusal``; ``mongodb://…`` works with the installed
-driver). If that storage fails at run time the limits fail open and the failure is logged: a
+refuses it with several workers, ``worker_count_refusal``; ``redis://…``/``rediss://…`` and ``mongodb://…``
+work with the installed drivers and are shared by every worker and instance that names them:
+tests/test_fleet.py runs two instances on one Redis). If that storage fails at run time the limits fail open and the failure is logged: a
 rate-limit outage never turns into an error for the person.
 
 No Flask request hook is added: the two browser endpoints are limited by Flask-Limiter's view
@@ -49,6 +50,8 @@ from limits.errors import ConfigurationError as LimitsConfigurationError
 from ..addresses import counting_key
 from ..config import ConfigError, Settings, load_settings
 from ..errors import InvalidClient, ServiceError
+from ..logs import security_event
+from ..metrics import count_rate_limit_refusal
 from ..oauth.client_auth import read_credentials
 from .pages import error_page
 
@@ -106,7 +109,10 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
     @app.errorhandler(RateLimitExceeded)
     def _too_many(err: RateLimitExceeded) -> Response:
         retry_after = _seconds_until_reset(limiter)
-        log.warning("rate limit reached", extra={"endpoint": request.endpoint, "limit": str(err.limit.limit)})
+        endpoint = request.endpoint or "unknown"
+        count_rate_limit_refusal(endpoint)
+        security_event("rate_limit", "rate limit reached", level=logging.WARNING, endpoint=endpoint,
+                       limit=str(err.limit.limit))
         response = error_page(BROWSER_MESSAGE, 429)
         response.headers["Retry-After"] = str(retry_after)
         return response
@@ -216,8 +222,9 @@ class ClientAuthBudget:
             retry_after = max(1, math.ceil(reset_at - time.time()))
         except Exception:  # noqa: BLE001
             retry_after = 60
-        log.warning("rate limit reached", extra={"endpoint": "client_authentication", "limit": str(item),
-                                                 "budget": keys[1]})
+        count_rate_limit_refusal("client_authentication")
+        security_event("rate_limit", "rate limit reached", level=logging.WARNING, endpoint="client_authentication",
+                       limit=str(item), budget=keys[1])
         raise TooManyFailures(f"{reason}; retry after {retry_after} seconds", retry_after=retry_after)
 
 

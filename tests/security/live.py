@@ -264,6 +264,18 @@ class Serve(Gunicorn):
         return [sys.executable, str(REPO / "scripts" / "serve.py"), "--bind", f"127.0.0.1:{self.deployment.port}",
                 "--app", self.app, *self.args]
 
+    def exporter_pid(self) -> int | None:
+        """The metrics exporter's PID (``IDENTITY_METRICS_BIND``), as serve.py announces it; it is no worker."""
+        for line in list(self.log):
+            found = re.search(r"\(exporter PID (\d+)\)", line)
+            if found:
+                return int(found.group(1))
+        return None
+
+    def worker_pids(self) -> list[int]:
+        exporter = self.exporter_pid()
+        return [pid for pid in super().worker_pids() if pid != exporter]
+
 
 # -- a person logging in over HTTP ------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import pytest
 from identity import create_app
 from identity.web.headers import MAX_HEADER_VALUE, MAX_QUERY_STRING, RequestSizeLimits
 from identity.web.oauth import TokenFastPath
+from identity.web.telemetry import RequestTelemetry
 from tests.conftest import API, REDIRECT_URI
 from tests.oauth_helpers import pkce_pair
 from tests.test_oauth_flow import basic
@@ -186,9 +187,9 @@ def test_size_limits_answer_the_token_endpoint_exactly_like_every_other_route(re
 
 
 @pytest.mark.parametrize("app_fixture", ["oauth_app", "limited_app"])
-def test_the_size_limits_are_the_outermost_layer(request, app_fixture):
+def test_the_size_limits_are_outermost_but_for_the_request_log(request, app_fixture):
     layers = wsgi_layers(request.getfixturevalue(app_fixture))
-    assert isinstance(layers[0], RequestSizeLimits)
+    assert isinstance(layers[0], RequestTelemetry) and isinstance(layers[1], RequestSizeLimits)
     assert sum(isinstance(layer, RequestSizeLimits) for layer in layers) == 1
 
 

@@ -324,9 +324,13 @@ def test_switched_off_means_no_limit(settings):
 
 
 def test_unusable_storage_is_refused_at_start_naming_the_variable(settings):
-    for uri in ("bogus://x", "redis://127.0.0.1:1"):  # no such scheme; no redis driver installed
+    for uri in ("bogus://x", "memcached://127.0.0.1:1"):  # no such scheme; no memcached driver installed
         with pytest.raises(ConfigError, match="IDENTITY_RATE_LIMIT_STORAGE_URI"):
             create_app(dataclasses.replace(settings, rate_limits_enabled=True, rate_limit_storage_uri=uri))
+    # redis:// has its driver (requirements.txt): accepted at start (it connects on first use)
+    app = create_app(dataclasses.replace(settings, rate_limits_enabled=True,
+                                         rate_limit_storage_uri="redis://127.0.0.1:1"))
+    app.extensions["identity"].store.close()
 
 
 def test_a_failing_counter_store_fails_open_and_logs(http, machine, limited_app, monkeypatch, caplog):
