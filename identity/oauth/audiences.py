@@ -25,7 +25,7 @@ AUDIENCES = Collection(
     key="audience",
     fields={"audience": str, "kid": str, "public_jwk": dict, "jwks_uri": str, "created_at": int, "updated_at": int,
             # absent in audiences registered before pairwise subjects: public, sector = the audience URI
-            "sector": str, "subject_type": str},
+            "sector": str, "subject_type": str,
             # the key replaced by the last update: listed during the overlap (tokens in flight are encrypted to it)
             "previous_kid": str, "previous_jwk": dict, "replaced_at": int},
 )
