@@ -17,6 +17,7 @@ from .web.login import LoginBroker, install_login_broker
 from .web.me import install_self_service
 from .web.proxies import install_trusted_proxies
 from .web.ratelimit import install_rate_limits
+from .web.token_fast_path import install_token_fast_path
 
 MAX_REQUEST_BYTES = MAX_BODY
 
@@ -53,6 +54,7 @@ def create_app(
     app.register_blueprint(health.blueprint)
     app.register_blueprint(jwks.blueprint)
     app.register_blueprint(oauth.blueprint)
+    install_token_fast_path(app)  # POST /token without Flask's request machinery (its docstring)
     install_self_service(app, services)
     install_login_broker(app, configure_login(app, services, login_broker))
     install_rate_limits(app, settings)

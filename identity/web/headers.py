@@ -8,7 +8,7 @@ caching policy (JWKS and discovery are public), and HSTS when the issuer is http
 header leaves the app, and under gunicorn its ``Server: gunicorn`` banner is dropped as well.
 
 The after_request hook reads only the response (no request, session or ``g``): the token endpoint's
-fast path (``identity.web.oauth.TokenFastPath``) runs it on the responses it makes itself.
+fast path (``identity.web.token_fast_path.TokenFastPath``) runs it on the responses it makes itself.
 
 The size limits (``RequestSizeLimits``) are one WSGI layer around everything else, the token fast
 path and the rate limits included, so every route gives the same answer: a query string over 8 KiB

@@ -13,7 +13,7 @@ import pytest
 
 from identity import create_app
 from identity.web.headers import MAX_HEADER_VALUE, MAX_QUERY_STRING, RequestSizeLimits
-from identity.web.oauth import TokenFastPath
+from identity.web.token_fast_path import TokenFastPath
 from tests.conftest import API, REDIRECT_URI
 from tests.oauth_helpers import pkce_pair
 from tests.test_oauth_flow import basic
@@ -182,7 +182,7 @@ def test_size_limits_answer_the_token_endpoint_exactly_like_every_other_route(re
                        headers=basic(rs.client_id, secret))
     assert fine.status_code == 200
     fast_path = next(layer for layer in wsgi_layers(app) if isinstance(layer, TokenFastPath))
-    assert fast_path._enabled is True
+    assert fast_path.enabled is True
 
 
 @pytest.mark.parametrize("app_fixture", ["oauth_app", "limited_app"])
