@@ -19,6 +19,9 @@ from identity.store import Collection
 from tests.conftest import API, REDIRECT_URI
 from tests.test_oauth_token import assert_oauth_error, code_grant, get_code, refresh
 
+# The whole module runs twice: /token through its fast path, then through Flask; answers compared.
+pytestmark = pytest.mark.usefixtures("token_path")
+
 
 class Interleave:
     """A store that runs ``step`` once, the first time ``when(operation, collection, args)`` holds."""

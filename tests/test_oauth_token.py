@@ -10,6 +10,9 @@ from tests.conftest import API, OTHER_API, REDIRECT_URI
 from tests.oauth_helpers import b64json, pkce_pair, query_of
 from tests.test_oauth_flow import basic
 
+# The whole module runs twice: /token through its fast path, then through Flask; answers compared.
+pytestmark = pytest.mark.usefixtures("token_path")
+
 
 def get_code(oauth_client, app_client, *, challenge=None, redirect_uri=REDIRECT_URI, **extra):
     verifier, default_challenge = pkce_pair()
