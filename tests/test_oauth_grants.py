@@ -1,4 +1,5 @@
-"""Refresh rotation against revocation and against itself, with the interleavings forced, on both backends.
+"""Refresh rotation against revocation and against itself, with the interleavings forced, on both backends;
+the refresh-token family on the grant's document; which writes are durable.
 
 A store wrapper runs an injected step at an exact point of a refresh: just after the endpoint has
 read the grant (its check), or just before the rotation's write. Whatever lands there, the refresh
@@ -14,7 +15,16 @@ import pytest
 from identity import create_app
 from identity.oauth.audiences import parse_encryption_key
 from identity.oauth.grants import GrantAlreadyRevoked, RefreshTokenSuperseded
-from identity.oauth.records import GRANTS, ISSUED_ACCESS_TOKENS, REFRESH_TOKENS, ROTATED, token_hash
+from identity.oauth.records import (
+    ACTIVE,
+    AUTHORIZATION_CODES,
+    GRANTS,
+    ISSUED_ACCESS_TOKENS,
+    REFRESH_TOKENS,
+    ROTATED,
+    new_secret_value,
+    token_hash,
+)
 from identity.store import Collection
 from tests.conftest import API, REDIRECT_URI
 from tests.test_oauth_token import assert_oauth_error, code_grant, get_code, refresh
@@ -43,9 +53,9 @@ class Interleave:
         self._maybe("get", coll, key)  # after the read: the caller has seen the old state
         return found
 
-    def update(self, coll: Collection, where: Any, changes: Any) -> int:
+    def update(self, coll: Collection, where: Any, changes: Any, **options: Any) -> int:
         self._maybe("update", coll, where, changes)  # before the write
-        return self._inner.update(coll, where, changes)
+        return self._inner.update(coll, where, changes, **options)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -98,14 +108,15 @@ def session(client, mobile):
     return code_grant(client, mobile, code, verifier).json
 
 
-def family(store, grant_id: str) -> tuple[int, int]:
-    """(refresh tokens, access-token records) of a grant."""
-    return (store.count(REFRESH_TOKENS, {"grant_id": grant_id}),
-            store.count(ISSUED_ACCESS_TOKENS, {"grant_id": grant_id}))
+def family(store, grant_id: str) -> tuple[str | None, int]:
+    """(the newest refresh token's hash, access-token records) of a grant."""
+    return store.get(GRANTS, grant_id)["refresh_hash"], store.count(ISSUED_ACCESS_TOKENS, {"grant_id": grant_id})
 
 
 def grant_of(store, refresh_token: str) -> str:
-    return store.get(REFRESH_TOKENS, token_hash(refresh_token))["grant_id"]
+    grant_id = refresh_token.split(".")[0]  # a refresh token names its grant (identity.oauth.grants)
+    assert store.get(GRANTS, grant_id)["grant_id"] == grant_id
+    return grant_id
 
 
 # -- a revocation that lands between the check and the rotation ---------------------------------------------
@@ -171,24 +182,160 @@ def test_two_uses_interleaved_at_the_rotation_let_exactly_one_win(client, oauth,
     assert_oauth_error(refresh(client, mobile, inner["body"]["refresh_token"]), "invalid_grant")
 
 
-def test_rotation_records_the_newest_token_on_the_grant(client, mobile, session, store):
+def test_rotation_records_the_newest_token_on_the_grant(client, oauth, mobile, session, store):
     grant_id = grant_of(store, session["refresh_token"])
     assert store.get(GRANTS, grant_id)["refresh_hash"] == token_hash(session["refresh_token"])
     rotated = refresh(client, mobile, session["refresh_token"]).json["refresh_token"]
+    assert grant_of(store, rotated) == grant_id
     assert store.get(GRANTS, grant_id)["refresh_hash"] == token_hash(rotated)
-    assert store.get(REFRESH_TOKENS, token_hash(session["refresh_token"]))["status"] == ROTATED
+    assert oauth.grants.find_refresh_token(session["refresh_token"]).status == ROTATED
+    assert oauth.grants.find_refresh_token(rotated).status == ACTIVE
+    assert store.count(REFRESH_TOKENS, {}) == 0  # the family lives on the grant: no record per refresh token
 
 
-def test_a_grant_from_before_rotation_was_recorded_rotates_once(client, oauth, mobile, session, store):
-    """Grants written by an earlier release have no refresh_hash: their one active token still works, once."""
+def test_any_other_token_naming_a_family_is_a_reuse_and_revokes_it(client, oauth, mobile, session, store):
+    """Only tokens of a family carry its grant's id: one that is not the newest was issued earlier, or made
+    from one that was. Either way the family is revoked (RFC 9700 §4.14.2)."""
     grant_id = grant_of(store, session["refresh_token"])
-    store.update(GRANTS, {"grant_id": grant_id}, {"refresh_hash": None})
-    doc = oauth.grants.find_refresh_token(session["refresh_token"])
+    forged = f"{grant_id}.{new_secret_value()}"
+    assert_oauth_error(refresh(client, mobile, forged), "invalid_grant")
+    assert store.get(GRANTS, grant_id)["revoked_reason"] == "refresh token reused"
+    assert_oauth_error(refresh(client, mobile, session["refresh_token"]), "invalid_grant")
+
+
+@pytest.mark.parametrize("value", ["unknown-grant.x", ".", "a.b.c", "no-separator", "x" * 200])
+def test_a_token_naming_no_known_family_is_invalid_and_revokes_nothing(client, mobile, session, store, value):
+    grant_id = grant_of(store, session["refresh_token"])
+    assert_oauth_error(refresh(client, mobile, value), "invalid_grant")
+    assert store.get(GRANTS, grant_id)["revoked_at"] is None
+    assert refresh(client, mobile, session["refresh_token"]).status_code == 200
+
+
+def test_a_client_without_refresh_gets_no_family_and_cannot_fake_one(client, oauth, store):
+    """A grant without a refresh token has no family: a token naming it is unknown, and revokes nothing."""
+    app, _ = oauth.clients.register(name="No refresh", public=True, redirect_uris=[REDIRECT_URI],
+                                    grant_types=["authorization_code"], scopes=["openid", "records:read"],
+                                    audiences=[API])
+    code, verifier = get_code(client, app)
+    tokens = code_grant(client, app, code, verifier).json
+    assert "refresh_token" not in tokens
+    grant_id = store.get(ISSUED_ACCESS_TOKENS, token_hash(tokens["access_token"]))["grant_id"]
+    assert store.get(GRANTS, grant_id)["refresh_hash"] is None
+    assert oauth.grants.find_refresh_token(f"{grant_id}.{new_secret_value()}") is None
+    assert store.get(GRANTS, grant_id)["revoked_at"] is None
+
+
+# -- refresh tokens from before the family format -----------------------------------------------------------
+
+
+def legacy_family(store, oauth, mobile, subject: str, *, recorded: bool = True) -> tuple[str, str]:
+    """A grant and refresh token as an earlier release wrote them: the token opaque (no grant id in it) with
+    its own record in ``refresh_tokens``; ``recorded``: the grant knows its newest token's hash."""
+    grant_id, value, now = new_secret_value(), new_secret_value(), 1_800_000_000
+    store.insert(GRANTS, {"grant_id": grant_id, "client_id": mobile.client_id, "subject": subject, "audience": API,
+                          "scope": "openid records:read", "created_at": now, "expires_at": now + 86400,
+                          **({"refresh_hash": token_hash(value)} if recorded else {})})
+    store.insert(REFRESH_TOKENS, {"token_hash": token_hash(value), "grant_id": grant_id, "client_id": mobile.client_id,
+                                  "subject": subject, "audience": API, "scope": "openid records:read",
+                                  "status": ACTIVE, "created_at": now, "expires_at": now + 86400,
+                                  "idle_expires_at": now + 3600})
+    return grant_id, value
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["grant records its newest", "grant from before that"])
+def test_a_refresh_token_from_before_the_family_format_rotates_once_into_it(client, oauth, mobile, session, store,
+                                                                          recorded):
+    subject = oauth.grants.get(grant_of(store, session["refresh_token"])).subject
+    grant_id, legacy = legacy_family(store, oauth, mobile, subject, recorded=recorded)
+    first = refresh(client, mobile, legacy)
+    assert first.status_code == 200, first.json
+    assert grant_of(store, first.json["refresh_token"]) == grant_id  # now in the family format
+    assert oauth.grants.find_refresh_token(legacy).status == ROTATED
+    assert_oauth_error(refresh(client, mobile, legacy), "invalid_grant")  # reused: the family is revoked
+    assert store.get(GRANTS, grant_id)["revoked_reason"] == "refresh token reused"
+    assert_oauth_error(refresh(client, mobile, first.json["refresh_token"]), "invalid_grant")
+
+
+def test_a_grant_from_before_rotation_was_recorded_rotates_once(oauth, mobile, session, store):
+    """Grants written by an earlier release have no refresh_hash: their one active token still works, once."""
+    subject = oauth.grants.get(grant_of(store, session["refresh_token"])).subject
+    grant_id, legacy = legacy_family(store, oauth, mobile, subject, recorded=False)
+    presented = oauth.grants.find_refresh_token(legacy)
     grant = oauth.grants.get(grant_id)
-    assert grant.refresh_hash is None
-    oauth.grants.rotate_refresh_token(doc, grant)
+    assert grant.refresh_hash is None and presented.status == ACTIVE
+    oauth.grants.rotate_refresh_token(presented, grant)
     with pytest.raises(RefreshTokenSuperseded):
-        oauth.grants.rotate_refresh_token(doc, grant)  # the same stale view again: the write finds no match
+        oauth.grants.rotate_refresh_token(presented, grant)  # the same stale view again: the write finds no match
     oauth.grants.revoke(grant_id, reason="test")
     with pytest.raises(GrantAlreadyRevoked):
-        oauth.grants.rotate_refresh_token(doc, oauth.grants.get(grant_id))
+        oauth.grants.rotate_refresh_token(presented, oauth.grants.get(grant_id))
+
+
+# -- which writes wait for the disk (identity.store.base: durability) ----------------------------------------
+
+
+class WriteLog:
+    """A store that records every write: (operation, collection, effective durability)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.writes: list[tuple[str, str, bool]] = []
+
+    def insert(self, coll: Collection, doc: Any, *, durable: bool | None = None) -> None:
+        self.writes.append(("insert", coll.name, coll.durable if durable is None else durable))
+        self._inner.insert(coll, doc, durable=durable)
+
+    def update(self, coll: Collection, where: Any, changes: Any, *, durable: bool | None = None) -> int:
+        self.writes.append(("update", coll.name, coll.durable if durable is None else durable))
+        return self._inner.update(coll, where, changes, durable=durable)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.fixture
+def logged(store):
+    return WriteLog(store)
+
+
+@pytest.fixture
+def logged_app(settings, broker, clock, audience_keys, logged):
+    application = create_app(settings, store=logged, login_broker=broker, clock=clock)
+    application.config["TESTING"] = True
+    broker.app = application
+    for keys in audience_keys.values():
+        application.extensions["identity"].oauth.audiences.add(
+            keys.uri, key=parse_encryption_key(keys.public_pem), jwks_uri=None)
+    return application
+
+
+def test_issuing_tokens_never_waits_for_the_disk_and_revoking_always_does(logged_app, logged):
+    """The token endpoint's writes are non-durable (a lost tail fails closed, identity.oauth.grants); every
+    revocation is durable. Refresh: one conditional write on the grant and the access-token record."""
+    http, oauth = logged_app.test_client(), logged_app.extensions["identity"].oauth
+    mobile, _ = oauth.clients.register(name="Mobile", public=True, redirect_uris=[REDIRECT_URI], grant_types=None,
+                                       scopes=["openid", "records:read"], audiences=[API])
+    rs, secret = oauth.clients.register(name="Backend", public=False, redirect_uris=[], grant_types=None,
+                                        scopes=["records:read"], audiences=[API])
+    code, verifier = get_code(http, mobile)
+
+    def writes_of(action: Callable[[], Any]) -> list[tuple[str, str, bool]]:
+        logged.writes.clear()
+        action()
+        return list(logged.writes)
+
+    tokens: dict[str, Any] = {}
+    assert writes_of(lambda: tokens.update(code_grant(http, mobile, code, verifier).json)) == [
+        ("update", AUTHORIZATION_CODES.name, False), ("insert", GRANTS.name, False),
+        ("insert", ISSUED_ACCESS_TOKENS.name, False)]
+    assert writes_of(lambda: tokens.update(refresh(http, mobile, tokens["refresh_token"]).json)) == [
+        ("update", GRANTS.name, False), ("insert", ISSUED_ACCESS_TOKENS.name, False)]
+    form = {"grant_type": "client_credentials", "client_id": rs.client_id, "client_secret": secret}
+    machine: dict[str, Any] = {}
+    assert writes_of(lambda: machine.update(http.post("/token", data=form).json)) == [
+        ("insert", ISSUED_ACCESS_TOKENS.name, False)]
+    revoke = {"client_id": rs.client_id, "client_secret": secret, "token": machine["access_token"]}
+    assert writes_of(lambda: http.post("/revoke", data=revoke)) == [("update", ISSUED_ACCESS_TOKENS.name, True)]
+    assert writes_of(lambda: http.post("/revoke", data={"client_id": mobile.client_id,
+                                                       "token": tokens["refresh_token"]})) == [
+        ("update", GRANTS.name, True)]

@@ -3,16 +3,32 @@
 Revoking a grant revokes its whole refresh-token family and makes introspection answer inactive
 for every access token issued under it (RFC 7009 §2.1, RFC 9700 §4.14).
 
-Rotation and revocation meet on the grant's document. The grant records the hash of its family's
-newest refresh token; a refresh rotates with one conditional write, "this grant, not revoked, and
-its newest token is the one presented → here is the next one". A revocation writes ``revoked_at``
-on the same document, so whichever write comes first wins on both store backends: a revocation
-that lands between the endpoint's checks and the rotation makes the rotation fail, and no token
-is issued.
+The grant's document is the family. A refresh token is ``<grant id>.<256 random bits>`` (opaque to
+clients); the grant records the SHA-256 of its family's newest token (``refresh_hash``) and when it
+was issued (``refreshed_at``, else ``created_at``). A presented token names its grant; it is the
+newest if its hash is the recorded one, and any other token naming the grant is an earlier one of
+the family: a reuse, which revokes the family (only tokens of this family ever carry its id). No
+record per refresh token is written. Refresh tokens from before this format (no ``.``) are still
+found in ``refresh_tokens`` and rotate into it.
+
+Rotation and revocation meet on the grant's document. A refresh rotates with one conditional write,
+"this grant, not revoked, and its newest token is the one presented → here is the next one". A
+revocation writes ``revoked_at`` on the same document, so whichever write comes first wins on both
+store backends: a revocation that lands between the endpoint's checks and the rotation makes the
+rotation fail, and no token is issued.
+
+Durability (``identity.store.base``): revocations are durable writes. Issuing is not: a grant's
+creation, a rotation and an access-token record are committed without a sync of their own and
+become durable with the next durable write (or the store's own flush). What a power cut can take
+back is a tail of them, and each loss fails closed: a lost grant leaves its refresh token unknown,
+a lost rotation leaves the client holding a token that no longer matches its grant (its next use
+revokes the family), a lost access-token record makes introspection answer inactive. None of them
+waits for a disk flush, so the token endpoint pays no fsync per token.
 """
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -41,6 +57,7 @@ class Grant:
     expires_at: int
     revoked_at: int | None
     refresh_hash: str | None = None  # None: no refresh token, or one issued before rotation was recorded here
+    refreshed_at: int | None = None  # when the newest refresh token was issued by a rotation
 
     @property
     def revoked(self) -> bool:
@@ -49,7 +66,36 @@ class Grant:
 
 def _grant(doc: dict[str, Any]) -> Grant:
     return Grant(doc["grant_id"], doc["client_id"], doc["subject"], doc["audience"], doc.get("scope") or "",
-                 doc["created_at"], doc["expires_at"], doc.get("revoked_at"), doc.get("refresh_hash"))
+                 doc["created_at"], doc["expires_at"], doc.get("revoked_at"), doc.get("refresh_hash"),
+                 doc.get("refreshed_at"))
+
+
+REFRESH_SEPARATOR = "."
+
+
+def new_refresh_token(grant_id: str) -> str:
+    """A fresh refresh token of the family ``grant_id``: ``<grant id>.<256 random bits>``."""
+    if REFRESH_SEPARATOR in grant_id:
+        raise ValueError("a grant id never contains the refresh token separator")
+    return f"{grant_id}{REFRESH_SEPARATOR}{new_secret_value()}"
+
+
+@dataclass(frozen=True)
+class PresentedRefreshToken:
+    """A refresh token as presented, resolved to its grant: the family's newest (``ACTIVE``), an
+    earlier one (``ROTATED``: a reuse), or one of a revoked family (``REVOKED``)."""
+
+    token_hash: str
+    grant_id: str
+    grant: Grant | None  # None: a token from before the family format whose grant is gone
+    client_id: str
+    subject: str
+    audience: str
+    scope: str
+    status: str
+    issued_at: int
+    expires_at: int
+    idle_expires_at: int
 
 
 class GrantAlreadyRevoked(Exception):
@@ -82,7 +128,9 @@ class Grants:
 
     def create(self, *, grant_id: str, client_id: str, subject: str, audience: str, scope: str,
                refresh_token: str | None = None) -> Grant:
-        """A new grant; ``refresh_token`` is its family's first (store it with ``record_refresh_token``).
+        """A new grant; ``refresh_token`` (``new_refresh_token(grant_id)``) is its family's first.
+
+        Not a durable write (module docstring): lost in a power cut, the refresh token is unknown.
 
         :raises GrantAlreadyRevoked: the grant id exists (a replayed code revoked it first).
         """
@@ -92,7 +140,7 @@ class Grants:
         if refresh_token is not None:
             doc["refresh_hash"] = token_hash(refresh_token)
         try:
-            self._store.insert(GRANTS, doc)
+            self._store.insert(GRANTS, doc, durable=False)
         except DuplicateKeyError as exc:
             raise GrantAlreadyRevoked() from exc
         return _grant(doc)
@@ -104,18 +152,17 @@ class Grants:
         return None if doc is None else _grant(doc)
 
     def revoke(self, grant_id: str, *, reason: str, placeholder: dict[str, Any] | None = None) -> None:
-        """Revoke the grant and its refresh tokens. ``placeholder`` creates it revoked if absent."""
+        """Revoke the grant (its refresh-token family, its access tokens at introspection): a durable
+        write. ``placeholder`` creates it revoked if absent."""
         now = int(self._clock())
-        if self._store.update(GRANTS, {"grant_id": grant_id}, {"revoked_at": now, "revoked_reason": reason}) == 0:
+        revocation = {"revoked_at": now, "revoked_reason": reason}
+        if self._store.update(GRANTS, {"grant_id": grant_id}, revocation, durable=True) == 0:
             if placeholder is not None:
                 try:
                     self._store.insert(GRANTS, {**placeholder, "grant_id": grant_id, "created_at": now,
-                                                "expires_at": now + self._refresh_ttl, "revoked_at": now,
-                                                "revoked_reason": reason})
+                                                "expires_at": now + self._refresh_ttl, **revocation}, durable=True)
                 except DuplicateKeyError:
-                    self._store.update(GRANTS, {"grant_id": grant_id},
-                                       {"revoked_at": now, "revoked_reason": reason})
-        self._store.update(REFRESH_TOKENS, {"grant_id": grant_id}, {"status": REVOKED})
+                    self._store.update(GRANTS, {"grant_id": grant_id}, revocation, durable=True)
 
     def revoke_all_for_subject(self, subject: str, *, reason: str) -> int:
         """Revoke every grant of a person (erasure, restriction); returns how many."""
@@ -145,55 +192,72 @@ class Grants:
         })
         return token
 
-    def record_refresh_token(self, grant: Grant, value: str, *, scope: str) -> None:
-        """Store ``value``, the grant's newest refresh token (from ``create`` or ``rotate_refresh_token``).
+    def find_refresh_token(self, value: str) -> PresentedRefreshToken | None:
+        """The refresh token ``value`` resolved to its grant, or None if it names no family we know."""
+        presented_hash = token_hash(value)
+        grant_id, separator, _ = value.partition(REFRESH_SEPARATOR)
+        if not separator:
+            return self._find_legacy_refresh_token(presented_hash)
+        grant = self.get(grant_id)
+        if grant is None or grant.refresh_hash is None:
+            return None
+        if grant.revoked:
+            status = REVOKED
+        elif hmac.compare_digest(grant.refresh_hash, presented_hash):
+            status = ACTIVE
+        else:
+            status = ROTATED
+        issued_at = grant.refreshed_at or grant.created_at
+        return PresentedRefreshToken(
+            presented_hash, grant.grant_id, grant, grant.client_id, grant.subject, grant.audience, grant.scope,
+            status, issued_at, grant.expires_at, min(grant.expires_at, issued_at + self._refresh_idle_ttl))
 
-        Its absolute expiry is the grant's.
-        """
-        now = int(self._clock())
-        self._store.insert(REFRESH_TOKENS, {
-            "token_hash": token_hash(value), "grant_id": grant.grant_id, "client_id": grant.client_id,
-            "subject": grant.subject, "audience": grant.audience, "scope": scope, "status": ACTIVE,
-            "created_at": now, "expires_at": grant.expires_at,
-            "idle_expires_at": min(grant.expires_at, now + self._refresh_idle_ttl),
-        })
-
-    def find_refresh_token(self, value: str) -> dict[str, Any] | None:
-        return self._store.get(REFRESH_TOKENS, token_hash(value))
+    def _find_legacy_refresh_token(self, presented_hash: str) -> PresentedRefreshToken | None:
+        """A token from before the family format, from its own record (no new ones are written)."""
+        doc = self._store.get(REFRESH_TOKENS, presented_hash)
+        if doc is None:
+            return None
+        grant = self.get(doc["grant_id"])
+        status = doc["status"]
+        if grant is None or grant.revoked:
+            status = REVOKED
+        elif status == ACTIVE and grant.refresh_hash is not None and grant.refresh_hash != presented_hash:
+            status = ROTATED  # rotated since (this release no longer marks the record)
+        return PresentedRefreshToken(
+            presented_hash, doc["grant_id"], grant, doc["client_id"], doc["subject"], doc["audience"],
+            doc["scope"] or "", status, doc["created_at"], doc["expires_at"], doc["idle_expires_at"])
 
     def find_access_token(self, value: str) -> dict[str, Any] | None:
         return self._store.get(ISSUED_ACCESS_TOKENS, token_hash(value))
 
-    def rotate_refresh_token(self, doc: dict[str, Any], grant: Grant) -> str:
-        """The family's next refresh token, in exchange for ``doc``, its newest (RFC 9700 §4.14.2).
+    def rotate_refresh_token(self, presented: PresentedRefreshToken, grant: Grant) -> str:
+        """The family's next refresh token, in exchange for ``presented``, its newest (RFC 9700 §4.14.2).
 
-        One conditional write on the grant decides it: not revoked, and ``doc`` still the newest
+        One conditional write on the grant decides it: not revoked, and ``presented`` still the newest
         token. Of concurrent callers exactly one wins; a revocation written before it makes it fail.
-        The new token is returned for ``record_refresh_token``; ``doc`` is marked rotated.
+        Not a durable write (module docstring): lost in a power cut, the new token's next use is a reuse.
 
         :raises GrantAlreadyRevoked: the grant is revoked (or gone).
-        :raises RefreshTokenSuperseded: ``doc`` was already exchanged (reuse or a concurrent use).
+        :raises RefreshTokenSuperseded: ``presented`` was already exchanged (reuse or a concurrent use).
         """
         # A grant that predates ``refresh_hash`` has none: its one active token may rotate once, from None.
         expected = grant.refresh_hash
         if grant.revoked:
             raise GrantAlreadyRevoked()
-        if expected is not None and expected != doc["token_hash"]:
+        if expected is not None and not hmac.compare_digest(expected, presented.token_hash):
             raise RefreshTokenSuperseded()
-        now = int(self._clock())
-        value = new_secret_value()
+        value = new_refresh_token(grant.grant_id)
         won = self._store.update(
             GRANTS, {"grant_id": grant.grant_id, "revoked_at": None, "refresh_hash": expected},
-            {"refresh_hash": token_hash(value), "refreshed_at": now},
+            {"refresh_hash": token_hash(value), "refreshed_at": int(self._clock())}, durable=False,
         ) == 1
         if not won:
             current = self.get(grant.grant_id)
             if current is None or current.revoked:
                 raise GrantAlreadyRevoked()
             raise RefreshTokenSuperseded()
-        self._store.update(REFRESH_TOKENS, {"token_hash": doc["token_hash"], "status": ACTIVE},
-                           {"status": ROTATED, "used_at": now})
         return value
 
     def revoke_access_token(self, doc: dict[str, Any]) -> None:
-        self._store.update(ISSUED_ACCESS_TOKENS, {"token_hash": doc["token_hash"]}, {"revoked": True})
+        """Mark an issued access token revoked: a durable write (its record's insert was not)."""
+        self._store.update(ISSUED_ACCESS_TOKENS, {"token_hash": doc["token_hash"]}, {"revoked": True}, durable=True)
