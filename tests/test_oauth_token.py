@@ -206,6 +206,9 @@ def test_refresh_cannot_widen_scope_but_may_narrow_it(oauth_client, public_app, 
                        "invalid_scope")
     narrowed = refresh(oauth_client, public_app, session["refresh_token"], scope="records:read")
     assert narrowed.status_code == 200 and narrowed.json["scope"] == "records:read"
+    # RFC 6749 §6: the new refresh token's scope is the one presented's: the narrowing was the access token's
+    whole = refresh(oauth_client, public_app, narrowed.json["refresh_token"])
+    assert whole.status_code == 200 and whole.json["scope"] == session["scope"]
 
 
 def test_refresh_tokens_expire_idle_and_absolute(oauth_client, public_app, session, clock, settings):
