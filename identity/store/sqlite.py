@@ -20,7 +20,6 @@ import json
 import os
 import sqlite3
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -101,9 +100,8 @@ class SQLiteStore:
         self._writer_fd = (os.getpid(), fd)  # one inherited across fork is never used (pid differs)
         return fd
 
-    @contextmanager
-    def _writer_turn(self) -> Iterator[None]:
-        """Queue behind the other writers of this file (threads here, other processes via flock)."""
+    def _write(self, sql: str, params: tuple[Any, ...], *, durable: bool) -> sqlite3.Cursor:
+        """Run a write in its turn: behind the other writers of this file (threads here, processes via flock)."""
         with self._writer_thread_lock:
             fd = self._writer_lock_fd()
             if fd is not None:
@@ -112,14 +110,10 @@ class SQLiteStore:
                 except OSError:
                     fd = None
             try:
-                yield
+                return self._run(sql, params, durable=durable)
             finally:
                 if fd is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def _write(self, sql: str, params: tuple[Any, ...], *, durable: bool) -> sqlite3.Cursor:
-        with self._writer_turn():
-            return self._run(sql, params, durable=durable)
 
     def _run(self, sql: str, params: tuple[Any, ...] = (), *, durable: bool = True) -> sqlite3.Cursor:
         try:

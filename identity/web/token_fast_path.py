@@ -48,6 +48,15 @@ FAST_CONTENT_TYPES = frozenset({FORM_CONTENT_TYPE, FORM_CONTENT_TYPE + "; charse
 CONTEXT_FREE_AFTER_REQUEST = frozenset({("identity.web.headers", "install_security_headers.<locals>._headers")})
 
 
+TOKEN_FIELDS = ("access_token", "id_token", "refresh_token")
+
+
+def _verbatim(value: object) -> bool:
+    """Whether ``value`` is a string that JSON writes as it is: printable ASCII, no quote or backslash."""
+    return (isinstance(value, str) and value.isascii() and value.isprintable() and '"' not in value
+            and "\\" not in value)
+
+
 class TokenFastPath:
     """``POST /token`` answered without Flask's request context (module docstring).
 
@@ -60,7 +69,8 @@ class TokenFastPath:
         self.enabled: bool | None = None
         self._max_length = 0
         self._json: json.JSONEncoder | None = None  # the app's JSON provider's settings, when plain
-        self._headers: list[tuple[str, str]] | None = None  # a 200's headers, taken from the first one
+        # a 200's headers, taken from the first one: those before and after its Content-Length
+        self._headers: tuple[list[tuple[str, str]], list[tuple[str, str]]] | None = None
 
     def _decide(self) -> bool:
         problem = self._unsupported()
@@ -73,6 +83,22 @@ class TokenFastPath:
             self._json = json.JSONEncoder(ensure_ascii=provider.ensure_ascii, sort_keys=provider.sort_keys,
                                           separators=(",", ":"), default=provider.default)
         return True
+
+    def encode(self, result: dict[str, Any]) -> bytes:
+        """The body the app's JSON provider makes for ``result`` (``_json``: a plain provider, compact).
+
+        The encoder looks at every character of a string, and the tokens are most of a response: a
+        token that is printable ASCII without a quote or backslash (base64url and dots always are) is
+        its own JSON text under every setting, so it is written in as it is, in its member's place.
+        """
+        assert self._json is not None
+        verbatim = {key: value for key in TOKEN_FIELDS if _verbatim(value := result.get(key))}
+        if not verbatim or any(isinstance(value, (dict, list, tuple)) for value in result.values()):
+            return (self._json.encode(result) + "\n").encode("utf-8")
+        text = self._json.encode({**result, **dict.fromkeys(verbatim, "")})
+        for key, value in verbatim.items():  # the member's key appears once: other quotes in strings are escaped
+            text = text.replace(f'"{key}":""', f'"{key}":"{value}"', 1)
+        return (text + "\n").encode("utf-8")
 
     def _unsupported(self) -> str | None:
         app = self._app
@@ -120,9 +146,10 @@ class TokenFastPath:
                 lambda: self._app.extensions[EXTENSION].oauth.token_endpoint.handle(form, authorization))
         except Exception:  # noqa: BLE001 - rendered by the app's own error handlers
             return self._render_error(environ, body, start_response)
-        if self._headers is not None and self._json is not None:
-            data = (self._json.encode(result) + "\n").encode("utf-8")
-            start_response("200 OK", [(k, str(len(data)) if k == "Content-Length" else v) for k, v in self._headers])
+        if self._headers is not None:
+            data = self.encode(result)
+            before, after = self._headers
+            start_response("200 OK", [*before, ("Content-Length", str(len(data))), *after])
             return [data]
         return self._respond(result, environ, start_response)
 
@@ -138,10 +165,10 @@ class TokenFastPath:
             response = func(response)
         headers = list(response.get_wsgi_headers(environ).items())
         data = response.get_data()
-        if (self._json is not None and response.status == "200 OK"
-                and (self._json.encode(result) + "\n").encode("utf-8") == data
-                and sum(1 for k, _ in headers if k == "Content-Length") == 1):
-            self._headers = headers
+        lengths = [i for i, (k, _) in enumerate(headers) if k == "Content-Length"]
+        if (self._json is not None and response.status == "200 OK" and self.encode(result) == data
+                and len(lengths) == 1):
+            self._headers = headers[:lengths[0]], headers[lengths[0] + 1:]
         start_response(response.status, headers)
         return [data]
 

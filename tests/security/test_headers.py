@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import os
 import re
 import socket
 
@@ -139,6 +140,25 @@ def test_oversized_request_lines_headers_and_bodies_are_refused(oauth_client, pu
         assert response.headers["Cache-Control"] == "no-store"
     # just under the limits still works
     assert oauth_client.get("/healthz", headers={"X-Filler": "h" * (MAX_HEADER_VALUE - 100)}).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["HTTP_X_FILLER", "CONTENT_TYPE", "HOME"])
+def test_the_size_limits_check_every_header_whatever_the_process_environment_holds(monkeypatch, name):
+    """The limits skip the process environment's keys (granian copies them into every environ) at C speed,
+    but never a header: a header named like an environment variable is still measured."""
+    monkeypatch.setenv(name, "set in the process environment")
+    monkeypatch.setenv("SOME_HUGE_SETTING", "e" * 40_000)  # not a header: never counted
+    limits = RequestSizeLimits(lambda environ, start_response: [b"passed"], https=False)
+    statuses: list[str] = []
+
+    def call(environ):
+        return b"".join(limits({**os.environ, "REQUEST_METHOD": "GET", "PATH_INFO": "/", **environ},
+                               lambda status, headers: statuses.append(status)))
+
+    assert call({}) == b"passed"
+    header = name if name.startswith(("HTTP_", "CONTENT_")) else "HTTP_HOME"
+    call({header: "h" * (MAX_HEADER_VALUE + 1)})
+    assert statuses == ["431 Request Header Fields Too Large"]
 
 
 def wsgi_layers(app) -> list[object]:
