@@ -57,6 +57,10 @@ class Interleave:
         self._maybe("update", coll, where, changes)  # before the write
         return self._inner.update(coll, where, changes, **options)
 
+    def insert(self, coll: Collection, doc: Any, **options: Any) -> None:
+        self._maybe("insert", coll, doc)  # before the write
+        self._inner.insert(coll, doc, **options)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
@@ -180,6 +184,41 @@ def test_two_uses_interleaved_at_the_rotation_let_exactly_one_win(client, oauth,
     assert store.get(GRANTS, grant_of(store, session["refresh_token"]))["revoked_reason"] == \
         "refresh token used concurrently"
     assert_oauth_error(refresh(client, mobile, inner["body"]["refresh_token"]), "invalid_grant")
+
+
+# -- two exchanges of one code: exactly one creates the grant, and the other revokes it --------------------
+
+
+def test_two_exchanges_of_one_code_interleaved_let_one_issue_and_revoke_what_it_issued(
+        client, oauth, mobile, interleaved, store, service_client):
+    """The second exchange runs whole while the first waits at its grant's creation: the second wins, the first
+    finds the grant there (a code used twice, RFC 6749 §4.1.2) and revokes it with what it issued."""
+    code, verifier = get_code(client, mobile)
+    form = {"grant_type": "authorization_code", "code": code, "client_id": mobile.client_id,
+            "redirect_uri": REDIRECT_URI, "code_verifier": verifier}
+    inner: dict[str, Any] = {}
+
+    def second_exchange() -> None:
+        inner["body"] = oauth.token_endpoint.handle(form, None)
+
+    interleaved.arm(lambda operation, coll, *args: operation == "insert" and coll is GRANTS, second_exchange)
+    first = code_grant(client, mobile, code, verifier)
+    assert "access_token" in inner["body"]
+    assert_oauth_error(first, "invalid_grant")
+    assert store.get(GRANTS, grant_of(store, inner["body"]["refresh_token"]))["revoked_reason"] == \
+        "authorization code replayed"
+    assert_oauth_error(refresh(client, mobile, inner["body"]["refresh_token"]), "invalid_grant")
+    rs, secret = service_client
+    assert client.post("/introspect", data={"token": inner["body"]["access_token"], "client_id": rs.client_id,
+                                            "client_secret": secret}).json == {"active": False}
+
+
+def test_a_code_marked_used_by_an_earlier_release_is_a_replay(client, mobile, store):
+    code, verifier = get_code(client, mobile)
+    store.update(AUTHORIZATION_CODES, {"code_hash": token_hash(code)}, {"used": True})
+    assert_oauth_error(code_grant(client, mobile, code, verifier), "invalid_grant")
+    grant_id = store.get(AUTHORIZATION_CODES, token_hash(code))["grant_id"]
+    assert store.get(GRANTS, grant_id)["revoked_reason"] == "authorization code replayed"  # a placeholder, revoked
 
 
 def test_rotation_records_the_newest_token_on_the_grant(client, oauth, mobile, session, store):
@@ -311,7 +350,8 @@ def logged_app(settings, broker, clock, audience_keys, logged):
 
 def test_issuing_tokens_never_waits_for_the_disk_and_revoking_always_does(logged_app, logged):
     """The token endpoint's writes are non-durable (a lost tail fails closed, identity.oauth.grants); every
-    revocation is durable. Refresh: one conditional write on the grant and the access-token record."""
+    revocation is durable. A code exchange: the grant (which spends the code) and the access-token record;
+    a refresh: one conditional write on the grant and the record; client_credentials: the record."""
     http, oauth = logged_app.test_client(), logged_app.extensions["identity"].oauth
     mobile, _ = oauth.clients.register(name="Mobile", public=True, redirect_uris=[REDIRECT_URI], grant_types=None,
                                        scopes=["openid", "records:read"], audiences=[API])
@@ -326,8 +366,7 @@ def test_issuing_tokens_never_waits_for_the_disk_and_revoking_always_does(logged
 
     tokens: dict[str, Any] = {}
     assert writes_of(lambda: tokens.update(code_grant(http, mobile, code, verifier).json)) == [
-        ("update", AUTHORIZATION_CODES.name, False), ("insert", GRANTS.name, False),
-        ("insert", ISSUED_ACCESS_TOKENS.name, False)]
+        ("insert", GRANTS.name, False), ("insert", ISSUED_ACCESS_TOKENS.name, False)]  # the grant spends the code
     assert writes_of(lambda: tokens.update(refresh(http, mobile, tokens["refresh_token"]).json)) == [
         ("update", GRANTS.name, False), ("insert", ISSUED_ACCESS_TOKENS.name, False)]
     form = {"grant_type": "client_credentials", "client_id": rs.client_id, "client_secret": secret}

@@ -6,7 +6,7 @@ rendered in the RFC 6749 §5.2 JSON form.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NoReturn
 
 from ..errors import (
     InvalidGrant,
@@ -113,31 +113,34 @@ class TokenEndpoint:
         if doc is None or doc["client_id"] != client.client_id:
             raise InvalidGrant("the code is invalid")
         self._check_code_binding(doc, form)
-        # Spent with a non-durable write, like the grant and the tokens that follow it (grants module docstring):
-        # a power cut that took the mark back took the grant too, and the code's tokens with it.
-        if not self._store.update(AUTHORIZATION_CODES, {"code_hash": doc["code_hash"], "used": False}, {"used": True},
-                                  durable=False):
-            # RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it.
-            self._grants.revoke(doc["grant_id"], reason="authorization code replayed", placeholder={
-                "client_id": doc["client_id"], "subject": doc["subject"], "audience": doc["audience"],
-                "scope": doc["scope"]})
-            raise InvalidGrant("the code was already used")
+        if doc.get("used"):  # spent by an earlier release, which marked codes
+            self._code_replayed(doc)
         self._check_resource(form, doc["audience"])
         if not self._subject_is_active(doc["subject"]):
             raise InvalidGrant("the account is not active")
         key = self._encryption_key(doc["audience"])
         refresh = new_refresh_token(doc["grant_id"]) if client.allows_grant(REFRESH_TOKEN) else None
+        # Creating the grant spends the code: its id was fixed when the code was issued and is unique, so of
+        # two exchanges exactly one creates it. A non-durable write, like the tokens that follow (grants module
+        # docstring): a power cut that takes it back takes those tokens' grant with it.
         try:
             grant = self._grants.create(grant_id=doc["grant_id"], client_id=client.client_id,
                                         subject=doc["subject"], audience=doc["audience"], scope=doc["scope"],
                                         refresh_token=refresh)
         except GrantAlreadyRevoked:
-            raise InvalidGrant("the code was already used") from None
+            self._code_replayed(doc)
         return self._tokens_for_grant(client, grant, key, scope=doc["scope"], refresh=refresh, nonce=doc.get("nonce"),
                                       auth_time=doc["auth_time"], with_id_token=True)
 
+    def _code_replayed(self, doc: Mapping[str, Any]) -> NoReturn:
+        """RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it."""
+        self._grants.revoke(doc["grant_id"], reason="authorization code replayed", placeholder={
+            "client_id": doc["client_id"], "subject": doc["subject"], "audience": doc["audience"],
+            "scope": doc["scope"]})
+        raise InvalidGrant("the code was already used")
+
     def _check_code_binding(self, doc: Mapping[str, Any], form: Mapping[str, str]) -> None:
-        """Expiry, redirect URI and PKCE, checked before the code is spent."""
+        """Expiry, redirect URI and PKCE: a code that fails them is not spent."""
         if doc["expires_at"] <= self._clock():
             raise InvalidGrant("the code has expired")
         redirect_uri = form.get("redirect_uri")
