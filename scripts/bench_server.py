@@ -283,12 +283,16 @@ conn.execute("PRAGMA synchronous=FULL")
             raise RuntimeError(f"seeding authorization codes failed: {done.stderr.strip()[-2000:]}")
 
     def breakdown(self, n: int = 400) -> dict[str, float]:
-        """Where one client_credentials token's CPU goes, in-process (µs per call, this process's CPU
-        time): the WSGI app (fast path) end to end, the token endpoint, the minting, the RSA
-        signature and encryption alone, the issued-token record alone."""
-        done = subprocess.run([PYTHON, "-c", BREAKDOWN.format(root=str(ROOT), n=n, body=self.cc_body(),
-                                                               auth=self.cc_client.basic, audience=AUDIENCE)],
-                              cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300)
+        """Where a token's CPU goes, in-process (µs per call, this process's CPU time): one client_credentials
+        request through the app as ``scripts/serve.py`` serves it (the framing layer, the process environment
+        in the environ) with the token fast path and without it (Flask's view), the token endpoint, one
+        refresh at the endpoint, the minting, the RSA signature and key wrap alone, the issued-token record
+        and the refresh's rotation write alone."""
+        assert self.cc_client is not None and self.web_client is not None
+        done = subprocess.run([PYTHON, "-c", BREAKDOWN.format(
+            root=str(ROOT), n=n, body=self.cc_body(), auth=self.cc_client.basic, audience=AUDIENCE, scope=SCOPE,
+            web_id=self.web_client.client_id, web_auth=self.web_client.basic)],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             raise RuntimeError(f"breakdown failed: {done.stderr.strip()[-2000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
@@ -562,18 +566,24 @@ def check_tokens(service: BenchService, bodies: list[dict[str, Any]], *, grant: 
 
 
 BREAKDOWN = r"""
-import io, json, sys, time, hashlib, secrets
+import io, json, os, sys, time, hashlib, secrets
 sys.path.insert(0, {root!r})
 from identity import create_app
-from identity.oauth.records import ISSUED_ACCESS_TOKENS
+from identity.oauth.grants import new_refresh_token
+from identity.oauth.records import ISSUED_ACCESS_TOKENS, new_secret_value
+from identity.web.http_strict import StrictHttp
+from identity.web.token_fast_path import find_token_fast_path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 app = create_app()
 svc = app.extensions["identity"]
+served = StrictHttp(app, https=True)  # as scripts/serve.py serves it
+fast = find_token_fast_path(app.wsgi_app)
 body = {body!r}.encode()
+process_environment = dict(os.environ)  # granian copies it into every environ
 def environ():
-    return {{"REQUEST_METHOD": "POST", "PATH_INFO": "/token", "SCRIPT_NAME": "", "QUERY_STRING": "",
-            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
+    return {{**process_environment, "REQUEST_METHOD": "POST", "PATH_INFO": "/token", "SCRIPT_NAME": "",
+            "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
             "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True,
             "CONTENT_TYPE": "application/x-www-form-urlencoded", "CONTENT_LENGTH": str(len(body)),
             "HTTP_HOST": "127.0.0.1:8000", "HTTP_AUTHORIZATION": {auth!r}, "REMOTE_ADDR": "127.0.0.1",
@@ -582,24 +592,47 @@ def environ():
 statuses = []
 def start_response(status, headers, exc_info=None):
     statuses.append(status)
-form = {{"grant_type": "client_credentials", "scope": "records:read"}}
-endpoint = svc.oauth.token_endpoint
+def through_flask():
+    fast.enabled = False
+    try:
+        return b"".join(served(environ(), start_response))
+    finally:
+        fast.enabled = True
+form = {{"grant_type": "client_credentials", "scope": {scope!r}}}
+endpoint, grants = svc.oauth.token_endpoint, svc.oauth.grants
 audience = svc.oauth.audiences.get("{audience}")
 key = svc.oauth.audiences.encryption_key(audience)
 signing = svc.keyring.active_signing_key().private_key
+subject = svc.vault.resolve_or_create("breakdown@bench.example").identity.pseudonym
+def family():
+    grant_id = new_secret_value()
+    value = new_refresh_token(grant_id)
+    grant = grants.create(grant_id=grant_id, client_id={web_id!r}, subject=subject, audience="{audience}",
+                          scope={scope!r}, refresh_token=value)
+    return grant, value
+families = [family() for _ in range(2 * (30 + 5 * {n}))]
+def refresh():
+    grant, value = families.pop()
+    return endpoint.handle({{"grant_type": "refresh_token", "refresh_token": value}}, {web_auth!r})
+def rotation():
+    grant, value = families.pop()
+    return grants.rotate_refresh_token(grants.find_refresh_token(value), grant)
 def doc():
     return {{"token_hash": hashlib.sha256(secrets.token_bytes(16)).hexdigest(), "jti": secrets.token_urlsafe(16),
             "grant_id": None, "client_id": "c" * 22, "subject": "c" * 22, "audience": "{audience}",
-            "scope": "records:read", "issued_at": 1, "expires_at": int(time.time()), "revoked": False}}
+            "scope": {scope!r}, "issued_at": 1, "expires_at": int(time.time()), "revoked": False}}
 cases = {{
-    "wsgi_app": lambda: b"".join(app(environ(), start_response)),
+    "wsgi_app": lambda: b"".join(served(environ(), start_response)),
+    "wsgi_app_without_fast_path": through_flask,
     "token_endpoint": lambda: endpoint.handle(form, {auth!r}),
+    "refresh_endpoint": refresh,
     "mint": lambda: svc.oauth.minter.access_token(subject="c" * 22, client_id="c" * 22, audience="{audience}",
-                                                  encryption_key=key, scope="records:read", now=time.time()),
+                                                  encryption_key=key, scope={scope!r}, now=time.time()),
     "rsa_sign": lambda: signing.sign(b"x" * 400, padding.PKCS1v15(), hashes.SHA256()),
     "rsa_oaep_encrypt": lambda: key.key.public_key.encrypt(secrets.token_bytes(32), padding.OAEP(
         mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)),
     "issued_token_record": lambda: svc.store.insert(ISSUED_ACCESS_TOKENS, doc()),
+    "refresh_rotation_write": rotation,
 }}
 times = {{name: [] for name in cases}}
 for fn in cases.values():
