@@ -230,9 +230,8 @@ done = 0
 while done < {count}:
     fast.execute("BEGIN")  # grants are created with non-durable writes (identity.oauth.grants)
     for i in range(min(5000, {count} - done)):
-        grant_id = new_secret_value()
-        refresh = new_refresh_token(grant_id)
-        svc.oauth.grants.create(grant_id=grant_id, client_id={self.web_client.client_id!r},
+        refresh = new_refresh_token()
+        svc.oauth.grants.create(grant_id=new_secret_value(), client_id={self.web_client.client_id!r},
                                 subject=subjects[(done + i) % len(subjects)], audience={AUDIENCE!r},
                                 scope={SCOPE!r}, refresh_token=refresh)
         out.write(refresh + "\\n")
@@ -605,9 +604,8 @@ key = svc.oauth.audiences.encryption_key(audience)
 signing = svc.keyring.active_signing_key().private_key
 subject = svc.vault.resolve_or_create("breakdown@bench.example").identity.pseudonym
 def family():
-    grant_id = new_secret_value()
-    value = new_refresh_token(grant_id)
-    grant = grants.create(grant_id=grant_id, client_id={web_id!r}, subject=subject, audience="{audience}",
+    value = new_refresh_token()
+    grant = grants.create(grant_id=new_secret_value(), client_id={web_id!r}, subject=subject, audience="{audience}",
                           scope={scope!r}, refresh_token=value)
     return grant, value
 families = [family() for _ in range(2 * (30 + 5 * {n}))]

@@ -25,7 +25,7 @@ from identity.oauth.records import (
     new_secret_value,
     token_hash,
 )
-from identity.store import Collection
+from identity.store import Collection, find_one
 from tests.conftest import API, REDIRECT_URI
 from tests.test_oauth_token import assert_oauth_error, code_grant, get_code, refresh
 
@@ -53,6 +53,11 @@ class Interleave:
         self._maybe("get", coll, key)  # after the read: the caller has seen the old state
         return found
 
+    def find(self, coll: Collection, where: Any, **options: Any):
+        found = list(self._inner.find(coll, where, **options))
+        self._maybe("find", coll, where)  # after the read, as get
+        return iter(found)
+
     def update(self, coll: Collection, where: Any, changes: Any, **options: Any) -> int:
         self._maybe("update", coll, where, changes)  # before the write
         return self._inner.update(coll, where, changes, **options)
@@ -66,7 +71,7 @@ class Interleave:
 
 
 def after_the_grant_check(operation: str, coll: Collection, *args: Any) -> bool:
-    return operation == "get" and coll is GRANTS
+    return operation in ("get", "find") and coll is GRANTS
 
 
 def before_the_rotation(operation: str, coll: Collection, *args: Any) -> bool:
@@ -118,9 +123,8 @@ def family(store, grant_id: str) -> tuple[str | None, int]:
 
 
 def grant_of(store, refresh_token: str) -> str:
-    grant_id = refresh_token.split(".")[0]  # a refresh token names its grant (identity.oauth.grants)
-    assert store.get(GRANTS, grant_id)["grant_id"] == grant_id
-    return grant_id
+    """The grant whose family the refresh token names (identity.oauth.grants: by its family id's hash)."""
+    return find_one(store, GRANTS, {"refresh_family": token_hash(refresh_token.split(".")[0])})["grant_id"]
 
 
 # -- a revocation that lands between the check and the rotation ---------------------------------------------
@@ -236,7 +240,7 @@ def test_any_other_token_naming_a_family_is_a_reuse_and_revokes_it(client, oauth
     """Only tokens of a family carry its grant's id: one that is not the newest was issued earlier, or made
     from one that was. Either way the family is revoked (RFC 9700 §4.14.2)."""
     grant_id = grant_of(store, session["refresh_token"])
-    forged = f"{grant_id}.{new_secret_value()}"
+    forged = f"{session['refresh_token'].split('.')[0]}.{new_secret_value()}"
     assert_oauth_error(refresh(client, mobile, forged), "invalid_grant")
     assert store.get(GRANTS, grant_id)["revoked_reason"] == "refresh token reused"
     assert_oauth_error(refresh(client, mobile, session["refresh_token"]), "invalid_grant")
@@ -251,7 +255,7 @@ def test_a_token_naming_no_known_family_is_invalid_and_revokes_nothing(client, m
 
 
 def test_a_client_without_refresh_gets_no_family_and_cannot_fake_one(client, oauth, store):
-    """A grant without a refresh token has no family: a token naming it is unknown, and revokes nothing."""
+    """A grant without a refresh token has no family; its id names none either, and revokes nothing."""
     app, _ = oauth.clients.register(name="No refresh", public=True, redirect_uris=[REDIRECT_URI],
                                     grant_types=["authorization_code"], scopes=["openid", "records:read"],
                                     audiences=[API])
@@ -262,6 +266,19 @@ def test_a_client_without_refresh_gets_no_family_and_cannot_fake_one(client, oau
     assert store.get(GRANTS, grant_id)["refresh_hash"] is None
     assert oauth.grants.find_refresh_token(f"{grant_id}.{new_secret_value()}") is None
     assert store.get(GRANTS, grant_id)["revoked_at"] is None
+
+
+def test_the_store_holds_no_family_id_a_copy_could_use(client, mobile, session, store):
+    """Only hashes of a family's id and of its newest token are stored: a copy of the store cannot name the
+    family (to revoke it by presenting a made-up token) nor present any of its tokens."""
+    rotated = refresh(client, mobile, session["refresh_token"]).json["refresh_token"]
+    family = rotated.split(".")[0]
+    assert family == session["refresh_token"].split(".")[0]  # one family id for every token of the grant
+    secrets_seen = {family, rotated, session["refresh_token"], rotated.split(".")[1]}
+    for coll in (GRANTS, ISSUED_ACCESS_TOKENS, REFRESH_TOKENS, AUTHORIZATION_CODES):
+        for doc in store.find(coll, {}):
+            values = " ".join(str(v) for v in doc.values())
+            assert not any(secret in values for secret in secrets_seen), coll.name
 
 
 # -- refresh tokens from before the family format -----------------------------------------------------------

@@ -3,13 +3,15 @@
 Revoking a grant revokes its whole refresh-token family and makes introspection answer inactive
 for every access token issued under it (RFC 7009 §2.1, RFC 9700 §4.14).
 
-The grant's document is the family. A refresh token is ``<grant id>.<256 random bits>`` (opaque to
-clients); the grant records the SHA-256 of its family's newest token (``refresh_hash``) and when it
-was issued (``refreshed_at``, else ``created_at``). A presented token names its grant; it is the
-newest if its hash is the recorded one, and any other token naming the grant is an earlier one of
-the family: a reuse, which revokes the family (only tokens of this family ever carry its id). No
-record per refresh token is written. Refresh tokens from before this format (no ``.``) are still
-found in ``refresh_tokens`` and rotate into it.
+The grant's document is the family. A refresh token is ``<family id>.<secret>``, both 256 random bits
+(opaque to clients); the family id is the same for every token of the grant, and the grant records
+only hashes: of the family id (``refresh_family``, a unique index) and of its newest token
+(``refresh_hash``), with when that was issued (``refreshed_at``, else ``created_at``). A presented
+token is found by its family id's hash; it is the newest if its own hash is the recorded one, and any
+other token naming the family is an earlier one: a reuse, which revokes the family. The family id is
+nowhere in clear but in the family's tokens, so only someone who held one can name it (a copy of the
+store cannot). No record per refresh token is written. Refresh tokens from before this format (no
+``.``) are still found in ``refresh_tokens`` and rotate into it.
 
 Rotation and revocation meet on the grant's document. A refresh rotates with one conditional write,
 "this grant, not revoked, and its newest token is the one presented → here is the next one". A
@@ -32,7 +34,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..store import DuplicateKeyError, Store
+from ..store import DuplicateKeyError, Store, find_one
 from ..tokens import AccessToken, EncryptionKey, TokenMinter
 from .records import (
     ACTIVE,
@@ -73,11 +75,15 @@ def _grant(doc: dict[str, Any]) -> Grant:
 REFRESH_SEPARATOR = "."
 
 
-def new_refresh_token(grant_id: str) -> str:
-    """A fresh refresh token of the family ``grant_id``: ``<grant id>.<256 random bits>``."""
-    if REFRESH_SEPARATOR in grant_id:
-        raise ValueError("a grant id never contains the refresh token separator")
-    return f"{grant_id}{REFRESH_SEPARATOR}{new_secret_value()}"
+def new_refresh_token(family: str | None = None) -> str:
+    """A fresh refresh token of ``family`` (the family id of a token of it), or of a new family."""
+    return f"{family or new_secret_value()}{REFRESH_SEPARATOR}{new_secret_value()}"
+
+
+def family_of(refresh_token: str) -> str | None:
+    """The family id a refresh token starts with; None for a token from before the family format."""
+    family, separator, _ = refresh_token.partition(REFRESH_SEPARATOR)
+    return family if separator else None
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,7 @@ class PresentedRefreshToken:
     earlier one (``ROTATED``: a reuse), or one of a revoked family (``REVOKED``)."""
 
     token_hash: str
+    family: str | None  # the family id, as presented; None: a token from before the family format
     grant_id: str
     grant: Grant | None  # None: a token from before the family format whose grant is gone
     client_id: str
@@ -128,7 +135,7 @@ class Grants:
 
     def create(self, *, grant_id: str, client_id: str, subject: str, audience: str, scope: str,
                refresh_token: str | None = None) -> Grant:
-        """A new grant; ``refresh_token`` (``new_refresh_token(grant_id)``) is its family's first.
+        """A new grant; ``refresh_token`` (``new_refresh_token()``) is its family's first.
 
         Not a durable write (module docstring): lost in a power cut, the refresh token is unknown.
 
@@ -138,7 +145,10 @@ class Grants:
         doc = {"grant_id": grant_id, "client_id": client_id, "subject": subject, "audience": audience,
                "scope": scope, "created_at": now, "expires_at": now + self._refresh_ttl}
         if refresh_token is not None:
-            doc["refresh_hash"] = token_hash(refresh_token)
+            family = family_of(refresh_token)
+            if family is None:
+                raise ValueError("a new grant's refresh token is in the family format (new_refresh_token)")
+            doc["refresh_hash"], doc["refresh_family"] = token_hash(refresh_token), token_hash(family)
         try:
             self._store.insert(GRANTS, doc, durable=False)
         except DuplicateKeyError as exc:
@@ -195,10 +205,11 @@ class Grants:
     def find_refresh_token(self, value: str) -> PresentedRefreshToken | None:
         """The refresh token ``value`` resolved to its grant, or None if it names no family we know."""
         presented_hash = token_hash(value)
-        grant_id, separator, _ = value.partition(REFRESH_SEPARATOR)
-        if not separator:
+        family = family_of(value)
+        if family is None:
             return self._find_legacy_refresh_token(presented_hash)
-        grant = self.get(grant_id)
+        doc = find_one(self._store, GRANTS, {"refresh_family": token_hash(family)})
+        grant = None if doc is None else _grant(doc)
         if grant is None or grant.refresh_hash is None:
             return None
         if grant.revoked:
@@ -209,8 +220,8 @@ class Grants:
             status = ROTATED
         issued_at = grant.refreshed_at or grant.created_at
         return PresentedRefreshToken(
-            presented_hash, grant.grant_id, grant, grant.client_id, grant.subject, grant.audience, grant.scope,
-            status, issued_at, grant.expires_at, min(grant.expires_at, issued_at + self._refresh_idle_ttl))
+            presented_hash, family, grant.grant_id, grant, grant.client_id, grant.subject, grant.audience,
+            grant.scope, status, issued_at, grant.expires_at, min(grant.expires_at, issued_at + self._refresh_idle_ttl))
 
     def _find_legacy_refresh_token(self, presented_hash: str) -> PresentedRefreshToken | None:
         """A token from before the family format, from its own record (no new ones are written)."""
@@ -224,7 +235,7 @@ class Grants:
         elif status == ACTIVE and grant.refresh_hash is not None and grant.refresh_hash != presented_hash:
             status = ROTATED  # rotated since (this release no longer marks the record)
         return PresentedRefreshToken(
-            presented_hash, doc["grant_id"], grant, doc["client_id"], doc["subject"], doc["audience"],
+            presented_hash, None, doc["grant_id"], grant, doc["client_id"], doc["subject"], doc["audience"],
             doc["scope"] or "", status, doc["created_at"], doc["expires_at"], doc["idle_expires_at"])
 
     def find_access_token(self, value: str) -> dict[str, Any] | None:
@@ -246,11 +257,14 @@ class Grants:
             raise GrantAlreadyRevoked()
         if expected is not None and not hmac.compare_digest(expected, presented.token_hash):
             raise RefreshTokenSuperseded()
-        value = new_refresh_token(grant.grant_id)
+        family = presented.family or new_secret_value()  # a token from before the format starts a family
+        value = new_refresh_token(family)
+        changes: dict[str, Any] = {"refresh_hash": token_hash(value), "refreshed_at": int(self._clock())}
+        if presented.family is None:
+            changes["refresh_family"] = token_hash(family)
         won = self._store.update(
-            GRANTS, {"grant_id": grant.grant_id, "revoked_at": None, "refresh_hash": expected},
-            {"refresh_hash": token_hash(value), "refreshed_at": int(self._clock())}, durable=False,
-        ) == 1
+            GRANTS, {"grant_id": grant.grant_id, "revoked_at": None, "refresh_hash": expected}, changes,
+            durable=False) == 1
         if not won:
             current = self.get(grant.grant_id)
             if current is None or current.revoked:

@@ -70,7 +70,10 @@ GRANTS = Collection(
         # document, "not revoked and still this token", so a revocation cannot slip in between.
         "refresh_hash": str,
         "refreshed_at": int,
+        # The hash of the family id that every refresh token of the grant starts with (identity.oauth.grants)
+        "refresh_family": str,
     },
+    unique=("refresh_family",),
     indexed=("subject", "expires_at"),
 )
 

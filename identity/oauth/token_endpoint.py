@@ -119,7 +119,7 @@ class TokenEndpoint:
         if not self._subject_is_active(doc["subject"]):
             raise InvalidGrant("the account is not active")
         key = self._encryption_key(doc["audience"])
-        refresh = new_refresh_token(doc["grant_id"]) if client.allows_grant(REFRESH_TOKEN) else None
+        refresh = new_refresh_token() if client.allows_grant(REFRESH_TOKEN) else None
         # Creating the grant spends the code: its id was fixed when the code was issued and is unique, so of
         # two exchanges exactly one creates it. A non-durable write, like the tokens that follow (grants module
         # docstring): a power cut that takes it back takes those tokens' grant with it.

@@ -430,8 +430,9 @@ def query(db_path: Path, sql: str, *params: Any) -> list[dict[str, Any]]:
 
 
 def grant_row(db_path: Path, refresh_token: str) -> dict[str, Any]:
-    """The grant (refresh-token family) a refresh token names (``identity.oauth.grants``)."""
-    return query(db_path, "SELECT * FROM grants WHERE grant_id = ?", refresh_token.split(".")[0])[0]
+    """The grant whose refresh-token family a token names (``identity.oauth.grants``: its family id's hash)."""
+    family = hashlib.sha256(refresh_token.split(".")[0].encode()).hexdigest()
+    return query(db_path, "SELECT * FROM grants WHERE refresh_family = ?", family)[0]
 
 
 def integrity(db_path: Path) -> str:
