@@ -2,12 +2,13 @@
 
 Why it exists (issue 16, measured behind ``scripts/serve.py``, the production server, which parses HTTP
 outside Python): the service on one pinned core (``taskset -c 0``, one worker, wrk on the other core),
-``client_credentials`` at 32 connections, 4 interleaved rounds of 4 s, the same deployment served with
-this layer on and off. With it: 1,421 tokens per CPU-second (1,340–1,467); without: 933 (874–945), so
-it buys **1.52×** (1.50–1.56 round by round; load average 3–5 from other work on the machine). In-process
-the Flask path costs about 290 µs more per request (791 against 502 µs of CPU), more than the RSA
-signature it wraps. The issue keeps such a layer only if it buys at least 15 % behind the production
-server; ``BENCHMARKS.md`` ("The token fast path") has the run and how to repeat it.
+``client_credentials`` at 32 connections, 5 interleaved rounds of 4 s, the same deployment served with
+this layer on and off. With it: 1,322 tokens per CPU-second (1,298–1,322); without: 877 (852–890), so it
+buys **1.51×** (1.47–1.53 round by round; an earlier, noisier run: 1.52×). In-process the Flask path costs
+about 300 µs more per request (833 against 530 µs of CPU, ``scripts/bench_server.py`` ``breakdown``,
+which every ``make bench`` repeats), as much as the RSA signature it wraps. The issue keeps such a layer
+only if it buys at least 15 % behind the production server; ``BENCHMARKS.md`` ("Issue 16, phase 2") has
+the run and how to repeat it.
 
 What it promises: the same answer as the ``token`` view (``identity.web.oauth``) in every case. The
 plain case is answered here: the same form rules (``application/x-www-form-urlencoded``, UTF-8, RFC 6749
