@@ -216,10 +216,11 @@ def install_token_fast_path(app: Flask) -> None:
 
 
 def find_token_fast_path(wsgi_app: Any) -> TokenFastPath | None:
-    """The ``TokenFastPath`` among the layers of ``wsgi_app`` (each keeps the next one in ``_next``)."""
+    """The ``TokenFastPath`` among the layers of ``wsgi_app`` (ours keep the next one in ``_next``, Werkzeug's
+    ``DispatcherMiddleware``, which mounts the development IdP, in ``app``)."""
     layer, depth = wsgi_app, 0
     while layer is not None and depth < 32:
         if isinstance(layer, TokenFastPath):
             return layer
-        layer, depth = getattr(layer, "_next", None), depth + 1
+        layer, depth = getattr(layer, "_next", None) or getattr(layer, "app", None), depth + 1
     return None
