@@ -77,6 +77,8 @@ GRANTS = Collection(
     indexed=("subject", "expires_at"),
 )
 
+# Refresh tokens from before the family format (identity.oauth.grants): read, no longer written; the
+# retention purge removes them as they expire.
 REFRESH_TOKENS = Collection(
     name="refresh_tokens",
     key="token_hash",
