@@ -139,7 +139,8 @@ class Grants:
 
         Not a durable write (module docstring): lost in a power cut, the refresh token is unknown.
 
-        :raises GrantAlreadyRevoked: the grant id exists (a replayed code revoked it first).
+        :raises GrantAlreadyRevoked: the grant id exists: its code was exchanged already, or a replay of it
+            revoked the grant first.
         """
         now = int(self._clock())
         doc = {"grant_id": grant_id, "client_id": client_id, "subject": subject, "audience": audience,

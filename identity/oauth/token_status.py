@@ -5,8 +5,8 @@ recognises them by the SHA-256 of the token recorded at issuance (``issued_acces
 was issued to, for which audience, scope and grant, until when). Introspection needs exactly that
 record to answer, and the caller's entitlement to it (RFC 7662 §4): an access token is described to
 the client it was issued to or to a client registered for its audience. A refresh token names its
-grant (``grants`` module docstring) and is described only to its client, while it is its family's
-newest.
+family, whose grant holds what there is to say about it (``grants`` module docstring); it is described
+only to its client, and only while it is its family's newest.
 """
 
 from __future__ import annotations
