@@ -19,6 +19,7 @@ from .web.person import install_person_pages
 from .web.proxies import install_trusted_proxies
 from .web.ratelimit import install_rate_limits
 from .web.telemetry import install_telemetry
+from .web.token_fast_path import install_token_fast_path
 
 MAX_REQUEST_BYTES = MAX_BODY
 
@@ -55,6 +56,7 @@ def create_app(
     app.register_blueprint(health.blueprint)
     app.register_blueprint(jwks.blueprint)
     app.register_blueprint(oauth.blueprint)
+    install_token_fast_path(app)  # POST /token without Flask's request machinery (its docstring)
     install_self_service(app, services)
     install_person_pages(app, services)  # consent, /account, /logout, /userinfo
     install_login_broker(app, configure_login(app, services, login_broker))

@@ -308,6 +308,7 @@ def token_section(plan: Plan, workdir: Path, limits: dict[str, Any], summary: di
 
 SERVER_NAMES = {
     "service_serve": "the service, scripts/serve.py (production command)",
+    "service_serve_no_fast_path": "the service, serve.py, the token fast path off",
     "service_gunicorn": "the service, gunicorn + gunicorn.conf.py (reference)",
     "ceiling_serve": "the ceiling app (crypto only), scripts/serve.py",
     "peer_oidc_provider": "the peer: oidc-provider, NODE_ENV=production node",
@@ -325,9 +326,12 @@ def server_comparison(plan: Plan, workdir: Path, summary: dict[str, Any]) -> dic
     """
     pinned = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
     pin: dict[str, Any] = {"cpus": "0", "wrk_cpus": "1"} if pinned else {}
-    services: dict[str, BenchService] = {"service_serve": BenchService(workdir / "cmp-serve", workers=1, **pin),
-                                         "service_gunicorn": GunicornService(workdir / "cmp-gunicorn", workers=1,
-                                                                             **pin)}
+    services: dict[str, BenchService] = {
+        "service_serve": BenchService(workdir / "cmp-serve", workers=1, **pin),
+        # what identity/web/token_fast_path.py buys behind serve.py (it stays only for >= 15 %)
+        "service_serve_no_fast_path": BenchService(workdir / "cmp-serve-no-fast-path", workers=1,
+                                                   wsgi_app="bench.no_fast_path_app:app", **pin),
+        "service_gunicorn": GunicornService(workdir / "cmp-gunicorn", workers=1, **pin)}
     ceiling = BenchService(workdir / "cmp-ceiling", wsgi_app="bench.ceiling_app:app", workers=1, **pin)
     ceiling.cc_client = ClientCreds("ceiling", "not-checked")
     services["ceiling_serve"] = ceiling
@@ -343,6 +347,7 @@ def server_comparison(plan: Plan, workdir: Path, summary: dict[str, Any]) -> dic
     memory: dict[str, dict[str, float]] = {}
     try:
         services["service_serve"].set_up()
+        services["service_serve_no_fast_path"].set_up_like(services["service_serve"])
         services["service_gunicorn"].set_up_like(services["service_serve"])
         if peer is not None:
             peer.set_up_peer(services["service_serve"])
@@ -396,7 +401,10 @@ def server_comparison(plan: Plan, workdir: Path, summary: dict[str, Any]) -> dic
     summary["token_cc_serve_p99_ms"] = serve["p99_ms"]
     summary["token_cc_gunicorn_ratio_to_sign"] = out["service_gunicorn"]["ratio_to_sign"]
     summary["token_ceiling_ratio_to_sign"] = out["ceiling_serve"]["ratio_to_sign"]
+    summary["token_fast_path_gain_per_core"] = serve["rps_per_core"] / out["service_serve_no_fast_path"]["rps_per_core"]
     summary["token_errors_side_by_side"] = sum(v["errors"] for v in out.values())
+    out["fast_path_gain_by_round"] = [round(a.rps_per_core / b.rps_per_core, 3) for a, b in
+                                      zip(runs["service_serve"], runs["service_serve_no_fast_path"])]
     if "peer_oidc_provider" in out:
         other = out["peer_oidc_provider"]
         summary["token_cc_vs_peer_per_core"] = serve["rps_per_core"] / other["rps_per_core"]
@@ -620,6 +628,12 @@ def table(results: dict[str, Any]) -> str:
                 f"{cost['issue_public_us']:,.0f} / {cost['issue_pairwise_us']:,.0f} us; subject_for "
                 f"{cost['subject_for_cached_us']:.1f} us cached, {cost['subject_for_uncached_us']:.1f} us not",
                 f"+{cost['pairwise_overhead_percent']:.1f} %", "<= +5 %")
+        if "wsgi_app_without_fast_path_us" in cost:
+            add("  the same without the token fast path (Flask's view)", f"{cost['wsgi_app_without_fast_path_us']:,.0f} us",
+                f"the fast path: {cost['wsgi_app_without_fast_path_us'] / cost['wsgi_app_us']:.2f}x less CPU",
+                "keep it only if >= 1.15x (issue 16)")
+            add("one refresh in-process: endpoint / rotation write", f"{cost['refresh_endpoint_us']:,.0f} / "
+                f"{cost['refresh_rotation_write_us']:,.0f} us", "no fsync per token (identity.oauth.grants)")
     for name, v in results.get("servers", {}).items():
         if name not in SERVER_NAMES:
             continue
@@ -635,6 +649,7 @@ def table(results: dict[str, Any]) -> str:
             f"{', '.join(str(x) for x in results['servers'].get('serve_vs_peer_by_round', []))})",
             f"p99 {results['summary']['token_cc_serve_p99_ms']:.1f} vs {results['summary']['token_cc_peer_p99_ms']:.1f} ms",
             ">= 1.3x; p99 not above the peer's")
+    rows.extend(issue16_targets(results))
     v = results.get("verify")
     if v:
         add("verify first-seen", f"{v['first_seen_per_second']:,.0f}/s",
@@ -668,6 +683,48 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def issue16_targets(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """One row per target of issue 16 that this run measured: figure, value, ratio, target and whether met."""
+    s, servers = results["summary"], results.get("servers", {})
+    rows: list[tuple[str, str, str, str]] = []
+
+    def target(name: str, value: str, ratio: str, goal: str, met: bool | None) -> None:
+        verdict = "" if met is None else ("met" if met else "NOT met")
+        rows.append((f"TARGET {name}", value, ratio, f"{goal}: {verdict}" if verdict else goal))
+
+    serve, peer = servers.get("service_serve"), servers.get("peer_oidc_provider")
+    if serve and peer:
+        vs = s["token_cc_vs_peer_per_core"]
+        target("client_credentials per core vs the peer", f"{serve['rps_per_core']:,.0f} vs {peer['rps_per_core']:,.0f}"
+               f" per core", f"{vs:.2f}x", ">= 1.3x", vs >= TARGETS["token_cc_vs_peer_per_core"])
+        target("client_credentials p99 at c=32 vs the peer's", f"{serve['p99_ms']:.1f} vs {peer['p99_ms']:.1f} ms",
+               "", "not above", serve["p99_ms"] <= peer["p99_ms"])
+        ours, theirs = serve.get("rss_mb_per_worker_after"), peer.get("rss_mb_per_worker_after")
+        if ours and theirs:
+            target("memory per worker (RSS after the runs) vs the peer's", f"{ours:.0f} vs {theirs:.0f} MB",
+                   f"{ours / theirs:.2f}x", "reported", None)
+    if serve and "token_fast_path_gain_per_core" in s:
+        gain = s["token_fast_path_gain_per_core"]
+        target("the token fast path behind serve.py (kept only if it buys 15 %)",
+               f"{serve['rps_per_core']:,.0f} vs {servers['service_serve_no_fast_path']['rps_per_core']:,.0f} per core",
+               f"{gain:.2f}x (by round: {', '.join(str(x) for x in servers.get('fast_path_gain_by_round', []))})",
+               ">= 1.15x", gain >= 1.15)
+    if serve:
+        target("client_credentials of the per-core sign rate (one pinned core)", f"{serve['rps_per_core']:,.0f}/core",
+               f"{serve['ratio_to_sign']:.2f}", ">= 0.55", serve["ratio_to_sign"] >= TARGETS["token_cc_serve_ratio_to_sign"])
+        errors = s.get("token_errors_side_by_side", 0) + s.get("token_errors", 0)
+        target("errors (side by side and grid)", str(errors), "", "0", errors == 0)
+    if "token_refresh_ratio_to_sign" in s:
+        target("refresh_token of the sign rate (c=32)", f"{s['token_refresh_rps_per_core']:,.0f}/core",
+               f"{s['token_refresh_ratio_to_sign']:.2f}", ">= 0.5",
+               s["token_refresh_ratio_to_sign"] >= TARGETS["token_refresh_ratio_to_sign"])
+    if "token_code_ratio_to_sign" in s:
+        target("authorization_code + PKCE of the sign rate (c=32)", f"{s['token_code_rps_per_core']:,.0f}/core",
+               f"{s['token_code_ratio_to_sign']:.2f}", ">= 0.4",
+               s["token_code_ratio_to_sign"] >= TARGETS["token_code_ratio_to_sign"])
+    return rows
+
+
 def plot(results: dict[str, Any], path: Path) -> bool:
     try:
         import matplotlib
@@ -694,7 +751,8 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         ax2.plot(cs, p99, style, label=grant)
     servers = results.get("servers", {})
     for name, marker, color in (("service_serve", "*", "tab:blue"), ("ceiling_serve", "^", "black"),
-                                ("service_gunicorn", "v", "grey"), ("peer_oidc_provider", "D", "purple")):
+                                ("service_gunicorn", "v", "grey"), ("peer_oidc_provider", "D", "purple"),
+                                ("service_serve_no_fast_path", "x", "tab:orange")):
         if name in servers:
             label = f"{SERVER_NAMES[name]}, one core, c=32"
             ax1.plot([32], [servers[name]["rps_per_core"]], marker, color=color, label=label)

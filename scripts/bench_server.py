@@ -22,6 +22,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -216,6 +217,7 @@ class BenchService:
 import sys, time
 sys.path.insert(0, {str(ROOT)!r})
 from identity.cli import services_from_environment
+from identity.oauth.grants import new_refresh_token
 from identity.oauth.records import new_secret_value
 svc = services_from_environment()
 conn = svc.store._connection(True)
@@ -226,15 +228,14 @@ subjects = [svc.vault.resolve_or_create(f"bench{{i}}@bench.example").identity.ps
 out = open({str(path)!r}, "w")
 done = 0
 while done < {count}:
-    conn.execute("BEGIN")
+    fast.execute("BEGIN")  # grants are created with non-durable writes (identity.oauth.grants)
     for i in range(min(5000, {count} - done)):
-        refresh = new_secret_value()
-        grant = svc.oauth.grants.create(grant_id=new_secret_value(), client_id={self.web_client.client_id!r},
-                                        subject=subjects[(done + i) % len(subjects)], audience={AUDIENCE!r},
-                                        scope={SCOPE!r}, refresh_token=refresh)
-        svc.oauth.grants.record_refresh_token(grant, refresh, scope={SCOPE!r})
+        refresh = new_refresh_token()
+        svc.oauth.grants.create(grant_id=new_secret_value(), client_id={self.web_client.client_id!r},
+                                subject=subjects[(done + i) % len(subjects)], audience={AUDIENCE!r},
+                                scope={SCOPE!r}, refresh_token=refresh)
         out.write(refresh + "\\n")
-    conn.execute("COMMIT")
+    fast.execute("COMMIT")
     done += min(5000, {count} - done)
 out.close()
 conn.execute("PRAGMA synchronous=FULL")
@@ -281,14 +282,18 @@ conn.execute("PRAGMA synchronous=FULL")
             raise RuntimeError(f"seeding authorization codes failed: {done.stderr.strip()[-2000:]}")
 
     def breakdown(self, n: int = 400) -> dict[str, float]:
-        """Where one client_credentials token's CPU goes, in-process (µs per call, this process's CPU
-        time): the WSGI app (fast path) end to end, the token endpoint, the minting, the RSA
-        signature and encryption alone, the issued-token record alone; and what pairwise subjects
-        add to a person's token (``issue_access_token`` to a public and to a pairwise audience,
+        """Where a token's CPU goes, in-process (µs per call, this process's CPU time): one client_credentials
+        request through the app as ``scripts/serve.py`` serves it (the framing layer, the process environment
+        in the environ) with the token fast path and without it (Flask's view), the token endpoint, one
+        refresh at the endpoint, the minting, the RSA signature and key wrap alone, the issued-token record
+        and the refresh's rotation write alone; and what pairwise
+        subjects add to a person's token (``issue_access_token`` to a public and a pairwise audience,
         ``subject_for`` cached and not)."""
-        done = subprocess.run([PYTHON, "-c", BREAKDOWN.format(root=str(ROOT), n=n, body=self.cc_body(),
-                                                               auth=self.cc_client.basic, audience=AUDIENCE)],
-                              cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300)
+        assert self.cc_client is not None and self.web_client is not None
+        done = subprocess.run([PYTHON, "-c", BREAKDOWN.format(
+            root=str(ROOT), n=n, body=self.cc_body(), auth=self.cc_client.basic, audience=AUDIENCE, scope=SCOPE,
+            web_id=self.web_client.client_id, web_auth=self.web_client.basic)],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             raise RuntimeError(f"breakdown failed: {done.stderr.strip()[-2000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
@@ -562,18 +567,24 @@ def check_tokens(service: BenchService, bodies: list[dict[str, Any]], *, grant: 
 
 
 BREAKDOWN = r"""
-import io, json, sys, time, hashlib, secrets
+import io, json, os, sys, time, hashlib, secrets
 sys.path.insert(0, {root!r})
 from identity import create_app
-from identity.oauth.records import ISSUED_ACCESS_TOKENS
+from identity.oauth.grants import new_refresh_token
+from identity.oauth.records import ISSUED_ACCESS_TOKENS, new_secret_value
+from identity.web.http_strict import StrictHttp
+from identity.web.token_fast_path import find_token_fast_path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 app = create_app()
 svc = app.extensions["identity"]
+served = StrictHttp(app, https=True)  # as scripts/serve.py serves it
+fast = find_token_fast_path(app.wsgi_app)
 body = {body!r}.encode()
+process_environment = dict(os.environ)  # granian copies it into every environ
 def environ():
-    return {{"REQUEST_METHOD": "POST", "PATH_INFO": "/token", "SCRIPT_NAME": "", "QUERY_STRING": "",
-            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
+    return {{**process_environment, "REQUEST_METHOD": "POST", "PATH_INFO": "/token", "SCRIPT_NAME": "",
+            "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
             "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True,
             "CONTENT_TYPE": "application/x-www-form-urlencoded", "CONTENT_LENGTH": str(len(body)),
             "HTTP_HOST": "127.0.0.1:8000", "HTTP_AUTHORIZATION": {auth!r}, "REMOTE_ADDR": "127.0.0.1",
@@ -582,8 +593,14 @@ def environ():
 statuses = []
 def start_response(status, headers, exc_info=None):
     statuses.append(status)
-form = {{"grant_type": "client_credentials", "scope": "records:read"}}
-endpoint = svc.oauth.token_endpoint
+def through_flask():
+    fast.enabled = False
+    try:
+        return b"".join(served(environ(), start_response))
+    finally:
+        fast.enabled = True
+form = {{"grant_type": "client_credentials", "scope": {scope!r}}}
+endpoint, grants = svc.oauth.token_endpoint, svc.oauth.grants
 audience = svc.oauth.audiences.get("{audience}")
 key = svc.oauth.audiences.encryption_key(audience)
 # a person's token to the bench audience (pairwise, as new audiences are) and to a public twin of it
@@ -601,15 +618,30 @@ def uncached():
     subjects._recorded.clear()  # the first token of a person in a sector in this process: derive, read the row
     return subjects.subject_for(person, audience="{audience}")
 signing = svc.keyring.active_signing_key().private_key
+subject = svc.vault.resolve_or_create("breakdown@bench.example").identity.pseudonym
+def family():
+    value = new_refresh_token()
+    grant = grants.create(grant_id=new_secret_value(), client_id={web_id!r}, subject=subject, audience="{audience}",
+                          scope={scope!r}, refresh_token=value)
+    return grant, value
+families = [family() for _ in range(2 * (30 + 5 * {n}))]
+def refresh():
+    grant, value = families.pop()
+    return endpoint.handle({{"grant_type": "refresh_token", "refresh_token": value}}, {web_auth!r})
+def rotation():
+    grant, value = families.pop()
+    return grants.rotate_refresh_token(grants.find_refresh_token(value), grant)
 def doc():
     return {{"token_hash": hashlib.sha256(secrets.token_bytes(16)).hexdigest(), "jti": secrets.token_urlsafe(16),
             "grant_id": None, "client_id": "c" * 22, "subject": "c" * 22, "audience": "{audience}",
-            "scope": "records:read", "issued_at": 1, "expires_at": int(time.time()), "revoked": False}}
+            "scope": {scope!r}, "issued_at": 1, "expires_at": int(time.time()), "revoked": False}}
 cases = {{
-    "wsgi_app": lambda: b"".join(app(environ(), start_response)),
+    "wsgi_app": lambda: b"".join(served(environ(), start_response)),
+    "wsgi_app_without_fast_path": through_flask,
     "token_endpoint": lambda: endpoint.handle(form, {auth!r}),
+    "refresh_endpoint": refresh,
     "mint": lambda: svc.oauth.minter.access_token(subject="c" * 22, client_id="c" * 22, audience="{audience}",
-                                                  encryption_key=key, scope="records:read", now=time.time()),
+                                                  encryption_key=key, scope={scope!r}, now=time.time()),
     "rsa_sign": lambda: signing.sign(b"x" * 400, padding.PKCS1v15(), hashes.SHA256()),
     "rsa_oaep_encrypt": lambda: key.key.public_key.encrypt(secrets.token_bytes(32), padding.OAEP(
         mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)),
@@ -618,6 +650,7 @@ cases = {{
     "issue_pairwise": lambda: issue("{audience}"),
     "subject_for_cached": lambda: subjects.subject_for(person, audience="{audience}"),
     "subject_for_uncached": uncached,
+    "refresh_rotation_write": rotation,
 }}
 times = {{name: [] for name in cases}}
 for fn in cases.values():

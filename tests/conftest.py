@@ -175,3 +175,91 @@ def web_app(oauth):
     return oauth.clients.register(name="Web app", public=False, redirect_uris=[REDIRECT_URI],
                                   grant_types=["authorization_code", "refresh_token"],
                                   scopes=["openid", "records:read"], audiences=[API])
+
+
+# -- the token endpoint through both paths -------------------------------------------------------
+
+import json  # noqa: E402
+
+from identity.web.token_fast_path import TokenFastPath  # noqa: E402
+
+TOKEN_PATHS = ("fast path", "flask")
+SECRET_FIELDS = frozenset({"access_token", "refresh_token", "id_token"})
+_TOKEN_ANSWERS: dict[tuple[str, ...], dict[str, list[str]]] = {}
+_THROUGH_FLASK = "tests.token_path.flask"
+
+
+def token_answer_signature(status: str, headers: list[tuple[str, str]], body: bytes) -> str:
+    """What must be equal between the two paths: status, headers (but Content-Length, and Retry-After's
+    value), the body's shape: every member's type, and the value of every member but the tokens."""
+    kept = sorted((name, "<seconds>" if name.lower() == "retry-after" else value) for name, value in headers
+                  if name.lower() != "content-length")
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        shape: object = body.decode("utf-8", "replace")
+    else:
+        shape = ({k: type(v).__name__ if k in SECRET_FIELDS else v for k, v in parsed.items()}
+                 if isinstance(parsed, dict) else parsed)
+    return json.dumps([status, kept, shape], sort_keys=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "token_answers_vary: the test's /token answers depend on timing (threads), "
+                                       "so token_path checks each path's run but does not compare them")
+
+
+def _test_key(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    params = {k: v for k, v in getattr(request.node, "callspec", None).params.items() if k != "token_path"}
+    return (request.node.nodeid.split("[")[0], *(f"{k}={v}" for k, v in sorted(params.items(), key=str)))
+
+
+@pytest.fixture(params=TOKEN_PATHS)
+def token_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Runs a test twice: ``POST /token`` answered by the fast path (``identity.web.token_fast_path``),
+    then by Flask's ``token`` view, and compares the two runs' answers (``token_answer_signature``, as
+    a multiset: concurrent tests answer in any order). Use it with ``pytest.mark.usefixtures``.
+
+    In the fast-path run every layer that saw a /token request must have been on; in the Flask run the
+    layers are switched off, so every /token request reaches the view.
+    """
+    mode = request.param
+    answers: list[str] = []
+    layers: list[TokenFastPath] = []
+    original = TokenFastPath.__call__
+
+    def recording(self: TokenFastPath, environ: dict, start_response):  # type: ignore[no-untyped-def]
+        if environ.get("PATH_INFO") != "/token" or environ.get("REQUEST_METHOD") != "POST":
+            return original(self, environ, start_response)
+        if self not in layers:
+            layers.append(self)
+        if mode == "flask":
+            self.enabled = False
+        seen: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def capture(status, headers, exc_info=None):  # type: ignore[no-untyped-def]
+            seen.append((status, list(headers)))
+            return start_response(status, headers, exc_info)
+
+        result = original(self, environ, capture)
+        try:
+            body = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        answers.append(token_answer_signature(seen[-1][0], seen[-1][1], body))
+        return [body]
+
+    monkeypatch.setattr(TokenFastPath, "__call__", recording)
+    yield mode
+    if mode == "fast path":
+        assert all(layer.enabled is True for layer in layers), "the token fast path was off"
+    if request.node.get_closest_marker("token_answers_vary"):
+        return
+    key = _test_key(request)
+    runs = _TOKEN_ANSWERS.setdefault(key, {})
+    runs[mode] = sorted(answers)
+    if len(runs) == len(TOKEN_PATHS):
+        fast, flask = runs.pop("fast path"), runs.pop("flask")
+        assert fast == flask, f"/token answers differ between the fast path and Flask:\n{fast}\n{flask}"

@@ -12,6 +12,9 @@ import pytest
 from tests.conftest import API, OTHER_API, REDIRECT_URI
 from tests.oauth_helpers import b64json, open_access_token, pkce_pair, query_of
 
+# The whole module runs twice: /token through its fast path, then through Flask; answers compared.
+pytestmark = pytest.mark.usefixtures("token_path")
+
 
 def authorize(client, app_client, challenge, **extra):
     params = {"response_type": "code", "client_id": app_client.client_id, "redirect_uri": REDIRECT_URI,

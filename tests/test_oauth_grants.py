@@ -1,4 +1,5 @@
-"""Refresh rotation against revocation and against itself, with the interleavings forced, on both backends.
+"""Refresh rotation against revocation and against itself, with the interleavings forced, on both backends;
+the refresh-token family on the grant's document; which writes are durable.
 
 A store wrapper runs an injected step at an exact point of a refresh: just after the endpoint has
 read the grant (its check), or just before the rotation's write. Whatever lands there, the refresh
@@ -14,10 +15,22 @@ import pytest
 from identity import create_app
 from identity.oauth.audiences import parse_encryption_key
 from identity.oauth.grants import GrantAlreadyRevoked, RefreshTokenSuperseded
-from identity.oauth.records import GRANTS, ISSUED_ACCESS_TOKENS, REFRESH_TOKENS, ROTATED, token_hash
-from identity.store import Collection
+from identity.oauth.records import (
+    ACTIVE,
+    AUTHORIZATION_CODES,
+    GRANTS,
+    ISSUED_ACCESS_TOKENS,
+    REFRESH_TOKENS,
+    ROTATED,
+    new_secret_value,
+    token_hash,
+)
+from identity.store import Collection, find_one
 from tests.conftest import API, REDIRECT_URI
 from tests.test_oauth_token import assert_oauth_error, code_grant, get_code, refresh
+
+# The whole module runs twice: /token through its fast path, then through Flask; answers compared.
+pytestmark = pytest.mark.usefixtures("token_path")
 
 
 class Interleave:
@@ -40,16 +53,25 @@ class Interleave:
         self._maybe("get", coll, key)  # after the read: the caller has seen the old state
         return found
 
-    def update(self, coll: Collection, where: Any, changes: Any) -> int:
+    def find(self, coll: Collection, where: Any, **options: Any):
+        found = list(self._inner.find(coll, where, **options))
+        self._maybe("find", coll, where)  # after the read, as get
+        return iter(found)
+
+    def update(self, coll: Collection, where: Any, changes: Any, **options: Any) -> int:
         self._maybe("update", coll, where, changes)  # before the write
-        return self._inner.update(coll, where, changes)
+        return self._inner.update(coll, where, changes, **options)
+
+    def insert(self, coll: Collection, doc: Any, **options: Any) -> None:
+        self._maybe("insert", coll, doc)  # before the write
+        self._inner.insert(coll, doc, **options)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
 
 def after_the_grant_check(operation: str, coll: Collection, *args: Any) -> bool:
-    return operation == "get" and coll is GRANTS
+    return operation in ("get", "find") and coll is GRANTS
 
 
 def before_the_rotation(operation: str, coll: Collection, *args: Any) -> bool:
@@ -95,14 +117,14 @@ def session(client, mobile):
     return code_grant(client, mobile, code, verifier).json
 
 
-def family(store, grant_id: str) -> tuple[int, int]:
-    """(refresh tokens, access-token records) of a grant."""
-    return (store.count(REFRESH_TOKENS, {"grant_id": grant_id}),
-            store.count(ISSUED_ACCESS_TOKENS, {"grant_id": grant_id}))
+def family(store, grant_id: str) -> tuple[str | None, int]:
+    """(the newest refresh token's hash, access-token records) of a grant."""
+    return store.get(GRANTS, grant_id)["refresh_hash"], store.count(ISSUED_ACCESS_TOKENS, {"grant_id": grant_id})
 
 
 def grant_of(store, refresh_token: str) -> str:
-    return store.get(REFRESH_TOKENS, token_hash(refresh_token))["grant_id"]
+    """The grant whose family the refresh token names (identity.oauth.grants: by its family id's hash)."""
+    return find_one(store, GRANTS, {"refresh_family": token_hash(refresh_token.split(".")[0])})["grant_id"]
 
 
 # -- a revocation that lands between the check and the rotation ---------------------------------------------
@@ -168,24 +190,208 @@ def test_two_uses_interleaved_at_the_rotation_let_exactly_one_win(client, oauth,
     assert_oauth_error(refresh(client, mobile, inner["body"]["refresh_token"]), "invalid_grant")
 
 
-def test_rotation_records_the_newest_token_on_the_grant(client, mobile, session, store):
+# -- two exchanges of one code: exactly one creates the grant, and the other revokes it --------------------
+
+
+def test_two_exchanges_of_one_code_interleaved_let_one_issue_and_revoke_what_it_issued(
+        client, oauth, mobile, interleaved, store, service_client):
+    """The second exchange runs whole while the first waits at its grant's creation: the second wins, the first
+    finds the grant there (a code used twice, RFC 6749 §4.1.2) and revokes it with what it issued."""
+    code, verifier = get_code(client, mobile)
+    form = {"grant_type": "authorization_code", "code": code, "client_id": mobile.client_id,
+            "redirect_uri": REDIRECT_URI, "code_verifier": verifier}
+    inner: dict[str, Any] = {}
+
+    def second_exchange() -> None:
+        inner["body"] = oauth.token_endpoint.handle(form, None)
+
+    interleaved.arm(lambda operation, coll, *args: operation == "insert" and coll is GRANTS, second_exchange)
+    first = code_grant(client, mobile, code, verifier)
+    assert "access_token" in inner["body"]
+    assert_oauth_error(first, "invalid_grant")
+    assert store.get(GRANTS, grant_of(store, inner["body"]["refresh_token"]))["revoked_reason"] == \
+        "authorization code replayed"
+    assert_oauth_error(refresh(client, mobile, inner["body"]["refresh_token"]), "invalid_grant")
+    rs, secret = service_client
+    assert client.post("/introspect", data={"token": inner["body"]["access_token"], "client_id": rs.client_id,
+                                            "client_secret": secret}).json == {"active": False}
+
+
+def test_a_code_marked_used_by_an_earlier_release_is_a_replay(client, mobile, store):
+    code, verifier = get_code(client, mobile)
+    store.update(AUTHORIZATION_CODES, {"code_hash": token_hash(code)}, {"used": True})
+    assert_oauth_error(code_grant(client, mobile, code, verifier), "invalid_grant")
+    grant_id = store.get(AUTHORIZATION_CODES, token_hash(code))["grant_id"]
+    assert store.get(GRANTS, grant_id)["revoked_reason"] == "authorization code replayed"  # a placeholder, revoked
+
+
+def test_rotation_records_the_newest_token_on_the_grant(client, oauth, mobile, session, store):
     grant_id = grant_of(store, session["refresh_token"])
     assert store.get(GRANTS, grant_id)["refresh_hash"] == token_hash(session["refresh_token"])
     rotated = refresh(client, mobile, session["refresh_token"]).json["refresh_token"]
+    assert grant_of(store, rotated) == grant_id
     assert store.get(GRANTS, grant_id)["refresh_hash"] == token_hash(rotated)
-    assert store.get(REFRESH_TOKENS, token_hash(session["refresh_token"]))["status"] == ROTATED
+    assert oauth.grants.find_refresh_token(session["refresh_token"]).status == ROTATED
+    assert oauth.grants.find_refresh_token(rotated).status == ACTIVE
+    assert store.count(REFRESH_TOKENS, {}) == 0  # the family lives on the grant: no record per refresh token
 
 
-def test_a_grant_from_before_rotation_was_recorded_rotates_once(client, oauth, mobile, session, store):
-    """Grants written by an earlier release have no refresh_hash: their one active token still works, once."""
+def test_any_other_token_naming_a_family_is_a_reuse_and_revokes_it(client, oauth, mobile, session, store):
+    """Only tokens of a family carry its grant's id: one that is not the newest was issued earlier, or made
+    from one that was. Either way the family is revoked (RFC 9700 §4.14.2)."""
     grant_id = grant_of(store, session["refresh_token"])
-    store.update(GRANTS, {"grant_id": grant_id}, {"refresh_hash": None})
-    doc = oauth.grants.find_refresh_token(session["refresh_token"])
+    forged = f"{session['refresh_token'].split('.')[0]}.{new_secret_value()}"
+    assert_oauth_error(refresh(client, mobile, forged), "invalid_grant")
+    assert store.get(GRANTS, grant_id)["revoked_reason"] == "refresh token reused"
+    assert_oauth_error(refresh(client, mobile, session["refresh_token"]), "invalid_grant")
+
+
+@pytest.mark.parametrize("value", ["unknown-grant.x", ".", "a.b.c", "no-separator", "x" * 200])
+def test_a_token_naming_no_known_family_is_invalid_and_revokes_nothing(client, mobile, session, store, value):
+    grant_id = grant_of(store, session["refresh_token"])
+    assert_oauth_error(refresh(client, mobile, value), "invalid_grant")
+    assert store.get(GRANTS, grant_id)["revoked_at"] is None
+    assert refresh(client, mobile, session["refresh_token"]).status_code == 200
+
+
+def test_a_client_without_refresh_gets_no_family_and_cannot_fake_one(client, oauth, store):
+    """A grant without a refresh token has no family; its id names none either, and revokes nothing."""
+    app, _ = oauth.clients.register(name="No refresh", public=True, redirect_uris=[REDIRECT_URI],
+                                    grant_types=["authorization_code"], scopes=["openid", "records:read"],
+                                    audiences=[API])
+    code, verifier = get_code(client, app)
+    tokens = code_grant(client, app, code, verifier).json
+    assert "refresh_token" not in tokens
+    grant_id = store.get(ISSUED_ACCESS_TOKENS, token_hash(tokens["access_token"]))["grant_id"]
+    assert store.get(GRANTS, grant_id)["refresh_hash"] is None
+    assert oauth.grants.find_refresh_token(f"{grant_id}.{new_secret_value()}") is None
+    assert store.get(GRANTS, grant_id)["revoked_at"] is None
+
+
+def test_the_store_holds_no_family_id_a_copy_could_use(client, mobile, session, store):
+    """Only hashes of a family's id and of its newest token are stored: a copy of the store cannot name the
+    family (to revoke it by presenting a made-up token) nor present any of its tokens."""
+    rotated = refresh(client, mobile, session["refresh_token"]).json["refresh_token"]
+    family = rotated.split(".")[0]
+    assert family == session["refresh_token"].split(".")[0]  # one family id for every token of the grant
+    secrets_seen = {family, rotated, session["refresh_token"], rotated.split(".")[1]}
+    for coll in (GRANTS, ISSUED_ACCESS_TOKENS, REFRESH_TOKENS, AUTHORIZATION_CODES):
+        for doc in store.find(coll, {}):
+            values = " ".join(str(v) for v in doc.values())
+            assert not any(secret in values for secret in secrets_seen), coll.name
+
+
+# -- refresh tokens from before the family format -----------------------------------------------------------
+
+
+def legacy_family(store, oauth, mobile, subject: str, *, recorded: bool = True) -> tuple[str, str]:
+    """A grant and refresh token as an earlier release wrote them: the token opaque (no grant id in it) with
+    its own record in ``refresh_tokens``; ``recorded``: the grant knows its newest token's hash."""
+    grant_id, value, now = new_secret_value(), new_secret_value(), 1_800_000_000
+    store.insert(GRANTS, {"grant_id": grant_id, "client_id": mobile.client_id, "subject": subject, "audience": API,
+                          "scope": "openid records:read", "created_at": now, "expires_at": now + 86400,
+                          **({"refresh_hash": token_hash(value)} if recorded else {})})
+    store.insert(REFRESH_TOKENS, {"token_hash": token_hash(value), "grant_id": grant_id, "client_id": mobile.client_id,
+                                  "subject": subject, "audience": API, "scope": "openid records:read",
+                                  "status": ACTIVE, "created_at": now, "expires_at": now + 86400,
+                                  "idle_expires_at": now + 3600})
+    return grant_id, value
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["grant records its newest", "grant from before that"])
+def test_a_refresh_token_from_before_the_family_format_rotates_once_into_it(client, oauth, mobile, session, store,
+                                                                          recorded):
+    subject = oauth.grants.get(grant_of(store, session["refresh_token"])).subject
+    grant_id, legacy = legacy_family(store, oauth, mobile, subject, recorded=recorded)
+    first = refresh(client, mobile, legacy)
+    assert first.status_code == 200, first.json
+    assert grant_of(store, first.json["refresh_token"]) == grant_id  # now in the family format
+    assert oauth.grants.find_refresh_token(legacy).status == ROTATED
+    assert_oauth_error(refresh(client, mobile, legacy), "invalid_grant")  # reused: the family is revoked
+    assert store.get(GRANTS, grant_id)["revoked_reason"] == "refresh token reused"
+    assert_oauth_error(refresh(client, mobile, first.json["refresh_token"]), "invalid_grant")
+
+
+def test_a_grant_from_before_rotation_was_recorded_rotates_once(oauth, mobile, session, store):
+    """Grants written by an earlier release have no refresh_hash: their one active token still works, once."""
+    subject = oauth.grants.get(grant_of(store, session["refresh_token"])).subject
+    grant_id, legacy = legacy_family(store, oauth, mobile, subject, recorded=False)
+    presented = oauth.grants.find_refresh_token(legacy)
     grant = oauth.grants.get(grant_id)
-    assert grant.refresh_hash is None
-    oauth.grants.rotate_refresh_token(doc, grant)
+    assert grant.refresh_hash is None and presented.status == ACTIVE
+    oauth.grants.rotate_refresh_token(presented, grant)
     with pytest.raises(RefreshTokenSuperseded):
-        oauth.grants.rotate_refresh_token(doc, grant)  # the same stale view again: the write finds no match
+        oauth.grants.rotate_refresh_token(presented, grant)  # the same stale view again: the write finds no match
     oauth.grants.revoke(grant_id, reason="test")
     with pytest.raises(GrantAlreadyRevoked):
-        oauth.grants.rotate_refresh_token(doc, oauth.grants.get(grant_id))
+        oauth.grants.rotate_refresh_token(presented, oauth.grants.get(grant_id))
+
+
+# -- which writes wait for the disk (identity.store.base: durability) ----------------------------------------
+
+
+class WriteLog:
+    """A store that records every write: (operation, collection, effective durability)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.writes: list[tuple[str, str, bool]] = []
+
+    def insert(self, coll: Collection, doc: Any, *, durable: bool | None = None) -> None:
+        self.writes.append(("insert", coll.name, coll.durable if durable is None else durable))
+        self._inner.insert(coll, doc, durable=durable)
+
+    def update(self, coll: Collection, where: Any, changes: Any, *, durable: bool | None = None) -> int:
+        self.writes.append(("update", coll.name, coll.durable if durable is None else durable))
+        return self._inner.update(coll, where, changes, durable=durable)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.fixture
+def logged(store):
+    return WriteLog(store)
+
+
+@pytest.fixture
+def logged_app(settings, broker, clock, audience_keys, logged):
+    application = create_app(settings, store=logged, login_broker=broker, clock=clock)
+    application.config["TESTING"] = True
+    broker.app = application
+    for keys in audience_keys.values():
+        application.extensions["identity"].oauth.audiences.add(
+            keys.uri, key=parse_encryption_key(keys.public_pem), jwks_uri=None)
+    return application
+
+
+def test_issuing_tokens_never_waits_for_the_disk_and_revoking_always_does(logged_app, logged):
+    """The token endpoint's writes are non-durable (a lost tail fails closed, identity.oauth.grants); every
+    revocation is durable. A code exchange: the grant (which spends the code) and the access-token record;
+    a refresh: one conditional write on the grant and the record; client_credentials: the record."""
+    http, oauth = logged_app.test_client(), logged_app.extensions["identity"].oauth
+    mobile, _ = oauth.clients.register(name="Mobile", public=True, redirect_uris=[REDIRECT_URI], grant_types=None,
+                                       scopes=["openid", "records:read"], audiences=[API])
+    rs, secret = oauth.clients.register(name="Backend", public=False, redirect_uris=[], grant_types=None,
+                                        scopes=["records:read"], audiences=[API])
+    code, verifier = get_code(http, mobile)
+
+    def writes_of(action: Callable[[], Any]) -> list[tuple[str, str, bool]]:
+        logged.writes.clear()
+        action()
+        return list(logged.writes)
+
+    tokens: dict[str, Any] = {}
+    assert writes_of(lambda: tokens.update(code_grant(http, mobile, code, verifier).json)) == [
+        ("insert", GRANTS.name, False), ("insert", ISSUED_ACCESS_TOKENS.name, False)]  # the grant spends the code
+    assert writes_of(lambda: tokens.update(refresh(http, mobile, tokens["refresh_token"]).json)) == [
+        ("update", GRANTS.name, False), ("insert", ISSUED_ACCESS_TOKENS.name, False)]
+    form = {"grant_type": "client_credentials", "client_id": rs.client_id, "client_secret": secret}
+    machine: dict[str, Any] = {}
+    assert writes_of(lambda: machine.update(http.post("/token", data=form).json)) == [
+        ("insert", ISSUED_ACCESS_TOKENS.name, False)]
+    revoke = {"client_id": rs.client_id, "client_secret": secret, "token": machine["access_token"]}
+    assert writes_of(lambda: http.post("/revoke", data=revoke)) == [("update", ISSUED_ACCESS_TOKENS.name, True)]
+    assert writes_of(lambda: http.post("/revoke", data={"client_id": mobile.client_id,
+                                                       "token": tokens["refresh_token"]})) == [
+        ("update", GRANTS.name, True)]

@@ -10,6 +10,9 @@ from tests.conftest import API, OTHER_API, REDIRECT_URI
 from tests.oauth_helpers import b64json, pkce_pair, query_of
 from tests.test_oauth_flow import basic
 
+# The whole module runs twice: /token through its fast path, then through Flask; answers compared.
+pytestmark = pytest.mark.usefixtures("token_path")
+
 
 def get_code(oauth_client, app_client, *, challenge=None, redirect_uri=REDIRECT_URI, **extra):
     verifier, default_challenge = pkce_pair()
@@ -203,6 +206,9 @@ def test_refresh_cannot_widen_scope_but_may_narrow_it(oauth_client, public_app, 
                        "invalid_scope")
     narrowed = refresh(oauth_client, public_app, session["refresh_token"], scope="records:read")
     assert narrowed.status_code == 200 and narrowed.json["scope"] == "records:read"
+    # RFC 6749 §6: the new refresh token's scope is the one presented's: the narrowing was the access token's
+    whole = refresh(oauth_client, public_app, narrowed.json["refresh_token"])
+    assert whole.status_code == 200 and whole.json["scope"] == session["scope"]
 
 
 def test_refresh_tokens_expire_idle_and_absolute(oauth_client, public_app, session, clock, settings):
@@ -222,6 +228,7 @@ def test_refresh_absolute_lifetime_holds_across_rotations(oauth_client, public_a
     assert_oauth_error(refresh(oauth_client, public_app, current), "invalid_grant")
 
 
+@pytest.mark.token_answers_vary  # which loser sees "already used" and which "revoked" depends on timing
 def test_concurrent_refresh_with_one_token_lets_exactly_one_succeed(oauth_app, public_app, session):
     results: list[int] = []
     barrier = threading.Barrier(8)

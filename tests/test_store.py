@@ -165,3 +165,48 @@ def test_sqlite_recovers_when_the_file_comes_back(tmp_path: Path):
     (tmp_path / "moved").rename(tmp_path / "dir")
     store.ping()
     assert store.get(THINGS, "a")["id"] == "a"
+
+
+# -- durability: each write's, or its collection's (base module docstring) --------------------------
+
+LOG_RECORDS = Collection(name="log_records", key="id", fields={"id": str, "n": int}, durable=False)
+
+
+def test_a_write_chooses_its_durability_and_reads_back_the_same(store):
+    store.insert(THINGS, {"id": "a", "n": 1}, durable=False)
+    store.insert(LOG_RECORDS, {"id": "b", "n": 1}, durable=True)
+    store.insert(LOG_RECORDS, {"id": "c", "n": 1})
+    assert store.update(THINGS, {"id": "a", "n": 1}, {"n": 2}, durable=False) == 1
+    assert store.update(LOG_RECORDS, {"id": "b", "n": 1}, {"n": 3}, durable=True) == 1
+    assert store.update(LOG_RECORDS, {"id": "b", "n": 1}, {"n": 4}, durable=False) == 0  # still conditional
+    with pytest.raises(DuplicateKeyError):
+        store.insert(THINGS, {"id": "a"}, durable=False)
+    assert [store.get(THINGS, "a")["n"], store.get(LOG_RECORDS, "b")["n"], store.get(LOG_RECORDS, "c")["n"]] == [2, 3, 1]
+
+
+def test_sqlite_fsyncs_durable_writes_and_commits_the_others_without(tmp_path: Path):
+    """A durable write goes through the ``synchronous=FULL`` connection, any other through ``NORMAL``:
+    the call's choice first, else the collection's."""
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    used: list[bool] = []
+    write = store._write
+
+    def spy(sql, params, *, durable):
+        used.append(durable)
+        return write(sql, params, durable=durable)
+
+    store._write = spy  # type: ignore[method-assign]
+    store.insert(THINGS, {"id": "a"})
+    store.insert(THINGS, {"id": "b"}, durable=False)
+    store.insert(LOG_RECORDS, {"id": "c"})
+    store.insert(LOG_RECORDS, {"id": "d"}, durable=True)
+    store.update(THINGS, {"id": "a"}, {"n": 1}, durable=False)
+    store.update(LOG_RECORDS, {"id": "c"}, {"n": 1})
+    store.update(LOG_RECORDS, {"id": "c"}, {"n": 2}, durable=True)
+    assert used == [True, False, False, True, False, False, True]
+    assert store._connection(True).execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store._connection(False).execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    # one write-ahead log for both: a non-durable commit is visible at once, and synced by the next durable one
+    other = sqlite3.connect(tmp_path / "s.sqlite3")
+    assert other.execute("SELECT n FROM log_records WHERE id = 'c'").fetchone()[0] == 2
+    store.close()

@@ -87,3 +87,27 @@ def test_tls_problem_names_the_remote_host_never_the_password(uri, expected):
     problem = mongo_tls_problem(uri)
     assert problem == expected if expected is None else problem.startswith(expected)
     assert "secret-pw" not in (problem or "")
+
+
+def test_durable_writes_are_majority_writes_and_the_others_w1():
+    from identity.store import Collection
+
+    durable = Collection(name="kept", key="id", fields={"id": str, "n": int})
+    relaxed = Collection(name="relaxed", key="id", fields={"id": str, "n": int}, durable=False)
+    client = mongomock.MongoClient()
+    store = MongoStore("mongodb://localhost/identity", client_factory=lambda: client)
+    concerns: list[dict] = []
+    collection = store._collection
+
+    def spy(coll, durable_write=None):
+        handle = collection(coll, durable_write)
+        concerns.append(handle.write_concern.document)
+        return handle
+
+    store._collection = spy  # type: ignore[method-assign]
+    store.insert(durable, {"id": "a"})
+    store.insert(durable, {"id": "b"}, durable=False)
+    store.insert(relaxed, {"id": "c"})
+    store.update(relaxed, {"id": "c"}, {"n": 1}, durable=True)
+    majority, one = {"w": "majority", "wtimeout": 10000}, {"w": 1}
+    assert concerns == [majority, one, one, majority]

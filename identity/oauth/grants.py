@@ -3,20 +3,38 @@
 Revoking a grant revokes its whole refresh-token family and makes introspection answer inactive
 for every access token issued under it (RFC 7009 §2.1, RFC 9700 §4.14).
 
-Rotation and revocation meet on the grant's document. The grant records the hash of its family's
-newest refresh token; a refresh rotates with one conditional write, "this grant, not revoked, and
-its newest token is the one presented → here is the next one". A revocation writes ``revoked_at``
-on the same document, so whichever write comes first wins on both store backends: a revocation
-that lands between the endpoint's checks and the rotation makes the rotation fail, and no token
-is issued.
+The grant's document is the family. A refresh token is ``<family id>.<secret>``, both 256 random bits
+(opaque to clients); the family id is the same for every token of the grant, and the grant records
+only hashes: of the family id (``refresh_family``, a unique index) and of its newest token
+(``refresh_hash``), with when that was issued (``refreshed_at``, else ``created_at``). A presented
+token is found by its family id's hash; it is the newest if its own hash is the recorded one, and any
+other token naming the family is an earlier one: a reuse, which revokes the family. The family id is
+nowhere in clear but in the family's tokens, so only someone who held one can name it (a copy of the
+store cannot). No record per refresh token is written. Refresh tokens from before this format (no
+``.``) are still found in ``refresh_tokens`` and rotate into it.
+
+Rotation and revocation meet on the grant's document. A refresh rotates with one conditional write,
+"this grant, not revoked, and its newest token is the one presented → here is the next one". A
+revocation writes ``revoked_at`` on the same document, so whichever write comes first wins on both
+store backends: a revocation that lands between the endpoint's checks and the rotation makes the
+rotation fail, and no token is issued.
+
+Durability (``identity.store.base``): revocations are durable writes. Issuing is not: a grant's
+creation, a rotation and an access-token record are committed without a sync of their own and
+become durable with the next durable write (or the store's own flush). What a power cut can take
+back is a tail of them, and each loss fails closed: a lost grant leaves its refresh token unknown,
+a lost rotation leaves the client holding a token that no longer matches its grant (its next use
+revokes the family), a lost access-token record makes introspection answer inactive. None of them
+waits for a disk flush, so the token endpoint pays no fsync per token.
 """
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..store import DuplicateKeyError, Store
+from ..store import DuplicateKeyError, Store, find_one
 from ..tokens import AccessToken, EncryptionKey, TokenMinter
 from .records import (
     ACTIVE,
@@ -44,6 +62,7 @@ class Grant:
     expires_at: int
     revoked_at: int | None
     refresh_hash: str | None = None  # None: no refresh token, or one issued before rotation was recorded here
+    refreshed_at: int | None = None  # when the newest refresh token was issued by a rotation
 
     @property
     def revoked(self) -> bool:
@@ -52,7 +71,41 @@ class Grant:
 
 def _grant(doc: dict[str, Any]) -> Grant:
     return Grant(doc["grant_id"], doc["client_id"], doc["subject"], doc["audience"], doc.get("scope") or "",
-                 doc["created_at"], doc["expires_at"], doc.get("revoked_at"), doc.get("refresh_hash"))
+                 doc["created_at"], doc["expires_at"], doc.get("revoked_at"), doc.get("refresh_hash"),
+                 doc.get("refreshed_at"))
+
+
+REFRESH_SEPARATOR = "."
+
+
+def new_refresh_token(family: str | None = None) -> str:
+    """A fresh refresh token of ``family`` (the family id of a token of it), or of a new family."""
+    return f"{family or new_secret_value()}{REFRESH_SEPARATOR}{new_secret_value()}"
+
+
+def family_of(refresh_token: str) -> str | None:
+    """The family id a refresh token starts with; None for a token from before the family format."""
+    family, separator, _ = refresh_token.partition(REFRESH_SEPARATOR)
+    return family if separator else None
+
+
+@dataclass(frozen=True)
+class PresentedRefreshToken:
+    """A refresh token as presented, resolved to its grant: the family's newest (``ACTIVE``), an
+    earlier one (``ROTATED``: a reuse), or one of a revoked family (``REVOKED``)."""
+
+    token_hash: str
+    family: str | None  # the family id, as presented; None: a token from before the family format
+    grant_id: str
+    grant: Grant | None  # None: a token from before the family format whose grant is gone
+    client_id: str
+    subject: str
+    audience: str
+    scope: str
+    status: str
+    issued_at: int
+    expires_at: int
+    idle_expires_at: int
 
 
 class GrantAlreadyRevoked(Exception):
@@ -87,17 +140,23 @@ class Grants:
 
     def create(self, *, grant_id: str, client_id: str, subject: str, audience: str, scope: str,
                refresh_token: str | None = None) -> Grant:
-        """A new grant; ``refresh_token`` is its family's first (store it with ``record_refresh_token``).
+        """A new grant; ``refresh_token`` (``new_refresh_token()``) is its family's first.
 
-        :raises GrantAlreadyRevoked: the grant id exists (a replayed code revoked it first).
+        Not a durable write (module docstring): lost in a power cut, the refresh token is unknown.
+
+        :raises GrantAlreadyRevoked: the grant id exists: its code was exchanged already, or a replay of it
+            revoked the grant first.
         """
         now = int(self._clock())
         doc = {"grant_id": grant_id, "client_id": client_id, "subject": subject, "audience": audience,
                "scope": scope, "created_at": now, "expires_at": now + self._refresh_ttl}
         if refresh_token is not None:
-            doc["refresh_hash"] = token_hash(refresh_token)
+            family = family_of(refresh_token)
+            if family is None:
+                raise ValueError("a new grant's refresh token is in the family format (new_refresh_token)")
+            doc["refresh_hash"], doc["refresh_family"] = token_hash(refresh_token), token_hash(family)
         try:
-            self._store.insert(GRANTS, doc)
+            self._store.insert(GRANTS, doc, durable=False)
         except DuplicateKeyError as exc:
             raise GrantAlreadyRevoked() from exc
         return _grant(doc)
@@ -109,18 +168,17 @@ class Grants:
         return None if doc is None else _grant(doc)
 
     def revoke(self, grant_id: str, *, reason: str, placeholder: dict[str, Any] | None = None) -> None:
-        """Revoke the grant and its refresh tokens. ``placeholder`` creates it revoked if absent."""
+        """Revoke the grant (its refresh-token family, its access tokens at introspection): a durable
+        write. ``placeholder`` creates it revoked if absent."""
         now = int(self._clock())
-        if self._store.update(GRANTS, {"grant_id": grant_id}, {"revoked_at": now, "revoked_reason": reason}) == 0:
+        revocation = {"revoked_at": now, "revoked_reason": reason}
+        if self._store.update(GRANTS, {"grant_id": grant_id}, revocation, durable=True) == 0:
             if placeholder is not None:
                 try:
                     self._store.insert(GRANTS, {**placeholder, "grant_id": grant_id, "created_at": now,
-                                                "expires_at": now + self._refresh_ttl, "revoked_at": now,
-                                                "revoked_reason": reason})
+                                                "expires_at": now + self._refresh_ttl, **revocation}, durable=True)
                 except DuplicateKeyError:
-                    self._store.update(GRANTS, {"grant_id": grant_id},
-                                       {"revoked_at": now, "revoked_reason": reason})
-        self._store.update(REFRESH_TOKENS, {"grant_id": grant_id}, {"status": REVOKED})
+                    self._store.update(GRANTS, {"grant_id": grant_id}, revocation, durable=True)
 
     def revoke_all_for_subject(self, subject: str, *, reason: str) -> int:
         """Revoke every grant of a person (erasure, restriction); returns how many."""
@@ -163,55 +221,76 @@ class Grants:
         })
         return token
 
-    def record_refresh_token(self, grant: Grant, value: str, *, scope: str) -> None:
-        """Store ``value``, the grant's newest refresh token (from ``create`` or ``rotate_refresh_token``).
+    def find_refresh_token(self, value: str) -> PresentedRefreshToken | None:
+        """The refresh token ``value`` resolved to its grant, or None if it names no family we know."""
+        presented_hash = token_hash(value)
+        family = family_of(value)
+        if family is None:
+            return self._find_legacy_refresh_token(presented_hash)
+        doc = find_one(self._store, GRANTS, {"refresh_family": token_hash(family)})
+        grant = None if doc is None else _grant(doc)
+        if grant is None or grant.refresh_hash is None:
+            return None
+        if grant.revoked:
+            status = REVOKED
+        elif hmac.compare_digest(grant.refresh_hash, presented_hash):
+            status = ACTIVE
+        else:
+            status = ROTATED
+        issued_at = grant.refreshed_at or grant.created_at
+        return PresentedRefreshToken(
+            presented_hash, family, grant.grant_id, grant, grant.client_id, grant.subject, grant.audience,
+            grant.scope, status, issued_at, grant.expires_at, min(grant.expires_at, issued_at + self._refresh_idle_ttl))
 
-        Its absolute expiry is the grant's.
-        """
-        now = int(self._clock())
-        self._store.insert(REFRESH_TOKENS, {
-            "token_hash": token_hash(value), "grant_id": grant.grant_id, "client_id": grant.client_id,
-            "subject": grant.subject, "audience": grant.audience, "scope": scope, "status": ACTIVE,
-            "created_at": now, "expires_at": grant.expires_at,
-            "idle_expires_at": min(grant.expires_at, now + self._refresh_idle_ttl),
-        })
-
-    def find_refresh_token(self, value: str) -> dict[str, Any] | None:
-        return self._store.get(REFRESH_TOKENS, token_hash(value))
+    def _find_legacy_refresh_token(self, presented_hash: str) -> PresentedRefreshToken | None:
+        """A token from before the family format, from its own record (no new ones are written)."""
+        doc = self._store.get(REFRESH_TOKENS, presented_hash)
+        if doc is None:
+            return None
+        grant = self.get(doc["grant_id"])
+        status = doc["status"]
+        if grant is None or grant.revoked:
+            status = REVOKED
+        elif status == ACTIVE and grant.refresh_hash is not None and grant.refresh_hash != presented_hash:
+            status = ROTATED  # rotated since (this release no longer marks the record)
+        return PresentedRefreshToken(
+            presented_hash, None, doc["grant_id"], grant, doc["client_id"], doc["subject"], doc["audience"],
+            doc["scope"] or "", status, doc["created_at"], doc["expires_at"], doc["idle_expires_at"])
 
     def find_access_token(self, value: str) -> dict[str, Any] | None:
         return self._store.get(ISSUED_ACCESS_TOKENS, token_hash(value))
 
-    def rotate_refresh_token(self, doc: dict[str, Any], grant: Grant) -> str:
-        """The family's next refresh token, in exchange for ``doc``, its newest (RFC 9700 §4.14.2).
+    def rotate_refresh_token(self, presented: PresentedRefreshToken, grant: Grant) -> str:
+        """The family's next refresh token, in exchange for ``presented``, its newest (RFC 9700 §4.14.2).
 
-        One conditional write on the grant decides it: not revoked, and ``doc`` still the newest
+        One conditional write on the grant decides it: not revoked, and ``presented`` still the newest
         token. Of concurrent callers exactly one wins; a revocation written before it makes it fail.
-        The new token is returned for ``record_refresh_token``; ``doc`` is marked rotated.
+        Not a durable write (module docstring): lost in a power cut, the new token's next use is a reuse.
 
         :raises GrantAlreadyRevoked: the grant is revoked (or gone).
-        :raises RefreshTokenSuperseded: ``doc`` was already exchanged (reuse or a concurrent use).
+        :raises RefreshTokenSuperseded: ``presented`` was already exchanged (reuse or a concurrent use).
         """
         # A grant that predates ``refresh_hash`` has none: its one active token may rotate once, from None.
         expected = grant.refresh_hash
         if grant.revoked:
             raise GrantAlreadyRevoked()
-        if expected is not None and expected != doc["token_hash"]:
+        if expected is not None and not hmac.compare_digest(expected, presented.token_hash):
             raise RefreshTokenSuperseded()
-        now = int(self._clock())
-        value = new_secret_value()
+        family = presented.family or new_secret_value()  # a token from before the format starts a family
+        value = new_refresh_token(family)
+        changes: dict[str, Any] = {"refresh_hash": token_hash(value), "refreshed_at": int(self._clock())}
+        if presented.family is None:
+            changes["refresh_family"] = token_hash(family)
         won = self._store.update(
-            GRANTS, {"grant_id": grant.grant_id, "revoked_at": None, "refresh_hash": expected},
-            {"refresh_hash": token_hash(value), "refreshed_at": now},
-        ) == 1
+            GRANTS, {"grant_id": grant.grant_id, "revoked_at": None, "refresh_hash": expected}, changes,
+            durable=False) == 1
         if not won:
             current = self.get(grant.grant_id)
             if current is None or current.revoked:
                 raise GrantAlreadyRevoked()
             raise RefreshTokenSuperseded()
-        self._store.update(REFRESH_TOKENS, {"token_hash": doc["token_hash"], "status": ACTIVE},
-                           {"status": ROTATED, "used_at": now})
         return value
 
     def revoke_access_token(self, doc: dict[str, Any]) -> None:
-        self._store.update(ISSUED_ACCESS_TOKENS, {"token_hash": doc["token_hash"]}, {"revoked": True})
+        """Mark an issued access token revoked: a durable write (its record's insert was not)."""
+        self._store.update(ISSUED_ACCESS_TOKENS, {"token_hash": doc["token_hash"]}, {"revoked": True}, durable=True)

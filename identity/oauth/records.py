@@ -70,10 +70,15 @@ GRANTS = Collection(
         # document, "not revoked and still this token", so a revocation cannot slip in between.
         "refresh_hash": str,
         "refreshed_at": int,
+        # The hash of the family id that every refresh token of the grant starts with (identity.oauth.grants)
+        "refresh_family": str,
     },
+    unique=("refresh_family",),
     indexed=("subject", "expires_at"),
 )
 
+# Refresh tokens from before the family format (identity.oauth.grants): read, no longer written; the
+# retention purge removes them as they expire.
 REFRESH_TOKENS = Collection(
     name="refresh_tokens",
     key="token_hash",

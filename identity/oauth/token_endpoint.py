@@ -6,7 +6,7 @@ rendered in the RFC 6749 §5.2 JSON form.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NoReturn
 
 from ..errors import (
     InvalidGrant,
@@ -24,9 +24,9 @@ from ..vault import Vault
 from .audiences import AudienceKeyUnavailable, AudienceRegistry
 from .client_auth import authenticate, read_credentials
 from .clients import AUTHORIZATION_CODE, CLIENT_CREDENTIALS, REFRESH_TOKEN, Client, ClientRegistry
-from .grants import Grant, GrantAlreadyRevoked, Grants, RefreshTokenSuperseded
+from .grants import Grant, GrantAlreadyRevoked, Grants, RefreshTokenSuperseded, new_refresh_token
 from .pkce import verifier_matches
-from .records import AUTHORIZATION_CODES, REVOKED, ROTATED, new_secret_value, token_hash
+from .records import AUTHORIZATION_CODES, REVOKED, ROTATED, token_hash
 from .subjects import Subjects
 
 
@@ -123,29 +123,35 @@ class TokenEndpoint:
         if doc is None or doc["client_id"] != client.client_id:
             raise InvalidGrant("the code is invalid")
         self._check_code_binding(doc, form)
-        if not self._store.update(AUTHORIZATION_CODES, {"code_hash": doc["code_hash"], "used": False}, {"used": True}):
-            # RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it.
-            self._grants.revoke(doc["grant_id"], reason="authorization code replayed", placeholder={
-                "client_id": doc["client_id"], "subject": doc["subject"], "audience": doc["audience"],
-                "scope": doc["scope"]})
-            raise InvalidGrant("the code was already used")
+        if doc.get("used"):  # spent by an earlier release, which marked codes
+            self._code_replayed(doc)
         self._check_resource(form, doc["audience"])
         if not self._subject_is_active(doc["subject"]):
             raise InvalidGrant("the account is not active")
         key = self._encryption_key(doc["audience"])
-        refresh = new_secret_value() if client.allows_grant(REFRESH_TOKEN) else None
+        refresh = new_refresh_token() if client.allows_grant(REFRESH_TOKEN) else None
+        # Creating the grant spends the code: its id was fixed when the code was issued and is unique, so of
+        # two exchanges exactly one creates it. A non-durable write, like the tokens that follow (grants module
+        # docstring): a power cut that takes it back takes those tokens' grant with it.
         try:
             grant = self._grants.create(grant_id=doc["grant_id"], client_id=client.client_id,
                                         subject=doc["subject"], audience=doc["audience"], scope=doc["scope"],
                                         refresh_token=refresh)
         except GrantAlreadyRevoked:
-            raise InvalidGrant("the code was already used") from None
+            self._code_replayed(doc)
         return issued(AUTHORIZATION_CODE, doc["audience"], self._tokens_for_grant(
             client, grant, key, scope=doc["scope"], refresh=refresh, nonce=doc.get("nonce"),
             auth_time=doc["auth_time"], with_id_token=True))
 
+    def _code_replayed(self, doc: Mapping[str, Any]) -> NoReturn:
+        """RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it."""
+        self._grants.revoke(doc["grant_id"], reason="authorization code replayed", placeholder={
+            "client_id": doc["client_id"], "subject": doc["subject"], "audience": doc["audience"],
+            "scope": doc["scope"]})
+        raise InvalidGrant("the code was already used")
+
     def _check_code_binding(self, doc: Mapping[str, Any], form: Mapping[str, str]) -> None:
-        """Expiry, redirect URI and PKCE, checked before the code is spent."""
+        """Expiry, redirect URI and PKCE: a code that fails them is not spent."""
         if doc["expires_at"] <= self._clock():
             raise InvalidGrant("the code has expired")
         redirect_uri = form.get("redirect_uri")
@@ -165,8 +171,6 @@ class TokenEndpoint:
         access = self._grants.issue_access_token(
             subject=grant.subject, client_id=client.client_id, audience=grant.audience, key=key, scope=scope,
             grant_id=grant.grant_id)
-        if refresh is not None:
-            self._grants.record_refresh_token(grant, refresh, scope=scope)
         id_token = None
         if with_id_token and "openid" in scope.split():
             id_token = self._minter.id_token(subject=self._subjects.subject_for(grant.subject, client=client),
@@ -180,29 +184,30 @@ class TokenEndpoint:
         value = form.get("refresh_token")
         if not value:
             raise InvalidRequest("refresh_token is required")
-        doc = self._grants.find_refresh_token(value)
-        if doc is None or doc["client_id"] != client.client_id:
+        presented = self._grants.find_refresh_token(value)
+        if presented is None or presented.client_id != client.client_id:
             raise InvalidGrant("the refresh token is invalid")
-        if doc["status"] == ROTATED:
-            self._grants.revoke(doc["grant_id"], reason="refresh token reused")  # RFC 9700 §4.14.2
+        if presented.status == ROTATED:
+            self._grants.revoke(presented.grant_id, reason="refresh token reused")  # RFC 9700 §4.14.2
             raise InvalidGrant("the refresh token was already used; the session is revoked")
-        grant = self._grants.get(doc["grant_id"])
+        grant = presented.grant
         now = self._clock()
-        if doc["status"] == REVOKED or grant is None or grant.revoked:
+        if presented.status == REVOKED or grant is None or grant.revoked:
             raise InvalidGrant("the refresh token was revoked")
-        if doc["expires_at"] <= now or doc["idle_expires_at"] <= now:
+        if presented.expires_at <= now or presented.idle_expires_at <= now:
             raise InvalidGrant("the refresh token has expired")
-        scope = self._narrowed_scope(doc["scope"], form.get("scope"))
-        self._check_resource(form, doc["audience"])
-        if not self._subject_is_active(doc["subject"]):
+        # RFC 6749 §6: the access token may narrow the scope; the new refresh token keeps the grant's
+        scope = self._narrowed_scope(presented.scope, form.get("scope"))
+        self._check_resource(form, presented.audience)
+        if not self._subject_is_active(presented.subject):
             raise InvalidGrant("the account is not active")
-        key = self._encryption_key(doc["audience"])
+        key = self._encryption_key(presented.audience)
         try:  # the grant is checked again, atomically with the rotation: a revocation since the check wins
-            refresh = self._grants.rotate_refresh_token(doc, grant)
+            refresh = self._grants.rotate_refresh_token(presented, grant)
         except GrantAlreadyRevoked:
             raise InvalidGrant("the refresh token was revoked") from None
         except RefreshTokenSuperseded:
-            self._grants.revoke(doc["grant_id"], reason="refresh token used concurrently")
+            self._grants.revoke(presented.grant_id, reason="refresh token used concurrently")
             raise InvalidGrant("the refresh token was already used; the session is revoked") from None
         return issued(REFRESH_TOKEN, doc["audience"], self._tokens_for_grant(client, grant, key, scope=scope,
                                                                              refresh=refresh))

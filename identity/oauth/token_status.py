@@ -1,7 +1,12 @@
 """Revocation (RFC 7009) and introspection (RFC 7662).
 
 The service cannot decrypt its own access tokens (they are encrypted to their audience), so it
-recognises them by the SHA-256 of the token recorded at issuance.
+recognises them by the SHA-256 of the token recorded at issuance (``issued_access_tokens``: who it
+was issued to, for which audience, scope and grant, until when). Introspection needs exactly that
+record to answer, and the caller's entitlement to it (RFC 7662 §4): an access token is described to
+the client it was issued to or to a client registered for its audience. A refresh token names its
+family, whose grant holds what there is to say about it (``grants`` module docstring); it is described
+only to its client, and only while it is its family's newest.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from ..errors import InvalidClient, InvalidRequest
 from ..vault import Vault
 from .client_auth import authenticate, read_credentials
 from .clients import Client, ClientRegistry
-from .grants import Grants
+from .grants import Grants, PresentedRefreshToken
 from .records import ACTIVE
 from .subjects import Subjects
 
@@ -57,9 +62,9 @@ class TokenStatus:
         if len(token) > MAX_TOKEN_LENGTH:
             return
         refresh = self._grants.find_refresh_token(token)
-        if refresh is not None:
-            if refresh["client_id"] == client.client_id:
-                self._grants.revoke(refresh["grant_id"], reason="revoked by the client")
+        if refresh is not None:  # any token of the family, the newest or an earlier one: the whole family
+            if refresh.client_id == client.client_id:
+                self._grants.revoke(refresh.grant_id, reason="revoked by the client")
             return
         access = self._grants.find_access_token(token)
         if access is not None and access["client_id"] == client.client_id:
@@ -93,9 +98,12 @@ class TokenStatus:
             grant = self._grants.get(doc["grant_id"])
             if grant is None or grant.revoked:
                 return False
-            identity = self._vault.find(doc["subject"])
-            return identity is not None and identity.is_active
+            return self._subject_is_active(doc["subject"])
         return self._clients.get(doc["client_id"]) is not None  # client_credentials token
+
+    def _subject_is_active(self, subject: str) -> bool:
+        identity = self._vault.find(subject)
+        return identity is not None and identity.is_active
 
     def _describe_access(self, caller: Client, doc: Mapping[str, Any]) -> dict[str, Any]:
         entitled = doc["client_id"] == caller.client_id or doc["audience"] in caller.audiences
@@ -105,14 +113,20 @@ class TokenStatus:
                                                                                          audience=doc["audience"])
         return self._claims(doc, sub, token_type=ACCESS_TOKEN, iat=doc["issued_at"])
 
-    def _describe_refresh(self, caller: Client, doc: Mapping[str, Any]) -> dict[str, Any]:
-        if doc["client_id"] != caller.client_id:
+    def _describe_refresh(self, caller: Client, presented: PresentedRefreshToken) -> dict[str, Any]:
+        if presented.client_id != caller.client_id:
             return INACTIVE
-        if doc["status"] != ACTIVE or doc["idle_expires_at"] <= self._clock() or not self._live(doc):
+        now = self._clock()
+        grant = presented.grant
+        if (presented.status != ACTIVE or grant is None or grant.revoked or presented.expires_at <= now
+                or presented.idle_expires_at <= now or not self._subject_is_active(presented.subject)):
             return INACTIVE
         # only its own client sees a refresh token: the subject of that client's ID tokens
-        return self._claims(doc, self._subjects.subject_for(doc["subject"], client=caller), token_type=REFRESH_TOKEN,
-                            iat=doc["created_at"])
+        return self._claims({"client_id": presented.client_id, "subject": presented.subject,
+                             "audience": presented.audience, "expires_at": presented.expires_at,
+                             "scope": presented.scope},
+                            self._subjects.subject_for(presented.subject, client=caller), token_type=REFRESH_TOKEN,
+                            iat=presented.issued_at)
 
     def _claims(self, doc: Mapping[str, Any], sub: str, *, token_type: str, iat: int) -> dict[str, Any]:
         """``sub`` as the token's receiver sees it (``Subjects.subject_for``), never the pseudonym of a

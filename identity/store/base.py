@@ -3,6 +3,17 @@
 Every write is a single-document (or single-statement) operation, so both backends are atomic
 without multi-document transactions: uniqueness comes from unique indexes, one-time use from a
 conditional ``update`` that reports how many documents it changed.
+
+Durability. A *durable* write has reached stable storage when it returns (SQLite ``synchronous=FULL``:
+the log is fsync'd at its commit; MongoDB: majority write concern, journaled). A *non-durable* write
+has reached the database when it returns, so it survives the process (``kill -9``, a crash) and is
+visible to every other process at once, but it may be lost with the last moments before a power cut
+or a failover (SQLite: committed to the log without an fsync of its own; MongoDB: ``w=1``). Both
+backends keep writes in one order, so what a power cut can lose is only ever a *tail*: every durable
+write makes all earlier writes durable too (SQLite: one log, synced through that commit; MongoDB: the
+oplog is replicated in order). Many non-durable writes thus share the next durable write's sync: a
+group commit. A write is non-durable only where losing it fails closed (``Collection.durable``, or
+``durable=`` on the call).
 """
 
 from __future__ import annotations
@@ -55,7 +66,8 @@ class Collection:
     SQLite). Unique fields may be ``None`` in many documents (partial unique index).
 
     ``durable=False`` marks records whose loss in a power cut is harmless and fails closed (e.g.
-    the record of an issued access token): SQLite then commits them without an fsync each time.
+    the record of an issued access token): their writes are non-durable unless a call asks otherwise
+    (module docstring).
     """
 
     name: str
@@ -86,8 +98,11 @@ class Store(Protocol):
     declares the ``Collection`` it owns and nothing else needs to know about it.
     """
 
-    def insert(self, coll: Collection, doc: Document) -> None:
-        """Insert one document; raise ``DuplicateKeyError`` if a unique field clashes."""
+    def insert(self, coll: Collection, doc: Document, *, durable: bool | None = None) -> None:
+        """Insert one document; raise ``DuplicateKeyError`` if a unique field clashes.
+
+        ``durable``: this write's durability (module docstring); None: the collection's.
+        """
 
     def get(self, coll: Collection, key: Any) -> Document | None:
         """The document with primary key ``key``, or None."""
@@ -100,8 +115,12 @@ class Store(Protocol):
     def count(self, coll: Collection, where: Where) -> int:
         """How many documents match ``where``."""
 
-    def update(self, coll: Collection, where: Where, changes: Mapping[str, Any]) -> int:
-        """Set fields on every matching document atomically; return how many matched."""
+    def update(self, coll: Collection, where: Where, changes: Mapping[str, Any], *,
+               durable: bool | None = None) -> int:
+        """Set fields on every matching document atomically; return how many matched.
+
+        ``durable``: this write's durability (module docstring); None: the collection's.
+        """
 
     def delete(self, coll: Collection, where: Where) -> int:
         """Delete every matching document; return how many were deleted."""

@@ -27,6 +27,8 @@ ClientFactory = Callable[[], Any]
 SERVER_SELECTION_TIMEOUT_MS = 5000
 SCHEME, SRV_SCHEME = "mongodb://", "mongodb+srv://"
 UNCHECKED_TLS_OPTIONS = ("tlsinsecure", "tlsallowinvalidcertificates", "tlsallowinvalidhostnames")
+DURABLE = WriteConcern(w="majority", wtimeout=10000)  # journaled on a majority (writeConcernMajorityJournalDefault)
+NOT_DURABLE = WriteConcern(w=1)  # applied on the primary, journaled within its commit interval
 
 
 def mongo_tls_problem(uri: str) -> str | None:
@@ -88,8 +90,8 @@ class MongoStore:
                     self._ensured = set()
         return self._client[self._db_name]
 
-    def _collection(self, coll: Collection) -> Any:
-        concern = WriteConcern(w="majority", wtimeout=10000) if coll.durable else WriteConcern(w=1)
+    def _collection(self, coll: Collection, durable: bool | None = None) -> Any:
+        concern = DURABLE if (coll.durable if durable is None else durable) else NOT_DURABLE
         handle = self._db().get_collection(coll.name, write_concern=concern)
         if coll.name not in self._ensured:
             self._guard(lambda: self._create_indexes(handle, coll))
@@ -174,9 +176,9 @@ class MongoStore:
     # -- operations --------------------------------------------------------------------------
 
     @store_operation(BACKEND, "insert")
-    def insert(self, coll: Collection, doc: Document) -> None:
+    def insert(self, coll: Collection, doc: Document, *, durable: bool | None = None) -> None:
         coll.check_fields(doc)
-        handle = self._collection(coll)
+        handle = self._collection(coll, durable)
         self._guard(lambda: handle.insert_one(self._to_mongo(coll, doc)))
 
     @store_operation(BACKEND, "get")
@@ -210,9 +212,10 @@ class MongoStore:
         return int(self._guard(lambda: handle.count_documents(self._filter(coll, where))))
 
     @store_operation(BACKEND, "update")
-    def update(self, coll: Collection, where: Where, changes: Mapping[str, Any]) -> int:
+    def update(self, coll: Collection, where: Where, changes: Mapping[str, Any], *,
+               durable: bool | None = None) -> int:
         coll.check_fields(changes)
-        handle = self._collection(coll)
+        handle = self._collection(coll, durable)
         to_set = {n: v for n, v in changes.items() if v is not None}
         to_unset = {n: "" for n, v in changes.items() if v is None}
         operation: Document = {}

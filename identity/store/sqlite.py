@@ -1,8 +1,11 @@
-"""Embedded store on SQLite (stdlib): WAL, one connection per process and thread, opened lazily.
+"""Embedded store on SQLite (stdlib): WAL, connections per process and thread, opened lazily.
 
 Every operation is a single statement in autocommit mode, so several gunicorn workers can share
 the file: SQLite serialises the writes and a unique index settles every race. Connections are
 opened after fork (the process id is part of the cache key), never at import time.
+
+Two connections per thread: ``synchronous=FULL`` for durable writes and reads, ``NORMAL`` for
+non-durable writes (``base`` module docstring: a group commit by the shared write-ahead log).
 
 Writers queue on an ``flock`` of ``<file>-lock`` before they write. SQLite would serialise them
 anyway, but a writer that finds the database locked sleeps in SQLite's busy handler (1, 2, 5, 10 ms…)
@@ -17,7 +20,6 @@ import json
 import os
 import sqlite3
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -64,7 +66,8 @@ class SQLiteStore:
             )
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a first-login mapping that reached a token must survive a power cut.
-            # NORMAL (non-durable collections only): no fsync per commit; a crash loses nothing.
+            # NORMAL (non-durable writes, base.py): no fsync of its own at a commit; a process crash loses
+            # nothing, and the next FULL commit (of any process: one log) syncs it with its own.
             conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open the SQLite store: {type(exc).__name__}") from exc
@@ -99,9 +102,8 @@ class SQLiteStore:
         self._writer_fd = (os.getpid(), fd)  # one inherited across fork is never used (pid differs)
         return fd
 
-    @contextmanager
-    def _writer_turn(self) -> Iterator[None]:
-        """Queue behind the other writers of this file (threads here, other processes via flock)."""
+    def _write(self, sql: str, params: tuple[Any, ...], *, durable: bool) -> sqlite3.Cursor:
+        """Run a write in its turn: behind the other writers of this file (threads here, processes via flock)."""
         with self._writer_thread_lock:
             fd = self._writer_lock_fd()
             if fd is not None:
@@ -110,14 +112,10 @@ class SQLiteStore:
                 except OSError:
                     fd = None
             try:
-                yield
+                return self._run(sql, params, durable=durable)
             finally:
                 if fd is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def _write(self, sql: str, params: tuple[Any, ...], *, durable: bool) -> sqlite3.Cursor:
-        with self._writer_turn():
-            return self._run(sql, params, durable=durable)
 
     def _run(self, sql: str, params: tuple[Any, ...] = (), *, durable: bool = True) -> sqlite3.Cursor:
         try:
@@ -218,7 +216,7 @@ class SQLiteStore:
     # -- operations --------------------------------------------------------------------------
 
     @store_operation(BACKEND, "insert")
-    def insert(self, coll: Collection, doc: Document) -> None:
+    def insert(self, coll: Collection, doc: Document, *, durable: bool | None = None) -> None:
         self._ensure(coll)
         names = tuple(doc)
         coll.check_fields(names)
@@ -229,7 +227,7 @@ class SQLiteStore:
             sql = self._sql[(coll.name, names)] = f'INSERT INTO "{coll.name}" ({cols}) VALUES ({marks})'
         fields, to_sql = coll.fields, self._to_sql
         values = tuple(to_sql(fields[n], doc[n]) for n in names)
-        self._write(sql, values, durable=coll.durable)
+        self._write(sql, values, durable=coll.durable if durable is None else durable)
 
     @store_operation(BACKEND, "get")
     def get(self, coll: Collection, key: Any) -> Document | None:
@@ -262,13 +260,15 @@ class SQLiteStore:
         return int(self._run(f'SELECT COUNT(*) FROM "{coll.name}"{clause}', params).fetchone()[0])
 
     @store_operation(BACKEND, "update")
-    def update(self, coll: Collection, where: Where, changes: Mapping[str, Any]) -> int:
+    def update(self, coll: Collection, where: Where, changes: Mapping[str, Any], *,
+               durable: bool | None = None) -> int:
         self._ensure(coll)
         coll.check_fields(changes)
         clause, params = self._where(coll, where)
         sets = ", ".join(f'"{n}" = ?' for n in changes)
         values = tuple(self._to_sql(coll.fields[n], v) for n, v in changes.items())
-        return self._write(f'UPDATE "{coll.name}" SET {sets}{clause}', values + params, durable=coll.durable).rowcount
+        return self._write(f'UPDATE "{coll.name}" SET {sets}{clause}', values + params,
+                           durable=coll.durable if durable is None else durable).rowcount
 
     @store_operation(BACKEND, "delete")
     def delete(self, coll: Collection, where: Where) -> int:

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import io
-import json
-import logging
-import sys
-from typing import Any, Callable, Iterable, Mapping, TypeVar
-from urllib.parse import parse_qsl
+from typing import Any, Callable, Mapping, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
-from flask.blueprints import BlueprintSetupState
-from flask.json.provider import DefaultJSONProvider
-from flask.sessions import SecureCookieSessionInterface
 
 from ..errors import InvalidRequest
 from ..oauth.authorize import ErrorPage, RedirectError
-from .context import EXTENSION, services
+from .context import services
 from .login import login_broker
 from .pages import error_page
 from .ratelimit import CLIENT_AUTH_BUDGET
 
-log = logging.getLogger(__name__)
 blueprint = Blueprint("oauth", __name__)
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 T = TypeVar("T")
 
 
-def _no_store(response: Response) -> Response:
+def no_store(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response
@@ -54,14 +45,14 @@ def authorize() -> Response:
     except ErrorPage as err:
         return error_page(err.message, err.status)
     except RedirectError as err:
-        return _no_store(redirect(oauth.authorizer.redirect_for(err), code=303))
+        return no_store(redirect(oauth.authorizer.redirect_for(err), code=303))
     broker = login_broker()
     if broker is None:
         err = RedirectError(validated.redirect_uri, "temporarily_unavailable", "no login method is configured",
                             validated.state)
-        return _no_store(redirect(oauth.authorizer.redirect_for(err), code=303))
+        return no_store(redirect(oauth.authorizer.redirect_for(err), code=303))
     pending = oauth.authorizer.park(validated)
-    return _no_store(broker.begin(pending))
+    return no_store(broker.begin(pending))
 
 
 def within_client_budget(app: Flask, environ: Mapping[str, Any], form: Mapping[str, str],
@@ -76,7 +67,7 @@ def token() -> Response:
     form, authorization = _single_valued_form(), request.headers.get("Authorization")
     body = within_client_budget(current_app, request.environ, form, authorization,
                                 lambda: services().oauth.token_endpoint.handle(form, authorization))
-    return _no_store(jsonify(body))
+    return no_store(jsonify(body))
 
 
 @blueprint.post("/revoke")
@@ -84,7 +75,7 @@ def revoke() -> Response:
     form, authorization = _single_valued_form(), request.headers.get("Authorization")
     within_client_budget(current_app, request.environ, form, authorization,
                          lambda: services().oauth.token_status.revoke(form, authorization))
-    return _no_store(Response(status=200))
+    return no_store(Response(status=200))
 
 
 @blueprint.post("/introspect")
@@ -92,7 +83,7 @@ def introspect() -> Response:
     form, authorization = _single_valued_form(), request.headers.get("Authorization")
     body = within_client_budget(current_app, request.environ, form, authorization,
                                 lambda: services().oauth.token_status.introspect(form, authorization))
-    return _no_store(jsonify(body))
+    return no_store(jsonify(body))
 
 
 def _metadata() -> Response:
@@ -104,161 +95,3 @@ def _metadata() -> Response:
 
 blueprint.add_url_rule("/.well-known/openid-configuration", "openid_configuration", _metadata)
 blueprint.add_url_rule("/.well-known/oauth-authorization-server", "oauth_metadata", _metadata)
-
-
-# -- the token endpoint's fast path ---------------------------------------------------------------
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-FAST_CONTENT_TYPES = frozenset({FORM_CONTENT_TYPE, FORM_CONTENT_TYPE + "; charset=utf-8",
-                                FORM_CONTENT_TYPE + "; charset=UTF-8"})
-# after_request hooks that only add headers to the response (no request, session or g): the fast
-# path runs them itself. An app with any other hook gets no fast path.
-CONTEXT_FREE_AFTER_REQUEST = frozenset({("identity.web.headers", "install_security_headers.<locals>._headers")})
-
-
-class TokenFastPath:
-    """``POST /token`` to the token endpoint without Flask's per-request machinery.
-
-    /token is the service's hot path, and Flask's request context, routing, session and response
-    finalisation cost about as much CPU as the token's RSA signature (BENCHMARKS.md). This WSGI
-    layer answers the plain case itself and gives the same answer as the ``token`` view: the same
-    form rules, the same client-authentication budget (``within_client_budget``), the same JSON and
-    headers (the app's after_request hooks run on the response), and every error rendered by the
-    app's own error handlers inside a request context.
-
-    Anything else goes to Flask untouched: another path or method, a cookie, chunked or oversized
-    bodies, another content type, a body that is not UTF-8 or repeats a parameter, and every
-    request of an app whose set-up the fast path cannot reproduce (``_unsupported``).
-    """
-
-    def __init__(self, app: Flask, wsgi_app: WsgiApp) -> None:
-        self._app = app
-        self._next = wsgi_app
-        self._enabled: bool | None = None  # decided at the first request, once the app is complete
-        self._max_length = 0
-        self._json: json.JSONEncoder | None = None  # the app's JSON provider's settings, when plain
-        self._headers: list[tuple[str, str]] | None = None  # a 200's headers, taken from the first one
-
-    def _decide(self) -> bool:
-        problem = self._unsupported()
-        if problem:
-            log.info("token fast path off: %s", problem)
-            return False
-        self._max_length = int(self._app.config["MAX_CONTENT_LENGTH"])
-        provider = self._app.json
-        if type(provider) is DefaultJSONProvider and not self._app.debug and provider.compact is not False:
-            self._json = json.JSONEncoder(ensure_ascii=provider.ensure_ascii, sort_keys=provider.sort_keys,
-                                          separators=(",", ":"), default=provider.default)
-        return True
-
-    def _unsupported(self) -> str | None:
-        app = self._app
-        try:
-            endpoint, _ = app.url_map.bind("localhost").match("/token", "POST")
-        except Exception:  # noqa: BLE001 - no route: let Flask answer
-            return "POST /token is not routed"
-        if endpoint != "oauth.token" or app.view_functions.get(endpoint) is not token:
-            return "the token view is wrapped or replaced"
-        if any(app.before_request_funcs.values()) or any(app.url_value_preprocessors.values()):
-            return "before_request hooks"
-        if any(app.teardown_request_funcs.values()) or any(app.url_default_functions.values()):
-            return "teardown hooks"
-        if set(app.after_request_funcs) - {None}:
-            return "blueprint after_request hooks"
-        for func in app.after_request_funcs.get(None, ()):
-            if (getattr(func, "__module__", ""), getattr(func, "__qualname__", "")) not in CONTEXT_FREE_AFTER_REQUEST:
-                return f"after_request hook {getattr(func, '__qualname__', func)!r}"
-        if type(app.session_interface) is not SecureCookieSessionInterface:
-            return "a custom session interface"
-        if app.config.get("SERVER_NAME") or app.config.get("TRUSTED_HOSTS") or app.url_map.host_matching:
-            return "host matching"
-        if not isinstance(app.config.get("MAX_CONTENT_LENGTH"), int):
-            return "no MAX_CONTENT_LENGTH"
-        return None
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if (environ.get("PATH_INFO") != "/token" or environ.get("REQUEST_METHOD") != "POST"
-                or "HTTP_COOKIE" in environ or "HTTP_TRANSFER_ENCODING" in environ
-                or environ.get("CONTENT_TYPE") not in FAST_CONTENT_TYPES):
-            return self._next(environ, start_response)
-        if self._enabled is None:
-            self._enabled = self._decide()
-        length = environ.get("CONTENT_LENGTH") or ""
-        if not (self._enabled and length.isascii() and length.isdigit() and int(length) <= self._max_length):
-            return self._next(environ, start_response)
-        body = environ["wsgi.input"].read(int(length))
-        form = self._form(body, int(length))
-        if form is None:  # short, not UTF-8, or a parameter given twice: Flask says what is wrong
-            return self._replay(environ, body, start_response)
-        authorization = environ.get("HTTP_AUTHORIZATION")
-        try:
-            result = within_client_budget(
-                self._app, environ, form, authorization,
-                lambda: self._app.extensions[EXTENSION].oauth.token_endpoint.handle(form, authorization))
-        except Exception:  # noqa: BLE001 - rendered by the app's own error handlers
-            return self._render_error(environ, body, start_response)
-        if self._headers is not None and self._json is not None:
-            data = (self._json.encode(result) + "\n").encode("utf-8")
-            start_response("200 OK", [(k, str(len(data)) if k == "Content-Length" else v) for k, v in self._headers])
-            return [data]
-        return self._respond(result, environ, start_response)
-
-    def _respond(self, result: dict[str, Any], environ: dict[str, Any],
-                 start_response: Callable[..., Any]) -> Iterable[bytes]:
-        """A 200 as the ``token`` view makes it; its headers are kept for the next ones.
-
-        Every 200 of /token has the same headers but for Content-Length: the same mimetype, the
-        view's no-store headers, and the allow-listed after_request hooks, which read only those.
-        """
-        response = _no_store(self._app.json.response(result))
-        for func in reversed(self._app.after_request_funcs.get(None, ())):
-            response = func(response)
-        headers = list(response.get_wsgi_headers(environ).items())
-        data = response.get_data()
-        if (self._json is not None and response.status == "200 OK"
-                and (self._json.encode(result) + "\n").encode("utf-8") == data
-                and sum(1 for k, _ in headers if k == "Content-Length") == 1):
-            self._headers = headers
-        start_response(response.status, headers)
-        return [data]
-
-    @staticmethod
-    def _form(body: bytes, length: int) -> dict[str, str] | None:
-        """The form as Werkzeug parses it (RFC 6749 §3.2: no parameter twice), or None."""
-        if len(body) != length:
-            return None
-        try:
-            items = parse_qsl(body.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
-        except ValueError:
-            return None
-        form = dict(items)
-        return form if len(form) == len(items) else None
-
-    def _replay(self, environ: dict[str, Any], body: bytes, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        environ["wsgi.input"] = io.BytesIO(body)
-        return self._next(environ, start_response)
-
-    def _render_error(self, environ: dict[str, Any], body: bytes,
-                      start_response: Callable[..., Any]) -> Iterable[bytes]:
-        """What Flask's ``wsgi_app`` does when the view raises: called while the error is handled."""
-        app = self._app
-        environ["wsgi.input"] = io.BytesIO(body)
-        ctx = app.request_context(environ)
-        error: BaseException | None = None
-        try:
-            try:
-                ctx.push()
-                response = app.finalize_request(app.handle_user_exception(sys.exc_info()[1]))  # type: ignore[arg-type]
-            except Exception as exc:  # noqa: BLE001 - as Flask: unhandled → handle_exception
-                error = exc
-                response = app.handle_exception(exc)
-            return response(environ, start_response)
-        finally:
-            if error is not None and app.should_ignore_error(error):
-                error = None
-            ctx.pop(error)
-
-
-@blueprint.record_once
-def _install_fast_path(state: BlueprintSetupState) -> None:
-    state.app.wsgi_app = TokenFastPath(state.app, state.app.wsgi_app)  # type: ignore[method-assign]

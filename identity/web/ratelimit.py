@@ -29,7 +29,7 @@ rate-limit outage never turns into an error for the person.
 
 No Flask request hook is added: the two browser endpoints are limited by Flask-Limiter's view
 decorators, and the client-authentication budget is run by the three views and by the token endpoint's
-fast path (``identity.web.oauth.TokenFastPath``) around their call to the service, so the fast path
+fast path (``identity.web.token_fast_path.TokenFastPath``) around their call to the service, so the fast path
 stays on with rate limiting enabled. A request with a valid secret and no failures costs one counter read.
 """
 

@@ -111,6 +111,18 @@ def deploy(root: Path, key_template: Path, *, db_dir: Path | None = None, audien
     return deployment
 
 
+def register_confidential(deployment: Deployment, *, audience: str = API) -> tuple[str, str]:
+    """A confidential client (client_credentials, introspection, revocation) for ``audience``: (id, secret)."""
+    app = create_app(deployment.settings())
+    try:
+        client, secret = app.extensions["identity"].oauth.clients.register(
+            name="Resource server", public=False, redirect_uris=[], grant_types=None, scopes=["records:read"],
+            audiences=[audience])
+        return client.client_id, secret
+    finally:
+        app.extensions["identity"].store.close()
+
+
 class Gunicorn:
     """``gunicorn`` with several workers on ``deployment.port``; a context manager."""
 
@@ -227,6 +239,17 @@ class Gunicorn:
                 return
             time.sleep(0.1)
         raise AssertionError("gunicorn did not replace its workers")
+
+    def crash(self) -> None:
+        """SIGKILL to the server and every worker at once (a crash: nothing shuts down), then reap."""
+        process = self.process
+        if process is None:
+            return
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        self.process = None
 
     def stop(self) -> None:
         process = self.process
@@ -408,6 +431,22 @@ def identity_rows(db_path: Path) -> list[dict[str, Any]]:
         return [dict(row) for row in conn.execute("SELECT * FROM identities")]
     finally:
         conn.close()
+
+
+def query(db_path: Path, sql: str, *params: Any) -> list[dict[str, Any]]:
+    """Rows of a read-only query on the store file."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute(sql, params)]
+    finally:
+        conn.close()
+
+
+def grant_row(db_path: Path, refresh_token: str) -> dict[str, Any]:
+    """The grant whose refresh-token family a token names (``identity.oauth.grants``: its family id's hash)."""
+    family = hashlib.sha256(refresh_token.split(".")[0].encode()).hexdigest()
+    return query(db_path, "SELECT * FROM grants WHERE refresh_family = ?", family)[0]
 
 
 def integrity(db_path: Path) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import os
 import re
 import socket
 
@@ -13,8 +14,8 @@ import pytest
 
 from identity import create_app
 from identity.web.headers import MAX_HEADER_VALUE, MAX_QUERY_STRING, RequestSizeLimits
-from identity.web.oauth import TokenFastPath
 from identity.web.telemetry import RequestTelemetry
+from identity.web.token_fast_path import TokenFastPath
 from tests.conftest import API, REDIRECT_URI
 from tests.oauth_helpers import pkce_pair
 from tests.test_oauth_flow import basic
@@ -142,6 +143,25 @@ def test_oversized_request_lines_headers_and_bodies_are_refused(oauth_client, pu
     assert oauth_client.get("/healthz", headers={"X-Filler": "h" * (MAX_HEADER_VALUE - 100)}).status_code == 200
 
 
+@pytest.mark.parametrize("name", ["HTTP_X_FILLER", "CONTENT_TYPE", "HOME"])
+def test_the_size_limits_check_every_header_whatever_the_process_environment_holds(monkeypatch, name):
+    """The limits skip the process environment's keys (granian copies them into every environ) at C speed,
+    but never a header: a header named like an environment variable is still measured."""
+    monkeypatch.setenv(name, "set in the process environment")
+    monkeypatch.setenv("SOME_HUGE_SETTING", "e" * 40_000)  # not a header: never counted
+    limits = RequestSizeLimits(lambda environ, start_response: [b"passed"], https=False)
+    statuses: list[str] = []
+
+    def call(environ):
+        return b"".join(limits({**os.environ, "REQUEST_METHOD": "GET", "PATH_INFO": "/", **environ},
+                               lambda status, headers: statuses.append(status)))
+
+    assert call({}) == b"passed"
+    header = name if name.startswith(("HTTP_", "CONTENT_")) else "HTTP_HOME"
+    call({header: "h" * (MAX_HEADER_VALUE + 1)})
+    assert statuses == ["431 Request Header Fields Too Large"]
+
+
 def wsgi_layers(app) -> list[object]:
     """The app's WSGI wrappers, outermost first (each keeps the next one as ``_next``)."""
     layers, layer = [], app.wsgi_app
@@ -183,7 +203,7 @@ def test_size_limits_answer_the_token_endpoint_exactly_like_every_other_route(re
                        headers=basic(rs.client_id, secret))
     assert fine.status_code == 200
     fast_path = next(layer for layer in wsgi_layers(app) if isinstance(layer, TokenFastPath))
-    assert fast_path._enabled is True
+    assert fast_path.enabled is True
 
 
 @pytest.mark.parametrize("app_fixture", ["oauth_app", "limited_app"])

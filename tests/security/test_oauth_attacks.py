@@ -8,6 +8,9 @@ import pytest
 from tests.conftest import REDIRECT_URI
 from tests.oauth_helpers import pkce_pair, query_of
 
+# The whole module runs twice: /token through its fast path, then through Flask; answers compared.
+pytestmark = pytest.mark.usefixtures("token_path")
+
 
 def get_code(oauth_client, app_client):
     verifier, challenge = pkce_pair()

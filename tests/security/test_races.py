@@ -3,9 +3,12 @@ store, logins over HTTP.
 
 * 1,000 concurrent first logins over 100 e-mail addresses → exactly 100 pseudonyms, and every login
   of one address got the same one;
-* 200 concurrent uses of one refresh token → exactly one succeeds;
+* 200 concurrent uses of one refresh token → exactly one succeeds, and the family is revoked;
 * a worker killed with SIGKILL during load → no identity lost, duplicated or half-written, and the
-  service keeps answering (the server replaces the worker).
+  service keeps answering (the server replaces the worker);
+* every worker killed with SIGKILL right after issuing, rotating and revoking tokens (their writes wait
+  for no disk flush), then the whole server: after a restart, introspection and revocation answer
+  exactly as before the crash.
 """
 
 from __future__ import annotations
@@ -33,8 +36,11 @@ from .live import (
     deploy,
     fire_at_once,
     form_post,
+    grant_row,
     identity_rows,
     integrity,
+    query,
+    register_confidential,
 )
 
 pytestmark = pytest.mark.slow
@@ -98,6 +104,12 @@ def test_200_concurrent_uses_of_one_refresh_token_let_exactly_one_succeed(server
                                        "client_id": server.deployment.client_id})
         statuses = fire_at_once(server.deployment.port, [request] * 200)
         assert statuses.count(200) == 1 and statuses.count(400) == 199, (round_number, sorted(set(statuses)))
+        # one access token issued in the round (beside the login's), and the losers revoked the family
+        grant = grant_row(server.deployment.db_path, refresh_token)
+        assert grant["revoked_reason"] in ("refresh token reused", "refresh token used concurrently"), grant
+        issued = query(server.deployment.db_path, "SELECT COUNT(*) AS n FROM issued_access_tokens WHERE grant_id = ?",
+                       grant["grant_id"])
+        assert issued == [{"n": 2}]
 
 
 def test_a_worker_killed_during_load_loses_duplicates_and_corrupts_nothing(tmp_path, fast_dir, key_template,
@@ -157,3 +169,49 @@ def test_a_worker_killed_during_load_loses_duplicates_and_corrupts_nothing(tmp_p
         again = LoginClient(server.url, deployment.client_id)
         for email, pseudonyms in sorted(by_address.items())[:10]:
             assert again.log_in(email).pseudonym == next(iter(pseudonyms))
+
+
+def test_introspection_and_revocation_are_right_after_every_worker_is_killed_and_the_server_restarted(
+        tmp_path, key_template, audience_keys):
+    """Issued tokens, a rotation and revocations answered, then SIGKILL: none of those writes waited for a
+    disk flush (identity.oauth.grants), yet each was in the store before its answer left, so the restarted
+    service introspects, refreshes and revokes exactly as the killed one would have."""
+    deployment = deploy(tmp_path, key_template, audience_key=audience_keys[API].public_pem)  # on disk
+    rs_id, rs_secret = register_confidential(deployment)
+    rs_auth = (rs_id, rs_secret)
+    with Serve(deployment, workers=2, threads=1) as server:
+        client = LoginClient(server.url, deployment.client_id)
+        people = {name: client.log_in(f"{name}@example.org").tokens for name in ("kept", "rotated", "revoked")}
+        old_refresh = people["rotated"]["refresh_token"]
+        rotated = client.refresh(old_refresh)
+        assert rotated.status_code == 200
+        people["rotated"] = rotated.json()
+        machine = [requests.post(f"{server.url}/token", data={"grant_type": "client_credentials"}, auth=rs_auth,
+                                 timeout=30).json()["access_token"] for _ in range(2)]
+        assert requests.post(f"{server.url}/revoke", data={"token": machine[1]}, auth=rs_auth,
+                             timeout=30).status_code == 200
+        assert requests.post(f"{server.url}/revoke", timeout=30, data={
+            "token": people["revoked"]["refresh_token"], "client_id": deployment.client_id}).status_code == 200
+        for pid in server.worker_pids():  # right after the last answer: nothing had time to be flushed
+            os.kill(pid, signal.SIGKILL)
+        server.crash()
+
+    with Serve(deployment, workers=2, threads=1) as server:
+        def active(token: str) -> bool:
+            answer = requests.post(f"{server.url}/introspect", data={"token": token}, auth=rs_auth, timeout=30)
+            assert answer.status_code == 200
+            return answer.json()["active"]
+
+        assert [active(machine[0]), active(machine[1])] == [True, False]
+        assert [active(people[name]["access_token"]) for name in ("kept", "rotated", "revoked")] == [True, True, False]
+        client = LoginClient(server.url, deployment.client_id)
+        assert client.refresh(people["revoked"]["refresh_token"]).status_code == 400
+        assert client.refresh(people["kept"]["refresh_token"]).status_code == 200
+        assert client.refresh(old_refresh).status_code == 400  # rotated before the crash: a reuse...
+        assert client.refresh(people["rotated"]["refresh_token"]).status_code == 400  # ...that ends the family
+        assert not active(people["rotated"]["access_token"])
+        # and revocation still works on what was issued before the crash
+        assert requests.post(f"{server.url}/revoke", data={"token": machine[0]}, auth=rs_auth,
+                             timeout=30).status_code == 200
+        assert not active(machine[0])
+    assert integrity(deployment.db_path) == "ok"

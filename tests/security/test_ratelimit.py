@@ -20,7 +20,7 @@ from identity.addresses import parse_trusted_proxies
 from identity.config import ConfigError
 from identity.oauth.audiences import parse_encryption_key
 from identity.web import ratelimit
-from identity.web.oauth import TokenFastPath
+from identity.web.token_fast_path import TokenFastPath
 from tests.conftest import API, REDIRECT_URI
 from tests.oauth_helpers import pkce_pair
 from tests.test_oauth_flow import basic
@@ -74,7 +74,7 @@ def route(request, limited_app, http):
         http.set_cookie("route", "flask")
     yield request.param
     if request.param == "fast path":
-        assert fast._enabled is True and "/token" not in through_flask  # on with the limits installed
+        assert fast.enabled is True and "/token" not in through_flask  # on with the limits installed
     else:
         assert "/token" in through_flask
 
