@@ -7,7 +7,7 @@ from flask import Flask
 from .config import Settings, load_settings
 from .errors import register_error_handlers
 from .logs import configure_logging
-from .services import Clock, Services, build_services
+from .services import Clock, build_services
 from .store import ClientFactory, Store
 from .upstream import configure_login
 from .web import health, jwks, oauth

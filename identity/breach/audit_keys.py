@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..audit import AuditLog
 from ..audit_signing import OfficerKeyLookup, OfficerSigner, load_officer_signer, raw_public

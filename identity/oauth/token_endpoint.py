@@ -209,7 +209,7 @@ class TokenEndpoint:
         except RefreshTokenSuperseded:
             self._grants.revoke(presented.grant_id, reason="refresh token used concurrently")
             raise InvalidGrant("the refresh token was already used; the session is revoked") from None
-        return issued(REFRESH_TOKEN, doc["audience"], self._tokens_for_grant(client, grant, key, scope=scope,
+        return issued(REFRESH_TOKEN, presented.audience, self._tokens_for_grant(client, grant, key, scope=scope,
                                                                              refresh=refresh))
 
     @staticmethod
