@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from ..audit import AuditLog
 from ..audit_signing import OfficerKeyLookup, OfficerSigner, load_officer_signer, raw_public
 from ..keys.files import KeyMaterialError
