@@ -153,7 +153,8 @@ def test_a_bad_or_empty_reload_keeps_the_keys_held(tmp_path, factory):
     files = generate_audience_key(keys, bits=2048)
     clock_box = [0.0]
     source = DecryptionKeyDirectory(keys, reload_interval=1, monotonic=lambda: clock_box[0])
-    (keys / "audience-halfcopied.key.pem").write_text("-----BEGIN " + "PRIVATE KEY-----\ntrunc")  # spelt apart for scanners
+    cut_off = "-----BEGIN " + "PRIVATE KEY-----\ntrunc"  # spelt apart for secret scanners
+    (keys / "audience-halfcopied.key.pem").write_text(cut_off)
     clock_box[0] += 1
     assert set(source.current()) == {files.kid}  # the broken file is skipped, the old key kept
     (keys / "audience-halfcopied.key.pem").unlink()
