@@ -16,11 +16,12 @@ sign-in's address is never kept. Every form carries the account session's one-ti
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from flask import (
     Blueprint, Flask, Response, after_this_request, make_response, redirect, request, session, url_for,
@@ -196,6 +197,19 @@ def _acting_session(svc: Services) -> tuple[AccountSession | None, Response | No
     return svc.account_sessions.find(current.session_id), None
 
 
+def _acting_form(view: Callable[[Services, AccountSession], Response]) -> Callable[[], Response]:
+    """A state-changing form of the account page: ``view`` runs for the signed-in session, its one-time
+    token spent (``_acting_session``); otherwise the page refusing it."""
+    @functools.wraps(view)
+    def run() -> Response:
+        svc = services()
+        current, refused = _acting_session(svc)
+        if current is None:
+            return refused or _signin_page(status=401, notice=SIGNED_OUT)
+        return view(svc, current)
+    return run
+
+
 # -- the pages ---------------------------------------------------------------------------------
 
 @blueprint.get(ACCOUNT_PATH)
@@ -246,11 +260,8 @@ def export() -> Response:
 
 
 @blueprint.post(f"{ACCOUNT_PATH}/apps/remove")
-def remove() -> Response:
-    svc = services()
-    current, refused = _acting_session(svc)
-    if current is None:
-        return refused or _signin_page(status=401, notice=SIGNED_OUT)
+@_acting_form
+def remove(svc: Services, current: AccountSession) -> Response:
     try:
         svc.rights.remove_access(current.subject, request.form.get("client_id", ""), actor="subject",
                                  reason="access removed by the person on the account page")
@@ -260,11 +271,8 @@ def remove() -> Response:
 
 
 @blueprint.post(f"{ACCOUNT_PATH}/restrict")
-def restrict() -> Response:
-    svc = services()
-    current, refused = _acting_session(svc)
-    if current is None:
-        return refused or _signin_page(status=401, notice=SIGNED_OUT)
+@_acting_form
+def restrict(svc: Services, current: AccountSession) -> Response:
     try:
         svc.rights.restrict(current.subject, actor="subject", by_subject=True,
                             reason="restriction requested by the person on the account page")
@@ -274,11 +282,8 @@ def restrict() -> Response:
 
 
 @blueprint.post(f"{ACCOUNT_PATH}/unrestrict")
-def unrestrict() -> Response:
-    svc = services()
-    current, refused = _acting_session(svc)
-    if current is None:
-        return refused or _signin_page(status=401, notice=SIGNED_OUT)
+@_acting_form
+def unrestrict(svc: Services, current: AccountSession) -> Response:
     try:
         svc.rights.unrestrict(current.subject, actor="subject", by_subject=True,
                               reason="restriction lifted by the person on the account page")
@@ -288,12 +293,9 @@ def unrestrict() -> Response:
 
 
 @blueprint.post(f"{ACCOUNT_PATH}/delete")
-def delete() -> Response:
+@_acting_form
+def delete(svc: Services, current: AccountSession) -> Response:
     """Erasure, as the operator command does it; then this browser is signed out."""
-    svc = services()
-    current, refused = _acting_session(svc)
-    if current is None:
-        return refused or _signin_page(status=401, notice=SIGNED_OUT)
     if request.form.get("confirm") != "yes":
         return _account_page(svc, current, status=400, error=CONFIRM)
     if not svc.account_sessions.signed_in_recently(current):
