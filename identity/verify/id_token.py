@@ -36,9 +36,9 @@ from .errors import (
     WrongAudience,
     WrongIssuer,
 )
-from .http import Fetcher, RequestsFetcher, require_safe_url
+from .http import Fetcher, RequestsFetcher
 from .jwks import DEFAULT_MIN_REFRESH_SECONDS, DEFAULT_TTL_SECONDS, SigningKeys
-from .verifier import DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS
+from .verifier import DEFAULT_LEEWAY_SECONDS, check_issuer_and_leeway
 
 SIGNING_ALG = "RS256"
 ID_TOKEN_TYPES = frozenset({"jwt", "application/jwt"})
@@ -98,13 +98,9 @@ class IdTokenVerifier:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not isinstance(issuer, str) or not issuer:
-            raise ConfigurationError("issuer must be the issuer URL")
-        require_safe_url(issuer, "issuer")
+        check_issuer_and_leeway(issuer, leeway)
         if not isinstance(client_id, str) or not client_id:
             raise ConfigurationError("client_id must be the app's client id")
-        if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
-            raise ConfigurationError(f"leeway must be between 0 and {MAX_LEEWAY_SECONDS:g} seconds")
         self.issuer = issuer
         self.client_id = client_id
         self._leeway = float(leeway)

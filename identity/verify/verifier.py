@@ -48,6 +48,16 @@ def scope_set(scope: str | Iterable[str] | None) -> frozenset[str]:
     return frozenset(s for item in scope for s in item.split())
 
 
+
+def check_issuer_and_leeway(issuer: object, leeway: float) -> None:
+    """``ConfigurationError`` unless ``issuer`` is a safe issuer URL and ``leeway`` is within bounds
+    (shared by the access-token and ID-token verifiers)."""
+    if not isinstance(issuer, str) or not issuer:
+        raise ConfigurationError("issuer must be the issuer URL")
+    require_safe_url(issuer, "issuer")
+    if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
+        raise ConfigurationError(f"leeway must be between 0 and {MAX_LEEWAY_SECONDS:g} seconds")
+
 class TokenVerifier:
     """Verifies the issuer's nested access tokens for one audience.
 
@@ -88,13 +98,9 @@ class TokenVerifier:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not isinstance(issuer, str) or not issuer:
-            raise ConfigurationError("issuer must be the issuer URL")
-        require_safe_url(issuer, "issuer")
+        check_issuer_and_leeway(issuer, leeway)
         if not isinstance(audience, str) or not audience:
             raise ConfigurationError("audience must be a non-empty string")
-        if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
-            raise ConfigurationError(f"leeway must be between 0 and {MAX_LEEWAY_SECONDS:g} seconds")
         if not 0 < jwks_min_ttl <= jwks_max_ttl:
             raise ConfigurationError("the JWKS TTL bounds must satisfy 0 < jwks_min_ttl <= jwks_max_ttl")
         self.issuer = issuer
