@@ -39,7 +39,7 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 
@@ -148,7 +148,7 @@ class Person:
         element = self.element(element_id)
         element.click()
         wait = WebDriverWait(self.driver, WAIT)
-        wait.until(expected_conditions.staleness_of(element))  # the page the click left is gone
+        wait.until(lambda _driver: _is_gone(element))  # the page the click left is gone
         wait.until(lambda d: until in d.current_url and d.execute_script("return document.readyState") == "complete")
         self.shoot(label)
 
@@ -165,6 +165,19 @@ class Person:
         return [entry["message"] for entry in self.driver.get_log("browser")
                 if "Content Security Policy" in entry["message"]
                 or (entry["level"] == "SEVERE" and "Failed to load resource" not in entry["message"])]
+
+
+def _is_gone(element: Any) -> bool:
+    """Whether ``element``'s page has been replaced.
+
+    Chromedriver answers a check that races the navigation with a generic "Node with given id does not
+    belong to the document" error instead of a stale-element one; both mean the old page is gone.
+    """
+    try:
+        element.is_enabled()
+    except WebDriverException:  # StaleElementReferenceException is one
+        return True
+    return False
 
 
 def app_signs_in(person: Person, email: str) -> None:
