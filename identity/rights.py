@@ -27,6 +27,7 @@ from .oauth.records import (
     ISSUED_ACCESS_TOKENS,
     PENDING_AUTHORIZATIONS,
     REFRESH_TOKENS,
+    REVOKED_ACCESS_TOKENS,
 )
 from .retention import (
     DEFAULT_CANCELLED_FOR,
@@ -52,6 +53,7 @@ EXPIRING: list[tuple[Collection, str]] = [
     (AUTHORIZATION_CODES, "expires_at"),
     (REFRESH_TOKENS, "expires_at"),
     (ISSUED_ACCESS_TOKENS, "expires_at"),
+    (REVOKED_ACCESS_TOKENS, "expires_at"),
     (GRANTS, "expires_at"),
     (EMAIL_CHANGES, "expires_at"),
     (PENDING_CONSENTS, "expires_at"),

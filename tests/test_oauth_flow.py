@@ -6,6 +6,7 @@ Every issued access token is decrypted and verified with jwcrypto, not the libra
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
@@ -60,9 +61,15 @@ def test_code_flow_with_pkce_issues_nested_tokens_readable_only_by_the_audience(
 
     jwe_header, jws_header, claims = open_access_token(body["access_token"], audience_keys[API], jwks)
     assert jwe_header == {"alg": "RSA-OAEP-256", "enc": "A256GCM", "cty": "JWT",
-                          "kid": jwe_header["kid"]} and jwe_header["kid"]
+                          "kid": jwe_header["kid"], "ref": jwe_header["ref"]} and jwe_header["kid"]
     assert jws_header["alg"] == "RS256" and jws_header["typ"] == "at+jwt"
     pseudonym = services.vault.resolve_or_create(broker.email).identity.pseudonym
+    # the service's sealed reference names the signing key and nothing of the person or the token in clear
+    signing_kid, sealed = jwe_header["ref"].split(".")
+    assert signing_kid == jws_header["kid"]
+    opaque = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+    for clear in (pseudonym, claims["sub"], claims["jti"], public_app.client_id, API, "openid"):
+        assert clear not in json.dumps(jwe_header) and clear.encode() not in opaque
     subjects = services.oauth.subjects  # new audiences and clients see pairwise subjects of their sector
     assert claims["sub"] == subjects.subject_for(pseudonym, audience=API) != pseudonym
     assert claims["aud"] == API and claims["iss"] == settings.issuer

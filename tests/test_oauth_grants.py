@@ -20,6 +20,7 @@ from identity.oauth.records import (
     AUTHORIZATION_CODES,
     GRANTS,
     ISSUED_ACCESS_TOKENS,
+    REVOKED_ACCESS_TOKENS,
     REFRESH_TOKENS,
     ROTATED,
     new_secret_value,
@@ -118,9 +119,10 @@ def session(client, mobile):
     return code_grant(client, mobile, code, verifier).json
 
 
-def family(store, grant_id: str) -> tuple[str | None, int]:
-    """(the newest refresh token's hash, access-token records) of a grant."""
-    return store.get(GRANTS, grant_id)["refresh_hash"], store.count(ISSUED_ACCESS_TOKENS, {"grant_id": grant_id})
+def family(store, grant_id: str) -> tuple[str | None, int | None]:
+    """(the newest refresh token's hash, when the family last rotated) of a grant."""
+    doc = store.get(GRANTS, grant_id)
+    return doc["refresh_hash"], doc.get("refreshed_at")
 
 
 def grant_of(store, refresh_token: str) -> str:
@@ -263,7 +265,7 @@ def test_a_client_without_refresh_gets_no_family_and_cannot_fake_one(client, oau
     code, verifier = get_code(client, app)
     tokens = code_grant(client, app, code, verifier).json
     assert "refresh_token" not in tokens
-    grant_id = store.get(ISSUED_ACCESS_TOKENS, token_hash(tokens["access_token"]))["grant_id"]
+    grant_id = oauth.grants.find_access_token(tokens["access_token"])["grant_id"]
     assert store.get(GRANTS, grant_id)["refresh_hash"] is None
     assert oauth.grants.find_refresh_token(f"{grant_id}.{new_secret_value()}") is None
     assert store.get(GRANTS, grant_id)["revoked_at"] is None
@@ -368,8 +370,8 @@ def logged_app(settings, broker, clock, audience_keys, logged):
 
 def test_issuing_tokens_never_waits_for_the_disk_and_revoking_always_does(logged_app, logged):
     """The token endpoint's writes are non-durable (a lost tail fails closed, identity.oauth.grants); every
-    revocation is durable. A code exchange: the grant (which spends the code) and the access-token record;
-    a refresh: one conditional write on the grant and the record; client_credentials: the record."""
+    revocation is durable. A code exchange: the grant (which spends the code); a refresh: one conditional
+    write on the grant; client_credentials: nothing (the token carries its sealed reference)."""
     http, oauth = logged_app.test_client(), logged_app.extensions["identity"].oauth
     mobile, _ = oauth.clients.register(name="Mobile", public=True, redirect_uris=[REDIRECT_URI], grant_types=None,
                                        scopes=["openid", "records:read"], audiences=[API])
@@ -386,15 +388,14 @@ def test_issuing_tokens_never_waits_for_the_disk_and_revoking_always_does(logged
 
     tokens: dict[str, Any] = {}
     assert writes_of(lambda: tokens.update(code_grant(http, mobile, code, verifier).json)) == [
-        ("insert", GRANTS.name, False), ("insert", ISSUED_ACCESS_TOKENS.name, False)]  # the grant spends the code
+        ("insert", GRANTS.name, False)]  # the grant spends the code
     assert writes_of(lambda: tokens.update(refresh(http, mobile, tokens["refresh_token"]).json)) == [
-        ("update", GRANTS.name, False), ("insert", ISSUED_ACCESS_TOKENS.name, False)]
+        ("update", GRANTS.name, False)]
     form = {"grant_type": "client_credentials", "client_id": rs.client_id, "client_secret": secret}
     machine: dict[str, Any] = {}
-    assert writes_of(lambda: machine.update(http.post("/token", data=form).json)) == [
-        ("insert", ISSUED_ACCESS_TOKENS.name, False)]
+    assert writes_of(lambda: machine.update(http.post("/token", data=form).json)) == []
     revoke = {"client_id": rs.client_id, "client_secret": secret, "token": machine["access_token"]}
-    assert writes_of(lambda: http.post("/revoke", data=revoke)) == [("update", ISSUED_ACCESS_TOKENS.name, True)]
+    assert writes_of(lambda: http.post("/revoke", data=revoke)) == [("insert", REVOKED_ACCESS_TOKENS.name, True)]
     assert writes_of(lambda: http.post("/revoke", data={"client_id": mobile.client_id,
                                                        "token": tokens["refresh_token"]})) == [
         ("update", GRANTS.name, True)]

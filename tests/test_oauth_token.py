@@ -363,3 +363,67 @@ def test_token_type_hint_is_only_a_hint(oauth_client, web_app, web_session, hint
     for kind in ("access_token", "refresh_token"):
         answer = introspect_as(oauth_client, web, secret, web_session[kind], token_type_hint=hint)
         assert answer["active"] is True and answer["token_type"] == kind
+
+
+# -- recognised without a record: the sealed reference (identity.token_reference) ------------------
+
+
+def test_access_tokens_are_recognised_without_any_record(oauth_client, oauth_app, session, service_client, introspect):
+    """Issuing writes nothing per access token; introspection and revocation still know every one."""
+    from identity.oauth.records import ISSUED_ACCESS_TOKENS, REVOKED_ACCESS_TOKENS
+    rs, secret = service_client
+    machine = token(oauth_client, basic(rs.client_id, secret), grant_type="client_credentials",
+                    resource=OTHER_API).json["access_token"]
+    store = oauth_app.extensions["identity"].store
+    assert store.count(ISSUED_ACCESS_TOKENS, {}) == 0
+    person = introspect(session["access_token"])
+    assert person["active"] is True and person["aud"] == API and person["scope"] == "openid records:read"
+    own = introspect(machine)
+    assert own["active"] is True and own["sub"] == rs.client_id and own["aud"] == OTHER_API
+    assert own["exp"] - own["iat"] == 600 and own["jti"]
+    oauth_client.post("/revoke", data={"token": machine}, headers=basic(rs.client_id, secret))
+    assert introspect(machine) == {"active": False}
+    assert store.get(REVOKED_ACCESS_TOKENS, own["jti"]) == {"jti": own["jti"], "expires_at": own["exp"]}
+    assert introspect(session["access_token"])["active"] is True  # one token revoked, by its jti alone
+
+
+def with_reference(value: str, reference: str) -> str:
+    """The token with its header's ``ref`` replaced (the header is base64url JSON anyone can rewrite)."""
+    import base64
+    import json
+    header_segment, rest = value.split(".", 1)
+    header = b64json(header_segment)
+    header["ref"] = reference
+    encoded = base64.urlsafe_b64encode(json.dumps(header, separators=(",", ":")).encode()).rstrip(b"=").decode()
+    return f"{encoded}.{rest}"
+
+
+def test_a_reference_that_was_tampered_with_or_made_up_is_inactive(oauth_client, session, introspect):
+    genuine = b64json(session["access_token"].split(".")[0])["ref"]
+    kid, body = genuine.split(".")
+    flipped = body[:10] + ("A" if body[10] != "A" else "B") + body[11:]
+    for reference in (f"{kid}.{flipped}", f"{kid}.{body[:-4]}", body, f"{kid}.", "x" * 2000):
+        assert introspect(with_reference(session["access_token"], reference)) == {"active": False}, reference
+    assert introspect(session["access_token"])["active"] is True
+
+
+def test_a_token_too_long_for_a_reference_is_recorded_instead(oauth_client, oauth, oauth_app, audience_keys):
+    """Scopes long enough to push the header past what the verification library accepts: the token goes out
+    without ``ref`` and is recorded (hash only); introspection and revocation work the same."""
+    from identity.oauth.records import ISSUED_ACCESS_TOKENS
+    from tests.oauth_helpers import open_access_token
+    scopes = [f"records:{'x' * 40}:{n:02d}" for n in range(12)]
+    backend, secret = oauth.clients.register(name="Many scopes", public=False, redirect_uris=[], grant_types=None,
+                                             scopes=scopes, audiences=[API])
+    issued = token(oauth_client, basic(backend.client_id, secret), grant_type="client_credentials",
+                   scope=" ".join(scopes))
+    assert issued.status_code == 200, issued.json
+    value = issued.json["access_token"]
+    jwks = oauth_client.get("/.well-known/jwks.json").json
+    header, _, claims = open_access_token(value, audience_keys[API], jwks)
+    assert "ref" not in header and claims["scope"] == " ".join(scopes)
+    assert oauth_app.extensions["identity"].store.count(ISSUED_ACCESS_TOKENS, {}) == 1
+    answer = introspect_as(oauth_client, backend, secret, value)
+    assert answer["active"] is True and answer["scope"] == " ".join(scopes)
+    oauth_client.post("/revoke", data={"token": value}, headers=basic(backend.client_id, secret))
+    assert introspect_as(oauth_client, backend, secret, value) == {"active": False}

@@ -364,3 +364,24 @@ def test_the_retention_purge_forgets_every_pairwise_subject_of_those_it_erases(o
     assert services.rights.purge(inactive_for=365 * 86400, actor="cron", dry_run=False).identities == 1
     assert services.oauth.subjects.resolve(API, subject) is None
     assert services.oauth.subjects.map.resolve(API, subject) == "erased"
+
+
+def test_me_believes_a_header_reference_only_for_the_token_it_came_with(oauth_client, self_app, services):
+    """Whoever can encrypt to the self audience (its key is public) could put a live token's ``ref`` on a
+    revoked token's body; /me checks that the reference and the verified token name the same jti."""
+    from joserfc import jwe
+    from joserfc.jwk import RSAKey
+
+    from identity.oauth.self_audience import self_encryption_key
+    from identity.tokens import JWE_REGISTRY
+    from tests.oauth_helpers import b64json
+
+    live, revoked = login(oauth_client, self_app), login(oauth_client, self_app)
+    oauth_client.post("/revoke", data={"client_id": self_app.client_id, "token": revoked["access_token"]})
+    assert oauth_client.get("/me", headers=bearer(revoked)).status_code == 401
+    private = RSAKey.import_key(services.keyring.self_encryption_key)
+    inner = jwe.decrypt_compact(revoked["access_token"], private, registry=JWE_REGISTRY).plaintext
+    spliced = jwe.encrypt_compact(b64json(live["access_token"].split(".")[0]), inner,
+                                  self_encryption_key(services.keyring).key, registry=JWE_REGISTRY)
+    assert oauth_client.get("/me", headers=bearer({"access_token": spliced})).status_code == 401
+    assert oauth_client.get("/me", headers=bearer(live)).status_code == 200

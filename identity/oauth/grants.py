@@ -26,6 +26,11 @@ back is a tail of them, and each loss fails closed: a lost grant leaves its refr
 a lost rotation leaves the client holding a token that no longer matches its grant (its next use
 revokes the family), a lost access-token record makes introspection answer inactive. None of them
 waits for a disk flush, so the token endpoint pays no fsync per token.
+
+An access token needs no write at all: its header carries a sealed reference (``identity.token_reference``)
+that tells the service its ``jti``, expiry, grant or client and audience, and scope. Revoking one writes
+its ``jti`` to ``revoked_access_tokens`` (durable), where it stays until the token expires. Only a token
+whose header would grow too long for the reference keeps a record, found by the token's hash.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..store import DuplicateKeyError, Store, find_one
+from ..token_reference import reference_of
 from ..tokens import AccessToken, EncryptionKey, TokenMinter
 from .records import (
     ACTIVE,
@@ -42,6 +48,7 @@ from .records import (
     ISSUED_ACCESS_TOKENS,
     REFRESH_TOKENS,
     REVOKED,
+    REVOKED_ACCESS_TOKENS,
     ROTATED,
     new_secret_value,
     token_hash,
@@ -205,20 +212,26 @@ class Grants:
         self, *, subject: str, client_id: str, audience: str, key: EncryptionKey, scope: str,
         grant_id: str | None,
     ) -> AccessToken:
-        """Mint the nested token and record it (hash only) so introspection can recognise it.
+        """Mint the nested token, sealing into it what introspection and revocation need to know of it.
 
-        ``subject`` is the person's pseudonym (recorded); the token carries ``subject_for`` it, the
-        ``sub`` that audience sees. A token without a grant is a client's own (client_credentials):
-        its subject is the client id, as given.
+        ``subject`` is the person's pseudonym (never sealed: a token under a grant is resolved through the
+        grant); the token carries ``subject_for`` it, the ``sub`` that audience sees. A token without a
+        grant is a client's own (client_credentials): its subject is the client id, as given. A token
+        whose header cannot carry the reference is recorded (hash only) instead.
         """
         sub = subject if grant_id is None else self._subjects.subject_for(subject, audience=audience)
+        reference: dict[str, Any] = {"g": grant_id} if grant_id else {"c": client_id, "a": audience}
+        if scope:
+            reference["s"] = scope
         token = self._minter.access_token(subject=sub, client_id=client_id, audience=audience,
-                                          encryption_key=key, scope=scope or None, now=self._clock())
-        self._store.insert(ISSUED_ACCESS_TOKENS, {
-            "token_hash": token_hash(token.token), "jti": token.jti, "grant_id": grant_id,
-            "client_id": client_id, "subject": subject, "audience": audience, "scope": scope or None,
-            "issued_at": token.issued_at, "expires_at": token.expires_at, "revoked": False,
-        })
+                                          encryption_key=key, scope=scope or None, now=self._clock(),
+                                          reference=reference)
+        if not token.referenced:
+            self._store.insert(ISSUED_ACCESS_TOKENS, {
+                "token_hash": token_hash(token.token), "jti": token.jti, "grant_id": grant_id,
+                "client_id": client_id, "subject": subject, "audience": audience, "scope": scope or None,
+                "issued_at": token.issued_at, "expires_at": token.expires_at, "revoked": False,
+            })
         return token
 
     def find_refresh_token(self, value: str) -> PresentedRefreshToken | None:
@@ -258,7 +271,46 @@ class Grants:
             doc["scope"] or "", status, doc["created_at"], doc["expires_at"], doc["idle_expires_at"])
 
     def find_access_token(self, value: str) -> dict[str, Any] | None:
-        return self._store.get(ISSUED_ACCESS_TOKENS, token_hash(value))
+        """What the service issued ``value`` as, or None: its sealed reference, else its record.
+
+        The same fields either way: ``jti``, ``grant_id`` (None for a client's own token), ``client_id``,
+        ``subject`` (the pseudonym, or the client id), ``audience``, ``scope``, ``issued_at``,
+        ``expires_at`` and ``revoked``. A reference under a grant that is gone finds nothing.
+        """
+        reference = reference_of(value)
+        if reference is None:
+            return self._recorded_access_token(value)
+        fields = self._minter.references.open(reference)
+        if fields is None:
+            return None
+        try:
+            doc = self._referenced_access_token(fields)
+        except (KeyError, TypeError):
+            return None  # sealed by us, so never: a malformed reference is simply not ours
+        if doc is not None:
+            doc["revoked"] = self._store.get(REVOKED_ACCESS_TOKENS, doc["jti"]) is not None
+        return doc
+
+    def _referenced_access_token(self, fields: dict[str, Any]) -> dict[str, Any] | None:
+        doc: dict[str, Any] = {"jti": str(fields["j"]), "issued_at": int(fields["i"]),
+                               "expires_at": int(fields["e"]), "scope": fields.get("s")}
+        grant_id = fields.get("g")
+        if grant_id:
+            grant = self.get(str(grant_id))
+            if grant is None:
+                return None
+            doc.update(grant_id=grant.grant_id, client_id=grant.client_id, subject=grant.subject,
+                       audience=grant.audience)
+        else:
+            client_id = str(fields["c"])
+            doc.update(grant_id=None, client_id=client_id, subject=client_id, audience=str(fields["a"]))
+        return doc
+
+    def _recorded_access_token(self, value: str) -> dict[str, Any] | None:
+        doc = self._store.get(ISSUED_ACCESS_TOKENS, token_hash(value))
+        if doc is not None and not doc["revoked"]:
+            doc["revoked"] = self._store.get(REVOKED_ACCESS_TOKENS, doc["jti"]) is not None
+        return doc
 
     def rotate_refresh_token(self, presented: PresentedRefreshToken, grant: Grant) -> str:
         """The family's next refresh token, in exchange for ``presented``, its newest (RFC 9700 §4.14.2).
@@ -292,5 +344,11 @@ class Grants:
         return value
 
     def revoke_access_token(self, doc: dict[str, Any]) -> None:
-        """Mark an issued access token revoked: a durable write (its record's insert was not)."""
-        self._store.update(ISSUED_ACCESS_TOKENS, {"token_hash": doc["token_hash"]}, {"revoked": True}, durable=True)
+        """Revoke an issued access token (``find_access_token``): its ``jti``, until it expires. Durable."""
+        if doc["revoked"]:
+            return
+        try:
+            self._store.insert(REVOKED_ACCESS_TOKENS, {"jti": doc["jti"], "expires_at": doc["expires_at"]},
+                               durable=True)
+        except DuplicateKeyError:
+            pass  # revoked a moment ago by a concurrent request

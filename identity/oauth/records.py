@@ -1,4 +1,4 @@
-"""Collections for authorization state: pending logins, codes, grants, refresh and issued tokens.
+"""Collections for authorization state: pending logins, codes, grants, refresh tokens, revoked access tokens.
 
 Codes and tokens are stored only as SHA-256 hashes: they are 256-bit random values, so a plain
 hash is enough and a leaked table yields nothing usable.
@@ -98,6 +98,8 @@ REFRESH_TOKENS = Collection(
     indexed=("grant_id", "subject", "expires_at"),
 )
 
+# Access tokens whose header could not carry their sealed reference (identity.token_reference: a very long
+# scope or audience) and those issued before references existed: recognised by their hash.
 ISSUED_ACCESS_TOKENS = Collection(
     name="issued_access_tokens",
     key="token_hash",
@@ -117,6 +119,15 @@ ISSUED_ACCESS_TOKENS = Collection(
     # One row per token issued, on the token endpoint's hot path: no other index.
     indexed=("expires_at",),
     durable=False,  # losing one in a power cut only makes introspection answer inactive
+)
+
+# Access tokens revoked before they expired (RFC 7009), by ``jti``: kept until the token's own expiry,
+# when the retention purge removes them. Every token is checked against it; none is written at issuance.
+REVOKED_ACCESS_TOKENS = Collection(
+    name="revoked_access_tokens",
+    key="jti",
+    fields={"jti": str, "expires_at": int},
+    indexed=("expires_at",),
 )
 
 ACTIVE, ROTATED, REVOKED = "active", "rotated", "revoked"

@@ -1,9 +1,10 @@
 """Revocation (RFC 7009) and introspection (RFC 7662).
 
 The service cannot decrypt its own access tokens (they are encrypted to their audience), so it
-recognises them by the SHA-256 of the token recorded at issuance (``issued_access_tokens``: who it
-was issued to, for which audience, scope and grant, until when). Introspection needs exactly that
-record to answer, and the caller's entitlement to it (RFC 7662 §4): an access token is described to
+recognises them by the sealed reference in their header (``identity.token_reference``), or, for the few
+that could not carry one, by the SHA-256 of the token recorded at issuance: who it was issued to, for
+which audience, scope and grant, until when (``Grants.find_access_token``). Introspection needs exactly
+that to answer, and the caller's entitlement to it (RFC 7662 §4): an access token is described to
 the client it was issued to or to a client registered for its audience. A refresh token names its
 family, whose grant holds what there is to say about it (``grants`` module docstring); it is described
 only to its client, and only while it is its family's newest.

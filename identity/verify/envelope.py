@@ -3,7 +3,9 @@
 Refused before any key is touched: anything but five segments (a bare JWS or an opaque string is
 not encrypted), an ``alg`` other than RSA-OAEP-256, an ``enc`` other than A256GCM, any ``zip``,
 any ``crit``, a ``cty`` other than JWT, a missing or unknown ``kid``. ``jku``/``jwk``/``x5u``/``x5c``
-are never read: the key is chosen only from the configured ones, by ``kid``.
+are never read: the key is chosen only from the configured ones, by ``kid``. The issuer's own ``ref``
+(its sealed reference to the token, opaque to an audience) is the one header parameter beyond the standard
+ones that is accepted, and it is ignored.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Callable, Mapping
 
 from joserfc import jwe
 from joserfc.jwe import JWERegistry
+from joserfc.registry import HeaderParameter
 
 from .errors import DecryptionFailed, MalformedToken, UnencryptedToken, UnknownKey, UnsupportedToken
 from .keys import MAX_KID_LENGTH, DecryptionKey, DecryptionKeySource
@@ -23,6 +26,13 @@ CONTENT_ENC = "A256GCM"
 CONTENT_TYPE = "JWT"
 MAX_HEADER_SEGMENT = 1024
 MAX_REMEMBERED_HEADERS = 64
+#: The header parameters of the access-token contract beyond RFC 7516's (joserfc refuses any other).
+ISSUER_HEADER_PARAMETERS = {"ref": HeaderParameter("the issuer's sealed reference to the token", "str")}
+
+
+def access_token_registry() -> JWERegistry:
+    """joserfc's registry for the contract: RSA-OAEP-256 with A256GCM, and the issuer's ``ref``."""
+    return JWERegistry(algorithms=[KEY_MANAGEMENT_ALG, CONTENT_ENC], header_registry=ISSUER_HEADER_PARAMETERS)
 
 
 class HeaderMemo:
@@ -95,7 +105,7 @@ class Decrypter:
         self._source = keys
         self._held = keys.current()
         self._on_keys_removed = on_keys_removed
-        self._registry = JWERegistry(algorithms=[KEY_MANAGEMENT_ALG, CONTENT_ENC])
+        self._registry = access_token_registry()
         self._headers = HeaderMemo(check_jwe_header)
 
     @property

@@ -64,8 +64,8 @@ def live_subject() -> str | None:
     svc = services()
     token = current_token()
     record = svc.oauth.grants.find_access_token(bearer_token(request.headers.get("Authorization")))
-    if record is None or record["revoked"] or token.is_client_token:
-        return None
+    if record is None or record["revoked"] or token.is_client_token or record["jti"] != token.jti:
+        return None  # the jti check: a header's reference is believed only for the token it came with
     grant = svc.oauth.grants.get(record.get("grant_id"))
     identity = svc.vault.find(token.pseudonym)
     if grant is None or grant.revoked or identity is None or not identity.is_active:
