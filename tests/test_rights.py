@@ -178,12 +178,14 @@ def test_rectification_to_an_address_in_use_changes_nothing(oauth, self_app, ser
 
 
 def test_retention_purge_erases_inactive_identities_and_expired_state(oauth_client, self_app, services, clock):
-    login(oauth_client, self_app)
+    old_tokens = login(oauth_client, self_app)
+    oauth_client.post("/revoke", data={"client_id": self_app.client_id, "token": old_tokens["access_token"]})
     stale = services.vault.resolve_or_create("stale@example.org").identity.pseudonym
     clock.advance(400 * 86400)
     fresh_tokens = login(oauth_client, self_app)  # the logged-in person stays
     dry = services.rights.purge(inactive_for=365 * 86400, actor="cron", dry_run=True)
     assert dry.identities == 1 and dry.expired["authorization_codes"] >= 1
+    assert dry.expired["revoked_access_tokens"] == 1  # kept only until the token itself expired
     assert services.store.get(IDENTITIES, stale)["status"] == "active"
     report = services.rights.purge(inactive_for=365 * 86400, actor="cron", dry_run=False)
     assert report.identities == 1
