@@ -99,5 +99,5 @@ def test_an_unexpected_error_is_a_500_with_a_reference_that_is_in_the_log(raisin
 def test_http_errors_keep_their_json_shape(client):
     assert client.get("/nope").get_data() == b'{"error":"not_found","error_description":"Not Found"}\n'
     refused = client.delete("/token")
-    assert refused.status_code == 405 and refused.headers["Allow"] == "OPTIONS, POST"
+    assert refused.status_code == 405 and set(refused.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
     assert refused.get_data() == b'{"error":"method_not_allowed","error_description":"Method Not Allowed"}\n'
