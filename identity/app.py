@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import Flask
 
 from .config import Settings, load_settings
-from .errors import register_error_handlers
 from .logs import configure_logging
 from .services import Clock, build_services
 from .store import ClientFactory, Store
 from .upstream import configure_login
 from .web import health, jwks, oauth
 from .web.context import EXTENSION
+from .web.errors import register_error_handlers
 from .web.headers import MAX_BODY, install_request_size_limits, install_security_headers
 from .web.login import LoginBroker, install_login_broker
 from .web.me import install_self_service

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .audit import AuditLog
+from .errors import PageError
 from .oauth.authorize import Authorizer, PendingAuthorization
 from .oauth.grants import Grants
 from .oauth.records import AUTHORIZATION_CODES, new_secret_value, token_hash
@@ -61,12 +62,11 @@ IN_USE = "That e-mail address already belongs to another account; nothing was ch
 NOT_ACTIVE = "Your account is not active; nothing was changed."
 
 
-class ChangeRefused(Exception):
+class ChangeRefused(PageError):
     """A step cannot complete: ``message`` is for the person, ``reason`` (a fixed word) for the log."""
 
     def __init__(self, message: str, reason: str) -> None:
-        super().__init__(reason)
-        self.message = message
+        super().__init__(message)
         self.reason = reason
 
 

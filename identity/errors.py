@@ -1,18 +1,26 @@
-"""Error types and the one place that renders them (RFC 6749 §5.2 JSON, ``Cache-Control: no-store``)."""
+"""The service's error types, as data, without Flask (``identity.web.errors`` is the one renderer).
+
+The error model, one family per audience:
+
+* ``ServiceError`` and its subclasses: an OAuth error in the RFC 6749 §5.2 shape, an ``error`` code,
+  an ``error_description``, an HTTP status and the extra headers it needs (``WWW-Authenticate``,
+  ``Retry-After``). An API endpoint answers it as JSON; the authorization endpoint and the upstream
+  login deliver the same data at the app's redirect URI (``RedirectError``, ``UpstreamFailure``).
+* ``PageError``: a failure in a browser flow that cannot be sent to an app, answered with the
+  person's error page (a plain-language message from the page catalogue and a status).
+* Library errors stay with their library: ``identity.verify.errors`` (shipped to downstream
+  services, so dependency-free and with its own RFC 6750 codes), ``identity.breach.errors`` (the
+  DPO's scripts), ``identity.store.StoreError`` (the web renderer answers ``StoreUnavailable`` 503).
+
+Modules that raise these never import Flask; ``identity.web.errors.register_error_handlers`` turns
+every one of them (and anything unexpected) into a response, once, for the whole app.
+"""
 
 from __future__ import annotations
 
-import logging
-import secrets
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
-
-from .logs import security_event
-from .store import StoreUnavailable
-
-log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 5  # what a 503 tells the caller to wait
 
 
 class ServiceError(Exception):
@@ -20,10 +28,13 @@ class ServiceError(Exception):
 
     error = "invalid_request"
     status_code = 400
+    description = ""
+    retry_after: int | None = None  # seconds; a 503 says ``RETRY_AFTER_SECONDS`` unless set
 
     def __init__(self, description: str = "", *, status_code: int | None = None) -> None:
-        super().__init__(description or self.error)
-        self.description = description
+        super().__init__(description or self.description or self.error)
+        if description:
+            self.description = description
         if status_code is not None:
             self.status_code = status_code
 
@@ -34,7 +45,10 @@ class ServiceError(Exception):
         return payload
 
     def headers(self) -> dict[str, str]:
-        return {}
+        retry_after = self.retry_after
+        if retry_after is None and self.status_code == 503:
+            retry_after = RETRY_AFTER_SECONDS
+        return {} if retry_after is None else {"Retry-After": str(retry_after)}
 
 
 class InvalidRequest(ServiceError):
@@ -84,58 +98,18 @@ class TemporarilyUnavailable(ServiceError):
     status_code = 503
 
 
-def error_response(err: ServiceError) -> Response:
-    response = jsonify(err.body())
-    response.status_code = err.status_code
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    for name, value in err.headers().items():
-        response.headers[name] = value
-    if err.status_code == 503:
-        response.headers["Retry-After"] = "5"
-    return response
+class ServerError(ServiceError):
+    """RFC 6749 ``server_error``: our fault, never the caller's; the description names no internals."""
+
+    error = "server_error"
+    status_code = 500
 
 
-def log_refusal(err: ServiceError) -> None:
-    """A refused request (4xx) as a security event: the route, status and error code, never the description
-    (it may quote what the client sent). Rate limits have their own event (``rate_limit``)."""
-    if not 400 <= err.status_code < 500 or err.status_code == 429:
-        return
-    rule = request.url_rule
-    level = logging.WARNING if err.status_code in (401, 403) else logging.INFO
-    security_event("refusal", "request refused", level=level, route=rule.rule if rule is not None else "unmatched",
-                   status=err.status_code, error=err.error)
+class PageError(Exception):
+    """A browser flow ends on the person's error page: ``message`` (an English page-catalogue text,
+    translated when shown; never anything the request sent) and ``status``. Never a redirect."""
 
-
-def register_error_handlers(app: Flask) -> None:
-    """Every failure becomes a JSON error; nothing leaks a stack trace or internal detail."""
-
-    @app.errorhandler(ServiceError)
-    def _service_error(err: ServiceError) -> Response:
-        log_refusal(err)
-        return error_response(err)
-
-    @app.errorhandler(StoreUnavailable)
-    def _store_unavailable(err: StoreUnavailable) -> Response:
-        log.error("store unavailable: %s", err)
-        return error_response(
-            TemporarilyUnavailable("the identity store is unavailable; try again shortly")
-        )
-
-    @app.errorhandler(HTTPException)
-    def _http_error(err: HTTPException) -> Response:
-        code = err.code or 500
-        name = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(code, "invalid_request")
-        response = error_response(ServiceError(err.description or err.name, status_code=code))
-        response.set_data(jsonify({"error": name, "error_description": err.name}).get_data())
-        if code == 405 and err.get_response().headers.get("Allow"):
-            response.headers["Allow"] = err.get_response().headers["Allow"]
-        return response
-
-    @app.errorhandler(Exception)
-    def _unexpected(err: Exception) -> Response:
-        incident = secrets.token_hex(6)
-        log.exception("unexpected error %s on %s %s", incident, request.method, request.path)
-        failure = ServiceError(f"internal error (reference {incident})", status_code=500)
-        failure.error = "server_error"
-        return error_response(failure)
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status

@@ -13,6 +13,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from werkzeug.datastructures import MultiDict
 
+from ..errors import PageError as ServicePageError
+from ..errors import ServiceError
 from .config import DevIdPConfig
 
 CHALLENGE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -24,17 +26,16 @@ FORWARDED = ("client_id", "redirect_uri", "response_type", "scope", "state", "no
              "code_challenge_method")
 
 
-class PageError(Exception):
+class PageError(ServicePageError):
     """Cannot redirect: unknown client or unregistered redirect URI."""
 
 
-class RedirectError(Exception):
+class RedirectError(ServiceError):
     """An OAuth error for the registered redirect URI."""
 
     def __init__(self, error: str, description: str) -> None:
-        super().__init__(f"{error}: {description}")
+        super().__init__(description)
         self.error = error
-        self.description = description
 
 
 @dataclass(frozen=True)

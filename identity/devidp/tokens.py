@@ -11,20 +11,22 @@ from urllib.parse import unquote
 
 from joserfc import jwt
 
+from ..errors import ServiceError
 from .authorization import VERIFIER_PATTERN
 from .codes import CodeBook, Grant
 from .config import DevIdPConfig
 from .keys import ALGORITHM, SigningKeys
 
 
-class TokenError(Exception):
-    """An RFC 6749 §5.2 error answer."""
+class TokenError(ServiceError):
+    """An RFC 6749 §5.2 error answer (``invalid_client`` asks for Basic authentication with this IdP's realm)."""
 
     def __init__(self, error: str, description: str, status: int = 400) -> None:
-        super().__init__(f"{error}: {description}")
+        super().__init__(description, status_code=status)
         self.error = error
-        self.description = description
-        self.status = status
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Basic realm="devidp"'} if self.status_code == 401 else super().headers()
 
 
 def s256(verifier: str) -> str:

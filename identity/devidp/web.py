@@ -17,6 +17,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from ..web.csrf import csrf_ok, csrf_token
+from ..web.errors import error_response
 from .authorization import LoginRequest, PageError, RedirectError, email_problem, parse_login_request, with_query
 from .tokens import TokenError
 
@@ -77,7 +78,7 @@ def authorize() -> Response:
     try:
         login = parse_login_request(params, idp.config)
     except PageError as err:
-        return _page(str(err), 400)
+        return _page(err.message, err.status)
     except RedirectError as err:
         return _no_store(redirect(with_query(params["redirect_uri"], {
             "error": err.error, "error_description": err.description, "state": params.get("state"),
@@ -107,13 +108,9 @@ def token() -> Response:
         if any(len(form.getlist(k)) > 1 for k in form):
             raise TokenError("invalid_request", "a parameter was given more than once")
         body = _idp().tokens.exchange(form.to_dict(), request.headers.get("Authorization"))
-        response = jsonify(body)
     except TokenError as err:
-        response = jsonify({"error": err.error, "error_description": err.description})
-        response.status_code = err.status
-        if err.status == 401:
-            response.headers["WWW-Authenticate"] = 'Basic realm="devidp"'
-    return _no_store(response)
+        return error_response(err)
+    return _no_store(jsonify(body))
 
 
 def create_devidp_app(idp: DevIdP) -> Flask:

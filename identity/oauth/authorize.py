@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Collection, Mapping, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from ..errors import PageError, ServiceError
 from ..logs import note_client_id
 from ..store import Lt, Store, StoreUnavailable
 from ..vault import InvalidEmail, Vault
@@ -39,20 +40,15 @@ SINGLE_VALUE_PARAMS = (
 )
 
 
-class ErrorPage(Exception):
+class ErrorPage(PageError):
     """The request cannot be answered by redirect (unknown client, unregistered redirect URI)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
-
-class RedirectError(Exception):
+class RedirectError(ServiceError):
     """An OAuth error delivered to the client's verified redirect URI (RFC 6749 §4.1.2.1)."""
 
     def __init__(self, redirect_uri: str, error: str, description: str, state: str | None) -> None:
-        super().__init__(f"{error}: {description}")
+        super().__init__(description)
         self.redirect_uri = redirect_uri
         self.error = error
         self.description = description

@@ -22,6 +22,7 @@ from typing import Any, Collection, Mapping
 import jwt
 from jwt import exceptions as jwt_errors
 
+from ..errors import PageError
 from ..keys import Keyring
 from .clients import Client, ClientRegistry
 
@@ -36,12 +37,11 @@ UNREGISTERED = ("The app asked to send you back to an address it has not registe
                 "send you there. You can still sign out here.")
 
 
-class LogoutRefused(Exception):
+class LogoutRefused(PageError):
     """The request cannot be followed; ``message`` is for the person (a catalogue text), ``reason`` for the log."""
 
     def __init__(self, message: str, reason: str) -> None:
-        super().__init__(reason)
-        self.message = message
+        super().__init__(message)
         self.reason = reason
 
 

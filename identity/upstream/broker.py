@@ -26,7 +26,7 @@ from requests.adapters import BaseAdapter
 
 from ..logs import note_client_id, security_event
 from ..metrics import count_login
-from ..oauth.authorize import ErrorPage, PendingAuthorization
+from ..oauth.authorize import PendingAuthorization
 from ..store import StoreUnavailable
 from ..vault import InvalidEmail, normalise_email
 from ..web.context import services
@@ -164,10 +164,7 @@ class UpstreamBroker:
         except Exception:  # noqa: BLE001 - RFC 6749 §4.1.2.1: server_error instead of a 500 the app never sees
             log.exception("upstream login: unexpected error at the callback")
             return self._fail(pending_id, UpstreamFailure("unexpected_error"))
-        try:
-            location = authorizer.complete(pending_id, email)
-        except ErrorPage as err:
-            return error_page(err.message, err.status)
+        location = authorizer.complete(pending_id, email)  # an ErrorPage is rendered by web.errors
         note_client_id(parked["client_id"])
         count_login("success")
         security_event("login", "upstream login completed", outcome="success", client_id=parked["client_id"])

@@ -6,6 +6,8 @@ exception message) is ever repeated, since any of it may contain the person's e-
 
 from __future__ import annotations
 
+from ..errors import ServiceError
+
 # Upstream authorization errors (RFC 6749 §4.1.2.1, OpenID Connect Core §3.1.2.6) → ours for the app.
 # The person's own refusals pass through as access_denied; errors that mean *we* sent a bad request
 # upstream (invalid_request, unauthorized_client, invalid_scope, …) are our server_error, not the app's.
@@ -19,16 +21,19 @@ UPSTREAM_ERRORS = {
     "server_error": ("temporarily_unavailable", "the identity provider is unavailable; try again shortly"),
 }
 MISCONFIGURED = ("server_error", "the sign-in could not be started; the operator has been told")
+STATUS_CODES = {"access_denied": 403, "temporarily_unavailable": 503, "server_error": 500}
 
 
-class UpstreamFailure(Exception):
-    """Base: ``error``/``description`` go to the app; ``reason`` (a fixed word) goes to the log."""
+class UpstreamFailure(ServiceError):
+    """Base: ``error``/``description`` go to the app (at its redirect URI); ``reason`` (a fixed word) goes to
+    the log."""
 
     error = "server_error"
+    status_code = 500
     description = "the sign-in failed"
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+        super().__init__()
         self.reason = reason
 
 
@@ -36,6 +41,7 @@ class UpstreamUnavailable(UpstreamFailure):
     """The IdP could not be reached, was too slow, or answered something that is not OIDC."""
 
     error = "temporarily_unavailable"
+    status_code = 503
     description = "the identity provider cannot be reached; try again shortly"
 
 
@@ -43,6 +49,7 @@ class LoginRefused(UpstreamFailure):
     """The IdP answered, but the answer does not prove who the person is (bad token, no verified e-mail)."""
 
     error = "access_denied"
+    status_code = 403
     description = "the sign-in at the identity provider could not be verified"
 
 
@@ -53,3 +60,4 @@ class UpstreamDenied(UpstreamFailure):
         known = upstream_error in UPSTREAM_ERRORS
         super().__init__(f"upstream_{upstream_error}" if known else "upstream_other_error")
         self.error, self.description = UPSTREAM_ERRORS.get(upstream_error, MISCONFIGURED)
+        self.status_code = STATUS_CODES[self.error]

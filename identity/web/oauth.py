@@ -7,10 +7,9 @@ from typing import Any, Callable, Mapping, TypeVar
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
 
 from ..errors import InvalidRequest
-from ..oauth.authorize import ErrorPage, RedirectError
+from ..oauth.authorize import RedirectError
 from .context import services
 from .login import login_broker
-from .pages import error_page
 from .ratelimit import CLIENT_AUTH_BUDGET
 
 blueprint = Blueprint("oauth", __name__)
@@ -42,8 +41,6 @@ def authorize() -> Response:
     oauth = services().oauth
     try:
         validated = oauth.authorizer.validate(source.to_dict(), duplicated)
-    except ErrorPage as err:
-        return error_page(err.message, err.status)
     except RedirectError as err:
         return no_store(redirect(oauth.authorizer.redirect_for(err), code=303))
     broker = login_broker()
