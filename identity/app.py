@@ -1,4 +1,4 @@
-"""The application factory: settings → services → blueprints."""
+"""The application factory: settings → services → blueprints → the request pipeline."""
 
 from __future__ import annotations
 
@@ -12,14 +12,13 @@ from .upstream import configure_login
 from .web import health, jwks, oauth
 from .web.context import EXTENSION
 from .web.errors import register_error_handlers
-from .web.headers import MAX_BODY, install_request_size_limits, install_security_headers
+
+from .web.headers import MAX_BODY, install_security_headers
 from .web.login import LoginBroker, install_login_broker
 from .web.me import install_self_service
 from .web.person import install_person_pages
-from .web.proxies import install_trusted_proxies
+from .web.pipeline import request_pipeline
 from .web.ratelimit import install_rate_limits
-from .web.telemetry import install_telemetry
-from .web.token_fast_path import install_token_fast_path
 
 MAX_REQUEST_BYTES = MAX_BODY
 
@@ -56,14 +55,20 @@ def create_app(
     app.register_blueprint(health.blueprint)
     app.register_blueprint(jwks.blueprint)
     app.register_blueprint(oauth.blueprint)
-    install_token_fast_path(app)  # POST /token without Flask's request machinery (its docstring)
     install_self_service(app, services)
     install_person_pages(app, services)  # consent, /account, /logout, /userinfo
-    install_login_broker(app, configure_login(app, services, login_broker))
+    login = configure_login(app, services, login_broker)
+    install_login_broker(app, login.broker)
     install_rate_limits(app, settings)
-    install_trusted_proxies(app, settings.trusted_proxies)  # the client address everything inside reads
-    install_request_size_limits(app, https=settings.issuer_is_https)  # every route, /token too
-    install_telemetry(app)  # outermost: request id, log line and metrics for every answer, refusals included
+    # Every request passes these WSGI layers, outermost first, then Flask (the hooks and blueprints above);
+    # identity/web/pipeline.py says why in this order. scripts/serve.py adds StrictHttp around them all.
+    #   RequestTelemetry   request id, access log line, metrics: every answer, the refusals below included
+    #   RequestSizeLimits  414 / 431 / 413 for an oversized query string, header or body, on every route
+    #   TrustedProxyLayer  REMOTE_ADDR from X-Forwarded-For (only with IDENTITY_TRUSTED_PROXIES)
+    #   /devidp mount      the development IdP (only in explicit local development: login.mounts)
+    #   TokenFastPath      POST /token without Flask's request machinery (issue 16); the rest passes through
+    app.wsgi_app = request_pipeline(app, https=settings.issuer_is_https,  # type: ignore[method-assign]
+                                    trusted_proxies=settings.trusted_proxies, mounts=login.mounts)
     # Start-up reads and writes the store (the self audience): close that connection, so that none is
     # open when gunicorn --preload forks the workers (SQLite state must never cross a fork).
     services.store.close()

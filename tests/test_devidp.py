@@ -16,12 +16,11 @@ import pytest
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from jwcrypto import jwk as jc_jwk
 from jwcrypto import jwt as jc_jwt
-from flask import Flask
 from werkzeug.test import Client
 
 from identity import create_app
 from identity.config import ConfigError
-from identity.devidp import DevIdP, DevIdPConfig, development_idp_refusal, mount_devidp
+from identity.devidp import DevIdP, DevIdPConfig, build_devidp, development_idp_refusal
 from identity.devidp.codes import USED_CODES
 from identity.devidp.keys import derive_signing_key
 from identity.devidp.tokens import s256
@@ -277,12 +276,10 @@ def test_pkce_s256_agrees_with_an_independent_implementation():
 
 # -- never in production -----------------------------------------------------------------------------
 
-def test_mounting_the_dev_idp_is_refused_in_production(settings, sqlite_store):
-    bare = Flask("bare")
+def test_building_the_dev_idp_is_refused_in_production(settings, sqlite_store):
     with pytest.raises(ConfigError, match="refused in production"):
-        mount_devidp(bare, dataclasses.replace(settings, env="production"), store=sqlite_store,
+        build_devidp(dataclasses.replace(settings, env="production"), store=sqlite_store,
                      secret=os.urandom(32), redirect_uri=CALLBACK)
-    assert bare.test_client().get("/devidp/jwks").status_code == 404
 
 
 def test_production_never_mounts_the_dev_idp(settings, tmp_path):
@@ -324,10 +321,8 @@ def test_only_explicit_development_on_a_loopback_http_issuer_may_serve_it(settin
 def test_a_non_loopback_or_https_issuer_never_serves_it_even_in_explicit_development(settings, sqlite_store, issuer):
     explicit = development(settings, issuer)
     assert "loopback http issuer" in development_idp_refusal(explicit)
-    bare = Flask("bare")
     with pytest.raises(ConfigError, match="loopback http issuer"):
-        mount_devidp(bare, explicit, store=sqlite_store, secret=os.urandom(32), redirect_uri=CALLBACK)
-    assert bare.test_client().get("/devidp/jwks").status_code == 404
+        build_devidp(explicit, store=sqlite_store, secret=os.urandom(32), redirect_uri=CALLBACK)
 
 
 @pytest.mark.parametrize("issuer", ["https://id.example.test", "https://127.0.0.1:5000"])

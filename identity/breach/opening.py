@@ -7,7 +7,7 @@ spread over one worker per core. Chunks go out in order and come back in order, 
 Workers receive only the DPO key's raw bytes (at start-up, through a pipe) and sealed values; they
 never touch the store or the output. The format is ``identity.sealing``'s (``sb1.`` + base64url).
 
-``open_all`` calls libsodium through PyNaCl's own cffi handle (``nacl._sodium``; PyNaCl is pinned)
+``open_all`` calls libsodium through PyNaCl's own cffi handle (``identity._compat.sodium``; PyNaCl is pinned)
 with one plaintext buffer per batch, wiped when the batch is done: PyNaCl's wrapper (argument
 checks, a fresh buffer and a copy per call) and ``base64.urlsafe_b64decode`` cost about a fifth of
 an open on top of the key agreement. ``open_one`` is the same operation through the public API.
@@ -24,13 +24,14 @@ from collections import deque
 from typing import Any, Generic, Sequence, TypeVar
 
 from nacl import bindings
-from nacl._sodium import ffi, lib
 from nacl.exceptions import CryptoError
 
+from .._compat import sodium
 from ..sealing import SCHEME_PREFIX
 
 T = TypeVar("T")
 _KEY: tuple[bytes, bytes] | None = None  # (public, private) inside a worker process only
+ffi, lib = sodium.ffi, sodium.lib
 
 
 def open_one(sealed: str, public: bytes, private: bytes) -> str | None:

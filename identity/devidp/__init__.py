@@ -17,7 +17,6 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from flask import Flask
-from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from ..config import DEFAULT_DEV_ISSUER, ConfigError, Settings
 from ..store import Store
@@ -28,7 +27,7 @@ from .keys import ALGORITHM, SigningKeys
 from .tokens import TokenIssuer
 from .web import create_devidp_app
 
-__all__ = ["DevIdP", "DevIdPConfig", "MOUNT_PATH", "CLIENT_ID", "development_idp_refusal", "mount_devidp"]
+__all__ = ["DevIdP", "DevIdPConfig", "MOUNT_PATH", "CLIENT_ID", "build_devidp", "development_idp_refusal"]
 
 log = logging.getLogger(__name__)
 MOUNT_PATH = "/devidp"
@@ -88,9 +87,10 @@ def development_idp_refusal(settings: Settings) -> str | None:
     return None
 
 
-def mount_devidp(app: Flask, settings: Settings, *, store: Store, secret: bytes, redirect_uri: str) -> DevIdP:
-    """Serve a development IdP at ``{issuer}/devidp`` inside ``app``; ``ConfigError`` unless
-    ``development_idp_refusal`` allows it."""
+def build_devidp(settings: Settings, *, store: Store, secret: bytes, redirect_uri: str) -> DevIdP:
+    """A development IdP for ``{issuer}/devidp``; ``ConfigError`` unless ``development_idp_refusal`` allows it.
+
+    Serving it is the request pipeline's (``identity.web.pipeline``): ``idp.app`` mounted at ``MOUNT_PATH``."""
     refusal = development_idp_refusal(settings)
     if refusal is not None:
         raise ConfigError([refusal])
@@ -98,7 +98,6 @@ def mount_devidp(app: Flask, settings: Settings, *, store: Store, secret: bytes,
     config = DevIdPConfig(issuer=settings.issuer + MOUNT_PATH, client_id=CLIENT_ID, client_secret=client_secret,
                           redirect_uris=(redirect_uri,), secret=secret)
     idp = DevIdP(config, store=store)
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {MOUNT_PATH: idp.app})  # type: ignore[method-assign]
-    log.warning("development IdP mounted at %s: anyone can sign in as any address (never in production)",
+    log.warning("development IdP served at %s: anyone can sign in as any address (never in production)",
                 config.issuer)
     return idp

@@ -24,6 +24,7 @@ from authlib.integrations.base_client import OAuthError
 from flask import Blueprint, Flask, Response, redirect, request, session
 from requests.adapters import BaseAdapter
 
+from .._compat import forget_server_metadata
 from ..logs import note_client_id, security_event
 from ..metrics import count_login
 from ..oauth.authorize import PendingAuthorization
@@ -222,7 +223,7 @@ class UpstreamBroker:
             raise UpstreamUnavailable(f"discovery_{type(exc).__name__}") from None
         problem = metadata_problem(metadata, self.config)
         if problem:
-            client.server_metadata.pop("_loaded_at", None)  # fetch again next time: it may be fixed by then
+            forget_server_metadata(client.server_metadata)  # fetch again next time: it may be fixed by then
             log.error("upstream IdP misconfigured: %s", problem, extra={"issuer": self.config.issuer})
             raise UpstreamUnavailable("discovery_rejected")
         client.server_metadata["id_token_signing_alg_values_supported"] = signing_algorithms(metadata)

@@ -14,6 +14,7 @@ token or jwks.
 
 from __future__ import annotations
 
+import io
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
@@ -99,7 +100,7 @@ class WsgiTransport(BaseAdapter):
         response.reason = reason
         response.headers = CaseInsensitiveDict(headers.to_wsgi_list())
         response.encoding = get_encoding_from_headers(response.headers)
-        response._content = content
+        response.raw = io.BytesIO(content)  # read by .content as an adapter's raw body (public API)
         response.url = request.url or ""
         response.request = request
         response.connection = self

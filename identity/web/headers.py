@@ -11,7 +11,7 @@ The after_request hook reads only the response (no request, session or ``g``): t
 fast path (``identity.web.token_fast_path.TokenFastPath``) runs it on the responses it makes itself.
 
 The size limits (``RequestSizeLimits``) are one WSGI layer around everything else, the token fast
-path and the rate limits included, so every route gives the same answer: a query string over 8 KiB
+path and the rate limits included (``identity.web.pipeline``), so every route gives the same answer: a query string over 8 KiB
 is 414, a header over 8 KiB or all headers over 32 KiB 431, a declared body over 64 KiB 413.
 """
 
@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib
 import json
 import os
 import re
-import sys
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
 from flask import Flask, Response
+
+from .._compat import drop_gunicorn_server_header
 
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 HTML_CSP_TEMPLATE = ("default-src 'none'; style-src {styles}; form-action 'self'; frame-ancestors 'none'; "
@@ -113,11 +113,6 @@ def install_security_headers(app: Flask, *, https: bool) -> None:
     drop_gunicorn_server_header()
 
 
-def install_request_size_limits(app: Flask, *, https: bool) -> None:
-    """Wrap the app in ``RequestSizeLimits``: call it last in ``create_app``, after every other WSGI layer."""
-    app.wsgi_app = RequestSizeLimits(app.wsgi_app, https=https)  # type: ignore[method-assign]
-
-
 # CGI puts these two request headers in the environ without the HTTP_ prefix (PEP 3333).
 _UNPREFIXED_HEADERS = ("CONTENT_TYPE", "CONTENT_LENGTH")
 _CGI_NAMES = ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME", "SERVER_PORT",
@@ -139,8 +134,8 @@ def not_header_names(names: Iterable[str]) -> frozenset[str]:
 class RequestSizeLimits:
     """Refuse an over-long query string (414), header (431) or declared body (413) before anything reads them.
 
-    The outermost layer, so the token endpoint's fast path and the rate limits see only requests
-    within bounds. gunicorn refuses request lines over 4094 bytes and header fields over 8190 bytes
+    The outermost layer that reads the request (``identity.web.pipeline``), so the token endpoint's fast
+    path and the rate limits see only requests within bounds. gunicorn refuses request lines over 4094 bytes and header fields over 8190 bytes
     itself; this keeps the same bounds behind any other server (and in tests). A body without a
     ``Content-Length`` (chunked) is bounded by Flask's ``MAX_CONTENT_LENGTH`` as it is read (413 too).
     """
@@ -178,24 +173,3 @@ class RequestSizeLimits:
         secure_response(response, https=self._https, page_csp=STRICT_CSP)
         start_response(f"{status} {reason}", list(response.headers.items()))
         return [body]
-
-
-def drop_gunicorn_server_header() -> None:
-    """Under gunicorn, send no ``Server`` header at all (it would name the server software).
-
-    gunicorn writes ``Server: gunicorn`` itself, outside the WSGI app, and has no setting for it;
-    its response class is adjusted once per process (a no-op when gunicorn is not serving us).
-    """
-    if "gunicorn.arbiter" not in sys.modules:
-        return  # not served by gunicorn
-    module = importlib.import_module("gunicorn.http.wsgi")  # not yet imported when the app is preloaded
-    response_class = getattr(module, "Response", None)
-    if response_class is None or getattr(response_class, "_identity_no_server_header", False):
-        return
-    original = response_class.default_headers
-
-    def default_headers(self: Any) -> list[str]:
-        return [line for line in original(self) if not line.lower().startswith("server:")]
-
-    response_class.default_headers = default_headers
-    response_class._identity_no_server_header = True

@@ -1,7 +1,7 @@
 """HTTP framing rules the production server (granian, hyper's parser) leaves to the app: a thin WSGI layer.
 
-``scripts/serve.py`` installs it around the whole app (never ``create_app``: the tests and gunicorn, whose
-parser refuses these itself, do not need it). Measured against gunicorn's strict parser
+``scripts/serve.py`` installs it around the whole app, outside every layer of ``identity.web.pipeline`` (never
+``create_app``: the tests and gunicorn, whose parser refuses these itself, do not need it). Measured against gunicorn's strict parser
 (tests/security/test_http_parsing.py, BENCHMARKS.md "Servers"), hyper already refuses conflicting
 Content-Length values, a signed or non-decimal length, obsolete line folding, a space before the colon,
 NUL, CR or invalid characters in a header, unknown transfer codings, chunked not last, invalid method

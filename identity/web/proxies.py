@@ -1,7 +1,7 @@
 """The client's address behind trusted reverse proxies (``IDENTITY_TRUSTED_PROXIES``).
 
-The outermost WSGI layer, so that everything inside it (the rate limits, the token endpoint's fast path,
-Flask) reads the client's address in ``REMOTE_ADDR``. Only ``X-Forwarded-For`` is read, and only as far
+A WSGI layer around everything that reads the client's address (``identity.web.pipeline``: the rate limits,
+the token endpoint's fast path, Flask), which then finds it in ``REMOTE_ADDR``. Only ``X-Forwarded-For`` is read, and only as far
 as the settings trust it (``identity.addresses.forwarded_client``); a malformed header is ignored. With
 no trusted proxy (the default) no layer is installed and the header means nothing.
 """
@@ -9,8 +9,6 @@ no trusted proxy (the default) no layer is installed and the header means nothin
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable
-
-from flask import Flask
 
 from ..addresses import TrustedProxies, forwarded_client
 
@@ -34,9 +32,3 @@ class TrustedProxyLayer:
                 environ[PEER_KEY] = peer
                 environ["REMOTE_ADDR"] = client
         return self._next(environ, start_response)
-
-
-def install_trusted_proxies(app: Flask, trusted: TrustedProxies) -> None:
-    """Call it last in ``create_app``: the layer must wrap every other one."""
-    if trusted:
-        app.wsgi_app = TrustedProxyLayer(app.wsgi_app, trusted)  # type: ignore[method-assign]

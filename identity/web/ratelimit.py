@@ -47,6 +47,7 @@ from flask_limiter import Limiter, RateLimitExceeded
 from limits import RateLimitItem, parse
 from limits.errors import ConfigurationError as LimitsConfigurationError
 
+from .._compat import init_limiter_without_request_hooks
 from ..addresses import counting_key
 from ..config import ConfigError, Settings, load_settings
 from ..errors import InvalidClient, ServiceError
@@ -90,12 +91,8 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
     limiter = Limiter(client_address, storage_uri=settings.rate_limit_storage_uri, strategy="fixed-window",
                       key_prefix=KEY_PREFIX, headers_enabled=False, swallow_errors=True,
                       in_memory_fallback_enabled=True)
-    # Flask-Limiter's init_app adds before/after/teardown request hooks unless the app already lists
-    # this limiter. None is needed here (see the module docstring), and any hook would switch off
-    # the token endpoint's fast path, so the limiter is listed first.
-    app.extensions.setdefault("limiter", set()).add(limiter)
     try:
-        limiter.init_app(app)
+        init_limiter_without_request_hooks(limiter, app)  # any request hook would switch off the token fast path
     except LimitsConfigurationError as exc:
         raise ConfigError([f"IDENTITY_RATE_LIMIT_STORAGE_URI cannot be used: {exc}"]) from None
     app.extensions[EXTENSION] = limiter

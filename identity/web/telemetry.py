@@ -1,4 +1,5 @@
-"""Every request: its id (``X-Request-Id``), one JSON log line, and its metrics. One WSGI layer, outermost.
+"""Every request: its id (``X-Request-Id``), one JSON log line, and its metrics. One WSGI layer, the outermost
+of ``identity.web.pipeline``.
 
 * **Request id.** An incoming ``X-Request-Id`` is kept when it is well formed (``REQUEST_ID``: 8 to 128 of
   ``A-Z a-z 0-9 . _ : + = / -``, e.g. a UUID or a proxy's hex id; never an ``@``), otherwise a new one is
@@ -24,7 +25,6 @@ import secrets
 import time
 from typing import Any, Callable, Iterable
 
-from flask import Flask
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map
 
@@ -122,8 +122,3 @@ class RequestTelemetry:
             if context.client_id is not None:
                 fields["client_id"] = context.client_id
             access_log.info("request", extra=fields)
-
-
-def install_telemetry(app: Flask) -> None:
-    """Call it last in ``create_app``: the layer wraps every other one."""
-    app.wsgi_app = RequestTelemetry(app.wsgi_app, app.url_map)  # type: ignore[method-assign]

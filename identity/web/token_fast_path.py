@@ -18,8 +18,8 @@ the app's own error handlers inside a request context. Anything else goes to Fla
 or method, a cookie, a chunked or oversized body, another content type, a body that is not UTF-8 or repeats
 a parameter, and every request of an app whose set-up this layer cannot reproduce (``_unsupported``).
 
-Where it sits (``create_app``): inside the size limits (``RequestSizeLimits``, outermost) and the
-trusted-proxy layer, outside Flask. The whole token-endpoint test suite runs through both paths and
+Where it sits (``identity.web.pipeline``): innermost, inside the size limits (``RequestSizeLimits``) and
+the trusted-proxy layer, right around Flask. The whole token-endpoint test suite runs through both paths and
 compares the answers (``tests/conftest.py``, ``token_path``).
 """
 
@@ -36,6 +36,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 
+from .._compat import WERKZEUG_FORM_ERRORS
 from .context import EXTENSION
 from .oauth import FORM_CONTENT_TYPE, no_store, token, within_client_budget
 
@@ -179,7 +180,7 @@ class TokenFastPath:
         if len(body) != length:
             return None
         try:
-            items = parse_qsl(body.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
+            items = parse_qsl(body.decode(), keep_blank_values=True, errors=WERKZEUG_FORM_ERRORS)
         except ValueError:
             return None
         form = dict(items)
@@ -208,11 +209,6 @@ class TokenFastPath:
             if error is not None and app.should_ignore_error(error):
                 error = None
             ctx.pop(error)
-
-
-def install_token_fast_path(app: Flask) -> None:
-    """Put ``TokenFastPath`` around the app's WSGI callable: call it right after the oauth blueprint."""
-    app.wsgi_app = TokenFastPath(app, app.wsgi_app)  # type: ignore[method-assign]
 
 
 def find_token_fast_path(wsgi_app: Any) -> TokenFastPath | None:

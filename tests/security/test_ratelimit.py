@@ -349,6 +349,16 @@ def test_a_failing_counter_store_fails_open_and_logs(http, machine, limited_app,
     assert "rate limit storage failed" in caplog.text
 
 
+@pytest.mark.usefixtures("token_path")
+def test_both_token_paths_answer_the_budget_alike(http, oauth, machine):
+    """The fast path and Flask's view give the same 401s, 429 (Retry-After) and 200 (``token_path`` compares)."""
+    client, secret = machine
+    answers = [client_credentials(http, client.client_id, f"guess-{i}").status_code for i in range(PER_CLIENT + 1)]
+    assert answers == [401] * PER_CLIENT + [429]
+    other, other_secret = confidential(oauth, "Other job")
+    assert client_credentials(http, other.client_id, other_secret).status_code == 200
+
+
 def test_no_request_hooks_so_the_token_fast_path_stays_available(limited_app):
     assert not any(limited_app.before_request_funcs.values())
     assert not any(limited_app.teardown_request_funcs.values())
