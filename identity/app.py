@@ -12,7 +12,6 @@ from .upstream import configure_login
 from .web import health, jwks, oauth
 from .web.context import EXTENSION
 from .web.errors import register_error_handlers
-
 from .web.headers import MAX_BODY, install_security_headers
 from .web.login import LoginBroker, install_login_broker
 from .web.me import install_self_service
