@@ -246,7 +246,8 @@ class SQLiteStore:
                     continue
                 if json_in:
                     clauses.append(f'"{name}" IN (SELECT value FROM json_each(?))')
-                    params.append(json.dumps([self._to_sql(kind, v) for v in cond.values]))
+                    values = cond.values if kind in (str, int, float) else [self._to_sql(kind, v) for v in cond.values]
+                    params.append(json.dumps(list(values)))
                     continue
                 clauses.append(f'"{name}" IN ({", ".join("?" for _ in cond.values)})')
                 params.extend(self._to_sql(kind, v) for v in cond.values)
