@@ -80,6 +80,6 @@ def seed_sector_subjects(store: Store, key: PairwiseKey, sector: str, pseudonyms
         while batch := list(islice(names, BULK_BATCH)):
             subjects = [key.subject(sector, pseudonym) for pseudonym in batch]
             store.insert_many(SECTOR_SUBJECTS, ({"row": row_id(sector, subject), "sealed": seal(sector, subject, p)}
-                                                for subject, p in zip(subjects, batch)), durable=False)
+                                                for subject, p in zip(subjects, batch, strict=True)), durable=False)
             listing.writelines(subject + "\n" for subject in subjects)
     return time.perf_counter() - started

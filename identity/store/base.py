@@ -79,7 +79,7 @@ class Collection:
     indexed: tuple[str | tuple[str, ...], ...] = ()
     durable: bool = True
 
-    def check_fields(self, names: Iterator[str] | Mapping[str, Any]) -> None:
+    def check_fields(self, names: Iterable[str]) -> None:
         unknown = [n for n in names if n not in self.fields]
         if unknown:
             raise ValueError(f"{self.name}: unknown field(s) {unknown}")

@@ -8,6 +8,7 @@ may lack the field (an erased identity has no blind index).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from itertools import islice
@@ -195,7 +196,7 @@ class MongoStore:
             for doc in batch:
                 coll.check_fields(doc)
             raws = [self._to_mongo(coll, doc) for doc in batch]
-            inserted += self._guard(lambda: self._insert_unordered(handle, raws))
+            inserted += self._guard(functools.partial(self._insert_unordered, handle, raws))
         return inserted
 
     @staticmethod

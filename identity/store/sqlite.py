@@ -281,13 +281,13 @@ class SQLiteStore:
         names = tuple(coll.fields)
         cols, marks = ", ".join(f'"{n}"' for n in names), ", ".join("?" for _ in names)
         sql = f'INSERT OR IGNORE INTO "{coll.name}" ({cols}) VALUES ({marks})'
-        kinds, to_sql = tuple(coll.fields.values()), self._to_sql
+        columns, to_sql = tuple(coll.fields.items()), self._to_sql
         durable = coll.durable if durable is None else durable
         inserted, source = 0, iter(docs)
         while batch := list(islice(source, BULK_BATCH)):
             for doc in batch:
                 coll.check_fields(doc)
-            rows = [tuple(to_sql(kind, doc.get(name)) for name, kind in zip(names, kinds)) for doc in batch]
+            rows = [tuple(to_sql(kind, doc.get(name)) for name, kind in columns) for doc in batch]
             inserted += self._write(sql, rows, durable=durable, many=True).rowcount
         return inserted
 
@@ -338,7 +338,7 @@ class SQLiteStore:
             last = rows[-1][-1 if extra else names.index(coll.key)]
             batch = [row[:-1] for row in rows] if extra else rows
             if not plain:
-                batch = [tuple(self._from_sql(k, v) for k, v in zip(kinds, row)) for row in batch]
+                batch = [tuple(self._from_sql(k, v) for k, v in zip(kinds, row, strict=True)) for row in batch]
             yield batch
             if len(rows) < batch_size:
                 return
