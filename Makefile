@@ -44,7 +44,7 @@ bench: $(VENV)/.bench-installed
 	@if command -v npm >/dev/null; then (cd bench/peer && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || \
 		echo "bench: npm ci in bench/peer failed: the peer (oidc-provider) row is left out" >&2; \
 		else echo "bench: Node.js (npm) is missing: the peer (oidc-provider) row is left out" >&2; fi
-	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 audit: $(STAMP)  # pip-audit over the pinned dependencies; skips (exit 0) when no vulnerability data is reachable
 	$(BIN)/python -m tests.security.audit_gate

@@ -1,6 +1,6 @@
 """The ceiling for ``POST /token``: the cryptography a token needs, served by the production gunicorn settings.
 
-``scripts/bench.py`` serves this WSGI app with the repository's ``gunicorn.conf.py`` and drives it with wrk
+``bench/bench.py`` serves this WSGI app with the repository's ``gunicorn.conf.py`` and drives it with wrk
 exactly as it drives the service. Each request does the work no implementation can skip: an RSA-2048
 PKCS#1 v1.5 SHA-256 signature over a claims set of a real token's size, RSA-OAEP-256 wrapping of a fresh
 256-bit key to a 3072-bit audience key, and AES-256-GCM over the signed bytes; the answer has a real token

@@ -1,4 +1,4 @@
--- wrk script for POST /token (scripts/bench.py runs it; see BENCHMARKS.md).
+-- wrk script for POST /token (bench/bench.py runs it; see BENCHMARKS.md).
 --
 --   wrk -t1 -c32 -d10s -s bench/token.lua URL/token -- MODE AUTH BODY_OR_POOL NTHREADS SAMPLE_EVERY SAMPLE_PREFIX
 --

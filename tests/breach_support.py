@@ -100,11 +100,18 @@ class FailingStore:
         self._inner, self._left, self._error = inner, fail_on_call, error
 
     def find(self, coll: Any, where: Any, **kwargs: Any) -> Any:
+        self._count(coll)
+        return self._inner.find(coll, where, **kwargs)
+
+    def find_fields(self, coll: Any, where: Any, fields: Any, **kwargs: Any) -> Any:
+        self._count(coll)
+        return self._inner.find_fields(coll, where, fields, **kwargs)
+
+    def _count(self, coll: Any) -> None:
         if coll.name == "identities":
             self._left -= 1
             if self._left == 0 and self._error is not None:
                 raise self._error
-        return self._inner.find(coll, where, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

@@ -280,17 +280,6 @@ def test_the_whole_procedure_with_four_eyes_and_notices(world, tmp_path, keys_di
     assert run_script("audit.py", "verify", env=env).returncode == 0
 
 
-def test_the_benchmark_script_seeds_and_measures(tmp_path):
-    result = run_script("bench_breach.py", "--n", "300", "--dir", str(tmp_path / "bench"), "--distinct-seals", "10",
-                        "--chunk", "50", env={})
-    assert result.returncode == 0, text(result, "stderr")
-    report = json.loads(result.stdout)
-    assert report["summary"] == "resolved=300 unknown=0 erased=0 malformed=0"
-    # workers may come and go between two samples of a short run: only the main process is sure to be seen
-    assert report["seconds"] > 0 and report["peak_rss_mb_main"] > 0
-    assert not list((tmp_path / "bench").glob("out-*"))  # its output is removed
-
-
 def production_env(env: dict[str, str]) -> dict[str, str]:
     return env | {"IDENTITY_ENV": "production", "IDENTITY_ISSUER": "https://id.example.test",
                   "IDENTITY_KEYS_PASSPHRASE": "pass", "IDENTITY_UPSTREAM_ISSUER": "https://idp.example.org",

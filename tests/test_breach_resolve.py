@@ -312,10 +312,10 @@ def test_store_reads_are_batched_and_work_in_flight_is_bounded(store, audit, peo
     batches: list[int] = []
 
     class Counting(FailingStore):
-        def find(self, coll, where, **kwargs):
+        def find_fields(self, coll, where, fields, **kwargs):
             if coll.name == "identities":
                 batches.append(len(where["pseudonym"].values))
-            return self._inner.find(coll, where, **kwargs)
+            return self._inner.find_fields(coll, where, fields, **kwargs)
 
     listing = write_list(tmp_path / "affected.txt", people.order + [new_pseudonym() for _ in range(30)])
     resolve_pseudonyms(Counting(store, 0, None), audit, params(tmp_path, keys_dir, listing, chunk_size=5))

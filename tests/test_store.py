@@ -210,3 +210,132 @@ def test_sqlite_fsyncs_durable_writes_and_commits_the_others_without(tmp_path: P
     other = sqlite3.connect(tmp_path / "s.sqlite3")
     assert other.execute("SELECT n FROM log_records WHERE id = 'c'").fetchone()[0] == 2
     store.close()
+
+
+# -- bulk: insert_many and find_fields (the breach run's and the benchmarks' million rows) -----------
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Bulk inserts a few documents a batch, so a test crosses batch boundaries with a handful."""
+    from identity.store import mongo, sqlite
+
+    monkeypatch.setattr(sqlite, "BULK_BATCH", 3)
+    monkeypatch.setattr(mongo, "BULK_BATCH", 3)
+    return 3
+
+
+def test_insert_many_inserts_every_document_across_batches(store, small_batches):
+    docs = [{"id": f"k{i}", "n": i, "ok": i % 2 == 0, "tags": [i], "meta": {"i": i}} for i in range(8)]
+    assert store.insert_many(THINGS, iter(docs)) == 8  # any iterable, read a batch at a time
+    assert [store.get(THINGS, f"k{i}") for i in range(8)] == [doc | {"email_index": None, "score": None}
+                                                              for doc in docs]
+    assert store.insert_many(THINGS, []) == 0
+
+
+def test_insert_many_skips_what_clashes_on_a_unique_index_and_inserts_the_rest(store, small_batches):
+    store.insert(THINGS, {"id": "a", "email_index": "taken", "n": 1})
+    given = [{"id": "a", "n": 2}, {"id": "b", "email_index": "taken"}, {"id": "c"}, {"id": "c", "n": 3},
+             {"id": "d", "email_index": "new"}, {"id": "e", "email_index": "new"}, {"id": "f"}]
+    assert store.insert_many(THINGS, given) == 3  # c, d, f: unordered, as MongoDB's ordered=False
+    assert [d["id"] for d in store.find(THINGS, {}, order=Order("id"))] == ["a", "c", "d", "f"]
+    assert store.get(THINGS, "a")["n"] == 1 and store.get(THINGS, "c")["n"] is None  # the first one stays
+
+
+def test_insert_many_refuses_unknown_fields_before_writing_their_batch(store):
+    with pytest.raises(ValueError):
+        store.insert_many(THINGS, [{"id": "a"}, {"id": "b", "nope": 1}])
+    assert store.count(THINGS, {}) == 0
+
+
+def test_insert_many_chooses_its_durability(store):
+    assert store.insert_many(LOG_RECORDS, [{"id": "a", "n": 1}]) == 1
+    assert store.insert_many(THINGS, [{"id": "b"}], durable=False) == 1
+    assert store.get(LOG_RECORDS, "a")["n"] == 1 and store.get(THINGS, "b")["id"] == "b"
+
+
+def test_find_fields_reads_only_the_fields_asked_in_key_order_and_in_batches(store):
+    for i in (4, 0, 6, 2, 5, 1, 3):
+        store.insert(THINGS, {"id": f"k{i}", "n": i, "ok": i % 2 == 0, "tags": [i], "meta": {"i": i}} if i
+                     else {"id": "k0"})
+    batches = list(store.find_fields(THINGS, {}, ("n", "id", "ok", "tags", "meta", "score"), batch_size=3))
+    assert [len(b) for b in batches] == [3, 3, 1]
+    rows = [row for batch in batches for row in batch]
+    assert rows[0] == (None, "k0", None, None, None, None)  # absent fields read as None
+    assert rows[1:] == [(i, f"k{i}", i % 2 == 0, [i], {"i": i}, None) for i in range(1, 7)]
+    assert all(type(row[2]) is bool for row in rows[1:])
+
+
+def test_find_fields_pages_on_the_key_even_when_it_is_not_asked_for(store):
+    store.insert_many(THINGS, [{"id": f"k{i}", "n": i} for i in range(6)])
+    assert list(store.find_fields(THINGS, {}, ("n",), batch_size=2)) == [[(0,), (1,)], [(2,), (3,)], [(4,), (5,)]]
+    assert list(store.find_fields(THINGS, {}, ("n",), batch_size=6)) == [[(i,) for i in range(6)]]
+
+
+def test_find_fields_filters_as_find_does(store):
+    store.insert_many(THINGS, [{"id": f"k{i}", "n": i, "ok": i % 2 == 0} for i in range(9)]
+                      + [{"id": "none"}])
+    def ids(where, size=2):
+        return [row[0] for batch in store.find_fields(THINGS, where, ("id",), batch_size=size) for row in batch]
+    assert ids({"id": In(("k7", "k1", "k3", "missing", "k5", "k1"))}) == ["k1", "k3", "k5", "k7"]
+    assert ids({"n": Lt(4), "ok": True}) == ["k0", "k2"]
+    assert ids({"n": Gt(5)}, 1) == ["k6", "k7", "k8"]
+    assert ids({"n": None}) == ["none"]
+    assert ids({"id": In(())}) == []
+    assert list(store.find_fields(THINGS, {"n": Gt(100)}, ("id",))) == []
+
+
+def test_find_fields_takes_a_key_list_longer_than_sqlites_parameter_limit(store):
+    store.insert_many(THINGS, [{"id": f"k{i}", "n": i} for i in range(3)])
+    asked = tuple(f"k{i}" for i in range(40_000))  # SQLite allows 32,766 parameters a statement (999 before 3.32)
+    rows = [row for batch in store.find_fields(THINGS, {"id": In(asked)}, ("id", "n")) for row in batch]
+    assert rows == [("k0", 0), ("k1", 1), ("k2", 2)]
+
+
+def test_find_fields_refuses_unknown_fields_and_batch_sizes_when_called(store):
+    with pytest.raises(ValueError):
+        store.find_fields(THINGS, {}, ("id", "nope"))
+    with pytest.raises(ValueError):
+        store.find_fields(THINGS, {"nope": 1}, ("id",))
+    with pytest.raises(ValueError):
+        store.find_fields(THINGS, {}, ("id",), batch_size=0)
+
+
+def test_find_fields_sees_what_is_written_after_its_last_batch(store):
+    store.insert_many(THINGS, [{"id": "k1"}, {"id": "k2"}])
+    batches = store.find_fields(THINGS, {}, ("id",), batch_size=2)
+    assert next(batches) == [("k1",), ("k2",)]
+    store.insert(THINGS, {"id": "k3"})  # each batch is a read of its own: no snapshot held between them
+    assert list(batches) == [[("k3",)]]
+
+
+def test_sqlite_bulk_insert_is_one_transaction_a_batch_on_the_connection_of_its_durability(tmp_path: Path,
+                                                                                            small_batches):
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    used: list[tuple[bool, int]] = []
+    write = store._write
+
+    def spy(sql, params, *, durable, many=False):
+        used.append((durable, len(params) if many else 0))
+        return write(sql, params, durable=durable, many=many)
+
+    store._write = spy  # type: ignore[method-assign]
+    assert store.insert_many(THINGS, [{"id": f"k{i}"} for i in range(7)]) == 7
+    assert store.insert_many(LOG_RECORDS, [{"id": "a"}]) == 1
+    assert store.insert_many(LOG_RECORDS, [{"id": "b"}], durable=True) == 1
+    assert used == [(True, 3), (True, 3), (True, 1), (False, 1), (True, 1)]
+    assert not store._connection(True).in_transaction
+    store.close()
+
+
+def test_sqlite_bulk_read_on_a_broken_file_is_store_unavailable(tmp_path: Path):
+    path = tmp_path / "s.sqlite3"
+    store = SQLiteStore(path)
+    store.insert_many(THINGS, [{"id": "a"}])
+    store.close()
+    path.write_bytes(b"not a database" * 100)
+    for name in ("s.sqlite3-wal", "s.sqlite3-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    with pytest.raises(StoreUnavailable):
+        list(store.find_fields(THINGS, {}, ("id",)))
+    with pytest.raises(StoreUnavailable):
+        store.insert_many(THINGS, [{"id": "b"}])

@@ -111,3 +111,74 @@ def test_durable_writes_are_majority_writes_and_the_others_w1():
     store.update(relaxed, {"id": "c"}, {"n": 1}, durable=True)
     majority, one = {"w": "majority", "wtimeout": 10000}, {"w": 1}
     assert concerns == [majority, one, one, majority]
+
+
+# -- bulk operations on a real server's terms ------------------------------------------------------
+
+class _BulkSpy:
+    """A collection handle that records bulk calls and can answer with a server's ``BulkWriteError``."""
+
+    def __init__(self, handle, details: dict | None = None) -> None:
+        self._handle, self._details = handle, details
+        self.calls: list[tuple[str, dict]] = []
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def insert_many(self, docs, **options):
+        self.calls.append(("insert_many", options | {"write_concern": self._handle.write_concern.document}))
+        if self._details is not None:
+            raise pymongo.errors.BulkWriteError(self._details)
+        return self._handle.insert_many(docs, **options)
+
+    def find(self, query, projection=None):
+        self.calls.append(("find", {"projection": projection}))
+        return self._handle.find(query, projection)
+
+
+def _spied(details: dict | None = None) -> tuple[MongoStore, list]:
+    client = mongomock.MongoClient()
+    store = MongoStore("mongodb://localhost/identity", client_factory=lambda: client)
+    collection, spies = store._collection, []
+
+    def spy(coll, durable_write=None):
+        spies.append(_BulkSpy(collection(coll, durable_write), details))
+        return spies[-1]
+
+    store._collection = spy  # type: ignore[method-assign]
+    return store, spies
+
+
+def test_bulk_insert_is_unordered_with_the_write_concern_of_its_durability():
+    store, spies = _spied()
+    doc = {"pseudonym": "a" * 26, "status": "active", "created_at": 1}
+    assert store.insert_many(IDENTITIES, [doc]) == 1
+    assert store.insert_many(IDENTITIES, [doc | {"pseudonym": "b" * 26}], durable=False) == 1
+    assert [spy.calls for spy in spies] == [
+        [("insert_many", {"ordered": False, "write_concern": {"w": "majority", "wtimeout": 10000}})],
+        [("insert_many", {"ordered": False, "write_concern": {"w": 1}})]]
+
+
+@pytest.mark.parametrize("details, counted", [
+    ({"writeErrors": [{"index": 0, "code": 11000}], "nInserted": 4, "writeConcernErrors": []}, 4),
+    ({"writeErrors": [{"index": 0, "code": 11000}, {"index": 2, "code": 121}], "nInserted": 3,
+      "writeConcernErrors": []}, None),  # 121: document failed validation
+    ({"writeErrors": [], "nInserted": 5, "writeConcernErrors": [{"code": 64}]}, None),  # 64: wtimeout
+])
+def test_a_bulk_insert_error_is_a_skipped_duplicate_or_store_unavailable(details, counted):
+    store, _ = _spied(details)
+    docs = [{"pseudonym": f"{c}" * 26, "status": "active"} for c in "abcde"]
+    if counted is None:
+        with pytest.raises(StoreUnavailable):
+            store.insert_many(IDENTITIES, docs)
+    else:
+        assert store.insert_many(IDENTITIES, docs) == counted
+
+
+def test_a_bulk_read_asks_the_server_for_the_fields_only():
+    store, spies = _spied()
+    store.insert_many(IDENTITIES, [{"pseudonym": f"{c}" * 26, "status": "active", "sealed_email": "x"}
+                                   for c in "abc"])
+    rows = [row for batch in store.find_fields(IDENTITIES, {}, ("status",), batch_size=2) for row in batch]
+    assert rows == [("active",)] * 3
+    assert [call for call in spies[-1].calls] == [("find", {"projection": {"status": 1, "_id": 1}})] * 2

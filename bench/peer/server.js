@@ -4,7 +4,7 @@
 // `NODE_ENV=production node server.js`: one Node.js process, the default (in-memory) adapter; JWT access
 // tokens are not stored by oidc-provider, so no write happens per token.
 //
-// Settings from the environment (scripts/bench_server.py sets them):
+// Settings from the environment (bench/bench_server.py sets them):
 //   PEER_PORT, PEER_ISSUER, PEER_AUDIENCE, PEER_SCOPE, PEER_CLIENT_ID, PEER_CLIENT_SECRET,
 //   PEER_AUDIENCE_PUBLIC_KEY (path to the audience's RSA public key, PEM)
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';

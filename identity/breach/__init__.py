@@ -17,7 +17,6 @@ One concern per module:
 * ``audit_trail`` — reading those facts back from the audit chain (never from a file an operator edits)
 * ``resolve`` — the run itself (``resolve_pseudonyms``), audited before anything is opened
 * ``smtp`` / ``templates`` / ``notify`` — GDPR Art. 34 notices by e-mail
-* ``seed`` — filling a store with many identities quickly (benchmarks)
 
 Nothing here imports Flask or the web app; worker processes import only ``opening``.
 """

@@ -2,7 +2,8 @@
 
 Every write is a single-document (or single-statement) operation, so both backends are atomic
 without multi-document transactions: uniqueness comes from unique indexes, one-time use from a
-conditional ``update`` that reports how many documents it changed.
+conditional ``update`` that reports how many documents it changed. The bulk insert (``insert_many``)
+is unordered: each document is inserted or skipped on its own, never the batch as a whole.
 
 Durability. A *durable* write has reached stable storage when it returns (SQLite ``synchronous=FULL``:
 the log is fsync'd at its commit; MongoDB: majority write concern, journaled). A *non-durable* write
@@ -19,10 +20,11 @@ group commit. A write is non-durable only where losing it fails closed (``Collec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
 
 Document = dict[str, Any]
 Where = Mapping[str, Any]
+BULK_BATCH = 10_000  # documents per batch of a bulk read or insert: a million rows in bounded memory
 
 
 class StoreError(Exception):
@@ -77,7 +79,7 @@ class Collection:
     indexed: tuple[str | tuple[str, ...], ...] = ()
     durable: bool = True
 
-    def check_fields(self, names: Iterator[str] | Mapping[str, Any]) -> None:
+    def check_fields(self, names: Iterable[str]) -> None:
         unknown = [n for n in names if n not in self.fields]
         if unknown:
             raise ValueError(f"{self.name}: unknown field(s) {unknown}")
@@ -104,6 +106,15 @@ class Store(Protocol):
         ``durable``: this write's durability (module docstring); None: the collection's.
         """
 
+    def insert_many(self, coll: Collection, docs: Iterable[Document], *, durable: bool | None = None) -> int:
+        """Insert many documents, ``BULK_BATCH`` at a time; return how many were inserted.
+
+        Unordered, as MongoDB's ``insert_many(ordered=False)``: a document that would break a unique
+        constraint (against a stored document or an earlier one of the same call) is skipped, the others
+        are inserted; compare the count with what was given. Not atomic as a whole: ``StoreUnavailable``
+        part-way may leave earlier batches written. ``durable``: as for ``insert``.
+        """
+
     def get(self, coll: Collection, key: Any) -> Document | None:
         """The document with primary key ``key``, or None."""
 
@@ -111,6 +122,16 @@ class Store(Protocol):
         self, coll: Collection, where: Where, *, order: Order | None = None, limit: int | None = None
     ) -> Iterator[Document]:
         """Documents matching every condition in ``where`` (equality, ``Lt``, ``Gt``, ``In``)."""
+
+    def find_fields(self, coll: Collection, where: Where, fields: Sequence[str], *,
+                    batch_size: int = BULK_BATCH) -> Iterator[list[tuple[Any, ...]]]:
+        """Only ``fields`` of the documents matching ``where``, as tuples in that order, in batches of at
+        most ``batch_size``, in primary-key order: a bulk read (a million rows, e.g. a breach run).
+
+        Each batch is a short read of its own (paged on the primary key), so no cursor or read
+        transaction stays open between batches and no document is built; a document written meanwhile
+        may or may not be seen. Absent fields read as None.
+        """
 
     def count(self, coll: Collection, where: Where) -> int:
         """How many documents match ``where``."""

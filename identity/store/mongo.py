@@ -8,9 +8,11 @@ may lack the field (an erased identity has no blind index).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
-from typing import Any, Callable, Iterator, Mapping
+from itertools import islice
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import pymongo
@@ -20,7 +22,8 @@ from pymongo.write_concern import WriteConcern
 
 from ..verify.http import is_loopback_host
 from ..metrics import store_operation
-from .base import Collection, Document, DuplicateKeyError, Gt, In, Lt, Order, StoreUnavailable, Where
+from .base import (BULK_BATCH, Collection, Document, DuplicateKeyError, Gt, In, Lt, Order, StoreUnavailable,
+                   Where)
 
 BACKEND = "mongodb"  # the metrics' backend label
 ClientFactory = Callable[[], Any]
@@ -29,6 +32,7 @@ SCHEME, SRV_SCHEME = "mongodb://", "mongodb+srv://"
 UNCHECKED_TLS_OPTIONS = ("tlsinsecure", "tlsallowinvalidcertificates", "tlsallowinvalidhostnames")
 DURABLE = WriteConcern(w="majority", wtimeout=10000)  # journaled on a majority (writeConcernMajorityJournalDefault)
 NOT_DURABLE = WriteConcern(w=1)  # applied on the primary, journaled within its commit interval
+DUPLICATE_KEY = 11000  # the server's error code for a unique index clash
 
 
 def mongo_tls_problem(uri: str) -> str | None:
@@ -136,7 +140,7 @@ class MongoStore:
                 mongo_errors.WriteConcernError, mongo_errors.ExecutionTimeout) as exc:
             raise StoreUnavailable(f"MongoDB is unavailable: {type(exc).__name__}") from exc
         except mongo_errors.OperationFailure as exc:
-            if exc.code == 11000:
+            if exc.code == DUPLICATE_KEY:
                 raise DuplicateKeyError("duplicate key") from exc
             raise StoreUnavailable(f"MongoDB refused the operation: code {exc.code}") from exc
 
@@ -181,6 +185,33 @@ class MongoStore:
         handle = self._collection(coll, durable)
         self._guard(lambda: handle.insert_one(self._to_mongo(coll, doc)))
 
+    @store_operation(BACKEND, "insert_many")
+    def insert_many(self, coll: Collection, docs: Iterable[Document], *, durable: bool | None = None) -> int:
+        """``insert_many(ordered=False)`` a batch at a time: the server skips a document that clashes on a
+        unique index and inserts the rest; any other write error, or a write concern not met, is
+        ``StoreUnavailable``."""
+        handle = self._collection(coll, durable)
+        inserted, source = 0, iter(docs)
+        while batch := list(islice(source, BULK_BATCH)):
+            for doc in batch:
+                coll.check_fields(doc)
+            raws = [self._to_mongo(coll, doc) for doc in batch]
+            inserted += self._guard(functools.partial(self._insert_unordered, handle, raws))
+        return inserted
+
+    @staticmethod
+    def _insert_unordered(handle: Any, raws: list[Document]) -> int:
+        try:
+            return len(handle.insert_many(raws, ordered=False).inserted_ids)
+        except mongo_errors.BulkWriteError as exc:  # an OperationFailure: answered here, not by _guard
+            details = exc.details or {}
+            others = [e.get("code") for e in details.get("writeErrors", ()) if e.get("code") != DUPLICATE_KEY]
+            if others:
+                raise StoreUnavailable(f"MongoDB refused part of a bulk insert: codes {sorted(set(others))}") from exc
+            if details.get("writeConcernErrors"):
+                raise StoreUnavailable("MongoDB did not confirm a bulk insert's write concern") from exc
+            return int(details.get("nInserted", 0))
+
     @store_operation(BACKEND, "get")
     def get(self, coll: Collection, key: Any) -> Document | None:
         handle = self._collection(coll)
@@ -205,6 +236,33 @@ class MongoStore:
             return list(cursor)
 
         return iter([self._from_mongo(coll, raw) for raw in self._guard(run)])
+
+    def find_fields(self, coll: Collection, where: Where, fields: Sequence[str], *,
+                    batch_size: int = BULK_BATCH) -> Iterator[list[tuple[Any, ...]]]:
+        names = tuple(fields)
+        coll.check_fields(names)
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        handle = self._collection(coll)
+        return self._batches(handle, self._filter(coll, where),
+                             tuple("_id" if n == coll.key else n for n in names), int(batch_size))
+
+    def _batches(self, handle: Any, query: Document, names: tuple[str, ...],
+                 batch_size: int) -> Iterator[list[tuple[Any, ...]]]:
+        projection = dict.fromkeys(names, 1) | {"_id": 1}  # the key is read too, to page on it
+        raws = self._fields_page(handle, query, projection, batch_size)
+        while raws:
+            yield [tuple(raw.get(n) for n in names) for raw in raws]
+            if len(raws) < batch_size:
+                return
+            after = {"_id": {"$gt": raws[-1]["_id"]}}
+            raws = self._fields_page(handle, {"$and": [query, after]} if query else after, projection, batch_size)
+
+    @store_operation(BACKEND, "find_fields")
+    def _fields_page(self, handle: Any, query: Document, projection: Document, batch_size: int) -> list[Document]:
+        """One page, in key order: a short query of its own (no server cursor left open between pages)."""
+        return self._guard(lambda: list(
+            handle.find(query, projection).sort("_id", pymongo.ASCENDING).limit(batch_size).batch_size(batch_size)))
 
     @store_operation(BACKEND, "count")
     def count(self, coll: Collection, where: Where) -> int:

@@ -15,16 +15,19 @@ flock only orders writers that use this class: anything else still meets SQLite'
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import sqlite3
 import threading
+from itertools import islice
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..metrics import store_operation
-from .base import Collection, Document, DuplicateKeyError, Gt, In, Lt, Order, StoreUnavailable, Where
+from .base import (BULK_BATCH, Collection, Document, DuplicateKeyError, Gt, In, Lt, Order, StoreUnavailable,
+                   Where)
 
 BACKEND = "sqlite"  # the metrics' backend label
 _SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "REAL", bool: "INTEGER", list: "TEXT", dict: "TEXT"}
@@ -49,6 +52,7 @@ class SQLiteStore:
         self._sql: dict[tuple[Any, ...], str] = {}
         self._writer_thread_lock = threading.Lock()
         self._writer_fd: tuple[int, int] | None = None  # (pid, fd) of this process's lock file
+        self._json_each: bool | None = None  # whether this SQLite has json_each (bulk reads' key lists)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -102,7 +106,7 @@ class SQLiteStore:
         self._writer_fd = (os.getpid(), fd)  # one inherited across fork is never used (pid differs)
         return fd
 
-    def _write(self, sql: str, params: tuple[Any, ...], *, durable: bool) -> sqlite3.Cursor:
+    def _write(self, sql: str, params: Any, *, durable: bool, many: bool = False) -> sqlite3.Cursor:
         """Run a write in its turn: behind the other writers of this file (threads here, processes via flock)."""
         with self._writer_thread_lock:
             fd = self._writer_lock_fd()
@@ -112,19 +116,52 @@ class SQLiteStore:
                 except OSError:
                     fd = None
             try:
-                return self._run(sql, params, durable=durable)
+                return self._run(sql, params, durable=durable, many=many)
             finally:
                 if fd is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def _run(self, sql: str, params: tuple[Any, ...] = (), *, durable: bool = True) -> sqlite3.Cursor:
+    def _run(self, sql: str, params: Any = (), *, durable: bool = True, many: bool = False,
+             plain: bool = False) -> sqlite3.Cursor:
+        """One statement; ``many``: ``sql`` for each row of ``params`` in one transaction; ``plain``: rows as
+        tuples, not ``sqlite3.Row``."""
         try:
+            if many:
+                return self._executemany(self._connection(durable), sql, params)
+            if plain:
+                cursor = self._connection(durable).cursor()
+                cursor.row_factory = None
+                return cursor.execute(sql, params)
             return self._connection(durable).execute(sql, params)
         except sqlite3.IntegrityError as exc:
             raise DuplicateKeyError(str(exc)) from exc
         except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
             self._close_connections()  # a broken connection is reopened on the next call
             raise StoreUnavailable(f"the SQLite store failed: {exc}") from exc
+
+    @staticmethod
+    def _executemany(conn: sqlite3.Connection, sql: str, rows: Iterable[tuple[Any, ...]]) -> sqlite3.Cursor:
+        """``sql`` for every row in one transaction: one commit (and one fsync if durable) per batch."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        return cursor
+
+    def _has_json_each(self) -> bool:
+        """Whether this SQLite has the JSON functions (built in since 3.38, usually compiled in before)."""
+        if self._json_each is None:
+            try:
+                self._connection().execute("SELECT value FROM json_each('[]')").fetchall()
+                self._json_each = True
+            except sqlite3.OperationalError:
+                self._json_each = False
+        return self._json_each
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -180,18 +217,21 @@ class SQLiteStore:
 
     @staticmethod
     def _from_row(coll: Collection, row: sqlite3.Row) -> Document:
-        doc: Document = {}
-        for name, kind in coll.fields.items():
-            value = row[name]
-            if value is not None:
-                if kind in (list, dict):
-                    value = json.loads(value)
-                elif kind is bool:
-                    value = bool(value)
-            doc[name] = value
-        return doc
+        from_sql = SQLiteStore._from_sql
+        return {name: from_sql(kind, row[name]) for name, kind in coll.fields.items()}
 
-    def _where(self, coll: Collection, where: Where) -> tuple[str, tuple[Any, ...]]:
+    @staticmethod
+    def _from_sql(kind: type, value: Any) -> Any:
+        if value is None:
+            return None
+        if kind in (list, dict):
+            return json.loads(value)
+        if kind is bool:
+            return bool(value)
+        return value
+
+    def _where(self, coll: Collection, where: Where, *, json_in: bool = False) -> tuple[str, tuple[Any, ...]]:
+        """``json_in``: each ``In`` as one JSON array parameter (no limit on the number of values)."""
         coll.check_fields(where)
         clauses: list[str] = []
         params: list[Any] = []
@@ -203,6 +243,11 @@ class SQLiteStore:
             elif isinstance(cond, In):
                 if not cond.values:
                     clauses.append("0")
+                    continue
+                if json_in:
+                    clauses.append(f'"{name}" IN (SELECT value FROM json_each(?))')
+                    values = cond.values if kind in (str, int, float) else [self._to_sql(kind, v) for v in cond.values]
+                    params.append(json.dumps(list(values)))
                     continue
                 clauses.append(f'"{name}" IN ({", ".join("?" for _ in cond.values)})')
                 params.extend(self._to_sql(kind, v) for v in cond.values)
@@ -229,6 +274,23 @@ class SQLiteStore:
         values = tuple(to_sql(fields[n], doc[n]) for n in names)
         self._write(sql, values, durable=coll.durable if durable is None else durable)
 
+    @store_operation(BACKEND, "insert_many")
+    def insert_many(self, coll: Collection, docs: Iterable[Document], *, durable: bool | None = None) -> int:
+        """``INSERT OR IGNORE``, one transaction a batch: a clash on any unique index skips that row."""
+        self._ensure(coll)
+        names = tuple(coll.fields)
+        cols, marks = ", ".join(f'"{n}"' for n in names), ", ".join("?" for _ in names)
+        sql = f'INSERT OR IGNORE INTO "{coll.name}" ({cols}) VALUES ({marks})'
+        columns, to_sql = tuple(coll.fields.items()), self._to_sql
+        durable = coll.durable if durable is None else durable
+        inserted, source = 0, iter(docs)
+        while batch := list(islice(source, BULK_BATCH)):
+            for doc in batch:
+                coll.check_fields(doc)
+            rows = [tuple(to_sql(kind, doc.get(name)) for name, kind in columns) for doc in batch]
+            inserted += self._write(sql, rows, durable=durable, many=True).rowcount
+        return inserted
+
     @store_operation(BACKEND, "get")
     def get(self, coll: Collection, key: Any) -> Document | None:
         self._ensure(coll)
@@ -252,6 +314,39 @@ class SQLiteStore:
             sql += f" LIMIT {int(limit)}"
         rows = self._run(sql, params).fetchall()  # short read transactions: never hold a cursor open
         return iter([self._from_row(coll, row) for row in rows])
+
+    def find_fields(self, coll: Collection, where: Where, fields: Sequence[str], *,
+                    batch_size: int = BULK_BATCH) -> Iterator[list[tuple[Any, ...]]]:
+        names = tuple(fields)
+        coll.check_fields(names)
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._ensure(coll)
+        clause, params = self._where(coll, where, json_in=self._has_json_each())
+        return self._batches(coll, names, clause, params, int(batch_size))
+
+    def _batches(self, coll: Collection, names: tuple[str, ...], clause: str, params: tuple[Any, ...],
+                 batch_size: int) -> Iterator[list[tuple[Any, ...]]]:
+        extra = coll.key not in names  # the key is read too, to page on it
+        columns = ", ".join(f'"{n}"' for n in names + ((coll.key,) if extra else ()))
+        select, page = f'SELECT {columns} FROM "{coll.name}"', f' ORDER BY "{coll.key}" LIMIT {batch_size}'
+        after = f'{clause} AND "{coll.key}" > ?' if clause else f' WHERE "{coll.key}" > ?'
+        kinds = tuple(coll.fields[n] for n in names)
+        plain = not any(kind in (list, dict, bool) for kind in kinds)
+        rows = self._fields_page(select + clause + page, params)
+        while rows:
+            last = rows[-1][-1 if extra else names.index(coll.key)]
+            batch = [row[:-1] for row in rows] if extra else rows
+            if not plain:
+                batch = [tuple(self._from_sql(k, v) for k, v in zip(kinds, row, strict=True)) for row in batch]
+            yield batch
+            if len(rows) < batch_size:
+                return
+            rows = self._fields_page(select + after + page, params + (last,))
+
+    @store_operation(BACKEND, "find_fields")
+    def _fields_page(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return self._run(sql, params, plain=True).fetchall()  # one short read transaction a page
 
     @store_operation(BACKEND, "count")
     def count(self, coll: Collection, where: Where) -> int:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the breach run: seed N identities in an SQLite store, resolve them all, report time and memory.
 
-  python scripts/bench_breach.py --n 1000000 [--dir DIR] [--workers N] [--chunk 1000] [--distinct-seals 1000]
+  python bench/bench_breach.py --n 1000000 [--dir DIR] [--workers N] [--chunk 1000] [--distinct-seals 1000]
                                  [--sector NAME]
 
 ``--sector NAME`` resolves the people's pairwise subjects of that sector instead of their pseudonyms
@@ -16,7 +16,7 @@ the workers are the fork server's children).
 Target: 1,000,000 pseudonyms in < 60 s and < 300 MB on a 2-core machine.
 
 Next to the run (0.5 s just before and just after it) it measures the crypto limit the way
-``scripts/bench.py`` does: sealed-box opens per CPU-second of one process (``bindings.crypto_box_seal_open``),
+``bench/bench.py`` does: sealed-box opens per CPU-second of one process (``bindings.crypto_box_seal_open``),
 and gives the run's ratio to that limit times the cores. The machine is shared, so it also prints the
 load average at the start and the end, and opens per CPU-second of the run's processes together.
 """
@@ -39,11 +39,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from identity.audit import AuditLog
 from identity.audit_signing import ServiceSigner
 from identity.breach.resolve import ResolveParams, resolve_pseudonyms
-from identity.breach.seed import seed_identities, seed_sector_subjects
 from identity.cli import emit, run, say
 from identity.keys import Keyring, init_keys
 from identity.pairwise import PairwiseKey
 from identity.store import SQLiteStore
+from seed import IdentitySeeder, seed_sector_subjects
 
 SAMPLE_SECONDS = 0.1
 OPEN_RATE_SECONDS = 0.5
@@ -125,7 +125,7 @@ class MemorySampler(threading.Thread):
 
 
 def open_rate(seconds: float) -> float:
-    """Sealed-box opens per CPU-second of this process (as ``scripts/bench.py`` measures the limit)."""
+    """Sealed-box opens per CPU-second of this process (as ``bench/bench.py`` measures the limit)."""
     from nacl import bindings
     from nacl.public import PrivateKey, SealedBox
 
@@ -147,15 +147,16 @@ def _load() -> float:
 
 def prepare(directory: Path, n: int, distinct_seals: int) -> tuple[SQLiteStore, Path]:
     marker, listing = directory / "seeded.json", directory / "pseudonyms.txt"
-    store = SQLiteStore(directory / "bench.sqlite3")
     if marker.exists() and json.loads(marker.read_text()).get("n") == n:
-        return store, listing
+        return SQLiteStore(directory / "bench.sqlite3"), listing
     if not (directory / "keys").exists():
         init_keys(directory / "keys", passphrase=None, dpo_passphrase=None, development=True, now=time.time())
+    for stale in (listing, directory / "sector-seeded.json", *directory.glob("bench.sqlite3*")):
+        stale.unlink(missing_ok=True)  # another N: a vault of its own
+    store = SQLiteStore(directory / "bench.sqlite3")
     say(f"seeding {n:,} identities in {directory} …")
-    seeded = seed_identities(store, Keyring(directory / "keys", passphrase=None).dpo_public_key, n, listing,
-                             distinct_seals=distinct_seals)
-    marker.write_text(json.dumps({"n": n, "seed_seconds": round(seeded.seconds, 1)}))
+    seeder = IdentitySeeder(store, Keyring(directory / "keys", passphrase=None), listing, distinct_seals=distinct_seals)
+    marker.write_text(json.dumps({"n": n, "seed_seconds": round(seeder.grow_to(n), 1)}))
     return store, listing
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmarks (issue 8): crypto limits, the token endpoint under load, verification, vault, breach path.
 
-    python scripts/bench.py [--quick] [--out bench/results.json] [--only token,verify,...]
+    python bench/bench.py [--quick] [--out bench/results.json] [--only token,verify,...]
 
 Starts everything it needs on 127.0.0.1 in a temporary directory (production settings: key material
 from ``scripts/keys.py init`` with a passphrase, an audience and confidential clients registered with
@@ -131,7 +131,7 @@ def load_snapshot() -> dict[str, Any]:
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if re.search(r"\bpytest\b|bench_verify|bench_breach", cmd) and "scripts/bench.py" not in cmd:
+        if re.search(r"\bpytest\b|bench_verify|bench_breach", cmd) and "bench/bench.py" not in cmd:
             busy.append(cmd[:120].strip())
     return {"loadavg_1m": one, "loadavg_5m": five, "loadavg_15m": fifteen, "other_processes": busy[:10],
             "cpu_steal_percent_now": steal_percent()}
@@ -483,8 +483,8 @@ def run_grid(service: BenchService, plan: Plan, grant: str, runs: dict[str, list
 
 
 def verify_section(plan: Plan, limits: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
-    """scripts/bench_verify.py (the verify engineer's benchmark), run as it is and read back."""
-    cmd = [sys.executable, str(ROOT / "scripts" / "bench_verify.py"), *plan.verify_args]
+    """bench/bench_verify.py (the verify engineer's benchmark), run as it is and read back."""
+    cmd = [sys.executable, str(ROOT / "bench" / "bench_verify.py"), *plan.verify_args]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"bench_verify.py failed: {done.stderr.strip()[-1000:]}")
@@ -825,7 +825,7 @@ def main() -> int:
             say("servers: serve.py, gunicorn (reference), the ceiling app and oidc-provider, one pinned core each")
             results["servers"] = server_comparison(plan, workdir, summary)
         if "verify" in sections:
-            say("verify: scripts/bench_verify.py " + " ".join(plan.verify_args))
+            say("verify: bench/bench_verify.py " + " ".join(plan.verify_args))
             results["verify"] = verify_section(plan, limits, summary)
         if sections & {"vault", "breach"}:
             store_sections(plan, workdir, sections, limits, summary, results)

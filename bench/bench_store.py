@@ -1,23 +1,17 @@
-"""The vault and the breach path at scale, on the embedded SQLite store (used by ``scripts/bench.py``).
+"""The vault and the breach path at scale, on the embedded SQLite store (used by ``bench/bench.py``).
 
-Seeding writes pre-built identity documents straight into the store's table in large
-``executemany`` batches (seeding only; the service writes one statement at a time). Every document
-has the real blind index of its address (HMAC-SHA256 under the bench key material's pepper), so
-``Vault.resolve_or_create`` finds it exactly as it finds a returning person. Sealing costs two key
-agreements, so only ``DISTINCT_SEALS`` addresses are sealed to the DPO key and the sealed values are
-reused: every record still costs one full open in the breach run, which is what it measures.
+Seeding is ``bench/seed.py``'s (the store's bulk insert; each document with the real pseudonym and blind
+index the vault would make, so ``Vault.resolve_or_create`` finds it exactly as it finds a returning
+person; ``DISTINCT_SEALS`` sealed addresses reused: every record still costs one full open in the
+breach run, which is what it measures).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import os
 import random
 import secrets
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -27,20 +21,12 @@ from typing import Any, Sequence
 
 import _bootstrap  # noqa: F401
 
-from identity.breach.seed import seed_sector_subjects
 from identity.keys import Keyring
 from identity.pairwise import PairwiseKey
-from identity.sealing import Sealer
 from identity.store import SQLiteStore
-from identity.vault import ACTIVE, IDENTITIES, Vault
+from seed import IdentitySeeder, email_for, seed_sector_subjects
 
 ROOT = Path(__file__).resolve().parent.parent
-DISTINCT_SEALS = 1000
-BATCH = 50_000
-
-
-def email_for(i: int) -> str:
-    return f"person{i}@bench.example"
 
 
 class VaultBench:
@@ -48,44 +34,21 @@ class VaultBench:
 
     def __init__(self, db_path: Path, keys_dir: Path, keys_passphrase: str | None) -> None:
         keyring = Keyring(keys_dir, passphrase=keys_passphrase)
-        self.pepper = keyring.pepper
         self.pairwise_key = PairwiseKey(keyring.pairwise_key)
-        self.sealer = Sealer(keyring.dpo_public_key)
         self.db_path = db_path
         self.store = SQLiteStore(db_path)
-        self.vault = Vault(self.store, pepper=self.pepper, sealer=self.sealer)
-        self.size = 0
         self.pseudonyms_path = db_path.with_suffix(".pseudonyms.txt")
-        self._seals: list[str] = []
+        self.seeder = IdentitySeeder(self.store, keyring, self.pseudonyms_path)
+        self.vault = self.seeder.vault
         self.seed_seconds: dict[int, float] = {}
+
+    @property
+    def size(self) -> int:
+        return self.seeder.size
 
     def grow_to(self, size: int) -> float:
         """Add identities ``self.size … size - 1``; returns the seconds it took."""
-        started = time.perf_counter()
-        if not self._seals:
-            self._seals = [self.sealer.seal(email_for(i).encode()) for i in range(DISTINCT_SEALS)]
-            self.vault.resolve_or_create(email_for(-1))  # the service creates the table and its indexes
-        names = list(IDENTITIES.fields)
-        sql = f'INSERT INTO "{IDENTITIES.name}" ({", ".join(names)}) VALUES ({", ".join("?" * len(names))})'
-        conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30)
-        now = int(time.time())
-        with conn, open(self.pseudonyms_path, "a", encoding="ascii") as listing:
-            conn.execute("PRAGMA synchronous=OFF")
-            while self.size < size:
-                end = min(size, self.size + BATCH)
-                rows = []
-                for i in range(self.size, end):
-                    pseudonym = base64.b32encode(secrets.token_bytes(16)).decode("ascii").rstrip("=").lower()
-                    index = hmac.new(self.pepper, email_for(i).encode(), hashlib.sha256).hexdigest()
-                    rows.append((pseudonym, index, self._seals[i % DISTINCT_SEALS], now, None, ACTIVE, now))
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(sql, rows)
-                conn.execute("COMMIT")
-                listing.writelines(row[0] + "\n" for row in rows)
-                self.size = end
-        conn.close()
-        seconds = time.perf_counter() - started
-        self.seed_seconds[size] = seconds
+        seconds = self.seed_seconds[size] = self.seeder.grow_to(size)
         return seconds
 
     def measure(self, *, lookups: int, creates: int, rounds: int) -> dict[str, Any]:
@@ -132,7 +95,7 @@ def percentile(values: list[float], pct: float) -> float:
 BREACH_CHILD = r"""
 import json, os, resource, sys, time
 from pathlib import Path
-sys.path.insert(0, {scripts!r}); sys.path.insert(0, {root!r})
+sys.path.insert(0, {bench!r}); sys.path.insert(0, {root!r})
 from bench_breach import MemorySampler  # the breach engineer's sampler (process tree RSS and CPU)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from identity.audit import AuditLog
@@ -175,7 +138,7 @@ def breach_run(bench: VaultBench, *, dpo_key: Sequence[Path], dpo_public: Path, 
             bench.seed_seconds[-count] = seconds  # the subjects' rows, recorded as the service records them
         listing = subjects
     out = workdir / f"breach-out-{secrets.token_hex(4)}.csv"
-    code = BREACH_CHILD.format(scripts=str(ROOT / "scripts"), root=str(ROOT), db=str(bench.db_path),
+    code = BREACH_CHILD.format(bench=str(ROOT / "bench"), root=str(ROOT), db=str(bench.db_path),
                                listing=str(listing), dpo_key=[str(p) for p in dpo_key], dpo_public=str(dpo_public),
                                passphrase=passphrase, out=str(out), sector=sector)
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")}

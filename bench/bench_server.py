@@ -1,6 +1,6 @@
 """The token endpoint under load: a production-settings service on 127.0.0.1, driven by wrk.
 
-Used by ``scripts/bench.py`` (and handy on its own for profiling: ``python scripts/bench_server.py
+Used by ``bench/bench.py`` (and handy on its own for profiling: ``python bench/bench_server.py
 --serve`` sets everything up, prints the wrk command lines and waits for Ctrl-C).
 
 Everything lives in a temporary directory: key material made by ``scripts/keys.py init`` (production,
@@ -11,7 +11,7 @@ the README's production command does (``GunicornService``: gunicorn with ``gunic
 reference; ``PeerService``: panva's oidc-provider from ``bench/peer/``, the peer).
 
 ``wsgi_app`` (or ``BENCH_WSGI_APP``, for profiling) makes the server serve another app spec with the same
-settings: ``scripts/bench.py`` serves ``bench/ceiling_app.py`` that way. ``cpus`` pins a server to cores
+settings: ``bench/bench.py`` serves ``bench/ceiling_app.py`` that way. ``cpus`` pins a server to cores
 (``taskset -c``), ``wrk_cpus`` the load generator.
 """
 

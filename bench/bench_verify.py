@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark ``identity.verify.TokenVerifier`` against raw joserfc decrypt + PyJWT verify (one core).
 
-    python scripts/bench_verify.py [--bits 3072] [--tokens 1500] [--seconds 2] [--rounds 3]
+    python bench/bench_verify.py [--bits 3072] [--tokens 1500] [--seconds 2] [--rounds 3]
 
 Prints tokens/s for: raw decrypt+verify, the verifier on first-seen tokens, the verifier on one
 repeated token (cache hits), and the ratios. Targets: first-seen ≥ 85 % of raw, repeated ≥ 50,000/s.
