@@ -622,7 +622,7 @@ def table(results: dict[str, Any]) -> str:
         add("one cc token in-process: WSGI app / endpoint / mint",
             f"{cost['wsgi_app_us']:,.0f} / {cost['token_endpoint_us']:,.0f} / {cost['mint_us']:,.0f} us",
             f"sign {cost['rsa_sign_us']:,.0f}, OAEP {cost['rsa_oaep_encrypt_us']:,.0f}, "
-            f"record {cost['issued_token_record_us']:,.0f} us")
+            f"sealed reference {cost['token_reference_seal_us']:,.0f} us")
         if "issue_pairwise_us" in cost:
             add("a person's token: public / pairwise audience (issue_access_token)",
                 f"{cost['issue_public_us']:,.0f} / {cost['issue_pairwise_us']:,.0f} us; subject_for "

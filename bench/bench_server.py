@@ -571,7 +571,7 @@ import io, json, os, sys, time, hashlib, secrets
 sys.path.insert(0, {root!r})
 from identity import create_app
 from identity.oauth.grants import new_refresh_token
-from identity.oauth.records import ISSUED_ACCESS_TOKENS, new_secret_value
+from identity.oauth.records import new_secret_value
 from identity.web.http_strict import StrictHttp
 from identity.web.token_fast_path import find_token_fast_path
 from cryptography.hazmat.primitives import hashes
@@ -618,6 +618,8 @@ def uncached():
     subjects._recorded.clear()  # the first token of a person in a sector in this process: derive, read the row
     return subjects.subject_for(person, audience="{audience}")
 signing = svc.keyring.active_signing_key().private_key
+signing_kid = svc.keyring.active_signing_key().kid
+references = svc.oauth.minter.references
 subject = svc.vault.resolve_or_create("breakdown@bench.example").identity.pseudonym
 def family():
     value = new_refresh_token()
@@ -631,21 +633,19 @@ def refresh():
 def rotation():
     grant, value = families.pop()
     return grants.rotate_refresh_token(grants.find_refresh_token(value), grant)
-def doc():
-    return {{"token_hash": hashlib.sha256(secrets.token_bytes(16)).hexdigest(), "jti": secrets.token_urlsafe(16),
-            "grant_id": None, "client_id": "c" * 22, "subject": "c" * 22, "audience": "{audience}",
-            "scope": {scope!r}, "issued_at": 1, "expires_at": int(time.time()), "revoked": False}}
 cases = {{
     "wsgi_app": lambda: b"".join(served(environ(), start_response)),
     "wsgi_app_without_fast_path": through_flask,
     "token_endpoint": lambda: endpoint.handle(form, {auth!r}),
     "refresh_endpoint": refresh,
     "mint": lambda: svc.oauth.minter.access_token(subject="c" * 22, client_id="c" * 22, audience="{audience}",
-                                                  encryption_key=key, scope={scope!r}, now=time.time()),
+                                                  encryption_key=key, scope={scope!r}, now=time.time(),
+                                                  reference={{"c": "c" * 22, "a": "{audience}", "s": {scope!r}}}),
     "rsa_sign": lambda: signing.sign(b"x" * 400, padding.PKCS1v15(), hashes.SHA256()),
     "rsa_oaep_encrypt": lambda: key.key.public_key.encrypt(secrets.token_bytes(32), padding.OAEP(
         mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)),
-    "issued_token_record": lambda: svc.store.insert(ISSUED_ACCESS_TOKENS, doc()),
+    "token_reference_seal": lambda: references.seal(signing_kid, {{"j": secrets.token_urlsafe(16), "i": 1, "e": 2,
+                                                                  "c": "c" * 22, "a": "{audience}", "s": {scope!r}}}),
     "issue_public": lambda: issue(twin),
     "issue_pairwise": lambda: issue("{audience}"),
     "subject_for_cached": lambda: subjects.subject_for(person, audience="{audience}"),

@@ -5,7 +5,7 @@ outside Python): the service on one pinned core (``taskset -c 0``, one worker, w
 ``client_credentials`` at 32 connections, 5 interleaved rounds of 4 s, the same deployment served with
 this layer on and off. With it: 1,322 tokens per CPU-second (1,298–1,322); without: 877 (852–890), so it
 buys **1.51×** (1.47–1.53 round by round; ``make bench``'s own row, 3 rounds of 5 s: 1.42×). In-process the Flask path costs
-about 300 µs more per request (833 against 530 µs of CPU, ``scripts/bench_server.py`` ``breakdown``,
+about 300 µs more per request (833 against 530 µs of CPU, ``bench/bench_server.py`` ``breakdown``,
 which every ``make bench`` repeats), as much as the RSA signature it wraps. The issue keeps such a layer
 only if it buys at least 15 % behind the production server; ``BENCHMARKS.md`` ("Issue 16, phase 2") has
 the run and how to repeat it.
