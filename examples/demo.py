@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     issuer, records_url, app_url = (servers.url(s) for s in sites)
     demo = prepare(args.workdir, issuer=issuer, records_url=records_url, app_url=app_url)
-    for server, app in zip(sites, (demo.identity, demo.downstream, demo.webapp)):
+    for server, app in zip(sites, (demo.identity, demo.downstream, demo.webapp), strict=True):
         servers.start(server, app)
     print(f"identity service  {issuer}  (development IdP: any e-mail address signs in)\n"
           f"records service   {records_url}\n"

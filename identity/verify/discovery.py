@@ -79,7 +79,7 @@ class Discovery:
                     response = self._fetcher.get(self.url)
                 except IssuerUnavailable:
                     raise
-                except Exception as exc:  # an injected fetcher that breaks its contract
+                except Exception as exc:  # noqa: BLE001 - an injected fetcher that breaks its contract
                     raise IssuerUnavailable(f"fetching the discovery document failed ({type(exc).__name__})") from None
                 self._metadata = parse_metadata(response.json_object(), issuer=self.issuer)
             except IssuerUnavailable as exc:
