@@ -290,7 +290,7 @@ def resolve(settings: Settings, store, audit: AuditLog, args: argparse.Namespace
     sys.stdout.flush()
     report_unresolved(summary, args)
     ok = not summary.counts.get("unopenable")
-    if args.notify:
+    if smtp is not None and letter is not None:  # --notify
         ok = notify(audit, args, smtp, letter, summary).ok and ok
     head = audit.head()
     if head:

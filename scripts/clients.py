@@ -130,10 +130,10 @@ def main() -> int:
     elif args.command == "list":
         emit({"clients": [c.public_view() for c in registry.all()]})
     elif args.command == "show":
-        client = registry.get(args.client_id)
-        if client is None:
+        shown = registry.get(args.client_id)
+        if shown is None:
             raise CommandError(f"no client {args.client_id!r}")
-        emit(client.public_view())
+        emit(shown.public_view())
     else:
         if not registry.remove(args.client_id):
             raise CommandError(f"no client {args.client_id!r}")
