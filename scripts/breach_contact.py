@@ -34,8 +34,6 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-import _bootstrap  # noqa: F401
-
 from identity.audit import AuditLog, open_audit_log
 from identity.breach.audit_keys import officer_audit_signer
 from identity.breach.errors import BreachError, Refused

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 
-import _bootstrap  # noqa: F401
-
 from identity.cli import CommandError, emit, operator_name, run, say, services_from_environment
 from identity.oauth.clients import GRANT_TYPES, ClientRegistrationError
 from identity.pairwise import DEFAULT_SUBJECT_TYPE, SUBJECT_TYPES

@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
 from cryptography.hazmat.primitives import serialization
 
 from identity.audit import open_audit_log
