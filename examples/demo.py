@@ -121,7 +121,7 @@ class Servers:
             return holder["app"](environ, start_response)
 
         server = make_server(HOST, port, dispatch, threaded=True)
-        server.app_holder = holder  # type: ignore[attr-defined]
+        server.app_holder = holder  # type: ignore[attr-defined]  # ours, on werkzeug's server
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
         self._servers.append((server, thread))
         return server
@@ -131,7 +131,7 @@ class Servers:
         return f"http://{HOST}:{server.port}"
 
     def start(self, server: BaseWSGIServer, app: Any) -> None:
-        server.app_holder["app"] = app  # type: ignore[attr-defined]
+        server.app_holder["app"] = app  # type: ignore[attr-defined]  # set in bind()
         next(t for s, t in self._servers if s is server).start()
 
     def stop(self) -> None:

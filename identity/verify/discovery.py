@@ -36,9 +36,9 @@ def parse_metadata(document: dict[str, object], *, issuer: str) -> IssuerMetadat
     jwks_uri = document.get("jwks_uri")
     introspection = document.get("introspection_endpoint")
     try:
-        jwks_uri = require_safe_url(jwks_uri, "jwks_uri")  # type: ignore[arg-type]
+        jwks_uri = require_safe_url(jwks_uri, "jwks_uri")
         if introspection is not None:
-            introspection = require_safe_url(introspection, "introspection_endpoint")  # type: ignore[arg-type]
+            introspection = require_safe_url(introspection, "introspection_endpoint")
     except ConfigurationError as exc:
         raise IssuerUnavailable(f"the discovery document is unusable: {exc}") from None
     return IssuerMetadata(issuer=issuer, jwks_uri=jwks_uri, introspection_endpoint=introspection)
