@@ -6,11 +6,18 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test keys setup clean bench audit
+.PHONY: run test lint keys setup clean bench audit
 
-$(STAMP): requirements.txt requirements-dev.txt
+# The pinned requirements, then this checkout as the installed packages (editable): identity-verify, which
+# the service requires, and the service, whose console commands (identity-keys, ...) run scripts/*.py.
+# identity-verify in setuptools' compat mode: its default editable mode would make `identity` a namespace
+# package that hides identity/__init__.py (create_app) from code run outside the checkout.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml packages/identity-verify/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -e packages/identity-verify \
+		--config-settings editable_mode=compat
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -27,6 +34,10 @@ run: keys  # the production start command (scripts/serve.py) with development se
 .PHONY: demo
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo
+
+lint: $(STAMP)  # ruff and mypy, configured in pyproject.toml (no formatter); CI runs it
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)  # -rs: say why a test was skipped (e.g. no Chromium)
@@ -50,4 +61,4 @@ audit: $(STAMP)  # pip-audit over the pinned dependencies; skips (exit 0) when n
 	$(BIN)/python -m tests.security.audit_gate
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

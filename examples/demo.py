@@ -121,7 +121,7 @@ class Servers:
             return holder["app"](environ, start_response)
 
         server = make_server(HOST, port, dispatch, threaded=True)
-        server.app_holder = holder  # type: ignore[attr-defined]
+        server.app_holder = holder  # type: ignore[attr-defined]  # ours, on werkzeug's server
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
         self._servers.append((server, thread))
         return server
@@ -131,7 +131,7 @@ class Servers:
         return f"http://{HOST}:{server.port}"
 
     def start(self, server: BaseWSGIServer, app: Any) -> None:
-        server.app_holder["app"] = app  # type: ignore[attr-defined]
+        server.app_holder["app"] = app  # type: ignore[attr-defined]  # set in bind()
         next(t for s, t in self._servers if s is server).start()
 
     def stop(self) -> None:
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     issuer, records_url, app_url = (servers.url(s) for s in sites)
     demo = prepare(args.workdir, issuer=issuer, records_url=records_url, app_url=app_url)
-    for server, app in zip(sites, (demo.identity, demo.downstream, demo.webapp)):
+    for server, app in zip(sites, (demo.identity, demo.downstream, demo.webapp), strict=True):
         servers.start(server, app)
     print(f"identity service  {issuer}  (development IdP: any e-mail address signs in)\n"
           f"records service   {records_url}\n"

@@ -140,7 +140,7 @@ def configure_logging(level: str) -> None:
         handler.setFormatter(JsonFormatter())
         handler.addFilter(EmailScrubber())
         handler.addFilter(RequestIdFilter())
-        handler._identity_handler = True  # type: ignore[attr-defined]
+        handler._identity_handler = True  # type: ignore[attr-defined]  # our mark on the handler
         logger.addHandler(handler)
         logger.propagate = True
     for existing in logger.filters:

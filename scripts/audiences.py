@@ -19,8 +19,6 @@ import hashlib
 import os
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
-
 from identity.cli import CommandError, emit, operator_name, run, say, services_from_environment
 from identity.oauth.audiences import AudienceError, AudienceRegistry, EncryptionKey, parse_encryption_key
 from identity.oauth.self_audience import self_audience_uri

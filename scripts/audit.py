@@ -18,8 +18,6 @@ import json
 import sys
 from typing import Any, Iterable
 
-import _bootstrap  # noqa: F401
-
 from pathlib import Path
 
 from identity.audit import AuditLog, ChainReport

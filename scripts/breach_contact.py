@@ -34,8 +34,6 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-import _bootstrap  # noqa: F401
-
 from identity.audit import AuditLog, open_audit_log
 from identity.breach.audit_keys import officer_audit_signer
 from identity.breach.errors import BreachError, Refused
@@ -290,7 +288,7 @@ def resolve(settings: Settings, store, audit: AuditLog, args: argparse.Namespace
     sys.stdout.flush()
     report_unresolved(summary, args)
     ok = not summary.counts.get("unopenable")
-    if args.notify:
+    if smtp is not None and letter is not None:  # --notify
         ok = notify(audit, args, smtp, letter, summary).ok and ok
     head = audit.head()
     if head:

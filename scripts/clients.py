@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 
-import _bootstrap  # noqa: F401
-
 from identity.cli import CommandError, emit, operator_name, run, say, services_from_environment
 from identity.oauth.clients import GRANT_TYPES, ClientRegistrationError
 from identity.pairwise import DEFAULT_SUBJECT_TYPE, SUBJECT_TYPES
@@ -130,10 +128,10 @@ def main() -> int:
     elif args.command == "list":
         emit({"clients": [c.public_view() for c in registry.all()]})
     elif args.command == "show":
-        client = registry.get(args.client_id)
-        if client is None:
+        shown = registry.get(args.client_id)
+        if shown is None:
             raise CommandError(f"no client {args.client_id!r}")
-        emit(client.public_view())
+        emit(shown.public_view())
     else:
         if not registry.remove(args.client_id):
             raise CommandError(f"no client {args.client_id!r}")

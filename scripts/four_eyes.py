@@ -29,8 +29,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import _bootstrap  # noqa: F401
-
 from identity.audit import AuditLog, open_audit_log
 from identity.audit_signing import OfficerSigner, raw_public
 from identity.breach import ceremony

@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
 from cryptography.hazmat.primitives import serialization
 
 from identity.audit import open_audit_log
@@ -158,7 +157,7 @@ def cmd_dpo_create(args: argparse.Namespace) -> int:
         raise CommandError(f"{existing[0]} already exists; refusing to overwrite it")
     passphrases = holder_passphrases(args.holder, production=settings.is_production)
     try:
-        key_set = create_key_set([Holder(n, p) for n, p in zip(args.holder, passphrases)], args.threshold)
+        key_set = create_key_set([Holder(n, p) for n, p in zip(args.holder, passphrases, strict=True)], args.threshold)
         files = write_key_set(out, key_set)
         write_public_file(out / DPO_PUBLIC, key_set.public_key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
@@ -172,7 +171,7 @@ def cmd_dpo_create(args: argparse.Namespace) -> int:
         "status": "created", "set": key_set.set_id, "threshold": args.threshold,
         "public_key": str(out / DPO_PUBLIC), "public_key_sha256": fingerprint(key_set.public_key),
         "shares": [{"index": i, "holder": holder, "file": str(path)}
-                   for i, (holder, path) in enumerate(zip(key_set.holders, files), start=1)],
+                   for i, (holder, path) in enumerate(zip(key_set.holders, files, strict=True), start=1)],
     })
     return 0
 

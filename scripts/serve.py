@@ -39,8 +39,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import _bootstrap  # noqa: F401
-
 IDLE_TIMEOUT = 10  # seconds; behind a load balancer, above the balancer's own idle timeout
 MAX_HEAD_BYTES = 64 * 1024
 GRACEFUL_TIMEOUT = 30
@@ -94,12 +92,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_app(spec: str) -> Callable[..., Any]:
-    """Import ``MODULE:NAME`` from the repository root (the service's ``wsgi.py`` exits with one line on a
-    bad setting). ``scripts/`` leaves the import path first, so that its modules shadow nothing."""
+    """Import ``MODULE:NAME`` from the working directory, as gunicorn does: the repository root, whose
+    ``wsgi.py`` exits with one line on a bad setting. ``scripts/`` leaves the import path first, so that its
+    modules shadow nothing."""
     here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != here]
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     module_name, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module_name), name or "app")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        print(f"error: no module {module_name!r} in {os.getcwd()}: start serve.py from the repository root, "
+              "or name the app with --app MODULE:NAME", file=sys.stderr)
+        raise SystemExit(1) from None
+    return getattr(module, name or "app")
 
 
 def strict(app: Callable[..., Any]) -> Callable[..., Any]:

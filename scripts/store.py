@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 
-import _bootstrap  # noqa: F401
-
 from identity.cli import CommandError, emit, run, settings_from_environment
 from identity.store import StoreUnavailable, open_store
 from identity.store.migrate import migrate

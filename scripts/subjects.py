@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 
-import _bootstrap  # noqa: F401
-
 from identity.cli import CommandError, emit, operator_name, run, services_from_environment
 from identity.retention import DEFAULT_CANCELLED_FOR, DEFAULT_INACTIVE_FOR, check_cancelled_for
 from identity.rights import SubjectRights, UnknownSubject, iso, parse_period

@@ -157,7 +157,7 @@ class Inbox:
         self.fail_for: dict[str, str] = {}
         self.lock = threading.Lock()
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd calls the hook by this name
         with self.lock:
             for rcpt in envelope.rcpt_tos:
                 if rcpt in self.fail_for:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import time
 from pathlib import Path
@@ -15,6 +16,11 @@ from identity import create_app
 from identity.config import Settings
 from identity.keys import init_keys
 from identity.store import MongoStore, SQLiteStore, Store
+
+# The processes tests start (``python scripts/NAME.py``, servers) import ``identity`` from this checkout,
+# whatever copy of the package the interpreter has installed (``make setup`` installs one, editable).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,7 @@ def dpo_key(key_template: Path) -> X25519PrivateKey:
     return dpo_private_key(key_template)
 
 
-def log_in_once(dev_browser, dev_client, email: str = EMAIL) -> None:  # noqa: F811
+def log_in_once(dev_browser, dev_client, email: str = EMAIL) -> None:
     result = log_in(dev_browser, ISSUER, dev_client.client_id, REDIRECT_URI, email)
     assert result.page.response.status_code == 303 and result.params["code"]
 
@@ -62,7 +62,7 @@ def sealed_email_of(store, email: str, app) -> str:
 
 
 def test_the_service_starts_and_serves_logins_without_the_dpo_private_key(
-        dev_app, dev_client, dev_browser, keys_dir, dpo_key):  # noqa: F811
+        dev_app, dev_client, dev_browser, keys_dir, dpo_key):
     assert not KeyPaths(keys_dir).dpo_secrets()
     assert dev_app.test_client().get("/readyz", base_url=ISSUER).status_code == 200
     log_in_once(dev_browser, dev_client)
@@ -104,7 +104,7 @@ def _candidate_scalars(blob: bytes) -> list[bytes]:
 
 
 def test_nothing_the_service_holds_opens_a_sealed_email(dev_app, dev_client, dev_browser, keys_dir, settings,
-                                                        dpo_key):  # noqa: F811
+                                                        dpo_key):
     log_in_once(dev_browser, dev_client)
     services = dev_app.extensions["identity"]
     sealed = sealed_email_of(services.store, EMAIL, dev_app)
@@ -133,7 +133,7 @@ def test_nothing_the_service_holds_opens_a_sealed_email(dev_app, dev_client, dev
     assert Opener(dpo_key).open(sealed) == b"grace.hopper@example.org"
 
 
-def test_the_database_holds_no_address_only_sealed_values(dev_app, dev_client, dev_browser, settings):  # noqa: F811
+def test_the_database_holds_no_address_only_sealed_values(dev_app, dev_client, dev_browser, settings):
     log_in_once(dev_browser, dev_client)
     store = dev_app.extensions["identity"].store
     store.close()
@@ -145,7 +145,7 @@ def test_the_database_holds_no_address_only_sealed_values(dev_app, dev_client, d
 
 
 def test_one_share_holder_with_the_database_opens_nothing(dev_app, dev_client, dev_browser, keys_dir, key_template,
-                                                          settings, dpo_key):  # noqa: F811
+                                                          settings, dpo_key):
     log_in_once(dev_browser, dev_client)
     services = dev_app.extensions["identity"]
     sealed = sealed_email_of(services.store, EMAIL, dev_app)

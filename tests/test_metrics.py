@@ -90,7 +90,7 @@ def labels_are_bounded(text: str, audiences: set[str], before: str = "") -> None
             assert allowed[name](label), (metric, name, label)
 
 
-def test_a_scrape_after_a_whole_login_holds_no_personal_data(dev_app, dev_client, dev_browser,  # noqa: F811
+def test_a_scrape_after_a_whole_login_holds_no_personal_data(dev_app, dev_client, dev_browser,
                                                              audience_keys):
     services = dev_app.extensions["identity"]
     rs, secret = services.oauth.clients.register(name="Backend", public=False, redirect_uris=[], grant_types=None,

@@ -9,7 +9,7 @@ from identity.audit import AuditLog
 from tests.test_scripts_oauth import cli, env  # noqa: F401  (fixture)
 
 
-def test_show_restrict_unrestrict_erase(env, settings):  # noqa: F811
+def test_show_restrict_unrestrict_erase(env, settings):
     app = create_app(settings)
     services = app.extensions["identity"]
     pseudonym = services.vault.resolve_or_create("someone@example.org").identity.pseudonym
@@ -30,7 +30,7 @@ def test_show_restrict_unrestrict_erase(env, settings):  # noqa: F811
                        ("subjects.erase", "ops-alice", "request by e-mail")]
 
 
-def test_purge_dry_run_and_real(env, settings):  # noqa: F811
+def test_purge_dry_run_and_real(env, settings):
     app = create_app(settings)
     app.extensions["identity"].vault.resolve_or_create("old@example.org")
     dry = cli("subjects.py", "purge", "--inactive-for", "24m", "--dry-run", env=env)
@@ -40,7 +40,7 @@ def test_purge_dry_run_and_real(env, settings):  # noqa: F811
     assert cli("subjects.py", "purge", "--inactive-for", "soon", env=env).returncode == 2
 
 
-def test_close_and_reopen(env, settings):  # noqa: F811
+def test_close_and_reopen(env, settings):
     app = create_app(settings)
     pseudonym = app.extensions["identity"].vault.resolve_or_create("leaving@example.org").identity.pseudonym
     closed = cli("subjects.py", "close", pseudonym, "--reason", "contract cancelled", env=env)
@@ -56,7 +56,7 @@ def app_ready(settings) -> dict:
     return create_app(settings).test_client().get("/readyz").json
 
 
-def test_purge_defaults_and_the_promise(env, settings):  # noqa: F811
+def test_purge_defaults_and_the_promise(env, settings):
     assert app_ready(settings)["retention"]["last_purge_at"] is None
     dry = json.loads(cli("subjects.py", "purge", "--dry-run", env=env).stdout)
     assert dry["cancelled_to_erase"] == 0 and dry["identities_to_erase"] == 0
@@ -68,7 +68,7 @@ def test_purge_defaults_and_the_promise(env, settings):  # noqa: F811
     assert cli("subjects.py", "purge", "--cancelled-for", "59d", "--dry-run", env=env).returncode == 0
 
 
-def test_a_request_forwarded_by_a_service_names_the_person_by_its_sectors_subject(env, settings):  # noqa: F811
+def test_a_request_forwarded_by_a_service_names_the_person_by_its_sectors_subject(env, settings):
     app = create_app(settings)
     services = app.extensions["identity"]
     pseudonym = services.vault.resolve_or_create("someone@example.org").identity.pseudonym

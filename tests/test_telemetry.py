@@ -93,7 +93,7 @@ def upstream_calls(monkeypatch):
     return seen
 
 
-def test_the_request_id_is_sent_to_the_upstream_idp(dev_app, dev_client, dev_browser, upstream_calls,  # noqa: F811
+def test_the_request_id_is_sent_to_the_upstream_idp(dev_app, dev_client, dev_browser, upstream_calls,
                                                      dev_log_lines):
     lines_fixture = dev_log_lines
     log_in(dev_browser, "http://127.0.0.1:5000", dev_client.client_id, "https://app.example.org/callback",
@@ -107,6 +107,6 @@ def test_the_request_id_is_sent_to_the_upstream_idp(dev_app, dev_client, dev_bro
 
 
 @pytest.fixture
-def dev_log_lines(dev_app):  # noqa: F811
+def dev_log_lines(dev_app):
     with captured_lines() as lines:
         yield lines

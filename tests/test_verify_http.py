@@ -31,7 +31,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    do_GET = do_POST = _answer
+    do_GET = do_POST = _answer  # noqa: N815 - the names http.server calls
 
     def log_message(self, *args: object) -> None:
         pass

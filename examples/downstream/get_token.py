@@ -67,7 +67,7 @@ def wait_for_redirect(port: int, *, timeout: float = 300.0) -> dict[str, str]:
     done = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             received.update({k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()})
             body = b"Signed in. You can close this tab and return to the terminal.\n"
             self.send_response(200)

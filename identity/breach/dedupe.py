@@ -40,7 +40,7 @@ def _repeats(lines: Sequence[int], names: Sequence[str]) -> list[int]:
         return []
     seen: set[str] = set()
     repeats = []
-    for line, pseudonym in zip(lines, names):
+    for line, pseudonym in zip(lines, names, strict=True):
         if pseudonym in seen:
             repeats.append(line)
         else:

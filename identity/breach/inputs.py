@@ -41,7 +41,7 @@ def _entries_of(body: bytes, first: int) -> list[Entry]:
     if _CLEAN_BLOCK.fullmatch(body):  # the usual case: one lower-case pseudonym per line
         names = body.decode("ascii").split("\n")
         names.pop()
-        return list(zip(range(first, first + len(names)), names))
+        return list(zip(range(first, first + len(names)), names, strict=True))
     entries: list[Entry] = []
     for number, raw in enumerate(body.split(b"\n")[:-1], first):
         if raw.strip():

@@ -363,7 +363,8 @@ def _open_outputs(params: ResolveParams, prepared: _Prepared, stdout: BinaryIO,
     if params.out is None:
         state = RunState.temporary(identity)
         return (state, CsvFile.stream(stdout, layout.resolved_header),
-                CsvFile.stream(_TextSink(stderr), layout.unresolved_header), Progress())
+                CsvFile.stream(_TextSink(stderr), layout.unresolved_header),  # type: ignore[arg-type]  # writes bytes
+                Progress())
     if prepared.state is not None:
         state = prepared.state
         progress = state.rewind()

@@ -83,7 +83,7 @@ def render(notice: Notice, languages: Sequence[str], incident: str) -> tuple[str
     """Subject and body; with two languages, both texts in one message (Dutch first)."""
     parts = [_render_one(notice, language, incident) for language in languages]
     subject = " / ".join(subject for subject, _ in parts)
-    body = "".join(SEPARATOR[language] + text for language, (_, text) in zip(languages, parts)).lstrip()
+    body = "".join(SEPARATOR[language] + text for language, (_, text) in zip(languages, parts, strict=True)).lstrip()
     if len(parts) > 1:
         body = "(English version below)\n\n" + body
     return subject, body

@@ -109,7 +109,7 @@ class UpstreamBroker:
             started = self.client.create_authorization_url(self.config.callback_url, **extra)
         except UpstreamFailure as failure:
             return self._fail(pending.pending_id, failure)
-        except Exception:  # noqa: BLE001 - an unforeseen answer or a bug: still an OAuth error, not a 500
+        except Exception:  # an unforeseen answer or a bug: still an OAuth error, not a 500
             log.exception("upstream login: unexpected error while starting")
             return self._fail(pending.pending_id, UpstreamFailure("unexpected_error"))
         fresh = {"authenticated_after": int(time.time())} if pending.reauthenticate else {}
@@ -162,7 +162,7 @@ class UpstreamBroker:
             return self._fail(pending_id, LoginRefused("email_malformed"))
         except StoreUnavailable:
             raise
-        except Exception:  # noqa: BLE001 - RFC 6749 §4.1.2.1: server_error instead of a 500 the app never sees
+        except Exception:  # RFC 6749 §4.1.2.1: server_error instead of a 500 the app never sees
             log.exception("upstream login: unexpected error at the callback")
             return self._fail(pending_id, UpstreamFailure("unexpected_error"))
         location = authorizer.complete(pending_id, email)  # an ErrorPage is rendered by web.errors

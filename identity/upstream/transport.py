@@ -51,7 +51,7 @@ class UpstreamSession(OAuth2Session):
         for prefix, adapter in (mounts or {}).items():
             self.mount(prefix, adapter)
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
         """Every upstream call: the request id added, the duration and failures recorded."""
         request_id = current_request_id()
         if request_id is not None:

@@ -36,9 +36,9 @@ def parse_metadata(document: dict[str, object], *, issuer: str) -> IssuerMetadat
     jwks_uri = document.get("jwks_uri")
     introspection = document.get("introspection_endpoint")
     try:
-        jwks_uri = require_safe_url(jwks_uri, "jwks_uri")  # type: ignore[arg-type]
+        jwks_uri = require_safe_url(jwks_uri, "jwks_uri")
         if introspection is not None:
-            introspection = require_safe_url(introspection, "introspection_endpoint")  # type: ignore[arg-type]
+            introspection = require_safe_url(introspection, "introspection_endpoint")
     except ConfigurationError as exc:
         raise IssuerUnavailable(f"the discovery document is unusable: {exc}") from None
     return IssuerMetadata(issuer=issuer, jwks_uri=jwks_uri, introspection_endpoint=introspection)
@@ -79,7 +79,7 @@ class Discovery:
                     response = self._fetcher.get(self.url)
                 except IssuerUnavailable:
                     raise
-                except Exception as exc:  # an injected fetcher that breaks its contract
+                except Exception as exc:  # noqa: BLE001 - an injected fetcher that breaks its contract
                     raise IssuerUnavailable(f"fetching the discovery document failed ({type(exc).__name__})") from None
                 self._metadata = parse_metadata(response.json_object(), issuer=self.issuer)
             except IssuerUnavailable as exc:

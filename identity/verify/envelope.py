@@ -134,7 +134,7 @@ class Decrypter:
             raise UnknownKey("the access token is encrypted to a key this service does not hold")
         try:
             plaintext = jwe.decrypt_compact(token, key.jwk, registry=self._registry).plaintext
-        except Exception:  # joserfc and cryptography raise many types on hostile input; all mean "no"
+        except Exception:  # noqa: BLE001 - joserfc and cryptography raise many types on hostile input; all mean "no"
             raise DecryptionFailed() from None
         if not plaintext:
             raise DecryptionFailed()

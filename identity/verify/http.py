@@ -77,7 +77,7 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def require_safe_url(url: str, what: str) -> str:
+def require_safe_url(url: object, what: str) -> str:
     """``url`` if it is https, or http to a loopback host (development); ``ConfigurationError`` otherwise."""
     if not isinstance(url, str):
         raise ConfigurationError(f"{what} must be a URL string")

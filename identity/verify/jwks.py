@@ -125,7 +125,7 @@ class SigningKeys:
             response = self._fetcher.get(url)
         except IssuerUnavailable:
             raise
-        except Exception as exc:  # an injected fetcher that breaks its contract still means "unavailable"
+        except Exception as exc:  # noqa: BLE001 - an injected fetcher that breaks its contract still means "unavailable"
             raise IssuerUnavailable(f"fetching the JWKS failed ({type(exc).__name__})") from None
         keys = parse_jwks(response.json_object())
         max_age = response.max_age() if hasattr(response, "max_age") else None  # a fetcher's own response type

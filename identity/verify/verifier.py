@@ -113,7 +113,7 @@ class TokenVerifier:
         self._discovery = Discovery(issuer, self._fetcher, monotonic=monotonic) if jwks_uri is None else None
         self._cache: VerifiedCache[AccessToken] = VerifiedCache(cache_size)
         if callable(getattr(decryption_keys, "current", None)):
-            self._keys: DecryptionKeySource = decryption_keys  # type: ignore[assignment]
+            self._keys: DecryptionKeySource = decryption_keys  # type: ignore[assignment]  # it has current()
         else:
             self._keys = StaticDecryptionKeys(index_decryption_keys(decryption_keys))
         self._decrypter = Decrypter(self._keys, on_keys_removed=self._forget_tokens_decrypted_with)

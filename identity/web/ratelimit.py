@@ -202,7 +202,7 @@ class ClientAuthBudget:
     def _failures(self, item: RateLimitItem, keys: tuple[str, ...]) -> int:
         try:
             return int(self._limiter.limiter.storage.get(item.key_for(*keys)))
-        except Exception:  # noqa: BLE001 - fail open: a counter outage must not lock everyone out
+        except Exception:  # fail open: a counter outage must not lock everyone out
             log.exception("rate limit storage failed; client authentication is not being limited")
             return 0
 
@@ -210,7 +210,7 @@ class ClientAuthBudget:
         try:
             self._limiter.limiter.hit(self._per_client, *pair)
             self._limiter.limiter.hit(self._per_address, KEY_PREFIX, ADDRESS_SCOPE, address)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("rate limit storage failed; a client authentication failure went uncounted")
 
     def _refuse(self, item: RateLimitItem, keys: tuple[str, ...], reason: str) -> None:

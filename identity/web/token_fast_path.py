@@ -162,7 +162,7 @@ class TokenFastPath:
         Every 200 of /token has the same headers but for Content-Length: the same mimetype, the
         view's no-store headers, and the allow-listed after_request hooks, which read only those.
         """
-        response = no_store(self._app.json.response(result))
+        response = no_store(self._app.json.response(result))  # type: ignore[arg-type]  # werkzeug's Response
         for func in reversed(self._app.after_request_funcs.get(None, ())):
             response = func(response)
         headers = list(response.get_wsgi_headers(environ).items())

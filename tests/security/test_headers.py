@@ -230,7 +230,7 @@ def raw_request(port: int, request: bytes) -> bytes:
 @pytest.mark.slow
 def test_gunicorn_sends_no_server_banner_or_version(tmp_path, key_template, audience_keys):
     deployment = deploy(tmp_path, key_template, audience_key=audience_keys[API].public_pem)
-    with Gunicorn(deployment, workers=1, threads=1) as server:
+    with Gunicorn(deployment, workers=1, threads=1):
         for request in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                         b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                         b"GET /authorize?client_id=x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"):

@@ -17,8 +17,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from identity.verify import (
-    BadSignature,
-    DecryptionFailed,
     InvalidToken,
     MalformedToken,
     UnknownKey,
