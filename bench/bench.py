@@ -33,8 +33,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-import _bootstrap  # noqa: F401
-from bench_server import (AUDIENCE, BenchService, ClientCreds, GunicornService, PeerService, WrkResult,
+from bench_server import (BenchService, ClientCreds, GunicornService, PeerService, WrkResult,
                           check_peer_tokens, check_tokens)
 from bench_store import VaultBench, breach_run
 
@@ -146,7 +145,7 @@ def steal_percent(seconds: float = 0.5) -> float:
         b = read()
     except (OSError, ValueError):
         return float("nan")
-    delta = [y - x for x, y in zip(a, b)]
+    delta = [y - x for x, y in zip(a, b, strict=True)]
     return round(100 * delta[7] / max(1, sum(delta)), 1) if len(delta) > 7 else float("nan")
 
 
@@ -404,7 +403,7 @@ def server_comparison(plan: Plan, workdir: Path, summary: dict[str, Any]) -> dic
     summary["token_fast_path_gain_per_core"] = serve["rps_per_core"] / out["service_serve_no_fast_path"]["rps_per_core"]
     summary["token_errors_side_by_side"] = sum(v["errors"] for v in out.values())
     out["fast_path_gain_by_round"] = [round(a.rps_per_core / b.rps_per_core, 3) for a, b in
-                                      zip(runs["service_serve"], runs["service_serve_no_fast_path"])]
+                                      zip(runs["service_serve"], runs["service_serve_no_fast_path"], strict=False)]
     if "peer_oidc_provider" in out:
         other = out["peer_oidc_provider"]
         summary["token_cc_vs_peer_per_core"] = serve["rps_per_core"] / other["rps_per_core"]
@@ -412,7 +411,7 @@ def server_comparison(plan: Plan, workdir: Path, summary: dict[str, Any]) -> dic
         summary["token_cc_p99_not_above_peer"] = serve["p99_ms"] <= other["p99_ms"]
         # the interleaved runs pair up round by round: the spread of the ratio shows the noise
         out["serve_vs_peer_by_round"] = [round(a.rps_per_core / b.rps_per_core, 3)
-                                         for a, b in zip(runs["service_serve"], runs["peer_oidc_provider"])]
+                                         for a, b in zip(runs["service_serve"], runs["peer_oidc_provider"], strict=False)]
     return out
 
 
@@ -543,7 +542,7 @@ def store_sections(plan: Plan, workdir: Path, sections: set[str], limits: dict[s
         summary["vault_create_p99_ms"] = largest["create_p99_ms"]
     if "breach" in sections:
         runs = []
-        for n in range(plan.breach_runs):
+        for _ in range(plan.breach_runs):
             run = breach_run(bench, dpo_key=keys.dpo_shares(),
                              dpo_public=keys.keys_dir / "dpo_public.pem", passphrase=keys.dpo_passphrase,
                              workdir=workdir, count=plan.breach_count)
@@ -567,7 +566,7 @@ def store_sections(plan: Plan, workdir: Path, sections: set[str], limits: dict[s
         summary["breach_peak_mb"] = results["breach"]["peak_rss_mb_all"]
         summary["breach_ratio_to_open_limit"] = results["breach"]["ratio_to_open_limit_all_cores"]
         pairwise = []
-        for n in range(plan.breach_runs):  # the same people, by their pairwise subjects of one sector
+        for _ in range(plan.breach_runs):  # the same people, by their pairwise subjects of one sector
             run = breach_run(bench, dpo_key=keys.dpo_shares(), dpo_public=keys.keys_dir / "dpo_public.pem",
                              passphrase=keys.dpo_passphrase, workdir=workdir, count=plan.breach_count,
                              sector=PAIRWISE_SECTOR)
@@ -592,7 +591,7 @@ def store_sections(plan: Plan, workdir: Path, sections: set[str], limits: dict[s
 
 
 def table(results: dict[str, Any]) -> str:
-    s, lim = results["summary"], results.get("crypto_limits", {})
+    lim = results.get("crypto_limits", {})
     rows: list[tuple[str, str, str, str]] = []
 
     def add(name: str, value: str, ratio: str = "", target: str = "") -> None:
@@ -673,9 +672,9 @@ def table(results: dict[str, Any]) -> str:
             "1M < 60 s, < 300 MB")
     load = results.get("load", {})
     widths = [max(len(r[i]) for r in rows + [("figure", "value", "ratio", "target")]) for i in range(4)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(("figure", "value", "ratio", "target"), widths))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(("figure", "value", "ratio", "target"), widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     before, after = load.get("before", {}), load.get("after", {})
     lines.append(f"load average at start {before.get('loadavg_1m', float('nan')):.2f} / end "
                  f"{after.get('loadavg_1m', float('nan')):.2f} (1 min), CPU steal {before.get('cpu_steal_percent_now')}"

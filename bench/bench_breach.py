@@ -32,7 +32,6 @@ import threading
 import time
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 

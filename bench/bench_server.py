@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import _bootstrap  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import _bootstrap  # noqa: F401
 
 from identity.keys import Keyring
 from identity.pairwise import PairwiseKey

@@ -128,7 +128,7 @@ def test_authlib_fetches_discovery_once_and_again_once_forgotten(monkeypatch):
 
     fetched: list[str] = []
 
-    def request(self, method, url, **kwargs):  # noqa: ANN001 - Authlib's signature
+    def request(self, method, url, **kwargs):
         fetched.append(url)
         return SimpleNamespace(raise_for_status=lambda: None, json=lambda: {"issuer": f"https://idp/{len(fetched)}"})
 

@@ -40,7 +40,7 @@ def layers(app: Flask) -> list[object]:
 
 
 def names(app: Flask) -> list[str]:
-    return [type(layer).__name__ if not getattr(layer, "__func__", None) is Flask.wsgi_app else "Flask"
+    return [type(layer).__name__ if getattr(layer, "__func__", None) is not Flask.wsgi_app else "Flask"
             for layer in layers(app)]
 
 

@@ -39,7 +39,6 @@ from .live import (
     grant_row,
     identity_rows,
     integrity,
-    query,
     register_confidential,
 )
 
