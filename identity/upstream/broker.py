@@ -30,6 +30,7 @@ from ..oauth.authorize import ErrorPage, PendingAuthorization
 from ..store import StoreUnavailable
 from ..vault import InvalidEmail, normalise_email
 from ..web.context import services
+from ..web.headers import no_store
 from ..web.pages import error_page
 from .client import UpstreamApp, metadata_problem, register_upstream, signing_algorithms, token_auth_method
 from .config import CALLBACK_PATH, UpstreamConfig
@@ -62,12 +63,6 @@ def login_refused(reason: str) -> None:
     """A callback refused before any app could be told (no valid state): the person gets an error page."""
     count_login("refused")
     security_event("login", "upstream login refused", level=logging.WARNING, outcome="refused", reason=reason)
-
-
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return response
 
 
 class UpstreamBroker:
@@ -132,7 +127,7 @@ class UpstreamBroker:
     def finish(self) -> Response:
         """``GET /login/callback``: an error page, or a redirect to the app (code or OAuth error)."""
         try:
-            return _no_store(self._finish())
+            return no_store(self._finish())
         except StoreUnavailable as exc:
             log.error("upstream login: store unavailable (%s)", type(exc).__name__)
             return error_page(STORE_DOWN, 503)
@@ -242,4 +237,4 @@ class UpstreamBroker:
         doc = authorizer.take(pending_id)
         if doc is None:
             return error_page(PENDING_GONE, 400)
-        return _no_store(redirect(authorizer.error_redirect(doc, failure.error, failure.description), code=303))
+        return no_store(redirect(authorizer.error_redirect(doc, failure.error, failure.description), code=303))

@@ -26,6 +26,7 @@ import re
 import sys
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
+from wsgiref.types import WSGIApplication
 
 from flask import Flask, Response
 
@@ -40,8 +41,6 @@ MAX_BODY = 64 * 1024  # also Flask's MAX_CONTENT_LENGTH, for bodies without a Co
 _STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
 _PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+\-]*(\.[a-z0-9+\-]+)+:")  # a native app's reverse-DNS scheme
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def style_hashes(app: Flask) -> list[str]:
@@ -83,6 +82,14 @@ def form_action_source(uri: str) -> str | None:
         return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
     source = f"{parts.scheme}:"
     return source if _PRIVATE_SCHEME.fullmatch(source) else None
+
+
+def no_store(response: Response) -> Response:
+    """Mark a response that carries a secret, a code or personal data as never to be cached
+    (RFC 6749 §5.1; ``Pragma`` for HTTP/1.0 caches)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
 
 
 def secure_response(response: Response, *, https: bool, page_csp: str) -> Response:
@@ -145,7 +152,7 @@ class RequestSizeLimits:
     ``Content-Length`` (chunked) is bounded by Flask's ``MAX_CONTENT_LENGTH`` as it is read (413 too).
     """
 
-    def __init__(self, wsgi_app: WsgiApp, *, https: bool) -> None:
+    def __init__(self, wsgi_app: WSGIApplication, *, https: bool) -> None:
         self._next = wsgi_app
         self._https = https
         # Skipped at C speed by a set difference: granian copies the process environment into every environ,

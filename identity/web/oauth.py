@@ -9,6 +9,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, re
 from ..errors import InvalidRequest
 from ..oauth.authorize import ErrorPage, RedirectError
 from .context import services
+from .headers import no_store
 from .login import login_broker
 from .pages import error_page
 from .ratelimit import CLIENT_AUTH_BUDGET
@@ -16,12 +17,6 @@ from .ratelimit import CLIENT_AUTH_BUDGET
 blueprint = Blueprint("oauth", __name__)
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 T = TypeVar("T")
-
-
-def no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return response
 
 
 def _single_valued_form() -> Mapping[str, str]:

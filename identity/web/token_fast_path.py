@@ -31,17 +31,18 @@ import logging
 import sys
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl
+from wsgiref.types import WSGIApplication
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 
 from .context import EXTENSION
-from .oauth import FORM_CONTENT_TYPE, no_store, token, within_client_budget
+from .headers import no_store
+from .oauth import FORM_CONTENT_TYPE, token, within_client_budget
 
 log = logging.getLogger(__name__)
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 FAST_CONTENT_TYPES = frozenset({FORM_CONTENT_TYPE, FORM_CONTENT_TYPE + "; charset=utf-8",
                                 FORM_CONTENT_TYPE + "; charset=UTF-8"})
 # after_request hooks that only add headers to the response (no request, session or g): the fast
@@ -64,7 +65,7 @@ class TokenFastPath:
     ``enabled`` is decided at the first request, once the app is complete; tests may set it.
     """
 
-    def __init__(self, app: Flask, wsgi_app: WsgiApp) -> None:
+    def __init__(self, app: Flask, wsgi_app: WSGIApplication) -> None:
         self._app = app
         self._next = wsgi_app
         self.enabled: bool | None = None
