@@ -64,7 +64,7 @@ def test_signing_in_needs_an_account_for_the_address_and_creates_none(service, s
 
 
 def test_a_sign_in_completes_only_in_the_browser_session_that_started_it(service, svc):
-    handler = svc.oauth.authorizer._completions[ACCOUNT_SIGNIN]
+    handler = svc.signins._completions[ACCOUNT_SIGNIN]
     with service.test_request_context("/login/callback", base_url=ISSUER):
         with pytest.raises(ErrorPage):
             handler({"reference": token_hash("someone else's sign-in")}, PERSON)

@@ -255,7 +255,7 @@ def test_a_sign_in_completes_only_in_the_session_that_holds_the_change(service, 
             if held is not None:
                 session[SESSION_KEY] = held
             with pytest.raises(ErrorPage, match=re.escape(OTHER_BROWSER)):
-                svc.oauth.authorizer.complete(pending.pending_id, VICTIM)
+                svc.signins.complete(pending.pending_id, VICTIM)
     assert svc.store.get(EMAIL_CHANGES, change_reference(change_id))["stage"] == "started"
 
 
@@ -428,7 +428,7 @@ def test_each_step_happens_once_over_either_store(store, settings, clock):
 
     services = build_services(settings, store=store, clock=clock)
     for purpose in ("rectify-current", "rectify-new"):
-        services.oauth.authorizer.register_completion(purpose, lambda parked, email: BROKER_CHANGE)
+        services.signins.register_completion(purpose, lambda parked, email: BROKER_CHANGE)
     changes = services.email_changes
     pseudonym = services.vault.resolve_or_create(VICTIM).identity.pseudonym
     change_id = changes.start()

@@ -3,7 +3,7 @@
 ``begin`` (called by ``/authorize``) sends the person to the IdP with a fresh ``state``, ``nonce``
 and PKCE S256 challenge, kept server side with the ``pending_id``. ``/login/callback`` consumes that
 state (one-time, bound to the browser), exchanges the code, validates the ID token completely and
-hands the verified e-mail to ``Authorizer.complete``. A login that must be a fresh sign-in (the
+hands the verified e-mail to ``SignIns.complete``. A login that must be a fresh sign-in (the
 e-mail change) asks the IdP for ``prompt=login`` and ``max_age=0`` and requires an ``auth_time`` no
 older than the moment it was sent. The e-mail exists only in this request's memory: never in a log
 record, the session, a token or an error message.
@@ -141,9 +141,9 @@ class UpstreamBroker:
         if data is None:
             login_refused("unknown_or_used_state")
             return error_page(INVALID_STATE, 400)
-        authorizer = services().oauth.authorizer
+        signins = services().signins
         pending_id = data.get("pending_id")
-        parked = authorizer.pending(pending_id) if isinstance(pending_id, str) else None
+        parked = signins.pending(pending_id) if isinstance(pending_id, str) else None
         if parked is None:
             login_refused("pending_authorization_gone")
             return error_page(PENDING_GONE, 400)
@@ -160,7 +160,7 @@ class UpstreamBroker:
             log.exception("upstream login: unexpected error at the callback")
             return self._fail(pending_id, UpstreamFailure("unexpected_error"))
         try:
-            location = authorizer.complete(pending_id, email)
+            location = signins.complete(pending_id, email)
         except ErrorPage as err:
             return error_page(err.message, err.status)
         note_client_id(parked["client_id"])
@@ -233,8 +233,7 @@ class UpstreamBroker:
         count_login(outcome)
         security_event("login", "upstream login failed", level=logging.WARNING, outcome=outcome,
                        reason=failure.reason, error=failure.error)
-        authorizer = services().oauth.authorizer
-        doc = authorizer.take(pending_id)
-        if doc is None:
+        location = services().signins.fail(pending_id, failure.error, failure.description)
+        if location is None:
             return error_page(PENDING_GONE, 400)
-        return no_store(redirect(authorizer.error_redirect(doc, failure.error, failure.description), code=303))
+        return no_store(redirect(location, code=303))

@@ -1,7 +1,7 @@
 """The person's account page, ``/account``, behind the same brokered login as the apps.
 
 Without an account session the page offers *Sign in*: a POST form (CSRF token of the Flask session)
-that parks a fresh sign-in upstream (``Authorizer.park_for_service``) bound to this browser (a random
+that parks a fresh sign-in upstream (``SignIns.park_for_service``) bound to this browser (a random
 id in the session cookie, its hash on the parked login, as the e-mail change does). When the IdP
 vouches for an address with an account, the account session starts (``AccountSessions``, server side)
 and its id goes into its own cookie: HttpOnly, SameSite=Lax, ``Secure`` with the ``__Host-`` prefix
@@ -38,6 +38,7 @@ from ..vault import ERASED, InvalidEmail
 from .context import services
 from .csrf import csrf_ok, csrf_token
 from .email_change import CHANGE_PATH
+from .headers import no_store
 from .i18n import N_, audience_words, scope_words, translate
 from .login import login_broker
 from .pages import person_page, problem_page
@@ -99,7 +100,7 @@ def install_account(app: Flask, svc: Services) -> None:
         log.info("account sign-in", extra={"pseudonym": identity.pseudonym})
         return page_url
 
-    svc.oauth.authorizer.register_completion(ACCOUNT_SIGNIN, signed_in)
+    svc.signins.register_completion(ACCOUNT_SIGNIN, signed_in)
 
 
 # -- the cookie --------------------------------------------------------------------------------
@@ -232,11 +233,9 @@ def signin() -> Response:
         return problem_page(NO_LOGIN, 503)
     login_id = new_secret_value()
     session[LOGIN_KEY] = login_id
-    pending = svc.oauth.authorizer.park_for_service(purpose=ACCOUNT_SIGNIN, return_to=svc.settings.issuer + ACCOUNT_PATH,
-                                                    reference=token_hash(login_id))
-    response = broker.begin(pending)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    pending = svc.signins.park_for_service(purpose=ACCOUNT_SIGNIN, return_to=svc.settings.issuer + ACCOUNT_PATH,
+                                           reference=token_hash(login_id))
+    return no_store(broker.begin(pending))
 
 
 @blueprint.post(f"{ACCOUNT_PATH}/export")

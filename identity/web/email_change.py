@@ -47,7 +47,7 @@ NOTHING_DONE = "No e-mail change was completed in this browser."
 
 
 def install_email_change(app: Flask, svc: Services) -> None:
-    """The pages, and the completions of the two upstream sign-ins (``Authorizer.complete``)."""
+    """The pages, and the completions of the two upstream sign-ins (``SignIns.complete``)."""
     app.register_blueprint(blueprint)
     changes = svc.email_changes
     page_url = svc.settings.issuer + CHANGE_PATH
@@ -69,8 +69,8 @@ def install_email_change(app: Flask, svc: Services) -> None:
             raise _refusal(refused) from None
         return done_url
 
-    svc.oauth.authorizer.register_completion(RECTIFY_CURRENT, current_address)
-    svc.oauth.authorizer.register_completion(RECTIFY_NEW, new_address)
+    svc.signins.register_completion(RECTIFY_CURRENT, current_address)
+    svc.signins.register_completion(RECTIFY_NEW, new_address)
 
 
 def _this_browsers_change(parked: Mapping[str, Any]) -> str:
