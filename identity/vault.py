@@ -38,9 +38,10 @@ from .store import Collection, DuplicateKeyError, In, Lt, Store, StoreUnavailabl
 
 log = logging.getLogger(__name__)
 
-ACTIVE, RESTRICTED, ERASED = "active", "restricted", "erased"
-CLOSED = "closed"  # cancelled by the person or for them: no tokens; the retention purge erases it
-NOT_ERASED = In((ACTIVE, RESTRICTED, CLOSED))
+# An identity's status (a refresh token's is another thing: ``identity.oauth.records``).
+IDENTITY_ACTIVE, IDENTITY_RESTRICTED, IDENTITY_ERASED = "active", "restricted", "erased"
+IDENTITY_CLOSED = "closed"  # cancelled by the person or for them: no tokens; the retention purge erases it
+NOT_ERASED = In((IDENTITY_ACTIVE, IDENTITY_RESTRICTED, IDENTITY_CLOSED))
 PSEUDONYM_PATTERN = re.compile(r"^[a-z2-7]{26}$")
 MAX_EMAIL_LENGTH = 254
 CREATE_ATTEMPTS = 8
@@ -81,7 +82,7 @@ class Identity:
 
     @property
     def is_active(self) -> bool:
-        return self.status == ACTIVE
+        return self.status == IDENTITY_ACTIVE
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ class Vault:
                 "sealed_email": sealed,
                 "created_at": now,
                 "last_login_at": None,
-                "status": ACTIVE,
+                "status": IDENTITY_ACTIVE,
                 "status_changed_at": now,
             }
             try:
@@ -212,7 +213,7 @@ class Vault:
         """
         return self._store.update(
             IDENTITIES, {"pseudonym": pseudonym, "status": NOT_ERASED},
-            {"blind_index": None, "sealed_email": None, "last_login_at": None, "status": ERASED,
+            {"blind_index": None, "sealed_email": None, "last_login_at": None, "status": IDENTITY_ERASED,
              "status_changed_at": int(self._clock())},
         ) == 1
 
@@ -227,7 +228,8 @@ class Vault:
         sealed = self._sealer.seal(normalised.encode("utf-8"))
         try:
             changed = self._store.update(
-                IDENTITIES, {"pseudonym": pseudonym, "status": ACTIVE}, {"blind_index": index, "sealed_email": sealed})
+                IDENTITIES, {"pseudonym": pseudonym, "status": IDENTITY_ACTIVE},
+                {"blind_index": index, "sealed_email": sealed})
         except DuplicateKeyError as exc:
             raise EmailInUse() from exc
         if changed != 1:
@@ -244,4 +246,4 @@ class Vault:
     def closed_before(self, cutoff: int, *, limit: int) -> list[str]:
         """Pseudonyms of identities closed (cancelled) before ``cutoff`` and not erased yet."""
         return [d["pseudonym"] for d in self._store.find(
-            IDENTITIES, {"status": CLOSED, "status_changed_at": Lt(cutoff)}, limit=limit)]
+            IDENTITIES, {"status": IDENTITY_CLOSED, "status_changed_at": Lt(cutoff)}, limit=limit)]

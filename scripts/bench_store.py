@@ -32,7 +32,7 @@ from identity.keys import Keyring
 from identity.pairwise import PairwiseKey
 from identity.sealing import Sealer
 from identity.store import SQLiteStore
-from identity.vault import ACTIVE, IDENTITIES, Vault
+from identity.vault import IDENTITIES, IDENTITY_ACTIVE, Vault
 
 ROOT = Path(__file__).resolve().parent.parent
 DISTINCT_SEALS = 1000
@@ -77,7 +77,7 @@ class VaultBench:
                 for i in range(self.size, end):
                     pseudonym = base64.b32encode(secrets.token_bytes(16)).decode("ascii").rstrip("=").lower()
                     index = hmac.new(self.pepper, email_for(i).encode(), hashlib.sha256).hexdigest()
-                    rows.append((pseudonym, index, self._seals[i % DISTINCT_SEALS], now, None, ACTIVE, now))
+                    rows.append((pseudonym, index, self._seals[i % DISTINCT_SEALS], now, None, IDENTITY_ACTIVE, now))
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(sql, rows)
                 conn.execute("COMMIT")

@@ -26,7 +26,7 @@ from ..pairwise.mapping import ERASED as ROW_ERASED
 from ..pairwise.mapping import SECTOR_SUBJECTS, RowBatch
 from ..store import Collection, In, SQLiteStore, Store, StoreUnavailable
 from ..store.sqlite import BUSY_TIMEOUT_SECONDS
-from ..vault import ERASED, IDENTITIES, RESTRICTED
+from ..vault import IDENTITIES, IDENTITY_ERASED, IDENTITY_RESTRICTED
 from .list_formats import SEPARATOR
 
 
@@ -49,11 +49,11 @@ def _answers(rows: Any) -> Answers:
     answers = Answers()
     sealed_of, erased, restricted = answers.sealed, answers.erased, answers.restricted
     for pseudonym, sealed, status in rows:
-        if status == ERASED or not sealed:
+        if status == IDENTITY_ERASED or not sealed:
             erased.add(pseudonym)
             continue
         sealed_of[pseudonym] = sealed
-        if status == RESTRICTED:
+        if status == IDENTITY_RESTRICTED:
             restricted.add(pseudonym)
     return answers
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from ..pairwise import SECTOR_SUBJECTS, PairwiseKey, SubjectMap, row_id, seal
 from ..sealing import Sealer
 from ..store import DuplicateKeyError, SQLiteStore, Store
-from ..vault import ACTIVE, ERASED, IDENTITIES, new_pseudonym
+from ..vault import IDENTITIES, IDENTITY_ACTIVE, IDENTITY_ERASED, new_pseudonym
 
 BULK_BATCH = 10_000
 
@@ -44,7 +44,7 @@ def _docs(sealer: Sealer, n: int, erased_every: int, distinct_seals: int | None,
         pseudonym = new_pseudonym()
         if erased_every and i % erased_every == erased_every - 1:
             yield {"pseudonym": pseudonym, "blind_index": None, "sealed_email": None, "created_at": now,
-                   "last_login_at": None, "status": ERASED, "status_changed_at": now}
+                   "last_login_at": None, "status": IDENTITY_ERASED, "status_changed_at": now}
             continue
         if distinct_seals is None or len(seals) < distinct_seals:
             sealed = sealer.seal(email_for(i).encode("ascii"))
@@ -53,7 +53,7 @@ def _docs(sealer: Sealer, n: int, erased_every: int, distinct_seals: int | None,
         else:
             sealed = seals[i % distinct_seals]
         yield {"pseudonym": pseudonym, "blind_index": f"bench-{pseudonym}", "sealed_email": sealed,
-               "created_at": now, "last_login_at": None, "status": ACTIVE, "status_changed_at": now}
+               "created_at": now, "last_login_at": None, "status": IDENTITY_ACTIVE, "status_changed_at": now}
 
 
 def seed_identities(store: Store, public_key: X25519PublicKey, n: int, pseudonyms_out: Path, *,
@@ -71,11 +71,11 @@ def seed_identities(store: Store, public_key: X25519PublicKey, n: int, pseudonym
         if first is not None:
             store.insert(IDENTITIES, first)  # creates the table and its indexes
             listing.write(first["pseudonym"] + "\n")
-            erased += first["status"] == ERASED
+            erased += first["status"] == IDENTITY_ERASED
         while batch := list(islice(docs, BULK_BATCH)):
             _insert_many(store, batch)
             listing.writelines(d["pseudonym"] + "\n" for d in batch)
-            erased += sum(d["status"] == ERASED for d in batch)
+            erased += sum(d["status"] == IDENTITY_ERASED for d in batch)
         listing.writelines(new_pseudonym() + "\n" for _ in range(unknown))
     return Seeded(n, erased, unknown, time.perf_counter() - started)
 

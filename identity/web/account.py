@@ -34,7 +34,7 @@ from ..oauth.records import new_secret_value, token_hash
 from ..oauth.self_audience import self_audience_uri
 from ..rights import NotAllowed, UnknownSubject
 from ..services import Services
-from ..vault import ERASED, InvalidEmail
+from ..vault import IDENTITY_ERASED, InvalidEmail
 from .context import services
 from .csrf import csrf_ok, csrf_token
 from .email_change import CHANGE_PATH
@@ -87,7 +87,7 @@ def install_account(app: Flask, svc: Services) -> None:
             identity = svc.vault.find_by_email(email)
         except InvalidEmail:
             identity = None
-        if identity is None or identity.status == ERASED:
+        if identity is None or identity.status == IDENTITY_ERASED:
             log.info("account sign-in refused", extra={"reason": "no_account"})
             raise ErrorPage(NO_ACCOUNT)
         svc.vault.record_login(identity.pseudonym)
@@ -154,7 +154,7 @@ def _signin_page(*, status: int = 200, error: str | None = None, notice: str | N
 def _account_page(svc: Services, current: AccountSession, *, status: int = 200, error: str | None = None,
                   notice: str | None = None) -> Response:
     identity = svc.vault.find(current.subject)
-    if identity is None or identity.status == ERASED:
+    if identity is None or identity.status == IDENTITY_ERASED:
         return end_browser_session(svc, _signin_page(notice=SIGNED_OUT))
     self_audience = self_audience_uri(svc.settings.issuer)
     apps = []
