@@ -17,6 +17,9 @@ Rules, as documented in the README:
 
 Creation is race-free by the unique index on the blind index: the loser of a concurrent first
 login gets ``DuplicateKeyError`` and reads the winner's record.
+
+Words: to *pseudonymise* is e-mail → pseudonym (``Vault.pseudonymise``, at every login); to *resolve*
+is the way back, pseudonym → e-mail, which only the DPO can do, offline (``identity.breach``).
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ class Identity:
 
 
 @dataclass(frozen=True)
-class Resolution:
+class Pseudonymised:
     identity: Identity
     created: bool
 
@@ -148,7 +151,7 @@ class Vault:
     def _index(self, normalised: str) -> str:
         return hmac.new(self._pepper, normalised.encode("utf-8"), hashlib.sha256).hexdigest()
 
-    def resolve_or_create(self, email: str) -> Resolution:
+    def pseudonymise(self, email: str) -> Pseudonymised:
         """The pseudonym for ``email``, created on first sight. Safe under concurrent calls."""
         normalised = normalise_email(email)
         index = self._index(normalised)
@@ -156,7 +159,7 @@ class Vault:
         for attempt in range(CREATE_ATTEMPTS):
             found = find_one(self._store, IDENTITIES, {"blind_index": index})
             if found is not None:
-                return Resolution(_identity(found), created=False)
+                return Pseudonymised(_identity(found), created=False)
             sealed = sealed or self._sealer.seal(normalised.encode("utf-8"))
             now = int(self._clock())
             doc = {
@@ -176,7 +179,7 @@ class Vault:
                 time.sleep(random.uniform(0, 0.001 * attempt))
                 continue
             log.info("identity created")  # no pseudonym in a log line: it is personal data
-            return Resolution(_identity(doc), created=True)
+            return Pseudonymised(_identity(doc), created=True)
         raise StoreUnavailable("could not create the identity; try again")
 
     def find(self, pseudonym: str) -> Identity | None:

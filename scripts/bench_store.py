@@ -3,7 +3,7 @@
 Seeding writes pre-built identity documents straight into the store's table in large
 ``executemany`` batches (seeding only; the service writes one statement at a time). Every document
 has the real blind index of its address (HMAC-SHA256 under the bench key material's pepper), so
-``Vault.resolve_or_create`` finds it exactly as it finds a returning person. Sealing costs two key
+``Vault.pseudonymise`` finds it exactly as it finds a returning person. Sealing costs two key
 agreements, so only ``DISTINCT_SEALS`` addresses are sealed to the DPO key and the sealed values are
 reused: every record still costs one full open in the breach run, which is what it measures.
 """
@@ -64,7 +64,7 @@ class VaultBench:
         started = time.perf_counter()
         if not self._seals:
             self._seals = [self.sealer.seal(email_for(i).encode()) for i in range(DISTINCT_SEALS)]
-            self.vault.resolve_or_create(email_for(-1))  # the service creates the table and its indexes
+            self.vault.pseudonymise(email_for(-1))  # the service creates the table and its indexes
         names = list(IDENTITIES.fields)
         sql = f'INSERT INTO "{IDENTITIES.name}" ({", ".join(names)}) VALUES ({", ".join("?" * len(names))})'
         conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30)
@@ -89,14 +89,14 @@ class VaultBench:
         return seconds
 
     def measure(self, *, lookups: int, creates: int, rounds: int) -> dict[str, Any]:
-        """resolve_or_create latency for returning people (random existing addresses) and for new
+        """pseudonymise latency for returning people (random existing addresses) and for new
         people (first login: a miss, a seal and a durable insert); medians over ``rounds``."""
         found_p50, found_p99, new_p50, new_p99 = [], [], [], []
         for _ in range(rounds):
             latencies = []
             for i in random.sample(range(self.size), lookups):
                 t = time.perf_counter()
-                result = self.vault.resolve_or_create(email_for(i))
+                result = self.vault.pseudonymise(email_for(i))
                 latencies.append(time.perf_counter() - t)
                 assert not result.created
             found_p50.append(percentile(latencies, 50))
@@ -105,7 +105,7 @@ class VaultBench:
             for _ in range(creates):
                 email = f"new-{secrets.token_hex(8)}@bench.example"
                 t = time.perf_counter()
-                result = self.vault.resolve_or_create(email)
+                result = self.vault.pseudonymise(email)
                 latencies.append(time.perf_counter() - t)
                 assert result.created
             new_p50.append(percentile(latencies, 50))

@@ -45,7 +45,7 @@ class Population:
 def populate(store: Store, keys_dir: Path) -> Population:
     keyring = Keyring(keys_dir, passphrase=None)
     vault = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key))
-    order = [vault.resolve_or_create(email).identity.pseudonym for email in EMAILS]
+    order = [vault.pseudonymise(email).identity.pseudonym for email in EMAILS]
     erased, restricted = order[3], order[5]
     store.update(IDENTITIES, {"pseudonym": erased},
                  {"status": IDENTITY_ERASED, "sealed_email": None, "blind_index": None})

@@ -23,7 +23,7 @@ from identity.oauth.authorize import ErrorPage, PendingAuthorization
 class DirectLoginBroker:
     """Stands in for the upstream IdP: the person 'logs in' as ``email`` at once.
 
-    It goes through ``SignIns.complete``, hence through the vault's ``resolve_or_create``.
+    It goes through ``SignIns.complete``, hence through the vault's ``pseudonymise``.
     """
 
     def __init__(self) -> None:

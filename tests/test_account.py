@@ -92,7 +92,7 @@ def test_the_session_cookie_is_httponly_lax_and_rotated_at_every_sign_in(service
 
 def test_under_https_the_cookie_is_secure_with_the_host_prefix(broker_app, broker_browser):
     svc = broker_app.extensions["identity"]
-    svc.vault.resolve_or_create(PERSON)
+    svc.vault.pseudonymise(PERSON)
     start = broker_browser.get(f"https://{ISSUER_HOST}/account")
     idp_form = press(broker_browser, start)
     page = submit_login(broker_browser, idp_form, PERSON)

@@ -41,7 +41,7 @@ def old_key_file(old_key, tmp_path: Path) -> Path:
 def vault_under_old_key(store, keys_dir: Path, old_key) -> dict[str, str]:
     """Twelve people sealed to the old key (one erased); the keys dir already holds the new key set's public key."""
     vault = Vault(store, pepper=Keyring(keys_dir, passphrase=None).pepper, sealer=Sealer(old_key.public_key()))
-    people = {vault.resolve_or_create(email).identity.pseudonym: email for email in EMAILS}
+    people = {vault.pseudonymise(email).identity.pseudonym: email for email in EMAILS}
     erased = sorted(people)[4]
     store.update(IDENTITIES, {"pseudonym": erased},
                  {"status": IDENTITY_ERASED, "sealed_email": None, "blind_index": None})
@@ -192,7 +192,7 @@ def test_a_key_set_is_retired_with_its_shares(store, audit, keys_dir, tmp_path, 
     old_set = create_key_set([Holder(f"old-{i}", "-") for i in (1, 2, 3)], 2, development=True)
     old_shares = write_key_set(tmp_path / "old-set", old_set)
     vault = Vault(store, pepper=Keyring(keys_dir, passphrase=None).pepper, sealer=Sealer(old_set.public_key))
-    people = {vault.resolve_or_create(email).identity.pseudonym: email for email in EMAILS}
+    people = {vault.pseudonymise(email).identity.pseudonym: email for email in EMAILS}
     old_key = unlock(old_shares[:2], old_set.public_key, lambda share: None).private_key
 
     with pytest.raises(Refused, match="2 different shares .* 1 given"):  # one old holder alone cannot

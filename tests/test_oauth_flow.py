@@ -62,7 +62,7 @@ def test_code_flow_with_pkce_issues_nested_tokens_readable_only_by_the_audience(
     assert jwe_header == {"alg": "RSA-OAEP-256", "enc": "A256GCM", "cty": "JWT",
                           "kid": jwe_header["kid"]} and jwe_header["kid"]
     assert jws_header["alg"] == "RS256" and jws_header["typ"] == "at+jwt"
-    pseudonym = services.vault.resolve_or_create(broker.email).identity.pseudonym
+    pseudonym = services.vault.pseudonymise(broker.email).identity.pseudonym
     subjects = services.oauth.subjects  # new audiences and clients see pairwise subjects of their sector
     assert claims["sub"] == subjects.subject_for(pseudonym, audience=API) != pseudonym
     assert claims["aud"] == API and claims["iss"] == settings.issuer

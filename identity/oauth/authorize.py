@@ -275,7 +275,7 @@ class Authorizer:
         if (doc.get("purpose") or LOGIN) != LOGIN:
             raise ErrorPage("This sign-in can no longer be completed. Nothing was changed; start again.")
         try:
-            identity = self._vault.resolve_or_create(email).identity
+            identity = self._vault.pseudonymise(email).identity
         except InvalidEmail:
             return self.error_redirect(doc, "access_denied", "the identity provider gave no usable e-mail address")
         except StoreUnavailable:
