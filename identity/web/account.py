@@ -181,9 +181,7 @@ def _account_page(svc: Services, current: AccountSession, *, status: int = 200, 
 
 
 def _after_action(notice: str) -> Response:
-    response = redirect(f"{url_for('account.show')}?done={notice}", code=303)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return no_store(redirect(f"{url_for('account.show')}?done={notice}", code=303))
 
 
 def _acting_session(svc: Services) -> tuple[AccountSession | None, Response | None]:
@@ -254,8 +252,7 @@ def export() -> Response:
     response = make_response(json.dumps(body, indent=2, sort_keys=True))
     response.mimetype = "application/json"
     response.headers["Content-Disposition"] = 'attachment; filename="identity-export.json"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return no_store(response)
 
 
 @blueprint.post(f"{ACCOUNT_PATH}/apps/remove")
@@ -306,9 +303,7 @@ def delete(svc: Services, current: AccountSession) -> Response:
     svc.account_sessions.end_all_for(current.subject)
     session.clear()
     session[DELETED_KEY] = True
-    response = redirect(url_for("account.deleted"), code=303)
-    response.headers["Cache-Control"] = "no-store"
-    return clear_session_cookie(response, svc)
+    return clear_session_cookie(no_store(redirect(url_for("account.deleted"), code=303)), svc)
 
 
 @blueprint.get(DELETED_PATH)
