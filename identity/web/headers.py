@@ -26,7 +26,6 @@ import re
 import sys
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
-from wsgiref.types import WSGIApplication
 
 from flask import Flask, Response
 
@@ -41,6 +40,8 @@ MAX_BODY = 64 * 1024  # also Flask's MAX_CONTENT_LENGTH, for bodies without a Co
 _STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
 _PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+\-]*(\.[a-z0-9+\-]+)+:")  # a native app's reverse-DNS scheme
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def style_hashes(app: Flask) -> list[str]:
@@ -152,7 +153,7 @@ class RequestSizeLimits:
     ``Content-Length`` (chunked) is bounded by Flask's ``MAX_CONTENT_LENGTH`` as it is read (413 too).
     """
 
-    def __init__(self, wsgi_app: WSGIApplication, *, https: bool) -> None:
+    def __init__(self, wsgi_app: WsgiApp, *, https: bool) -> None:
         self._next = wsgi_app
         self._https = https
         # Skipped at C speed by a set difference: granian copies the process environment into every environ,

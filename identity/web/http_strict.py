@@ -32,11 +32,10 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Callable, Iterable
-from wsgiref.types import WSGIApplication
 
 from flask import Response
 
-from .headers import STRICT_CSP, secure_response
+from .headers import STRICT_CSP, WsgiApp, secure_response
 
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
@@ -49,7 +48,7 @@ _HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+;=%]+|\[[0-9A-Fa-f:.]+\])(?::[0-9
 class StrictHttp:
     """Refuse requests whose framing or start line gunicorn's parser would refuse and hyper's passes."""
 
-    def __init__(self, wsgi_app: WSGIApplication, *, https: bool) -> None:
+    def __init__(self, wsgi_app: WsgiApp, *, https: bool) -> None:
         self._next = wsgi_app
         self._https = https
 

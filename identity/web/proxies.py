@@ -9,11 +9,11 @@ no trusted proxy (the default) no layer is installed and the header means nothin
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable
-from wsgiref.types import WSGIApplication
 
 from flask import Flask
 
 from ..addresses import TrustedProxies, forwarded_client
+from .headers import WsgiApp
 
 PEER_KEY = "identity.proxy_peer"  # the TCP peer's address, kept when REMOTE_ADDR is replaced
 
@@ -21,7 +21,7 @@ PEER_KEY = "identity.proxy_peer"  # the TCP peer's address, kept when REMOTE_ADD
 class TrustedProxyLayer:
     """Sets ``REMOTE_ADDR`` to the client's address named by trusted proxies in ``X-Forwarded-For``."""
 
-    def __init__(self, wsgi_app: WSGIApplication, trusted: TrustedProxies) -> None:
+    def __init__(self, wsgi_app: WsgiApp, trusted: TrustedProxies) -> None:
         self._next = wsgi_app
         self._trusted = trusted
 

@@ -23,7 +23,6 @@ import re
 import secrets
 import time
 from typing import Any, Callable, Iterable
-from wsgiref.types import WSGIApplication
 
 from flask import Flask
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -31,6 +30,7 @@ from werkzeug.routing import Map
 
 from ..logs import RequestContext, enter_request, leave_request
 from ..metrics import UNMATCHED_ROUTE, method_label, observe_request
+from .headers import WsgiApp
 
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/\-]{8,128}")
@@ -87,7 +87,7 @@ class RouteNames:
 class RequestTelemetry:
     """The request id, the access log line and the request metrics around ``wsgi_app``."""
 
-    def __init__(self, wsgi_app: WSGIApplication, url_map: Map) -> None:
+    def __init__(self, wsgi_app: WsgiApp, url_map: Map) -> None:
         self._next = wsgi_app
         self._routes = RouteNames(url_map)
 

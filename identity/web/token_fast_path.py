@@ -31,14 +31,13 @@ import logging
 import sys
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl
-from wsgiref.types import WSGIApplication
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 
 from .context import EXTENSION
-from .headers import no_store
+from .headers import WsgiApp, no_store
 from .oauth import FORM_CONTENT_TYPE, token, within_client_budget
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ class TokenFastPath:
     ``enabled`` is decided at the first request, once the app is complete; tests may set it.
     """
 
-    def __init__(self, app: Flask, wsgi_app: WSGIApplication) -> None:
+    def __init__(self, app: Flask, wsgi_app: WsgiApp) -> None:
         self._app = app
         self._next = wsgi_app
         self.enabled: bool | None = None
