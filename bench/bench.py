@@ -655,7 +655,7 @@ def table(results: dict[str, Any]) -> str:
             f"{v['first_seen_ratio_to_raw']:.2f} of raw decrypt+verify", ">= 0.85")
         add("verify repeated", f"{v['repeated_per_second']:,.0f}/s", "", ">= 50,000/s")
     for size, vv in results.get("vault", {}).items():
-        add(f"vault resolve_or_create, {int(size):,} identities",
+        add(f"vault pseudonymise, {int(size):,} identities",
             f"p50 {vv['resolve_p50_ms']:.3f} ms, p99 {vv['resolve_p99_ms']:.3f} ms; first login p99 "
             f"{vv['create_p99_ms']:.2f} ms", "", "p99 < 2 ms at 1M")
     b = results.get("breach")

@@ -223,7 +223,7 @@ conn = svc.store._connection(True)
 conn.execute("PRAGMA synchronous=OFF")
 fast = svc.store._connection(False)
 fast.execute("PRAGMA synchronous=OFF")
-subjects = [svc.vault.resolve_or_create(f"bench{{i}}@bench.example").identity.pseudonym for i in range({subjects})]
+subjects = [svc.vault.pseudonymise(f"bench{{i}}@bench.example").identity.pseudonym for i in range({subjects})]
 out = open({str(path)!r}, "w")
 done = 0
 while done < {count}:
@@ -261,7 +261,7 @@ conn = svc.store._connection(True)
 conn.execute("PRAGMA synchronous=OFF")
 verifier = secrets.token_urlsafe(48)
 challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-subjects = [svc.vault.resolve_or_create(f"bench{{i}}@bench.example").identity.pseudonym for i in range({subjects})]
+subjects = [svc.vault.pseudonymise(f"bench{{i}}@bench.example").identity.pseudonym for i in range({subjects})]
 doc = {{"client_id": {self.web_client.client_id!r}, "redirect_uri": {REDIRECT_URI!r}, "redirect_uri_given": True,
        "code_challenge": challenge, "audience": {AUDIENCE!r}, "scope": {SCOPE!r}, "nonce": None, "state": None}}
 tail = "&redirect_uri=" + urllib.parse.quote({REDIRECT_URI!r}, safe="") + "&code_verifier=" + verifier
@@ -608,7 +608,7 @@ twin = "{audience}/public-twin"
 if svc.oauth.audiences.get(twin) is None:
     svc.oauth.audiences.add(twin, key=key, jwks_uri=None, subject_type=PUBLIC)
 assert audience.subject_type == PAIRWISE, audience
-person = svc.vault.resolve_or_create("breakdown@bench.example").identity.pseudonym
+person = svc.vault.pseudonymise("breakdown@bench.example").identity.pseudonym
 grants, subjects = svc.oauth.grants, svc.oauth.subjects
 def issue(to):
     return grants.issue_access_token(subject=person, client_id="c" * 22, audience=to, key=key, scope="records:read",
@@ -619,7 +619,7 @@ def uncached():
 signing = svc.keyring.active_signing_key().private_key
 signing_kid = svc.keyring.active_signing_key().kid
 references = svc.oauth.minter.references
-subject = svc.vault.resolve_or_create("breakdown@bench.example").identity.pseudonym
+subject = svc.vault.pseudonymise("breakdown@bench.example").identity.pseudonym
 def family():
     value = new_refresh_token()
     grant = grants.create(grant_id=new_secret_value(), client_id={web_id!r}, subject=subject, audience="{audience}",

@@ -1,7 +1,7 @@
 """The vault and the breach path at scale, on the embedded SQLite store (used by ``bench/bench.py``).
 
 Seeding is ``bench/seed.py``'s (the store's bulk insert; each document with the real pseudonym and blind
-index the vault would make, so ``Vault.resolve_or_create`` finds it exactly as it finds a returning
+index the vault would make, so ``Vault.pseudonymise`` finds it exactly as it finds a returning
 person; ``DISTINCT_SEALS`` sealed addresses reused: every record still costs one full open in the
 breach run, which is what it measures).
 """
@@ -51,14 +51,14 @@ class VaultBench:
         return seconds
 
     def measure(self, *, lookups: int, creates: int, rounds: int) -> dict[str, Any]:
-        """resolve_or_create latency for returning people (random existing addresses) and for new
+        """pseudonymise latency for returning people (random existing addresses) and for new
         people (first login: a miss, a seal and a durable insert); medians over ``rounds``."""
         found_p50, found_p99, new_p50, new_p99 = [], [], [], []
         for _ in range(rounds):
             latencies = []
             for i in random.sample(range(self.size), lookups):
                 t = time.perf_counter()
-                result = self.vault.resolve_or_create(email_for(i))
+                result = self.vault.pseudonymise(email_for(i))
                 latencies.append(time.perf_counter() - t)
                 assert not result.created
             found_p50.append(percentile(latencies, 50))
@@ -67,7 +67,7 @@ class VaultBench:
             for _ in range(creates):
                 email = f"new-{secrets.token_hex(8)}@bench.example"
                 t = time.perf_counter()
-                result = self.vault.resolve_or_create(email)
+                result = self.vault.pseudonymise(email)
                 latencies.append(time.perf_counter() - t)
                 assert result.created
             new_p50.append(percentile(latencies, 50))

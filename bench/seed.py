@@ -2,7 +2,7 @@
 
 Each identity is what the vault makes for ``person{i}@bench.example`` on a first login: a pseudonym
 from ``identity.vault.new_pseudonym``, the blind index from ``Vault.blind_index`` (so
-``Vault.resolve_or_create`` finds it as it finds a returning person) and the address sealed to the DPO
+``Vault.pseudonymise`` finds it as it finds a returning person) and the address sealed to the DPO
 key by ``Sealer``. Sealing costs two key agreements, so only ``distinct_seals`` addresses are sealed and
 the sealed values are reused: every record still costs one full open in a breach run, which is what it
 measures. Pairwise subjects' rows are the service's own (``PairwiseKey``, ``row_id``, ``seal``).
@@ -22,7 +22,7 @@ from identity.pairwise import SECTOR_SUBJECTS, PairwiseKey, SubjectMap, row_id, 
 from identity.sealing import Sealer
 from identity.store import Store
 from identity.store.base import BULK_BATCH
-from identity.vault import ACTIVE, IDENTITIES, Vault, new_pseudonym
+from identity.vault import IDENTITIES, IDENTITY_ACTIVE, Vault, new_pseudonym
 
 DISTINCT_SEALS = 1000
 
@@ -55,7 +55,7 @@ class IdentitySeeder:
                 end = min(size, self.size + BULK_BATCH)
                 docs = [{"pseudonym": new_pseudonym(), "blind_index": self.vault.blind_index(email_for(i)),
                          "sealed_email": self._seals[i % self._distinct], "created_at": now, "last_login_at": None,
-                         "status": ACTIVE, "status_changed_at": now} for i in range(self.size, end)]
+                         "status": IDENTITY_ACTIVE, "status_changed_at": now} for i in range(self.size, end)]
                 if self.store.insert_many(IDENTITIES, docs, durable=False) != len(docs):
                     raise RuntimeError("the store already holds some of these people: seed an empty one")
                 listing.writelines(doc["pseudonym"] + "\n" for doc in docs)

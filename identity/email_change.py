@@ -28,9 +28,10 @@ from typing import Any, Callable
 
 from .audit import AuditLog
 from .errors import PageError
-from .oauth.authorize import Authorizer, PendingAuthorization
+from .oauth.authorize import PendingAuthorization
 from .oauth.grants import Grants
 from .oauth.records import AUTHORIZATION_CODES, new_secret_value, token_hash
+from .signins import SignIns
 from .store import Collection, Gt, In, Lt, Store
 from .vault import EmailInUse, InvalidEmail, Vault
 
@@ -91,13 +92,13 @@ class EmailChanges:
     """Starts, advances and completes e-mail changes; nothing here sees an address but in memory."""
 
     def __init__(
-        self, *, store: Store, vault: Vault, grants: Grants, authorizer: Authorizer, audit: AuditLog, ttl: int,
+        self, *, store: Store, vault: Vault, grants: Grants, signins: SignIns, audit: AuditLog, ttl: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._vault = vault
         self._grants = grants
-        self._authorizer = authorizer
+        self._signins = signins
         self._audit = audit
         self._ttl = ttl
         self._clock = clock
@@ -125,8 +126,7 @@ class EmailChanges:
         purpose = {STARTED: RECTIFY_CURRENT, CURRENT_PROVEN: RECTIFY_NEW}.get(doc["stage"]) if doc else None
         if doc is None or purpose is None:
             return None
-        return self._authorizer.park_for_service(purpose=purpose, return_to=return_to,
-                                                 reference=doc["change_hash"])
+        return self._signins.park_for_service(purpose=purpose, return_to=return_to, reference=doc["change_hash"])
 
     def cancel(self, change_id: object) -> None:
         """Drop a change that has not begun to complete."""

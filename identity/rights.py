@@ -37,7 +37,7 @@ from .retention import (
     record_purge_run,
 )
 from .store import Collection, Lt, Store
-from .vault import ACTIVE, CLOSED, ERASED, RESTRICTED, Vault
+from .vault import IDENTITY_ACTIVE, IDENTITY_CLOSED, IDENTITY_ERASED, IDENTITY_RESTRICTED, Vault
 
 __all__ = ["ConnectedApp", "NotAllowed", "PurgeReport", "SubjectRights", "UnknownSubject", "iso", "parse_period"]
 
@@ -130,7 +130,7 @@ class SubjectRights:
     def describe(self, pseudonym: str) -> dict[str, Any]:
         """Pseudonym, created, last login, status and the apps holding active grants."""
         identity = self._vault.find(pseudonym)
-        if identity is None or identity.status == ERASED:
+        if identity is None or identity.status == IDENTITY_ERASED:
             raise UnknownSubject(pseudonym)
         return {
             "pseudonym": identity.pseudonym,
@@ -230,7 +230,7 @@ class SubjectRights:
                            counts={"grants_revoked": revoked}, details={"pseudonym": pseudonym})
         security_event("erasure", "identity erased", via="self-service" if actor == "subject" else "operator",
                        identities=1, grants_revoked=revoked)
-        return {"pseudonym": pseudonym, "status": ERASED, "grants_revoked": revoked}
+        return {"pseudonym": pseudonym, "status": IDENTITY_ERASED, "grants_revoked": revoked}
 
     def _forget(self, pseudonym: str) -> None:
         """What erasure removes besides the vault's link and the grants: codes, consents, sessions."""
@@ -244,13 +244,13 @@ class SubjectRights:
 
         ``by_subject``: the person asked for it themselves (the account page), so they may lift it too.
         """
-        if not self._vault.set_status(pseudonym, RESTRICTED, only_from=ACTIVE):
+        if not self._vault.set_status(pseudonym, IDENTITY_RESTRICTED, only_from=IDENTITY_ACTIVE):
             raise UnknownSubject(pseudonym)
         if by_subject:
             self._store.delete(SELF_RESTRICTIONS, {"pseudonym": pseudonym})
             self._store.insert(SELF_RESTRICTIONS, {"pseudonym": pseudonym, "restricted_at": int(self._clock())})
         self._audit.append(actor=actor, action="subjects.restrict", reason=reason, details={"pseudonym": pseudonym})
-        return {"pseudonym": pseudonym, "status": RESTRICTED}
+        return {"pseudonym": pseudonym, "status": IDENTITY_RESTRICTED}
 
     def restricted_by_subject(self, pseudonym: str) -> bool:
         return self._store.get(SELF_RESTRICTIONS, pseudonym) is not None
@@ -259,12 +259,12 @@ class SubjectRights:
         """Lift a restriction. ``by_subject``: the person asks; refused (``NotAllowed``) unless they placed it."""
         if by_subject and not self.restricted_by_subject(pseudonym):
             raise NotAllowed("the restriction was placed by an operator")
-        if not self._vault.set_status(pseudonym, ACTIVE, only_from=RESTRICTED):
+        if not self._vault.set_status(pseudonym, IDENTITY_ACTIVE, only_from=IDENTITY_RESTRICTED):
             raise UnknownSubject(pseudonym)
         self._store.delete(SELF_RESTRICTIONS, {"pseudonym": pseudonym})
         self._audit.append(actor=actor, action="subjects.unrestrict", reason=reason,
                            details={"pseudonym": pseudonym})
-        return {"pseudonym": pseudonym, "status": ACTIVE}
+        return {"pseudonym": pseudonym, "status": IDENTITY_ACTIVE}
 
     # -- cancellation ------------------------------------------------------------------------
 
@@ -274,20 +274,20 @@ class SubjectRights:
         Until then no token is issued or refreshed and introspection answers inactive, as for a
         restriction; ``reopen`` undoes it (the apps need a new login).
         """
-        if not self._vault.set_status(pseudonym, CLOSED, only_from=ACTIVE):
+        if not self._vault.set_status(pseudonym, IDENTITY_CLOSED, only_from=IDENTITY_ACTIVE):
             raise UnknownSubject(pseudonym)
         revoked = self._grants.revoke_all_for_subject(pseudonym, reason="account closed")
         self._store.delete(AUTHORIZATION_CODES, {"subject": pseudonym})
         self._audit.append(actor=actor, action="subjects.close", reason=reason,
                            counts={"grants_revoked": revoked}, details={"pseudonym": pseudonym})
-        return {"pseudonym": pseudonym, "status": CLOSED, "grants_revoked": revoked}
+        return {"pseudonym": pseudonym, "status": IDENTITY_CLOSED, "grants_revoked": revoked}
 
     def reopen(self, pseudonym: str, *, actor: str, reason: str) -> dict[str, Any]:
         """Withdraw a cancellation before the purge erased the account."""
-        if not self._vault.set_status(pseudonym, ACTIVE, only_from=CLOSED):
+        if not self._vault.set_status(pseudonym, IDENTITY_ACTIVE, only_from=IDENTITY_CLOSED):
             raise UnknownSubject(pseudonym)
         self._audit.append(actor=actor, action="subjects.reopen", reason=reason, details={"pseudonym": pseudonym})
-        return {"pseudonym": pseudonym, "status": ACTIVE}
+        return {"pseudonym": pseudonym, "status": IDENTITY_ACTIVE}
 
     # -- retention ---------------------------------------------------------------------------
 

@@ -25,6 +25,17 @@ class SealError(Exception):
     """A sealed value is malformed or was not sealed to this key (says nothing more)."""
 
 
+def sealed_box(sealed: str) -> bytes:
+    """The sealed box inside a sealed value (scheme prefix checked, base64url decoded)."""
+    if not sealed.startswith(SCHEME_PREFIX):
+        raise SealError("unknown sealing scheme")
+    body = sealed[len(SCHEME_PREFIX):]
+    try:
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except ValueError as exc:  # binascii.Error
+        raise SealError("cannot open sealed value") from exc
+
+
 class Sealer:
     """Seals bytes to a recipient's public key. Holds no secret."""
 
@@ -47,11 +58,8 @@ class Opener:
         self._box = SealedBox(PrivateKey(raw))
 
     def open(self, sealed: str) -> bytes:
-        if not sealed.startswith(SCHEME_PREFIX):
-            raise SealError("unknown sealing scheme")
-        body = sealed[len(SCHEME_PREFIX):]
+        data = sealed_box(sealed)
         try:
-            data = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
             return self._box.decrypt(data)
         except (ValueError, CryptoError) as exc:
             raise SealError("cannot open sealed value") from exc

@@ -20,6 +20,7 @@ from .keys import KeyMaterialError, KeyPaths, Keyring
 from .oauth import OAuthServer, build_oauth
 from .oauth.self_audience import ensure_self_audience
 from .rights import SubjectRights
+from .signins import SignIns
 from .sealing import Sealer
 from .store import ClientFactory, Store, open_store
 from .vault import Vault
@@ -40,6 +41,7 @@ class Services:
     oauth: OAuthServer
     rights: SubjectRights
     email_changes: EmailChanges
+    signins: SignIns
     account_sessions: AccountSessions
     clock: Clock = field(default=time.time)
 
@@ -80,11 +82,13 @@ def build_services(
     rights = SubjectRights(store=store, vault=vault, grants=oauth.grants, clients=oauth.clients,
                            subjects=oauth.subjects, audit=audit, consents=oauth.consents, sessions=account_sessions,
                            clock=clock)
-    email_changes = EmailChanges(store=store, vault=vault, grants=oauth.grants, authorizer=oauth.authorizer,
+    signins = SignIns(oauth.authorizer)
+    email_changes = EmailChanges(store=store, vault=vault, grants=oauth.grants, signins=signins,
                                  audit=audit, ttl=settings.pending_login_ttl, clock=clock)
     ensure_self_audience(oauth.audiences, keyring, issuer=settings.issuer)
     return Services(settings=settings, store=store, keyring=keyring, vault=vault, audit=audit, oauth=oauth,
-                    rights=rights, email_changes=email_changes, account_sessions=account_sessions, clock=clock)
+                    rights=rights, email_changes=email_changes, signins=signins, account_sessions=account_sessions,
+                    clock=clock)
 
 
 def build_audit_log(settings: Settings, store: Store, *, clock: Clock) -> AuditLog:

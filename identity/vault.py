@@ -17,6 +17,9 @@ Rules, as documented in the README:
 
 Creation is race-free by the unique index on the blind index: the loser of a concurrent first
 login gets ``DuplicateKeyError`` and reads the winner's record.
+
+Words: to *pseudonymise* is e-mail → pseudonym (``Vault.pseudonymise``, at every login); to *resolve*
+is the way back, pseudonym → e-mail, which only the DPO can do, offline (``identity.breach``).
 """
 
 from __future__ import annotations
@@ -38,9 +41,10 @@ from .store import Collection, DuplicateKeyError, In, Lt, Store, StoreUnavailabl
 
 log = logging.getLogger(__name__)
 
-ACTIVE, RESTRICTED, ERASED = "active", "restricted", "erased"
-CLOSED = "closed"  # cancelled by the person or for them: no tokens; the retention purge erases it
-NOT_ERASED = In((ACTIVE, RESTRICTED, CLOSED))
+# An identity's status (a refresh token's is another thing: ``identity.oauth.records``).
+IDENTITY_ACTIVE, IDENTITY_RESTRICTED, IDENTITY_ERASED = "active", "restricted", "erased"
+IDENTITY_CLOSED = "closed"  # cancelled by the person or for them: no tokens; the retention purge erases it
+NOT_ERASED = In((IDENTITY_ACTIVE, IDENTITY_RESTRICTED, IDENTITY_CLOSED))
 PSEUDONYM_PATTERN = re.compile(r"^[a-z2-7]{26}$")
 MAX_EMAIL_LENGTH = 254
 CREATE_ATTEMPTS = 8
@@ -81,11 +85,11 @@ class Identity:
 
     @property
     def is_active(self) -> bool:
-        return self.status == ACTIVE
+        return self.status == IDENTITY_ACTIVE
 
 
 @dataclass(frozen=True)
-class Resolution:
+class Pseudonymised:
     identity: Identity
     created: bool
 
@@ -147,7 +151,7 @@ class Vault:
     def _index(self, normalised: str) -> str:
         return hmac.new(self._pepper, normalised.encode("utf-8"), hashlib.sha256).hexdigest()
 
-    def resolve_or_create(self, email: str) -> Resolution:
+    def pseudonymise(self, email: str) -> Pseudonymised:
         """The pseudonym for ``email``, created on first sight. Safe under concurrent calls."""
         normalised = normalise_email(email)
         index = self._index(normalised)
@@ -155,7 +159,7 @@ class Vault:
         for attempt in range(CREATE_ATTEMPTS):
             found = find_one(self._store, IDENTITIES, {"blind_index": index})
             if found is not None:
-                return Resolution(_identity(found), created=False)
+                return Pseudonymised(_identity(found), created=False)
             sealed = sealed or self._sealer.seal(normalised.encode("utf-8"))
             now = int(self._clock())
             doc = {
@@ -164,7 +168,7 @@ class Vault:
                 "sealed_email": sealed,
                 "created_at": now,
                 "last_login_at": None,
-                "status": ACTIVE,
+                "status": IDENTITY_ACTIVE,
                 "status_changed_at": now,
             }
             try:
@@ -175,7 +179,7 @@ class Vault:
                 time.sleep(random.uniform(0, 0.001 * attempt))
                 continue
             log.info("identity created")  # no pseudonym in a log line: it is personal data
-            return Resolution(_identity(doc), created=True)
+            return Pseudonymised(_identity(doc), created=True)
         raise StoreUnavailable("could not create the identity; try again")
 
     def find(self, pseudonym: str) -> Identity | None:
@@ -212,7 +216,7 @@ class Vault:
         """
         return self._store.update(
             IDENTITIES, {"pseudonym": pseudonym, "status": NOT_ERASED},
-            {"blind_index": None, "sealed_email": None, "last_login_at": None, "status": ERASED,
+            {"blind_index": None, "sealed_email": None, "last_login_at": None, "status": IDENTITY_ERASED,
              "status_changed_at": int(self._clock())},
         ) == 1
 
@@ -227,7 +231,8 @@ class Vault:
         sealed = self._sealer.seal(normalised.encode("utf-8"))
         try:
             changed = self._store.update(
-                IDENTITIES, {"pseudonym": pseudonym, "status": ACTIVE}, {"blind_index": index, "sealed_email": sealed})
+                IDENTITIES, {"pseudonym": pseudonym, "status": IDENTITY_ACTIVE},
+                {"blind_index": index, "sealed_email": sealed})
         except DuplicateKeyError as exc:
             raise EmailInUse() from exc
         if changed != 1:
@@ -244,4 +249,4 @@ class Vault:
     def closed_before(self, cutoff: int, *, limit: int) -> list[str]:
         """Pseudonyms of identities closed (cancelled) before ``cutoff`` and not erased yet."""
         return [d["pseudonym"] for d in self._store.find(
-            IDENTITIES, {"status": CLOSED, "status_changed_at": Lt(cutoff)}, limit=limit)]
+            IDENTITIES, {"status": IDENTITY_CLOSED, "status_changed_at": Lt(cutoff)}, limit=limit)]

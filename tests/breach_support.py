@@ -27,7 +27,7 @@ from identity.keys.dpo_shares import unlock
 from identity.keys.files import load_dpo_public_key, private_key_pem
 from identity.sealing import Sealer
 from identity.store import Store
-from identity.vault import ERASED, IDENTITIES, RESTRICTED, Vault
+from identity.vault import IDENTITIES, IDENTITY_ERASED, IDENTITY_RESTRICTED, Vault
 
 EMAILS = [f"person{i}@example.org" for i in range(12)]
 
@@ -45,11 +45,11 @@ class Population:
 def populate(store: Store, keys_dir: Path) -> Population:
     keyring = Keyring(keys_dir, passphrase=None)
     vault = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key))
-    order = [vault.resolve_or_create(email).identity.pseudonym for email in EMAILS]
+    order = [vault.pseudonymise(email).identity.pseudonym for email in EMAILS]
     erased, restricted = order[3], order[5]
     store.update(IDENTITIES, {"pseudonym": erased},
-                 {"status": ERASED, "sealed_email": None, "blind_index": None})
-    store.update(IDENTITIES, {"pseudonym": restricted}, {"status": RESTRICTED})
+                 {"status": IDENTITY_ERASED, "sealed_email": None, "blind_index": None})
+    store.update(IDENTITIES, {"pseudonym": restricted}, {"status": IDENTITY_RESTRICTED})
     resolvable = {p: e for p, e in zip(order, EMAILS) if p != erased}
     return Population(resolvable, erased, restricted, order)
 

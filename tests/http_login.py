@@ -1,7 +1,7 @@
 """A login broker usable over HTTP, for tests only: ``?email=`` stands in for a verified upstream login.
 
 ``/authorize`` parks the app's request as always, then sends the browser to ``/_test/login``, where the
-e-mail goes through ``Authorizer.complete``, hence through the vault, exactly as the upstream broker's
+e-mail goes through ``SignIns.complete``, hence through the vault, exactly as the upstream broker's
 callback does. Served by ``tests/security/race_wsgi.py`` (serve.py, gunicorn) and by in-process apps.
 """
 
@@ -31,9 +31,9 @@ class HttpTestBroker:
 
     def login(self) -> Response | tuple[str, int]:
         assert self._app is not None
-        authorizer = self._app.extensions["identity"].oauth.authorizer
+        signins = self._app.extensions["identity"].signins
         try:
-            return redirect(authorizer.complete(request.args.get("pending", ""), request.args.get("email", "")),
+            return redirect(signins.complete(request.args.get("pending", ""), request.args.get("email", "")),
                             code=303)
         except ErrorPage as err:
             return err.message, err.status

@@ -23,7 +23,7 @@ from identity.oauth.authorize import ErrorPage, PendingAuthorization
 class DirectLoginBroker:
     """Stands in for the upstream IdP: the person 'logs in' as ``email`` at once.
 
-    It goes through ``Authorizer.complete``, hence through the vault's ``resolve_or_create``.
+    It goes through ``SignIns.complete``, hence through the vault's ``pseudonymise``.
     """
 
     def __init__(self) -> None:
@@ -31,9 +31,9 @@ class DirectLoginBroker:
         self.app = None
 
     def begin(self, pending: PendingAuthorization) -> Response:
-        authorizer = self.app.extensions["identity"].oauth.authorizer
+        signins = self.app.extensions["identity"].signins
         try:
-            return redirect(authorizer.complete(pending.pending_id, self.email), code=303)
+            return redirect(signins.complete(pending.pending_id, self.email), code=303)
         except ErrorPage as err:
             return Response(err.message, status=err.status)
 

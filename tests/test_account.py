@@ -64,7 +64,7 @@ def test_signing_in_needs_an_account_for_the_address_and_creates_none(service, s
 
 
 def test_a_sign_in_completes_only_in_the_browser_session_that_started_it(service, svc):
-    handler = svc.oauth.authorizer._completions[ACCOUNT_SIGNIN]
+    handler = svc.signins._completions[ACCOUNT_SIGNIN]
     with service.test_request_context("/login/callback", base_url=ISSUER):
         with pytest.raises(ErrorPage):
             handler({"reference": token_hash("someone else's sign-in")}, PERSON)
@@ -92,7 +92,7 @@ def test_the_session_cookie_is_httponly_lax_and_rotated_at_every_sign_in(service
 
 def test_under_https_the_cookie_is_secure_with_the_host_prefix(broker_app, broker_browser):
     svc = broker_app.extensions["identity"]
-    svc.vault.resolve_or_create(PERSON)
+    svc.vault.pseudonymise(PERSON)
     start = broker_browser.get(f"https://{ISSUER_HOST}/account")
     idp_form = press(broker_browser, start)
     page = submit_login(broker_browser, idp_form, PERSON)

@@ -16,7 +16,7 @@ from identity.keys import Keyring
 from identity.pairwise import PairwiseKey, SubjectMap
 from identity.sealing import Opener
 from identity.store import Store
-from identity.vault import ACTIVE, IDENTITIES
+from identity.vault import IDENTITIES, IDENTITY_ACTIVE
 from tests.breach_support import dpo_private_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,9 +45,9 @@ def test_the_seeder_grows_a_vault_the_vault_itself_finds_its_people_in(store: St
     seeder = seed.IdentitySeeder(store, Keyring(keys_dir, passphrase=None), listing, distinct_seals=3)
     assert seeder.grow_to(4) >= 0 and seeder.grow_to(7) >= 0 and seeder.size == 7
     pseudonyms = listing.read_text().splitlines()
-    assert len(set(pseudonyms)) == 7 == store.count(IDENTITIES, {"status": ACTIVE})
+    assert len(set(pseudonyms)) == 7 == store.count(IDENTITIES, {"status": IDENTITY_ACTIVE})
     for i, pseudonym in enumerate(pseudonyms):  # a returning person's login finds exactly the seeded record
-        found = seeder.vault.resolve_or_create(seed.email_for(i))
+        found = seeder.vault.pseudonymise(seed.email_for(i))
         assert not found.created and found.identity.pseudonym == pseudonym
     dpo = Opener(dpo_private_key(keys_dir))
     opened = [dpo.open(store.get(IDENTITIES, p)["sealed_email"]) for p in pseudonyms]

@@ -57,7 +57,7 @@ def log_in_once(dev_browser, dev_client, email: str = EMAIL) -> None:
 
 
 def sealed_email_of(store, email: str, app) -> str:
-    pseudonym = app.extensions["identity"].vault.resolve_or_create(email).identity.pseudonym
+    pseudonym = app.extensions["identity"].vault.pseudonymise(email).identity.pseudonym
     return store.get(IDENTITIES, pseudonym)["sealed_email"]
 
 

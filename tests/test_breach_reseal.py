@@ -17,7 +17,7 @@ from identity.keys.dpo_shares import Holder, create_key_set, unlock, write_key_s
 from identity.keys.files import private_key_pem
 from identity.sealing import Opener, SealError, Sealer
 from identity.store import StoreUnavailable
-from identity.vault import ERASED, IDENTITIES, Vault
+from identity.vault import IDENTITIES, IDENTITY_ERASED, Vault
 from tests.audit_support import signed_log
 from tests.breach_support import EMAILS, dpo_private_key
 
@@ -41,9 +41,10 @@ def old_key_file(old_key, tmp_path: Path) -> Path:
 def vault_under_old_key(store, keys_dir: Path, old_key) -> dict[str, str]:
     """Twelve people sealed to the old key (one erased); the keys dir already holds the new key set's public key."""
     vault = Vault(store, pepper=Keyring(keys_dir, passphrase=None).pepper, sealer=Sealer(old_key.public_key()))
-    people = {vault.resolve_or_create(email).identity.pseudonym: email for email in EMAILS}
+    people = {vault.pseudonymise(email).identity.pseudonym: email for email in EMAILS}
     erased = sorted(people)[4]
-    store.update(IDENTITIES, {"pseudonym": erased}, {"status": ERASED, "sealed_email": None, "blind_index": None})
+    store.update(IDENTITIES, {"pseudonym": erased},
+                 {"status": IDENTITY_ERASED, "sealed_email": None, "blind_index": None})
     del people[erased]
     return people
 
@@ -142,7 +143,7 @@ def test_a_record_changed_meanwhile_is_not_overwritten(store, audit, vault_under
     class ErasedMeanwhile(FailingAfter):
         def update(self, coll, where, changes):
             if where.get("pseudonym") == victim:  # the person exercises Art. 17 while the pass runs
-                self._inner.update(IDENTITIES, {"pseudonym": victim}, {"status": ERASED, "sealed_email": None})
+                self._inner.update(IDENTITIES, {"pseudonym": victim}, {"status": IDENTITY_ERASED, "sealed_email": None})
             return self._inner.update(coll, where, changes)
 
     report = reseal_vault(ErasedMeanwhile(store, 0, Exception()), audit, params(tmp_path, keys_dir, old_key_file))
@@ -191,7 +192,7 @@ def test_a_key_set_is_retired_with_its_shares(store, audit, keys_dir, tmp_path, 
     old_set = create_key_set([Holder(f"old-{i}", "-") for i in (1, 2, 3)], 2, development=True)
     old_shares = write_key_set(tmp_path / "old-set", old_set)
     vault = Vault(store, pepper=Keyring(keys_dir, passphrase=None).pepper, sealer=Sealer(old_set.public_key))
-    people = {vault.resolve_or_create(email).identity.pseudonym: email for email in EMAILS}
+    people = {vault.pseudonymise(email).identity.pseudonym: email for email in EMAILS}
     old_key = unlock(old_shares[:2], old_set.public_key, lambda share: None).private_key
 
     with pytest.raises(Refused, match="2 different shares .* 1 given"):  # one old holder alone cannot

@@ -88,7 +88,7 @@ def test_a_person_logs_in_with_a_real_browser_and_the_app_gets_a_code(browser, s
     tokens = requests.post(f"{service_url}/token", timeout=10, data={
         "grant_type": "authorization_code", "code": params["code"], "redirect_uri": redirect_uri,
         "client_id": client.client_id, "code_verifier": verifier}).json()
-    pseudonym = app.extensions["identity"].vault.resolve_or_create("mia.wallace@example.org").identity.pseudonym
+    pseudonym = app.extensions["identity"].vault.pseudonymise("mia.wallace@example.org").identity.pseudonym
     subject = app.extensions["identity"].oauth.subjects.subject_for(pseudonym, client=client.client_id)
     assert decode_segment(tokens["id_token"])["sub"] == subject != pseudonym  # the app's sector's subject
 

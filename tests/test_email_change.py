@@ -151,7 +151,7 @@ def rectifications(svc) -> list[dict]:
 # -- the change ----------------------------------------------------------------------------------
 
 def test_two_sign_ins_in_one_browser_move_the_pseudonym_to_the_new_address(service, svc):
-    pseudonym = svc.vault.resolve_or_create(VICTIM).identity.pseudonym
+    pseudonym = svc.vault.pseudonymise(VICTIM).identity.pseudonym
     browser = new_browser(service)
     start = browser.get(CHANGE)
     assert start.status == 200 and "Step 1 of 2" in start.text and "<script" not in start.text
@@ -208,7 +208,7 @@ def test_the_reviewed_takeover_fails_an_identity_self_token_only_yields_a_page_w
     assert refused.status == 400 and NOT_POSSIBLE in refused.text
     assert pseudonym_of(svc, ATTACKER) is None  # nothing created for the attacker's address either
     # with an account of their own, the attacker changes that one and no other
-    own = svc.vault.resolve_or_create(ATTACKER).identity.pseudonym
+    own = svc.vault.pseudonymise(ATTACKER).identity.pseudonym
     assert change_email(new_browser(service), ATTACKER, "attacker.two@evil.example").url == CHANGED
     assert pseudonym_of(svc, "attacker.two@evil.example") == own
     # the old ticket URL is gone
@@ -222,7 +222,7 @@ def test_the_reviewed_takeover_fails_an_identity_self_token_only_yields_a_page_w
 
 
 def test_a_change_started_in_one_browser_cannot_be_continued_or_completed_in_another(service, svc):
-    pseudonym = svc.vault.resolve_or_create(VICTIM).identity.pseudonym
+    pseudonym = svc.vault.pseudonymise(VICTIM).identity.pseudonym
     victim = new_browser(service)
     step2 = prove_current(victim, VICTIM)
     assert_step_two(step2)
@@ -247,7 +247,7 @@ def test_a_change_started_in_one_browser_cannot_be_continued_or_completed_in_ano
 
 def test_a_sign_in_completes_only_in_the_session_that_holds_the_change(service, svc):
     """Even with the upstream state's binding bypassed: the completion itself checks the session."""
-    svc.vault.resolve_or_create(VICTIM)
+    svc.vault.pseudonymise(VICTIM)
     change_id = svc.email_changes.start()
     for held in (None, svc.email_changes.start()):  # no change in this session, or another one
         pending = svc.email_changes.next_step(change_id, return_to=CHANGE)
@@ -255,12 +255,12 @@ def test_a_sign_in_completes_only_in_the_session_that_holds_the_change(service, 
             if held is not None:
                 session[SESSION_KEY] = held
             with pytest.raises(ErrorPage, match=re.escape(OTHER_BROWSER)):
-                svc.oauth.authorizer.complete(pending.pending_id, VICTIM)
+                svc.signins.complete(pending.pending_id, VICTIM)
     assert svc.store.get(EMAIL_CHANGES, change_reference(change_id))["stage"] == "started"
 
 
 def test_the_session_cookie_replayed_after_completion_does_nothing(service, svc):
-    pseudonym = svc.vault.resolve_or_create(VICTIM).identity.pseudonym
+    pseudonym = svc.vault.pseudonymise(VICTIM).identity.pseudonym
     victim = new_browser(service)
     step2 = prove_current(victim, VICTIM)
     snapshot = victim.client.get_cookie("identity_session", domain=DEV_ISSUER_HOST.partition(":")[0]).value  # step 1 done
@@ -281,7 +281,7 @@ def test_the_session_cookie_replayed_after_completion_does_nothing(service, svc)
 
 
 def test_step_two_must_come_within_the_window_after_step_one(service, svc, clock, settings):
-    pseudonym = svc.vault.resolve_or_create(VICTIM).identity.pseudonym
+    pseudonym = svc.vault.pseudonymise(VICTIM).identity.pseudonym
     browser = new_browser(service)
     step2 = prove_current(browser, VICTIM)
     clock.advance(settings.pending_login_ttl + 1)
@@ -300,7 +300,7 @@ def test_step_two_must_come_within_the_window_after_step_one(service, svc, clock
 @pytest.mark.parametrize("status", ["unknown", "erased", "restricted"])
 def test_an_address_without_an_active_account_gets_one_page_that_reveals_nothing(service, svc, status):
     if status != "unknown":
-        pseudonym = svc.vault.resolve_or_create(VICTIM).identity.pseudonym
+        pseudonym = svc.vault.pseudonymise(VICTIM).identity.pseudonym
         act = svc.rights.erase if status == "erased" else svc.rights.restrict
         act(pseudonym, actor="ops", reason="test")
     page = prove_current(new_browser(service), VICTIM)
@@ -311,8 +311,8 @@ def test_an_address_without_an_active_account_gets_one_page_that_reveals_nothing
 
 
 def test_the_new_address_must_be_neither_another_accounts_nor_the_current_one(service, svc):
-    pseudonym = svc.vault.resolve_or_create(VICTIM).identity.pseudonym
-    other = svc.vault.resolve_or_create("other@example.org").identity.pseudonym
+    pseudonym = svc.vault.pseudonymise(VICTIM).identity.pseudonym
+    other = svc.vault.pseudonymise("other@example.org").identity.pseudonym
     taken = change_email(new_browser(service), VICTIM, "Other@Example.org")
     assert taken.status == 400 and IN_USE in taken.text
     same = change_email(new_browser(service), VICTIM, " VICTIM@example.org")
@@ -333,7 +333,7 @@ def test_the_forms_need_this_sessions_csrf_token(service, svc):
 
 
 def test_cancelling_here_or_at_the_identity_provider_changes_nothing(service, svc):
-    pseudonym = svc.vault.resolve_or_create(VICTIM).identity.pseudonym
+    pseudonym = svc.vault.pseudonymise(VICTIM).identity.pseudonym
     browser = new_browser(service)
     idp_form = press(browser, browser.get(CHANGE), "start")
     back = submit_login(browser, idp_form, "", action="cancel")
@@ -350,7 +350,7 @@ def test_cancelling_here_or_at_the_identity_provider_changes_nothing(service, sv
 
 def test_nothing_of_the_change_is_in_a_log_line_a_url_or_the_store_in_clear(service, svc, caplog, settings):
     caplog.set_level(logging.DEBUG)
-    pseudonym = svc.vault.resolve_or_create(VICTIM).identity.pseudonym
+    pseudonym = svc.vault.pseudonymise(VICTIM).identity.pseudonym
     browser = new_browser(service)
     pending_ids = set()
     idp_form = press(browser, browser.get(CHANGE), "start")
@@ -403,7 +403,7 @@ def test_the_identity_provider_is_asked_for_a_fresh_sign_in_and_the_page_may_sen
 @pytest.mark.parametrize("auth_time", ["an hour ago", "missing"])
 def test_a_stale_upstream_sign_in_does_not_count(broker_app, broker_browser, tampering, auth_time):
     svc = broker_app.extensions["identity"]
-    pseudonym = svc.vault.resolve_or_create(VICTIM).identity.pseudonym
+    pseudonym = svc.vault.pseudonymise(VICTIM).identity.pseudonym
 
     def stale(header, claims):
         claims = {k: v for k, v in claims.items() if k != "auth_time"}
@@ -428,9 +428,9 @@ def test_each_step_happens_once_over_either_store(store, settings, clock):
 
     services = build_services(settings, store=store, clock=clock)
     for purpose in ("rectify-current", "rectify-new"):
-        services.oauth.authorizer.register_completion(purpose, lambda parked, email: BROKER_CHANGE)
+        services.signins.register_completion(purpose, lambda parked, email: BROKER_CHANGE)
     changes = services.email_changes
-    pseudonym = services.vault.resolve_or_create(VICTIM).identity.pseudonym
+    pseudonym = services.vault.pseudonymise(VICTIM).identity.pseudonym
     change_id = changes.start()
     reference = change_reference(change_id)
     assert store.get(EMAIL_CHANGES, reference)["stage"] == "started" and store.get(EMAIL_CHANGES, change_id) is None

@@ -168,7 +168,7 @@ def test_real_login_token_stores_the_vault_pseudonym_and_no_email(
     http = create_app(config, verifier=verifier).test_client()
     assert http.post("/records", json={"kind": "steps.daily", "data": {"steps": 1}},
                      headers=bearer(token)).status_code == 201
-    pseudonym = services.vault.resolve_or_create(broker.email).identity.pseudonym
+    pseudonym = services.vault.pseudonymise(broker.email).identity.pseudonym
     sub = services.oauth.subjects.subject_for(pseudonym, audience=API)  # the audience's sector's subject
     assert db_rows(config) == [(sub, public_app.client_id, "steps.daily", '{"steps": 1}')]
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("records.sqlite3*"))

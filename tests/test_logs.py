@@ -69,7 +69,7 @@ def test_each_instance_logs_a_key_rotation_once(app, log_lines):
 
 
 def test_erasure_events_count_and_never_name_the_person(services, log_lines):
-    pseudonym = services.vault.resolve_or_create("erase.me@example.org").identity.pseudonym
+    pseudonym = services.vault.pseudonymise("erase.me@example.org").identity.pseudonym
     services.rights.erase(pseudonym, actor="operator-x", reason="request by e-mail")
     services.rights.purge(actor="operator-x", dry_run=False)
     erased, purged = events(log_lines(), "erasure")

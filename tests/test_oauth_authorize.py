@@ -169,7 +169,7 @@ def test_loopback_redirect_port_may_vary_for_native_apps(oauth_client, oauth):
 def test_a_restricted_identity_gets_access_denied(oauth_client, public_app, services, broker):
     from identity.vault import IDENTITIES
 
-    pseudonym = services.vault.resolve_or_create(broker.email).identity.pseudonym
+    pseudonym = services.vault.pseudonymise(broker.email).identity.pseudonym
     services.store.update(IDENTITIES, {"pseudonym": pseudonym}, {"status": "restricted"})
     response = oauth_client.get("/authorize", query_string=params_for(public_app))
     assert_redirect_error(response, "access_denied")
@@ -204,6 +204,6 @@ def test_a_failing_vault_still_answers_the_app_with_an_oauth_error(oauth, public
     def store_down(email):
         raise StoreUnavailable("down")
 
-    monkeypatch.setattr(oauth.authorizer._vault, "resolve_or_create", store_down)
+    monkeypatch.setattr(oauth.authorizer._vault, "pseudonymise", store_down)
     down = oauth.authorizer.complete(oauth.authorizer.park(request).pending_id, "someone@example.org")
     assert query_of(down)["error"] == "temporarily_unavailable" and query_of(down)["state"] == "s"

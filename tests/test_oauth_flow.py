@@ -64,7 +64,7 @@ def test_code_flow_with_pkce_issues_nested_tokens_readable_only_by_the_audience(
     assert jwe_header == {"alg": "RSA-OAEP-256", "enc": "A256GCM", "cty": "JWT",
                           "kid": jwe_header["kid"], "ref": jwe_header["ref"]} and jwe_header["kid"]
     assert jws_header["alg"] == "RS256" and jws_header["typ"] == "at+jwt"
-    pseudonym = services.vault.resolve_or_create(broker.email).identity.pseudonym
+    pseudonym = services.vault.pseudonymise(broker.email).identity.pseudonym
     # the service's sealed reference names the signing key and nothing of the person or the token in clear
     signing_kid, sealed = jwe_header["ref"].split(".")
     assert signing_kid == jws_header["kid"]

@@ -65,7 +65,7 @@ def sub_of(body: dict, audience_keys, jwks) -> str:
 
 
 def pseudonym(svc, broker) -> str:
-    return svc.vault.resolve_or_create(broker.email).identity.pseudonym
+    return svc.vault.pseudonymise(broker.email).identity.pseudonym
 
 
 def test_two_audiences_in_two_sectors_get_different_subs_for_one_person(
@@ -184,7 +184,7 @@ def test_after_erasure_no_subject_resolves_and_the_tokens_fail_introspection(
 
 
 def test_a_missing_registration_never_yields_the_pseudonym(svc, oauth):
-    person = svc.vault.resolve_or_create("someone@example.org").identity.pseudonym
+    person = svc.vault.pseudonymise("someone@example.org").identity.pseudonym
     subjects = svc.oauth.subjects
     assert subjects.subject_for(person, audience="https://gone.example.org") not in ("", person)
     assert subjects.subject_for(person, client="no-such-client") not in ("", person)

@@ -57,7 +57,7 @@ def test_me_shows_the_person_their_record_and_apps(oauth_client, self_app, servi
     me = oauth_client.get("/me", headers=bearer(tokens))
     assert me.status_code == 200, me.get_data(as_text=True)
     body = me.json
-    assert body["pseudonym"] == services.vault.resolve_or_create(broker.email).identity.pseudonym
+    assert body["pseudonym"] == services.vault.pseudonymise(broker.email).identity.pseudonym
     assert body["status"] == "active" and body["created_at"] and body["last_login_at"]
     assert [a["client_id"] for a in body["apps"]] == [self_app.client_id]
     assert body["apps"][0]["name"] == "Account app"
@@ -160,8 +160,8 @@ def test_rectification_rekeys_the_same_pseudonym_and_forgets_the_old_address(
     assert done.status_code == 303 and done.headers["Location"] == f"{ISSUER}/me/email/changed"
     assert oauth_client.get("/me/email/changed").status_code == 200  # this browser sees its own result
 
-    assert services.vault.resolve_or_create("new.address@example.net").identity.pseudonym == pseudonym
-    old = services.vault.resolve_or_create("person@example.org")
+    assert services.vault.pseudonymise("new.address@example.net").identity.pseudonym == pseudonym
+    old = services.vault.pseudonymise("person@example.org")
     assert old.created and old.identity.pseudonym != pseudonym
     assert oauth_client.get("/me", headers=bearer(tokens)).status_code == 401  # every session ended
 
@@ -169,18 +169,18 @@ def test_rectification_rekeys_the_same_pseudonym_and_forgets_the_old_address(
 def test_rectification_to_an_address_in_use_changes_nothing(oauth, self_app, services, oauth_client, broker):
     tokens = login(oauth_client, self_app)
     pseudonym = oauth_client.get("/me", headers=bearer(tokens)).json["pseudonym"]
-    taken = services.vault.resolve_or_create("taken@example.org").identity.pseudonym
+    taken = services.vault.pseudonymise("taken@example.org").identity.pseudonym
     refused = change_email(oauth_client, broker, "taken@example.org")
     assert refused.status_code == 400 and "another account" in refused.get_data(as_text=True)
-    assert services.vault.resolve_or_create("person@example.org").identity.pseudonym == pseudonym
-    assert services.vault.resolve_or_create("taken@example.org").identity.pseudonym == taken
+    assert services.vault.pseudonymise("person@example.org").identity.pseudonym == pseudonym
+    assert services.vault.pseudonymise("taken@example.org").identity.pseudonym == taken
     assert oauth_client.get("/me", headers=bearer(tokens)).status_code == 200  # nothing was revoked
 
 
 def test_retention_purge_erases_inactive_identities_and_expired_state(oauth_client, self_app, services, clock):
     old_tokens = login(oauth_client, self_app)
     oauth_client.post("/revoke", data={"client_id": self_app.client_id, "token": old_tokens["access_token"]})
-    stale = services.vault.resolve_or_create("stale@example.org").identity.pseudonym
+    stale = services.vault.pseudonymise("stale@example.org").identity.pseudonym
     clock.advance(400 * 86400)
     fresh_tokens = login(oauth_client, self_app)  # the logged-in person stays
     dry = services.rights.purge(inactive_for=365 * 86400, actor="cron", dry_run=True)
@@ -245,8 +245,8 @@ def test_a_daily_purge_with_its_defaults_erases_a_closed_account_within_two_mont
 
 
 def test_the_dry_run_counts_closed_and_inactive_accounts_once_each(oauth_client, self_app, services, clock):
-    closed = services.vault.resolve_or_create("closed@example.org").identity.pseudonym
-    services.vault.resolve_or_create("idle@example.org")
+    closed = services.vault.pseudonymise("closed@example.org").identity.pseudonym
+    services.vault.pseudonymise("idle@example.org")
     services.rights.close(closed, actor="ops", reason="cancelled")
     clock.advance(800 * 86400)  # past both periods
     dry = services.rights.purge(actor="ops", dry_run=True)
@@ -302,7 +302,7 @@ def test_the_export_lists_the_persons_subject_in_each_sector_with_its_services(
     login(oauth_client, self_app, resource=API, scope="openid records:read")  # an ID token too
     tokens = login(oauth_client, self_app)
     export = json.loads(oauth_client.get("/me/export", headers=bearer(tokens)).get_data())
-    pseudonym = services.vault.resolve_or_create(broker.email).identity.pseudonym
+    pseudonym = services.vault.pseudonymise(broker.email).identity.pseudonym
     subjects = services.oauth.subjects
     listed = {entry["sector"]: entry for entry in export["subjects"]["sectors"]}
     assert listed[API]["subject"] == subjects.subject_for(pseudonym, audience=API)
@@ -359,7 +359,7 @@ def test_an_index_row_that_disagrees_with_the_signed_record_is_ignored(oauth_cli
 
 def test_the_retention_purge_forgets_every_pairwise_subject_of_those_it_erases(oauth_client, self_app, services, clock):
     login(oauth_client, self_app, resource=API, scope="records:read")
-    person = services.vault.resolve_or_create("person@example.org").identity.pseudonym
+    person = services.vault.pseudonymise("person@example.org").identity.pseudonym
     subject = services.oauth.subjects.subject_for(person, audience=API)
     assert services.oauth.subjects.resolve(API, subject) == person
     clock.advance(800 * 86400)

@@ -177,7 +177,7 @@ def test_dpo_reseal_retires_the_old_whole_key(tmp_path: Path, keys_dir: Path):
     db = tmp_path / "identity.sqlite3"
     store = SQLiteStore(db)
     vault = Vault(store, pepper=Keyring(keys_dir, passphrase=None).pepper, sealer=Sealer(old.public_key()))
-    listing = write_list(tmp_path / "all.txt", [vault.resolve_or_create(e).identity.pseudonym for e in EMAILS])
+    listing = write_list(tmp_path / "all.txt", [vault.pseudonymise(e).identity.pseudonym for e in EMAILS])
     store.close()
     env = {"IDENTITY_KEYS_DIR": str(keys_dir), "IDENTITY_DB_URI": f"sqlite:///{db}",
            "IDENTITY_DPO_KEY_PASSPHRASE": "old passphrase", "IDENTITY_OPERATOR": "dpo.jansen"}

@@ -238,7 +238,7 @@ def test_map_subjects_gives_a_moving_service_its_peoples_subjects_in_its_sector(
     pem.write_bytes(audience_keys["https://api.example.org"].public_pem)
     one_json(cli("audiences.py", "add", "--audience", "https://api.example.org", "--encryption-key", str(pem),
                  "--subject-type", "public", "--sector", "api.example", env=env))
-    people = [services.vault.resolve_or_create(f"p{i}@example.org").identity.pseudonym for i in range(3)]
+    people = [services.vault.pseudonymise(f"p{i}@example.org").identity.pseudonym for i in range(3)]
     services.rights.erase(people[2], actor="test", reason="erased before the move")
     held = tmp_path / "held.txt"
     held.write_text("\n".join(people + ["notapseudonym"]) + "\n")

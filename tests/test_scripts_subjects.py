@@ -12,7 +12,7 @@ from tests.test_scripts_oauth import cli, env  # noqa: F401  (fixture)
 def test_show_restrict_unrestrict_erase(env, settings):
     app = create_app(settings)
     services = app.extensions["identity"]
-    pseudonym = services.vault.resolve_or_create("someone@example.org").identity.pseudonym
+    pseudonym = services.vault.pseudonymise("someone@example.org").identity.pseudonym
 
     shown = cli("subjects.py", "show", pseudonym, env=env)
     assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "active"
@@ -32,7 +32,7 @@ def test_show_restrict_unrestrict_erase(env, settings):
 
 def test_purge_dry_run_and_real(env, settings):
     app = create_app(settings)
-    app.extensions["identity"].vault.resolve_or_create("old@example.org")
+    app.extensions["identity"].vault.pseudonymise("old@example.org")
     dry = cli("subjects.py", "purge", "--inactive-for", "24m", "--dry-run", env=env)
     assert dry.returncode == 0 and json.loads(dry.stdout)["identities_to_erase"] == 0
     real = json.loads(cli("subjects.py", "purge", "--inactive-for", "1d", env=env).stdout)
@@ -42,7 +42,7 @@ def test_purge_dry_run_and_real(env, settings):
 
 def test_close_and_reopen(env, settings):
     app = create_app(settings)
-    pseudonym = app.extensions["identity"].vault.resolve_or_create("leaving@example.org").identity.pseudonym
+    pseudonym = app.extensions["identity"].vault.pseudonymise("leaving@example.org").identity.pseudonym
     closed = cli("subjects.py", "close", pseudonym, "--reason", "contract cancelled", env=env)
     assert closed.returncode == 0 and json.loads(closed.stdout)["status"] == "closed"
     again = cli("subjects.py", "close", pseudonym, "--reason", "twice", env=env)
@@ -71,7 +71,7 @@ def test_purge_defaults_and_the_promise(env, settings):
 def test_a_request_forwarded_by_a_service_names_the_person_by_its_sectors_subject(env, settings):
     app = create_app(settings)
     services = app.extensions["identity"]
-    pseudonym = services.vault.resolve_or_create("someone@example.org").identity.pseudonym
+    pseudonym = services.vault.pseudonymise("someone@example.org").identity.pseudonym
     subject = services.oauth.subjects.in_sector("diary.example", pseudonym)
 
     shown = cli("subjects.py", "show", subject, "--sector", "diary.example", env=env)

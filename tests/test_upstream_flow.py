@@ -36,7 +36,7 @@ def exchange(app, client, code: str, verifier: str) -> dict:
 
 
 def pseudonym_of(app, email: str) -> str:
-    return app.extensions["identity"].vault.resolve_or_create(email).identity.pseudonym
+    return app.extensions["identity"].vault.pseudonymise(email).identity.pseudonym
 
 
 def subject_of(app, email: str, **receiver) -> str:

@@ -184,7 +184,7 @@ def test_make_run_setup_served_over_http_logs_in_end_to_end(settings, audience_k
         tokens = requests.post(server.url + "/token", timeout=5, data={
             "grant_type": "authorization_code", "code": query_of(location)["code"], "redirect_uri": REDIRECT_URI,
             "client_id": client.client_id, "code_verifier": verifier}).json()
-        pseudonym = app.extensions["identity"].vault.resolve_or_create("leo@example.org").identity.pseudonym
+        pseudonym = app.extensions["identity"].vault.pseudonymise("leo@example.org").identity.pseudonym
         subject = app.extensions["identity"].oauth.subjects.subject_for(pseudonym, client=client.client_id)
         assert decode_segment(tokens["id_token"])["sub"] == subject != pseudonym  # the app's sector's subject
         app.extensions["identity"].store.close()

@@ -61,16 +61,16 @@ def test_pseudonym_format_is_128_random_bits_base32():
 
 
 def test_same_email_same_pseudonym_after_normalisation(vault: Vault):
-    first = vault.resolve_or_create(EMAIL)
-    again = vault.resolve_or_create("  alice.example@example.org")
+    first = vault.pseudonymise(EMAIL)
+    again = vault.pseudonymise("  alice.example@example.org")
     assert first.created and not again.created
     assert first.identity.pseudonym == again.identity.pseudonym
     assert is_pseudonym(first.identity.pseudonym)
 
 
 def test_different_emails_get_different_unlinkable_pseudonyms(vault: Vault):
-    a = vault.resolve_or_create("a@example.org").identity.pseudonym
-    b = vault.resolve_or_create("b@example.org").identity.pseudonym
+    a = vault.pseudonymise("a@example.org").identity.pseudonym
+    b = vault.pseudonymise("b@example.org").identity.pseudonym
     assert a != b
 
 
@@ -79,11 +79,11 @@ def test_pseudonym_is_not_derived_from_the_email(store, keyring: Keyring, tmp_pa
     other = SQLiteStore(tmp_path / "other.sqlite3")
     v1 = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key))
     v2 = Vault(other, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key))
-    assert v1.resolve_or_create(EMAIL).identity.pseudonym != v2.resolve_or_create(EMAIL).identity.pseudonym
+    assert v1.pseudonymise(EMAIL).identity.pseudonym != v2.pseudonymise(EMAIL).identity.pseudonym
 
 
 def test_record_holds_no_clear_email_only_blind_index_and_sealed_copy(vault: Vault, store, keyring: Keyring):
-    pseudonym = vault.resolve_or_create(EMAIL).identity.pseudonym
+    pseudonym = vault.pseudonymise(EMAIL).identity.pseudonym
     doc = store.get(IDENTITIES, pseudonym)
     assert set(doc) == {"pseudonym", "blind_index", "sealed_email", "created_at", "last_login_at", "status",
                         "status_changed_at"}
@@ -103,13 +103,13 @@ def test_blind_index_depends_on_the_pepper(store, keyring: Keyring):
 def test_sealed_email_cannot_be_opened_with_another_key(vault: Vault, store):
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    doc = store.get(IDENTITIES, vault.resolve_or_create(EMAIL).identity.pseudonym)
+    doc = store.get(IDENTITIES, vault.pseudonymise(EMAIL).identity.pseudonym)
     with pytest.raises(SealError):
         Opener(X25519PrivateKey.generate()).open(doc["sealed_email"])
 
 
 def test_find_and_record_login(vault: Vault):
-    pseudonym = vault.resolve_or_create(EMAIL).identity.pseudonym
+    pseudonym = vault.pseudonymise(EMAIL).identity.pseudonym
     assert vault.find(pseudonym).last_login_at is None
     vault.record_login(pseudonym)
     assert vault.find(pseudonym).last_login_at == 1_700_000_000
@@ -119,7 +119,7 @@ def test_find_and_record_login(vault: Vault):
 
 def test_find_by_email_looks_up_without_creating(vault: Vault, store):
     assert vault.find_by_email(EMAIL) is None and store.count(IDENTITIES, {}) == 0
-    pseudonym = vault.resolve_or_create(EMAIL).identity.pseudonym
+    pseudonym = vault.pseudonymise(EMAIL).identity.pseudonym
     assert vault.find_by_email("  alice.example@example.org ").pseudonym == pseudonym  # normalised
     vault.set_status(pseudonym, "restricted", only_from="active")
     assert vault.find_by_email(EMAIL).status == "restricted"
@@ -139,7 +139,7 @@ def test_concurrent_first_logins_from_threads_yield_one_pseudonym(sqlite_store, 
 
     def login() -> None:
         barrier.wait()
-        results.append(vault.resolve_or_create(EMAIL).identity.pseudonym)
+        results.append(vault.pseudonymise(EMAIL).identity.pseudonym)
 
     threads = [threading.Thread(target=login) for _ in range(16)]
     for t in threads:
@@ -154,7 +154,7 @@ def _login_in_process(db: str, keys_dir: str, emails: list[str], start, out) -> 
     keyring = Keyring(Path(keys_dir), passphrase=None)
     vault = Vault(SQLiteStore(db), pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key))
     start.wait()
-    out.put([vault.resolve_or_create(e).identity.pseudonym for e in emails])
+    out.put([vault.pseudonymise(e).identity.pseudonym for e in emails])
 
 
 def test_concurrent_first_logins_from_processes_yield_one_pseudonym_per_email(tmp_path: Path, keys_dir: Path):
@@ -176,11 +176,11 @@ def test_concurrent_first_logins_from_processes_yield_one_pseudonym_per_email(tm
 
 def test_no_email_in_any_log_record_of_vault_operations(vault: Vault, caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.DEBUG)
-    pseudonym = vault.resolve_or_create(EMAIL).identity.pseudonym
-    vault.resolve_or_create(EMAIL)
+    pseudonym = vault.pseudonymise(EMAIL).identity.pseudonym
+    vault.pseudonymise(EMAIL)
     vault.record_login(pseudonym)
     with pytest.raises(InvalidEmail):
-        vault.resolve_or_create("broken address@example.org")
+        vault.pseudonymise("broken address@example.org")
     assert caplog.records, "the vault should log its operations"
     for record in caplog.records:
         text = (record.getMessage() + repr(vars(record))).lower()
@@ -200,7 +200,7 @@ def test_a_first_login_that_loses_the_race_returns_the_winners_pseudonym(vault: 
 
     store.insert = insert_after_a_rival
     try:
-        result = vault.resolve_or_create(EMAIL)
+        result = vault.pseudonymise(EMAIL)
     finally:
         store.insert = real_insert
     assert not result.created and result.identity.pseudonym == winner[0]

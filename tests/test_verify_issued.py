@@ -70,7 +70,7 @@ def test_code_flow_token_carries_the_pseudonym_and_nothing_personal(
     body = exchange(oauth_client, public_app, params["code"], code_verifier).json
     verifier = verifier_for(audience_keys[API], settings, fetcher, clock)
     result = verifier.verify(body["access_token"])
-    pseudonym = services.vault.resolve_or_create(broker.email).identity.pseudonym
+    pseudonym = services.vault.pseudonymise(broker.email).identity.pseudonym
     assert result.pseudonym == services.oauth.subjects.subject_for(pseudonym, audience=API) != pseudonym
     assert not result.is_client_token and result.client_id == public_app.client_id
     assert "@" not in repr(dict(result.claims))

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 from ..pairwise.mapping import ERASED as ROW_ERASED
 from ..pairwise.mapping import SECTOR_SUBJECTS, RowBatch
 from ..store import Collection, In, Store
-from ..vault import ERASED, IDENTITIES, RESTRICTED
+from ..vault import IDENTITIES, IDENTITY_ERASED, IDENTITY_RESTRICTED
 from .list_formats import SEPARATOR
 
 IDENTITY_COLUMNS = ("pseudonym", "sealed_email", "status")
@@ -44,11 +44,11 @@ def _answers(rows: Iterable[tuple[Any, ...]]) -> Answers:
     answers = Answers()
     sealed_of, erased, restricted = answers.sealed, answers.erased, answers.restricted
     for pseudonym, sealed, status in rows:
-        if status == ERASED or not sealed:
+        if status == IDENTITY_ERASED or not sealed:
             erased.add(pseudonym)
             continue
         sealed_of[pseudonym] = sealed
-        if status == RESTRICTED:
+        if status == IDENTITY_RESTRICTED:
             restricted.add(pseudonym)
     return answers
 

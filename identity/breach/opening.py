@@ -15,7 +15,6 @@ an open on top of the key agreement. ``open_one`` is the same operation through 
 
 from __future__ import annotations
 
-import base64
 import binascii
 import multiprocessing
 import os
@@ -27,7 +26,7 @@ from nacl import bindings
 from nacl.exceptions import CryptoError
 
 from .._compat import sodium
-from ..sealing import SCHEME_PREFIX
+from ..sealing import SCHEME_PREFIX, SealError, sealed_box
 
 T = TypeVar("T")
 _KEY: tuple[bytes, bytes] | None = None  # (public, private) inside a worker process only
@@ -36,13 +35,9 @@ ffi, lib = sodium.ffi, sodium.lib
 
 def open_one(sealed: str, public: bytes, private: bytes) -> str | None:
     """The e-mail inside ``sealed``, or None if it is malformed or not sealed to this key."""
-    if not sealed.startswith(SCHEME_PREFIX):
-        return None
-    body = sealed[len(SCHEME_PREFIX):]
     try:
-        data = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        return bindings.crypto_box_seal_open(data, public, private).decode("utf-8")
-    except (ValueError, CryptoError):  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return bindings.crypto_box_seal_open(sealed_box(sealed), public, private).decode("utf-8")
+    except (SealError, ValueError, CryptoError):  # UnicodeDecodeError is a ValueError
         return None
 
 

@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..web.csrf import csrf_ok, csrf_token
 from ..web.errors import error_response
+from ..web.headers import no_store
 from .authorization import LoginRequest, PageError, RedirectError, email_problem, parse_login_request, with_query
 from .tokens import TokenError
 
@@ -40,20 +41,14 @@ def _idp() -> DevIdP:
     return current_app.extensions[EXTENSION]
 
 
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return response
-
-
 def _page(message: str, status: int) -> Response:
-    return _no_store(make_response(render_template("error.html", message=message), status))
+    return no_store(make_response(render_template("error.html", message=message), status))
 
 
 def _form(login: LoginRequest, *, error: str | None = None, email: str = "", status: int = 200) -> Response:
     body = render_template(FORM_TEMPLATE, action=url_for("devidp.authorize"), fields=login.form_fields(),
                            csrf_token=csrf_token(), error=error, email=email, issuer=_idp().issuer)
-    return _no_store(make_response(body, status))
+    return no_store(make_response(body, status))
 
 
 @blueprint.get("/.well-known/openid-configuration")
@@ -80,7 +75,7 @@ def authorize() -> Response:
     except PageError as err:
         return _page(err.message, err.status)
     except RedirectError as err:
-        return _no_store(redirect(with_query(params["redirect_uri"], {
+        return no_store(redirect(with_query(params["redirect_uri"], {
             "error": err.error, "error_description": err.description, "state": params.get("state"),
             "iss": idp.issuer}), code=303))
     if request.method == "GET":
@@ -88,7 +83,7 @@ def authorize() -> Response:
     if not csrf_ok():
         return _page("This sign-in form has expired or was not sent from this page. Start again from the app.", 400)
     if request.form.get("action") == "cancel":
-        return _no_store(redirect(with_query(login.redirect_uri, {
+        return no_store(redirect(with_query(login.redirect_uri, {
             "error": "access_denied", "error_description": "the person cancelled the sign-in",
             "state": login.state, "iss": idp.issuer}), code=303))
     email = request.form.get("email", "").strip()
@@ -97,8 +92,8 @@ def authorize() -> Response:
         return _form(login, error=problem, email=email, status=400)
     code = idp.codes.issue(email=email, client_id=login.client_id, redirect_uri=login.redirect_uri,
                            nonce=login.nonce, code_challenge=login.code_challenge)
-    return _no_store(redirect(with_query(login.redirect_uri, {"code": code, "state": login.state,
-                                                              "iss": idp.issuer}), code=303))
+    return no_store(redirect(with_query(login.redirect_uri, {"code": code, "state": login.state,
+                                                             "iss": idp.issuer}), code=303))
 
 
 @blueprint.post("/token")
@@ -110,7 +105,7 @@ def token() -> Response:
         body = _idp().tokens.exchange(form.to_dict(), request.headers.get("Authorization"))
     except TokenError as err:
         return error_response(err)
-    return _no_store(jsonify(body))
+    return no_store(jsonify(body))
 
 
 def create_devidp_app(idp: DevIdP) -> Flask:

@@ -5,9 +5,8 @@ failure there is an error *page*, never a redirect), then everything else (a fai
 error *redirect* to the verified URI). ``park`` keeps the request server side while the person logs
 in upstream; ``complete`` turns a verified e-mail into a pseudonym and a one-time code.
 
-The service's own pages may need a person to sign in upstream too (the e-mail change, the account
-page): ``park_for_service`` parks such a login with a purpose, and ``complete`` hands its verified e-mail
-to the handler registered for that purpose (``register_completion``) instead of issuing a code.
+Only apps' logins end here. The service's own sign-ins (the e-mail change, the account page) are
+``identity.signins``'s: they are held in the same store records (``hold``) and completed there.
 
 A third-party client's code waits for the person's consent (``identity.oauth.consent``): ``complete``
 parks the request there and sends the browser where the registered consent gate says
@@ -78,14 +77,6 @@ class PendingAuthorization:
     reauthenticate: bool = False  # the IdP must make the person sign in afresh (no single sign-on)
 
 
-class CompletionHandler(Protocol):
-    def __call__(self, parked: Mapping[str, Any], email: str) -> str:
-        """Act on the verified e-mail for a parked login of the service's own; return where to go next.
-
-        Raises ``ErrorPage`` when the login cannot complete what it was started for.
-        """
-
-
 class ConsentGate(Protocol):
     def __call__(self, consent_id: str) -> str:
         """Hand the pending consent's id to the person's browser session; return the consent page's URL."""
@@ -131,7 +122,6 @@ class Authorizer:
         self._code_ttl = code_ttl
         self._pending_ttl = pending_ttl
         self._clock = clock
-        self._completions: dict[str, CompletionHandler] = {}
 
     # -- validation --------------------------------------------------------------------------
 
@@ -215,7 +205,7 @@ class Authorizer:
 
     def park(self, request: AuthorizationRequest) -> PendingAuthorization:
         """Keep the validated request server side while the person logs in (bounded lifetime)."""
-        return self._park({
+        return self.hold({
             "client_id": request.client.client_id,
             "redirect_uri": request.redirect_uri,
             "redirect_uri_given": request.redirect_uri_given,
@@ -226,26 +216,6 @@ class Authorizer:
             "nonce": request.nonce,
             "purpose": LOGIN,
         })
-
-    def park_for_service(self, *, purpose: str, return_to: str, reference: str) -> PendingAuthorization:
-        """Park a sign-in the service asks for itself (no app, no code): a fresh sign-in upstream.
-
-        ``return_to`` is the service's own page the person comes back to (with ``error=…`` if the sign-in
-        fails); ``reference`` lets the purpose's handler find its own record (a hash, never a secret).
-        """
-        if purpose == LOGIN or purpose not in self._completions:
-            raise ValueError(f"no completion is registered for the purpose {purpose!r}")
-        return self._park({
-            "client_id": self.issuer, "redirect_uri": return_to, "redirect_uri_given": True, "state": None,
-            "scope": "", "audience": "", "code_challenge": None, "nonce": None, "purpose": purpose,
-            "reference": reference,
-        }, reauthenticate=True)
-
-    def register_completion(self, purpose: str, handler: CompletionHandler) -> None:
-        """``complete`` gives the verified e-mail of a login parked for ``purpose`` to ``handler``."""
-        if purpose == LOGIN:
-            raise ValueError("an app's login completes with a code")
-        self._completions[purpose] = handler
 
     def register_consent_gate(self, gate: ConsentGate) -> None:
         """Where a third-party client's login goes once the person has signed in (the consent page)."""
@@ -258,7 +228,8 @@ class Authorizer:
         scopes = (doc.get("scope") or "").split()
         return self._consents is None or not self._consents.covers(subject, client.client_id, scopes, doc["audience"])
 
-    def _park(self, fields: Mapping[str, Any], *, reauthenticate: bool = False) -> PendingAuthorization:
+    def hold(self, fields: Mapping[str, Any], *, reauthenticate: bool = False) -> PendingAuthorization:
+        """Store a parked login's fields (an app's, or one of ``identity.signins``) for ``pending_ttl``."""
         now = int(self._clock())
         pending = PendingAuthorization(
             pending_id=new_secret_value(), client_id=fields["client_id"], redirect_uri=fields["redirect_uri"],
@@ -291,21 +262,16 @@ class Authorizer:
     def complete(self, pending_id: str, email: str) -> str:
         """Map the verified e-mail to its pseudonym and return the app's redirect URL with a code.
 
-        A login parked for another purpose goes to that purpose's handler instead.
-
-        Raises ``ErrorPage`` if the parked request is unknown, expired or already completed.
+        Raises ``ErrorPage`` if the parked request is unknown, expired or already completed, or is not
+        an app's (``identity.signins`` completes the service's own).
         """
         doc = self.take(pending_id)
         if doc is None:
             raise ErrorPage("This login has expired or was already used. Start again from the app.")
-        purpose = doc.get("purpose") or LOGIN
-        if purpose != LOGIN:
-            handler = self._completions.get(purpose)
-            if handler is None:  # e.g. parked by an older release for a purpose that no longer exists
-                raise ErrorPage("This sign-in can no longer be completed. Nothing was changed; start again.")
-            return handler(doc, email)
+        if (doc.get("purpose") or LOGIN) != LOGIN:
+            raise ErrorPage("This sign-in can no longer be completed. Nothing was changed; start again.")
         try:
-            identity = self._vault.resolve_or_create(email).identity
+            identity = self._vault.pseudonymise(email).identity
         except InvalidEmail:
             return self.error_redirect(doc, "access_denied", "the identity provider gave no usable e-mail address")
         except StoreUnavailable:

@@ -3,7 +3,7 @@
 ``begin`` (called by ``/authorize``) sends the person to the IdP with a fresh ``state``, ``nonce``
 and PKCE S256 challenge, kept server side with the ``pending_id``. ``/login/callback`` consumes that
 state (one-time, bound to the browser), exchanges the code, validates the ID token completely and
-hands the verified e-mail to ``Authorizer.complete``. A login that must be a fresh sign-in (the
+hands the verified e-mail to ``SignIns.complete``. A login that must be a fresh sign-in (the
 e-mail change) asks the IdP for ``prompt=login`` and ``max_age=0`` and requires an ``auth_time`` no
 older than the moment it was sent. The e-mail exists only in this request's memory: never in a log
 record, the session, a token or an error message.
@@ -31,6 +31,7 @@ from ..oauth.authorize import PendingAuthorization
 from ..store import StoreUnavailable
 from ..vault import InvalidEmail, normalise_email
 from ..web.context import services
+from ..web.headers import no_store
 from ..web.pages import error_page
 from .client import UpstreamApp, metadata_problem, register_upstream, signing_algorithms, token_auth_method
 from .config import CALLBACK_PATH, UpstreamConfig
@@ -63,12 +64,6 @@ def login_refused(reason: str) -> None:
     """A callback refused before any app could be told (no valid state): the person gets an error page."""
     count_login("refused")
     security_event("login", "upstream login refused", level=logging.WARNING, outcome="refused", reason=reason)
-
-
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return response
 
 
 class UpstreamBroker:
@@ -133,7 +128,7 @@ class UpstreamBroker:
     def finish(self) -> Response:
         """``GET /login/callback``: an error page, or a redirect to the app (code or OAuth error)."""
         try:
-            return _no_store(self._finish())
+            return no_store(self._finish())
         except StoreUnavailable as exc:
             log.error("upstream login: store unavailable (%s)", type(exc).__name__)
             return error_page(STORE_DOWN, 503)
@@ -147,9 +142,9 @@ class UpstreamBroker:
         if data is None:
             login_refused("unknown_or_used_state")
             return error_page(INVALID_STATE, 400)
-        authorizer = services().oauth.authorizer
+        signins = services().signins
         pending_id = data.get("pending_id")
-        parked = authorizer.pending(pending_id) if isinstance(pending_id, str) else None
+        parked = signins.pending(pending_id) if isinstance(pending_id, str) else None
         if parked is None:
             login_refused("pending_authorization_gone")
             return error_page(PENDING_GONE, 400)
@@ -165,7 +160,7 @@ class UpstreamBroker:
         except Exception:  # RFC 6749 §4.1.2.1: server_error instead of a 500 the app never sees
             log.exception("upstream login: unexpected error at the callback")
             return self._fail(pending_id, UpstreamFailure("unexpected_error"))
-        location = authorizer.complete(pending_id, email)  # an ErrorPage is rendered by web.errors
+        location = signins.complete(pending_id, email)  # an ErrorPage is rendered by web.errors
         note_client_id(parked["client_id"])
         count_login("success")
         security_event("login", "upstream login completed", outcome="success", client_id=parked["client_id"])
@@ -236,8 +231,7 @@ class UpstreamBroker:
         count_login(outcome)
         security_event("login", "upstream login failed", level=logging.WARNING, outcome=outcome,
                        reason=failure.reason, error=failure.error)
-        authorizer = services().oauth.authorizer
-        doc = authorizer.take(pending_id)
-        if doc is None:
+        location = services().signins.fail(pending_id, failure.error, failure.description)
+        if location is None:
             return error_page(PENDING_GONE, 400)
-        return _no_store(redirect(authorizer.error_redirect(doc, failure.error, failure.description), code=303))
+        return no_store(redirect(location, code=303))

@@ -1,7 +1,7 @@
 """The person's account page, ``/account``, behind the same brokered login as the apps.
 
 Without an account session the page offers *Sign in*: a POST form (CSRF token of the Flask session)
-that parks a fresh sign-in upstream (``Authorizer.park_for_service``) bound to this browser (a random
+that parks a fresh sign-in upstream (``SignIns.park_for_service``) bound to this browser (a random
 id in the session cookie, its hash on the parked login, as the e-mail change does). When the IdP
 vouches for an address with an account, the account session starts (``AccountSessions``, server side)
 and its id goes into its own cookie: HttpOnly, SameSite=Lax, ``Secure`` with the ``__Host-`` prefix
@@ -34,10 +34,11 @@ from ..oauth.records import new_secret_value, token_hash
 from ..oauth.self_audience import self_audience_uri
 from ..rights import NotAllowed, UnknownSubject
 from ..services import Services
-from ..vault import ERASED, InvalidEmail
+from ..vault import IDENTITY_ERASED, InvalidEmail
 from .context import services
 from .csrf import csrf_ok, csrf_token
 from .email_change import CHANGE_PATH
+from .headers import no_store
 from .i18n import N_, audience_words, scope_words, translate
 from .login import login_broker
 from .pages import person_page, problem_page
@@ -86,7 +87,7 @@ def install_account(app: Flask, svc: Services) -> None:
             identity = svc.vault.find_by_email(email)
         except InvalidEmail:
             identity = None
-        if identity is None or identity.status == ERASED:
+        if identity is None or identity.status == IDENTITY_ERASED:
             log.info("account sign-in refused", extra={"reason": "no_account"})
             raise ErrorPage(NO_ACCOUNT)
         svc.vault.record_login(identity.pseudonym)
@@ -99,7 +100,7 @@ def install_account(app: Flask, svc: Services) -> None:
         log.info("account sign-in", extra={"pseudonym": identity.pseudonym})
         return page_url
 
-    svc.oauth.authorizer.register_completion(ACCOUNT_SIGNIN, signed_in)
+    svc.signins.register_completion(ACCOUNT_SIGNIN, signed_in)
 
 
 # -- the cookie --------------------------------------------------------------------------------
@@ -153,7 +154,7 @@ def _signin_page(*, status: int = 200, error: str | None = None, notice: str | N
 def _account_page(svc: Services, current: AccountSession, *, status: int = 200, error: str | None = None,
                   notice: str | None = None) -> Response:
     identity = svc.vault.find(current.subject)
-    if identity is None or identity.status == ERASED:
+    if identity is None or identity.status == IDENTITY_ERASED:
         return end_browser_session(svc, _signin_page(notice=SIGNED_OUT))
     self_audience = self_audience_uri(svc.settings.issuer)
     apps = []
@@ -180,9 +181,7 @@ def _account_page(svc: Services, current: AccountSession, *, status: int = 200, 
 
 
 def _after_action(notice: str) -> Response:
-    response = redirect(f"{url_for('account.show')}?done={notice}", code=303)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return no_store(redirect(f"{url_for('account.show')}?done={notice}", code=303))
 
 
 def _acting_session(svc: Services) -> tuple[AccountSession | None, Response | None]:
@@ -232,11 +231,9 @@ def signin() -> Response:
         return problem_page(NO_LOGIN, 503)
     login_id = new_secret_value()
     session[LOGIN_KEY] = login_id
-    pending = svc.oauth.authorizer.park_for_service(purpose=ACCOUNT_SIGNIN, return_to=svc.settings.issuer + ACCOUNT_PATH,
-                                                    reference=token_hash(login_id))
-    response = broker.begin(pending)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    pending = svc.signins.park_for_service(purpose=ACCOUNT_SIGNIN, return_to=svc.settings.issuer + ACCOUNT_PATH,
+                                           reference=token_hash(login_id))
+    return no_store(broker.begin(pending))
 
 
 @blueprint.post(f"{ACCOUNT_PATH}/export")
@@ -255,8 +252,7 @@ def export() -> Response:
     response = make_response(json.dumps(body, indent=2, sort_keys=True))
     response.mimetype = "application/json"
     response.headers["Content-Disposition"] = 'attachment; filename="identity-export.json"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return no_store(response)
 
 
 @blueprint.post(f"{ACCOUNT_PATH}/apps/remove")
@@ -307,9 +303,7 @@ def delete(svc: Services, current: AccountSession) -> Response:
     svc.account_sessions.end_all_for(current.subject)
     session.clear()
     session[DELETED_KEY] = True
-    response = redirect(url_for("account.deleted"), code=303)
-    response.headers["Cache-Control"] = "no-store"
-    return clear_session_cookie(response, svc)
+    return clear_session_cookie(no_store(redirect(url_for("account.deleted"), code=303)), svc)
 
 
 @blueprint.get(DELETED_PATH)

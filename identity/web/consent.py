@@ -24,7 +24,7 @@ from ..oauth.self_audience import self_audience_uri
 from ..services import Services
 from .context import services
 from .csrf import csrf_ok, csrf_token
-from .headers import form_action_source
+from .headers import form_action_source, no_store
 from .i18n import N_, audience_words, scope_words
 from .pages import person_page, problem_page
 
@@ -57,12 +57,6 @@ def install_consent(app: Flask, svc: Services) -> None:
 def form_reference(consent_id: str) -> str:
     """What the form says about the request it shows (not the store's key, and no secret)."""
     return token_hash("consent-form\x00" + consent_id)
-
-
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return response
 
 
 def _page(consent_id: str, doc: Mapping[str, Any], client: Client) -> Response:
@@ -114,11 +108,11 @@ def answer() -> Response:
     authorizer = svc.oauth.authorizer
     if action == "deny":
         log.info("consent denied", extra={"client_id": doc["client_id"]})
-        return _no_store(redirect(authorizer.error_redirect(doc, "access_denied", "the person did not allow the app"),
-                                  code=303))
+        return no_store(redirect(authorizer.error_redirect(doc, "access_denied", "the person did not allow the app"),
+                                 code=303))
     client = svc.oauth.clients.get(doc["client_id"])
     if client is None:
         return problem_page(NO_CLIENT)
     consents.grant(doc["subject"], client.client_id, (doc.get("scope") or "").split(), doc["audience"])
     log.info("consent given", extra={"client_id": client.client_id})
-    return _no_store(redirect(authorizer.issue_code(doc, doc["subject"]), code=303))
+    return no_store(redirect(authorizer.issue_code(doc, doc["subject"]), code=303))

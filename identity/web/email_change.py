@@ -24,7 +24,7 @@ from ..oauth.authorize import ErrorPage
 from ..services import Services
 from .context import services
 from .csrf import csrf_ok, csrf_token
-from .headers import html_csp, with_form_action
+from .headers import html_csp, no_store, with_form_action
 from .login import login_broker
 from .pages import error_page
 
@@ -47,7 +47,7 @@ NOTHING_DONE = "No e-mail change was completed in this browser."
 
 
 def install_email_change(app: Flask, svc: Services) -> None:
-    """The pages, and the completions of the two upstream sign-ins (``Authorizer.complete``)."""
+    """The pages, and the completions of the two upstream sign-ins (``SignIns.complete``)."""
     app.register_blueprint(blueprint)
     changes = svc.email_changes
     page_url = svc.settings.issuer + CHANGE_PATH
@@ -69,8 +69,8 @@ def install_email_change(app: Flask, svc: Services) -> None:
             raise _refusal(refused) from None
         return done_url
 
-    svc.oauth.authorizer.register_completion(RECTIFY_CURRENT, current_address)
-    svc.oauth.authorizer.register_completion(RECTIFY_NEW, new_address)
+    svc.signins.register_completion(RECTIFY_CURRENT, current_address)
+    svc.signins.register_completion(RECTIFY_NEW, new_address)
 
 
 def _this_browsers_change(parked: Mapping[str, Any]) -> str:
@@ -89,12 +89,6 @@ def _refusal(refused: ChangeRefused) -> ErrorPage:
     return ErrorPage(refused.message)
 
 
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return response
-
-
 def _page(step: str, *, error: str | None = None, notice: str | None = None, minutes: int | None = None) -> Response:
     """The change page; its CSP lets the form's redirect reach the IdP (browsers check every hop)."""
     body = render_template(TEMPLATE, step=step, error=error, notice=notice, minutes=minutes,
@@ -104,7 +98,7 @@ def _page(step: str, *, error: str | None = None, notice: str | None = None, min
     if callable(origins):
         page_csp = current_app.extensions.get("identity.page_csp") or html_csp(current_app)
         response.headers["Content-Security-Policy"] = with_form_action(page_csp, origins())
-    return _no_store(response)
+    return no_store(response)
 
 
 @blueprint.get(CHANGE_PATH)
@@ -145,7 +139,7 @@ def act() -> Response:
     pending = changes.next_step(session[SESSION_KEY], return_to=svc.settings.issuer + CHANGE_PATH)
     if pending is None:
         return error_page(CHANGE_GONE)
-    return _no_store(broker.begin(pending))
+    return no_store(broker.begin(pending))
 
 
 @blueprint.get(CHANGED_PATH)
@@ -153,4 +147,4 @@ def changed() -> Response:
     change = services().email_changes.find(session.get(SESSION_KEY))
     if change is None or change.stage != DONE:
         return error_page(NOTHING_DONE)
-    return _no_store(make_response(render_template("email_changed.html")))
+    return no_store(make_response(render_template("email_changed.html")))

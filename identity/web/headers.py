@@ -85,6 +85,14 @@ def form_action_source(uri: str) -> str | None:
     return source if _PRIVATE_SCHEME.fullmatch(source) else None
 
 
+def no_store(response: Response) -> Response:
+    """Mark a response that carries a secret, a code or personal data as never to be cached
+    (RFC 6749 §5.1; ``Pragma`` for HTTP/1.0 caches)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
 def secure_response(response: Response, *, https: bool, page_csp: str) -> Response:
     """Add the security headers to ``response`` (for responses made outside a Flask request too)."""
     headers = response.headers

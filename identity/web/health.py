@@ -10,6 +10,7 @@ from ..retention import STALE_AFTER, purge_status
 from ..rights import iso
 from ..store import StoreError, StoreUnavailable
 from .context import services
+from .headers import no_store
 
 blueprint = Blueprint("health", __name__)
 
@@ -38,8 +39,7 @@ def readyz() -> tuple[Response, int]:
     ready = all(v == "ok" for v in checks.values())
     response = jsonify(status="ready" if ready else "not ready", checks=checks,
                        retention=_retention() if checks["store"] == "ok" else _unknown_retention())
-    response.headers["Cache-Control"] = "no-store"
-    return response, 200 if ready else 503
+    return no_store(response), 200 if ready else 503
 
 
 def _retention() -> dict[str, Any]:

@@ -35,9 +35,8 @@ from typing import Any, Callable, Iterable
 
 from flask import Response
 
-from .headers import STRICT_CSP, secure_response
+from .headers import STRICT_CSP, WsgiApp, secure_response
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 MAX_TARGET = 8 * 1024

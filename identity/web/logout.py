@@ -23,7 +23,7 @@ from ..services import Services
 from .account import current_session, end_browser_session
 from .context import services
 from .csrf import csrf_ok, csrf_token
-from .headers import form_action_source
+from .headers import form_action_source, no_store
 from .i18n import N_, translate
 from .pages import person_page, problem_page
 
@@ -74,8 +74,7 @@ def end_session() -> Response:
     if not confirmed and not _hint_matches_this_browser(svc, logout):
         return _confirmation(logout)
     if logout.redirect_uri is not None:
-        response = redirect(with_query(logout.redirect_uri, logout.redirect_parameters()), code=303)
-        response.headers["Cache-Control"] = "no-store"
+        response = no_store(redirect(with_query(logout.redirect_uri, logout.redirect_parameters()), code=303))
     else:
         response = person_page("signed_out.html")
     session.clear()

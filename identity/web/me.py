@@ -18,6 +18,7 @@ from ..verify import DecryptionKey, HttpResponse, TokenVerifier
 from ..verify.flask import bearer_token, current_token, init_app, require_token
 from .context import services
 from .email_change import CHANGE_PATH, install_email_change
+from .headers import no_store as _no_store
 
 blueprint = Blueprint("me", __name__)
 
@@ -45,11 +46,6 @@ def install_self_service(app: Flask, svc: Services) -> None:
     init_app(app, verifier, realm="identity")
     app.register_blueprint(blueprint)
     install_email_change(app, svc)
-
-
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def invalid_token() -> Response:

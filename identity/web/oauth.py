@@ -9,18 +9,13 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, re
 from ..errors import InvalidRequest
 from ..oauth.authorize import RedirectError
 from .context import services
+from .headers import no_store
 from .login import login_broker
 from .ratelimit import CLIENT_AUTH_BUDGET
 
 blueprint = Blueprint("oauth", __name__)
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 T = TypeVar("T")
-
-
-def no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return response
 
 
 def _single_valued_form() -> Mapping[str, str]:

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 from flask import Response, current_app, make_response, render_template
 
-from .headers import html_csp, with_form_action
+from .headers import html_csp, no_store, with_form_action
 from .i18n import localised, translate
 
 
@@ -29,9 +29,7 @@ def person_page(template: str, *, status: int = 200, form_action_to: Iterable[st
     if sources:
         page_csp = current_app.extensions.get("identity.page_csp") or html_csp(current_app)
         response.headers["Content-Security-Policy"] = with_form_action(page_csp, sources)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return localised(response)
+    return localised(no_store(response))
 
 
 def problem_page(message: str, status: int = 400, *, link: dict[str, str] | None = None) -> Response:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from ..addresses import TrustedProxies, forwarded_client
+from .headers import WsgiApp
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 PEER_KEY = "identity.proxy_peer"  # the TCP peer's address, kept when REMOTE_ADDR is replaced
 
 

@@ -30,8 +30,8 @@ from werkzeug.routing import Map
 
 from ..logs import RequestContext, enter_request, leave_request
 from ..metrics import UNMATCHED_ROUTE, method_label, observe_request
+from .headers import WsgiApp
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/\-]{8,128}")
 MAX_REMEMBERED_ROUTES = 1024

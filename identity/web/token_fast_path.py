@@ -38,11 +38,11 @@ from flask.sessions import SecureCookieSessionInterface
 
 from .._compat import WERKZEUG_FORM_ERRORS
 from .context import EXTENSION
-from .oauth import FORM_CONTENT_TYPE, no_store, token, within_client_budget
+from .headers import WsgiApp, no_store
+from .oauth import FORM_CONTENT_TYPE, token, within_client_budget
 
 log = logging.getLogger(__name__)
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 FAST_CONTENT_TYPES = frozenset({FORM_CONTENT_TYPE, FORM_CONTENT_TYPE + "; charset=utf-8",
                                 FORM_CONTENT_TYPE + "; charset=UTF-8"})
 # after_request hooks that only add headers to the response (no request, session or g): the fast

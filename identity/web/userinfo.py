@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify
 
 from ..verify.flask import current_token, require_token
 from .context import services
+from .headers import no_store
 from .me import invalid_token, live_subject
 
 blueprint = Blueprint("userinfo", __name__)
@@ -28,7 +29,4 @@ def userinfo() -> Response:
     subject = live_subject()
     if subject is None:
         return invalid_token()
-    response = jsonify(sub=services().oauth.subjects.subject_for(subject, client=current_token().client_id))
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return response
+    return no_store(jsonify(sub=services().oauth.subjects.subject_for(subject, client=current_token().client_id)))

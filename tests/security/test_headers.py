@@ -104,6 +104,18 @@ def test_token_responses_are_never_cached(oauth_client, public_app, service_clie
     assert ok.status_code == 200 and ok.headers["Pragma"] == "no-cache"
 
 
+def test_responses_about_a_person_tell_http_1_0_caches_too(oauth_client, public_app):
+    """One ``no_store`` (``identity.web.headers``): ``Cache-Control: no-store`` and ``Pragma: no-cache``."""
+    for response in (
+        oauth_client.get("/authorize", query_string=authorize_params(public_app)),
+        oauth_client.get("/me/email/change"),
+        oauth_client.get("/account"),
+        oauth_client.get("/readyz"),
+    ):
+        assert response.headers["Cache-Control"] == "no-store", response.request.path
+        assert response.headers["Pragma"] == "no-cache", response.request.path
+
+
 def test_public_documents_stay_cacheable(oauth_client):
     assert oauth_client.get("/.well-known/jwks.json").headers["Cache-Control"] == "public, max-age=300"
     assert oauth_client.get("/.well-known/openid-configuration").headers["Cache-Control"] == "public, max-age=300"
