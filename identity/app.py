@@ -66,8 +66,9 @@ def create_app(
     #   TrustedProxyLayer  REMOTE_ADDR from X-Forwarded-For (only with IDENTITY_TRUSTED_PROXIES)
     #   /devidp mount      the development IdP (only in explicit local development: login.mounts)
     #   TokenFastPath      POST /token without Flask's request machinery (issue 16); the rest passes through
-    app.wsgi_app = request_pipeline(app, https=settings.issuer_is_https,  # type: ignore[method-assign]
-                                    trusted_proxies=settings.trusted_proxies, mounts=login.mounts)
+    # Replacing wsgi_app is Flask's documented way to add WSGI middleware; its stubs type it as a method.
+    app.wsgi_app = request_pipeline(  # type: ignore[method-assign, assignment]
+        app, https=settings.issuer_is_https, trusted_proxies=settings.trusted_proxies, mounts=login.mounts)
     # Start-up reads and writes the store (the self audience): close that connection, so that none is
     # open when gunicorn --preload forks the workers (SQLite state must never cross a fork).
     services.store.close()

@@ -83,13 +83,15 @@ class TokenStatus:
         token = self._token_param(form)
         if len(token) > MAX_TOKEN_LENGTH:
             return INACTIVE
-        lookups = {REFRESH_TOKEN: (self._grants.find_refresh_token, self._describe_refresh),
-                   ACCESS_TOKEN: (self._grants.find_access_token, self._describe_access)}
         for kind in _search_order(form.get("token_type_hint")):
-            find, describe = lookups[kind]
-            doc = find(token)
-            if doc is not None:
-                return describe(caller, doc)
+            if kind == REFRESH_TOKEN:
+                presented = self._grants.find_refresh_token(token)
+                if presented is not None:
+                    return self._describe_refresh(caller, presented)
+            else:
+                access = self._grants.find_access_token(token)
+                if access is not None:
+                    return self._describe_access(caller, access)
         return INACTIVE
 
     def _live(self, doc: Mapping[str, Any]) -> bool:

@@ -143,8 +143,8 @@ class RequestSizeLimits:
     """Refuse an over-long query string (414), header (431) or declared body (413) before anything reads them.
 
     The outermost layer that reads the request (``identity.web.pipeline``), so the token endpoint's fast
-    path and the rate limits see only requests within bounds. gunicorn refuses request lines over 4094 bytes and header fields over 8190 bytes
-    itself; this keeps the same bounds behind any other server (and in tests). A body without a
+    path and the rate limits see only requests within bounds. gunicorn refuses request lines over 4094
+    bytes and header fields over 8190 bytes itself; this keeps the same bounds behind any other server (and in tests). A body without a
     ``Content-Length`` (chunked) is bounded by Flask's ``MAX_CONTENT_LENGTH`` as it is read (413 too).
     """
 
