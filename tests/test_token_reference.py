@@ -13,25 +13,13 @@ import pytest
 from identity.keys import Keyring
 from identity.keys.lifecycle import rotate_signing_keys
 from identity.token_reference import HEADER_PARAMETER, References, reference_of
+from tests.conftest import FakeClock
 
 FIELDS = {"j": "jti-1", "i": 1_800_000_000, "e": 1_800_000_600, "g": "grant-1", "s": "openid records:read"}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def keyring(keys_dir: Path, clock: Clock) -> Keyring:
+def keyring(keys_dir: Path, clock: FakeClock) -> Keyring:
     return Keyring(keys_dir, passphrase=None, monotonic=clock)
 
 
@@ -113,11 +101,11 @@ def test_a_reference_lives_exactly_as_long_as_its_signing_key(keyring, keys_dir,
     now = time.time()
     for _ in range(2):  # the first adds a next key, the second promotes it and retires ours
         rotate_signing_keys(keys_dir, passphrase=None, longest_token_ttl=600, now=now)
-    clock.now += 60  # past the keyring's reload interval: it reloads by itself
+    clock.advance(60)  # past the keyring's reload interval: it reloads by itself
     assert keyring.active_signing_key().kid != kid
     assert references.open(sealed) == FIELDS
     rotate_signing_keys(keys_dir, passphrase=None, longest_token_ttl=600, now=now + 601)
-    clock.now += 60
+    clock.advance(60)
     assert kid not in {key.kid for key in keyring.signing_keys()}
     assert references.open(sealed) is None
 

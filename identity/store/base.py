@@ -84,6 +84,14 @@ class Collection:
         if unknown:
             raise ValueError(f"{self.name}: unknown field(s) {unknown}")
 
+    def bulk_read_fields(self, fields: Sequence[str], batch_size: int) -> tuple[str, ...]:
+        """``fields`` checked for a ``find_fields`` call (and its ``batch_size``), as a tuple."""
+        names = tuple(fields)
+        self.check_fields(names)
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        return names
+
 
 @dataclass(frozen=True)
 class Order:

@@ -239,10 +239,7 @@ class MongoStore:
 
     def find_fields(self, coll: Collection, where: Where, fields: Sequence[str], *,
                     batch_size: int = BULK_BATCH) -> Iterator[list[tuple[Any, ...]]]:
-        names = tuple(fields)
-        coll.check_fields(names)
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        names = coll.bulk_read_fields(fields, batch_size)
         handle = self._collection(coll)
         return self._batches(handle, self._filter(coll, where),
                              tuple("_id" if n == coll.key else n for n in names), int(batch_size))

@@ -317,10 +317,7 @@ class SQLiteStore:
 
     def find_fields(self, coll: Collection, where: Where, fields: Sequence[str], *,
                     batch_size: int = BULK_BATCH) -> Iterator[list[tuple[Any, ...]]]:
-        names = tuple(fields)
-        coll.check_fields(names)
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        names = coll.bulk_read_fields(fields, batch_size)
         self._ensure(coll)
         clause, params = self._where(coll, where, json_in=self._has_json_each())
         return self._batches(coll, names, clause, params, int(batch_size))
