@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from ..errors import PageError, ServerError, ServiceError, TemporarilyUnavailable
 from ..logs import security_event
 from ..store import StoreUnavailable
+from .headers import no_store
 from .pages import error_page
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,8 @@ HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_t
 
 def error_response(err: ServiceError) -> Response:
     """``err`` as RFC 6749 §5.2 JSON, never cached."""
-    response = jsonify(err.body())
+    response = no_store(jsonify(err.body()))
     response.status_code = err.status_code
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
     for name, value in err.headers().items():
         response.headers[name] = value
     return response

@@ -18,7 +18,7 @@ from ..verify import DecryptionKey, HttpResponse, TokenVerifier
 from ..verify.flask import bearer_token, current_token, init_app, require_token
 from .context import services
 from .email_change import CHANGE_PATH, install_email_change
-from .headers import no_store as _no_store
+from .headers import no_store
 
 blueprint = Blueprint("me", __name__)
 
@@ -52,7 +52,7 @@ def invalid_token() -> Response:
     response = jsonify(error="invalid_token", error_description="the access token is not valid")
     response.status_code = 401
     response.headers["WWW-Authenticate"] = 'Bearer realm="identity", error="invalid_token"'
-    return _no_store(response)
+    return no_store(response)
 
 
 def live_subject() -> str | None:
@@ -75,7 +75,7 @@ def me() -> Response:
     subject = live_subject()
     if subject is None:
         return invalid_token()
-    return _no_store(jsonify(services().rights.describe(subject)))
+    return no_store(jsonify(services().rights.describe(subject)))
 
 
 @blueprint.get("/me/export")
@@ -87,7 +87,7 @@ def export() -> Response:
     response = make_response(json.dumps(services().rights.export(subject), indent=2, sort_keys=True))
     response.mimetype = "application/json"
     response.headers["Content-Disposition"] = 'attachment; filename="identity-export.json"'
-    return _no_store(response)
+    return no_store(response)
 
 
 @blueprint.delete("/me")
@@ -100,7 +100,7 @@ def erase() -> Response:
         result = services().rights.erase(subject, actor="subject", reason="erasure requested by the person")
     except UnknownSubject:
         return invalid_token()
-    return _no_store(jsonify(result))
+    return no_store(jsonify(result))
 
 
 @blueprint.post("/me/email")
@@ -113,4 +113,4 @@ def start_email_change() -> Response:
     """
     if live_subject() is None:
         return invalid_token()
-    return _no_store(jsonify(verification_url=services().settings.issuer + CHANGE_PATH))
+    return no_store(jsonify(verification_url=services().settings.issuer + CHANGE_PATH))
