@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ..audit_signing import raw_public
 from ..keys.files import KeyMaterialError, load_private_key, private_key_pem, write_private_file, write_public_file
 from ..verify.b64 import b64url_decode, b64url_encode
 from .errors import Refused
@@ -26,10 +27,6 @@ from .statements import KEY_CLAIM, key_claim
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 PROOF_SUFFIX = ".proof"
-
-
-def raw_public(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def fingerprint(key: Ed25519PublicKey) -> str:
