@@ -13,7 +13,7 @@ from identity.audit import AuditLog
 from identity.breach import ceremony
 from identity.breach.ceremony import Founding
 from identity.breach.errors import Refused
-from identity.breach.officers import fingerprint, public_text, sign_claim
+from identity.breach.officers import fingerprint, public_from_text, public_text, sign_claim
 from identity.breach.registry import (ACTIVE, ENROL_ACTION, FOUND_ACTION, FOUNDINGS, OFFICERS, PENDING, REVOKE_ACTION,
                                       Registry)
 from identity.store import StoreUnavailable
@@ -334,3 +334,14 @@ def test_the_listing_shows_which_records_verify(registry, founded, store):
     assert listed["anna"]["verified"] and not listed["carla"]["verified"]
     assert "not an active officer then" in listed["carla"]["problem"]
     assert all("signature" not in key and key != "proof" for o in listed.values() for key in o)
+
+
+@pytest.mark.parametrize("stored", [None, 7, b"", "not*a*key", "AAAA"])
+def test_a_stored_officer_public_key_that_is_not_ed25519_text_is_refused(people, stored):
+    """Whatever the store hands back (bytes included, as a MongoDB binary would come), a clear refusal."""
+    with pytest.raises(Refused, match="a stored officer public key is not an Ed25519 key"):
+        public_from_text(stored)
+    anna = people["anna"].key.public_key()
+    assert public_from_text(public_text(anna)) == anna
+    with pytest.raises(Refused):
+        public_from_text(public_text(anna).encode("ascii"))

@@ -47,6 +47,8 @@ def public_text(key: Ed25519PublicKey) -> str:
 
 def public_from_text(text: str) -> Ed25519PublicKey:
     try:
+        if not isinstance(text, str):  # a store may hand back bytes: refused, as any non-text
+            raise TypeError("not text")
         return Ed25519PublicKey.from_public_bytes(b64url_decode(text))
     except (ValueError, TypeError) as exc:
         raise Refused("a stored officer public key is not an Ed25519 key") from exc
