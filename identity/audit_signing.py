@@ -18,7 +18,6 @@ and a callable that returns an officer's public key by name.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .keys.files import KeyMaterialError, KeyPaths, load_private_key, load_public_key_file, pem_is_encrypted
+from .verify.b64 import b64url_decode, b64url_encode
 
 MESSAGE_PREFIX = b"identity-audit-record/v1:"
 SERVICE, OFFICER = "service", "officer"
@@ -60,14 +60,6 @@ def officer_signer_id(officer: str) -> str:
     return f"{OFFICER}:{officer}"
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 class AuditSigner(Protocol):
     """Signs audit records. ``signer_id`` goes into each record before it is hashed."""
 
@@ -95,7 +87,7 @@ class ServiceSigner:
         return True
 
     def sign(self, record_hash: str) -> str:
-        return _b64(self.private_key.sign(signed_message(record_hash)))
+        return b64url_encode(self.private_key.sign(signed_message(record_hash)))
 
 
 @dataclass(frozen=True)
@@ -113,7 +105,7 @@ class OfficerSigner:
         return actor == self.officer
 
     def sign(self, record_hash: str) -> str:
-        return _b64(self.private_key.sign(signed_message(record_hash)))
+        return b64url_encode(self.private_key.sign(signed_message(record_hash)))
 
 
 def load_service_signer(paths: KeyPaths, passphrase: str | None) -> ServiceSigner:
@@ -191,7 +183,7 @@ class TrustedKeys:
             what = f"officer {name}" if kind == OFFICER else f"key {signer}"
             return f"record {seq} is signed by an unknown {what} (not among the trusted audit keys)"
         try:
-            key.verify(_unb64(str(signature)), signed_message(str(record.get("hash"))))
+            key.verify(b64url_decode(str(signature)), signed_message(str(record.get("hash"))))
         except (InvalidSignature, ValueError, binascii.Error):
             return f"record {seq} has a bad signature (signer {signer})"
         return None

@@ -11,12 +11,12 @@ Sealed values are text: ``"sb1." + base64url(sealed box)``; the prefix names the
 
 from __future__ import annotations
 
-import base64
-
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
+
+from .verify.b64 import b64url_decode, b64url_encode
 
 SCHEME_PREFIX = "sb1."
 
@@ -31,7 +31,7 @@ def sealed_box(sealed: str) -> bytes:
         raise SealError("unknown sealing scheme")
     body = sealed[len(SCHEME_PREFIX):]
     try:
-        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        return b64url_decode(body)
     except ValueError as exc:  # binascii.Error
         raise SealError("cannot open sealed value") from exc
 
@@ -45,7 +45,7 @@ class Sealer:
 
     def seal(self, plaintext: bytes) -> str:
         sealed = self._box.encrypt(plaintext)
-        return SCHEME_PREFIX + base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+        return SCHEME_PREFIX + b64url_encode(sealed)
 
 
 class Opener:

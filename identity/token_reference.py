@@ -23,7 +23,6 @@ the decrypted token (``/me``) checks that the two name the same ``jti``.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import os
@@ -36,6 +35,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .keys import Keyring
 from .keys.keyring import SigningKey
+from .verify.b64 import b64url_decode, b64url_encode
 from .verify.envelope import MAX_HEADER_SEGMENT
 
 HEADER_PARAMETER = "ref"
@@ -48,10 +48,6 @@ def _derive(key: SigningKey) -> AESGCM:
     secret = key.private_key.private_numbers().d
     material = secret.to_bytes((secret.bit_length() + 7) // 8, "big")
     return AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(material))
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 class References:
@@ -78,7 +74,7 @@ class References:
         nonce = os.urandom(_NONCE_BYTES)
         plaintext = json.dumps(fields, separators=(",", ":")).encode("utf-8")
         sealed = cipher.encrypt(nonce, plaintext, _AAD_PREFIX + signing_kid.encode("ascii"))
-        return f"{signing_kid}.{_b64(nonce + sealed)}"
+        return f"{signing_kid}.{b64url_encode(nonce + sealed)}"
 
     def open(self, reference: object) -> dict[str, Any] | None:
         """The fields a reference sealed, or None: not one of ours, tampered with, or its key is gone."""
@@ -89,7 +85,7 @@ class References:
         if cipher is None:
             return None
         try:
-            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            raw = b64url_decode(body)
             plaintext = cipher.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _AAD_PREFIX + kid.encode("ascii"))
             fields = json.loads(plaintext)
         except (binascii.Error, ValueError, InvalidTag):
@@ -103,7 +99,7 @@ def reference_of(token: str) -> object:
     if not segment or len(segment) > MAX_HEADER_SEGMENT:  # longer than any header we mint
         return None
     try:
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        header = json.loads(b64url_decode(segment))
     except (binascii.Error, ValueError, RecursionError):
         return None
     return header.get(HEADER_PARAMETER) if isinstance(header, dict) else None

@@ -20,12 +20,13 @@ from identity.audit import AUDIT_LOG, AuditLog, record_hash
 from identity.breach import opening
 from identity.breach.errors import BreachError, Refused
 from identity.breach.four_eyes import REQUESTS, USE_ACTION, FourEyes, approval_payload, four_eyes_policy
-from identity.breach.officers import (b64, fingerprint, generate_key, load_public_key, load_signing_key, public_text,
+from identity.breach.officers import (fingerprint, generate_key, load_public_key, load_signing_key, public_text,
                                       read_proof)
 from identity.breach.output import state_path
 from identity.breach.registry import ACTIVE, OFFICERS, PENDING, Registry
 from identity.breach.resolve import resolve_pseudonyms
 from identity.store import StoreUnavailable
+from identity.verify.b64 import b64url_encode
 from tests.audit_support import signed_log
 from tests.breach_support import FailingStore, Officer, found, params, populate, write_list
 
@@ -249,8 +250,8 @@ def test_review_an_officer_written_into_the_store_counts_for_nothing(store, offi
     store.insert(OFFICERS, {
         "officer": "anna-2", "kind": "enrolled", "public_key": public_text(mallory.key.public_key()),
         "fingerprint": fingerprint(mallory.key.public_key()), "proof": mallory.proof, "status": ACTIVE,
-        "enrolled_by": "bram", "enrolled_at": now, "enrolment_signature": b64(mallory.key.sign(b"bram")),
-        "confirmed_by": "anna", "confirmed_at": now, "confirmation_signature": b64(mallory.key.sign(b"anna"))})
+        "enrolled_by": "bram", "enrolled_at": now, "enrolment_signature": b64url_encode(mallory.key.sign(b"bram")),
+        "confirmed_by": "anna", "confirmed_at": now, "confirmation_signature": b64url_encode(mallory.key.sign(b"anna"))})
     request = file_request(four_eyes, officers, listing)
     with pytest.raises(Refused, match="enrolment of anna-2 is not signed by bram"):
         four_eyes.approve(request["request_id"], officer="anna-2", key=mallory.key)
@@ -269,7 +270,7 @@ def test_review_the_filer_cannot_approve_under_a_name_that_shares_their_key(stor
     doc.update(approved_by="bram", approved_at=1, status="approved")
     store.update(REQUESTS, {"request_id": doc["request_id"]}, {
         "approved_by": "bram", "approved_at": 1, "status": "approved",
-        "approval_signature": b64(officers["anna"].key.sign(approval_payload(doc)))})
+        "approval_signature": b64url_encode(officers["anna"].key.sign(approval_payload(doc)))})
     with pytest.raises(Refused, match="signature of bram does not match"):
         run(store, tmp_path, keys_dir, listing, request["request_id"])
 

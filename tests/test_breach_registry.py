@@ -13,10 +13,11 @@ from identity.audit import AuditLog
 from identity.breach import ceremony
 from identity.breach.ceremony import Founding
 from identity.breach.errors import Refused
-from identity.breach.officers import b64, fingerprint, public_text, sign_claim
+from identity.breach.officers import fingerprint, public_from_text, public_text, sign_claim
 from identity.breach.registry import (ACTIVE, ENROL_ACTION, FOUND_ACTION, FOUNDINGS, OFFICERS, PENDING, REVOKE_ACTION,
                                       Registry)
 from identity.store import StoreUnavailable
+from identity.verify.b64 import b64url_encode
 from tests.audit_support import SERVICE_SIGNER, signed_log
 from tests.breach_support import Officer, enrol, found
 
@@ -258,7 +259,7 @@ def test_a_signature_made_after_the_signer_was_revoked_does_not_count(registry, 
     late = {**store.get(OFFICERS, "carla"), "enrolled_at": int(clock.now) + 5}
     from identity.breach.statements import enrolment
     store.update(OFFICERS, {"officer": "carla"}, {"enrolled_at": late["enrolled_at"],
-                                                  "enrolment_signature": b64(anna.key.sign(enrolment(late)))})
+                                                  "enrolment_signature": b64url_encode(anna.key.sign(enrolment(late)))})
     with pytest.raises(Refused, match="signed by anna, who was not an active officer then"):
         registry.public_key("carla")
 
@@ -313,7 +314,7 @@ def test_an_enrolment_confirmed_by_its_own_enroller_in_the_store_is_refused(regi
     from identity.breach.statements import confirmation
     store.update(OFFICERS, {"officer": "carla"}, {
         "status": ACTIVE, "confirmed_by": "anna", "confirmed_at": doc["confirmed_at"],
-        "confirmation_signature": b64(anna.key.sign(confirmation(doc)))})
+        "confirmation_signature": b64url_encode(anna.key.sign(confirmation(doc)))})
     with pytest.raises(Refused, match="not confirmed by a second officer"):
         registry.public_key("carla")
 
@@ -333,3 +334,14 @@ def test_the_listing_shows_which_records_verify(registry, founded, store):
     assert listed["anna"]["verified"] and not listed["carla"]["verified"]
     assert "not an active officer then" in listed["carla"]["problem"]
     assert all("signature" not in key and key != "proof" for o in listed.values() for key in o)
+
+
+@pytest.mark.parametrize("stored", [None, 7, b"", "not*a*key", "AAAA"])
+def test_a_stored_officer_public_key_that_is_not_ed25519_text_is_refused(people, stored):
+    """Whatever the store hands back (bytes included, as a MongoDB binary would come), a clear refusal."""
+    with pytest.raises(Refused, match="a stored officer public key is not an Ed25519 key"):
+        public_from_text(stored)
+    anna = people["anna"].key.public_key()
+    assert public_from_text(public_text(anna)) == anna
+    with pytest.raises(Refused):
+        public_from_text(public_text(anna).encode("ascii"))

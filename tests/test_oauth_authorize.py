@@ -207,3 +207,16 @@ def test_a_failing_vault_still_answers_the_app_with_an_oauth_error(oauth, public
     monkeypatch.setattr(oauth.authorizer._vault, "pseudonymise", store_down)
     down = oauth.authorizer.complete(oauth.authorizer.park(request).pending_id, "someone@example.org")
     assert query_of(down)["error"] == "temporarily_unavailable" and query_of(down)["state"] == "s"
+
+
+def test_a_parked_request_and_a_refused_one_get_the_same_error_redirect(oauth, settings):
+    from identity.oauth.authorize import RedirectError
+
+    uri = "https://app.example.org/callback?tenant=a"
+    doc = {"redirect_uri": uri, "state": "s&t"}
+    url = oauth.authorizer.error_redirect(doc, "access_denied", "no & yes")
+    assert url == oauth.authorizer.redirect_for(RedirectError(uri, "access_denied", "no & yes", "s&t"))
+    assert url.startswith(uri + "&")
+    assert query_of(url) == {"tenant": "a", "error": "access_denied", "error_description": "no & yes", "state": "s&t",
+                             "iss": settings.issuer}
+    assert "state" not in query_of(oauth.authorizer.error_redirect({"redirect_uri": uri}, "access_denied", "x"))

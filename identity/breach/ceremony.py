@@ -19,8 +19,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..keys.files import KeyMaterialError, write_public_file
+from ..verify.b64 import b64url_encode
 from .errors import Refused
-from .officers import b64, check_name, fingerprint, public_from_text, public_text, verify
+from .officers import check_name, fingerprint, public_from_text, public_text, verify
 from .statements import FOUNDING, canonical, founding
 
 
@@ -79,7 +80,7 @@ class Founding:
         named = self.founder(officer)
         if public_text(key.public_key()) != named.public_key:
             raise Refused(f"your key is not the one the founding statement names for {officer}")
-        return Founding(self.statement, {**self.signatures, officer: b64(key.sign(self.statement.encode("ascii")))})
+        return Founding(self.statement, {**self.signatures, officer: b64url_encode(key.sign(self.statement.encode("ascii")))})
 
     def check(self, *, complete: bool = True) -> list[Founder]:
         """The founders, if every signature present (and, if ``complete``, both) is theirs."""

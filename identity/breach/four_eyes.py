@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..audit import AuditLog
 from ..store import Collection, Store
+from ..verify.b64 import b64url_encode
 from . import audit_trail
 from .errors import Refused
-from .officers import b64
 from .registry import Registry
 from .statements import canonical, digest
 
@@ -102,7 +102,7 @@ class FourEyes:
             "pseudonyms_sha256": pseudonyms_sha256, "entries": entries, "requested_by": officer,
             "requested_at": int(self._clock()), "status": PENDING,
         }
-        doc["request_signature"] = b64(key.sign(request_payload(doc)))
+        doc["request_signature"] = b64url_encode(key.sign(request_payload(doc)))
         self._registry.check_signature(officer, doc["request_signature"], request_payload(doc))
         self._store.insert(REQUESTS, doc)
         return doc
@@ -120,7 +120,7 @@ class FourEyes:
         if pseudonyms_sha256 is not None and pseudonyms_sha256 != doc["pseudonyms_sha256"]:
             raise Refused(f"the pseudonym list you hold is not the one request {request_id} names")
         doc.update(approved_by=officer, approved_at=int(self._clock()))
-        doc["approval_signature"] = b64(key.sign(approval_payload(doc)))
+        doc["approval_signature"] = b64url_encode(key.sign(approval_payload(doc)))
         if self._registry.check_signature(officer, doc["approval_signature"], approval_payload(doc)) == filer_print:
             raise Refused("the approver's key is the filer's key")
         changes = {k: doc[k] for k in ("approved_by", "approved_at", "approval_signature")} | {"status": APPROVED}

@@ -9,7 +9,6 @@ officers is ``registry``.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -20,24 +19,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ..audit_signing import raw_public
 from ..keys.files import KeyMaterialError, load_private_key, private_key_pem, write_private_file, write_public_file
+from ..verify.b64 import b64url_decode, b64url_encode
 from .errors import Refused
 from .statements import KEY_CLAIM, key_claim
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 PROOF_SUFFIX = ".proof"
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def raw_public(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def fingerprint(key: Ed25519PublicKey) -> str:
@@ -53,19 +42,21 @@ def check_name(name: str | None) -> str:
 
 def public_text(key: Ed25519PublicKey) -> str:
     """How the registry and the statements write a public key (raw bytes, base64url)."""
-    return b64(raw_public(key))
+    return b64url_encode(raw_public(key))
 
 
 def public_from_text(text: str) -> Ed25519PublicKey:
     try:
-        return Ed25519PublicKey.from_public_bytes(unb64(text))
+        if not isinstance(text, str):  # a store may hand back bytes: refused, as any non-text
+            raise TypeError("not text")
+        return Ed25519PublicKey.from_public_bytes(b64url_decode(text))
     except (ValueError, TypeError) as exc:
         raise Refused("a stored officer public key is not an Ed25519 key") from exc
 
 
 def verify(key: Ed25519PublicKey, signature: str | None, payload: bytes) -> bool:
     try:
-        key.verify(unb64(signature or ""), payload)
+        key.verify(b64url_decode(signature or ""), payload)
     except (InvalidSignature, ValueError):
         return False
     return True
@@ -102,7 +93,7 @@ def generate_key(path: Path, passphrase: str | None, *, officer: str) -> NewKey:
 
 def sign_claim(officer: str, key: Ed25519PrivateKey) -> str:
     """The proof of possession: ``key`` signs "this key is mine, for ``officer``"."""
-    return b64(key.sign(key_claim(officer, public_text(key.public_key()))))
+    return b64url_encode(key.sign(key_claim(officer, public_text(key.public_key()))))
 
 
 def proof_document(officer: str, key: Ed25519PrivateKey) -> bytes:

@@ -26,10 +26,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ..audit import AuditLog
 from ..store import Collection, DuplicateKeyError, In, Store
+from ..verify.b64 import b64url_encode
 from . import audit_trail
 from .ceremony import Founding
 from .errors import Refused
-from .officers import b64, check_name, fingerprint, public_from_text, public_text, verify
+from .officers import check_name, fingerprint, public_from_text, public_text, verify
 from .statements import confirmation, enrolment, key_claim, revocation
 
 FOUNDER, ENROLLED = "founder", "enrolled"
@@ -158,7 +159,7 @@ class Registry:
         doc: dict[str, Any] = {"officer": officer, "kind": ENROLLED, "public_key": public_text(key),
                                "fingerprint": fingerprint(key), "proof": proof, "enrolled_by": by,
                                "enrolled_at": now, "status": PENDING}
-        doc["enrolment_signature"] = b64(signer.sign(enrolment(doc)))
+        doc["enrolment_signature"] = b64url_encode(signer.sign(enrolment(doc)))
         self._signed_now(by, doc["enrolment_signature"], enrolment(doc), now)
         try:
             self._store.insert(OFFICERS, doc)
@@ -175,7 +176,7 @@ class Registry:
             raise Refused(f"{by} signed the enrolment of {officer}: a second officer must confirm it")
         now = int(self._clock())
         doc = {**doc, "confirmed_by": by, "confirmed_at": now}
-        doc["confirmation_signature"] = b64(signer.sign(confirmation(doc)))
+        doc["confirmation_signature"] = b64url_encode(signer.sign(confirmation(doc)))
         self._signed_now(by, doc["confirmation_signature"], confirmation(doc), now)
         changes = {k: doc[k] for k in ("confirmed_by", "confirmed_at", "confirmation_signature")} | {"status": ACTIVE}
         if self._store.update(OFFICERS, {"officer": officer, "status": PENDING}, changes) != 1:
@@ -194,7 +195,7 @@ class Registry:
             raise Refused("another active officer revokes (nobody revokes themselves)")
         now = int(self._clock())
         doc = {**doc, "revoked_by": by, "revoked_at": now}
-        doc["revocation_signature"] = b64(signer.sign(revocation(doc)))
+        doc["revocation_signature"] = b64url_encode(signer.sign(revocation(doc)))
         self._signed_now(by, doc["revocation_signature"], revocation(doc), now)
         changes = {k: doc[k] for k in ("revoked_by", "revoked_at", "revocation_signature")} | {"status": REVOKED}
         if self._store.update(OFFICERS, {"officer": officer, "status": In((PENDING, ACTIVE))}, changes) != 1:

@@ -10,7 +10,6 @@ in production. Nothing else mounts it: never by omission, never on an address ot
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from typing import Any, Callable
@@ -20,6 +19,7 @@ from flask import Flask
 
 from ..config import DEFAULT_DEV_ISSUER, ConfigError, Settings
 from ..store import Store
+from ..verify.b64 import b64url_encode
 from ..verify.http import is_loopback_host
 from .codes import CodeBook
 from .config import DevIdPConfig, derive_key
@@ -94,7 +94,7 @@ def build_devidp(settings: Settings, *, store: Store, secret: bytes, redirect_ur
     refusal = development_idp_refusal(settings)
     if refusal is not None:
         raise ConfigError([refusal])
-    client_secret = base64.urlsafe_b64encode(derive_key(secret, "client-secret")).rstrip(b"=").decode()
+    client_secret = b64url_encode(derive_key(secret, "client-secret"))
     config = DevIdPConfig(issuer=settings.issuer + MOUNT_PATH, client_id=CLIENT_ID, client_secret=client_secret,
                           redirect_uris=(redirect_uri,), secret=secret)
     idp = DevIdP(config, store=store)

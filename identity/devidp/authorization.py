@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from werkzeug.datastructures import MultiDict
 
@@ -56,12 +54,6 @@ class LoginRequest:
         if self.nonce is not None:
             fields["nonce"] = self.nonce
         return fields
-
-
-def with_query(uri: str, params: Mapping[str, str | None]) -> str:
-    parts = urlsplit(uri)
-    extra = urlencode({k: v for k, v in params.items() if v is not None})
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, f"{parts.query}&{extra}" if parts.query else extra, ""))
 
 
 def parse_login_request(params: MultiDict[str, str], config: DevIdPConfig) -> LoginRequest:

@@ -8,7 +8,6 @@ key: the second redemption of a code finds it and fails.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import os
@@ -20,6 +19,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..store import Collection, DuplicateKeyError, Lt, Store
+from ..verify.b64 import b64url_decode, b64url_encode
 
 USED_CODES = Collection(
     name="devidp_used_codes",
@@ -47,14 +47,6 @@ class Grant:
     expires_at: int
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 class CodeBook:
     """Issues and redeems codes."""
 
@@ -73,14 +65,14 @@ class CodeBook:
             "auth_time": now, "exp": now + self._ttl,
         }).encode("utf-8")
         nonce_bytes = os.urandom(_NONCE_BYTES)
-        return _b64(nonce_bytes + self._aead.encrypt(nonce_bytes, payload, _AAD))
+        return b64url_encode(nonce_bytes + self._aead.encrypt(nonce_bytes, payload, _AAD))
 
     def redeem(self, code: str) -> Grant | None:
         """The grant if the code is genuine, unexpired and redeemed for the first time; else None."""
         if not isinstance(code, str) or not code or len(code) > MAX_CODE_LENGTH:
             return None
         try:
-            raw = _unb64(code)
+            raw = b64url_decode(code)
             payload = json.loads(self._aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _AAD))
         except (InvalidTag, ValueError, binascii.Error):
             return None

@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from joserfc import jwt
 
 from ..errors import ServiceError
+from ..verify.b64 import b64url_encode
 from .authorization import VERIFIER_PATTERN
 from .codes import CodeBook, Grant
 from .config import DevIdPConfig
@@ -30,7 +31,7 @@ class TokenError(ServiceError):
 
 
 def s256(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
+    return b64url_encode(hashlib.sha256(verifier.encode("ascii")).digest())
 
 
 def subject_for(config: DevIdPConfig, email: str) -> str:

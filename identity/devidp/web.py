@@ -16,10 +16,11 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
+from ..oauth.authorize import with_query
 from ..web.csrf import csrf_ok, csrf_token
 from ..web.errors import error_response
 from ..web.headers import no_store
-from .authorization import LoginRequest, PageError, RedirectError, email_problem, parse_login_request, with_query
+from .authorization import LoginRequest, PageError, RedirectError, email_problem, parse_login_request
 from .tokens import TokenError
 
 if TYPE_CHECKING:
@@ -51,6 +52,12 @@ def _form(login: LoginRequest, *, error: str | None = None, email: str = "", sta
     return no_store(make_response(body, status))
 
 
+def _error_redirect(redirect_uri: str, error: str, description: str, state: str | None) -> Response:
+    """An OAuth error sent to the registered redirect URI (RFC 6749 §4.1.2.1, with RFC 9207's ``iss``)."""
+    return no_store(redirect(with_query(redirect_uri, {
+        "error": error, "error_description": description, "state": state, "iss": _idp().issuer}), code=303))
+
+
 @blueprint.get("/.well-known/openid-configuration")
 def discovery() -> Response:
     response = jsonify(_idp().metadata())
@@ -75,17 +82,13 @@ def authorize() -> Response:
     except PageError as err:
         return _page(err.message, err.status)
     except RedirectError as err:
-        return no_store(redirect(with_query(params["redirect_uri"], {
-            "error": err.error, "error_description": err.description, "state": params.get("state"),
-            "iss": idp.issuer}), code=303))
+        return _error_redirect(params["redirect_uri"], err.error, err.description, params.get("state"))
     if request.method == "GET":
         return _form(login)
     if not csrf_ok():
         return _page("This sign-in form has expired or was not sent from this page. Start again from the app.", 400)
     if request.form.get("action") == "cancel":
-        return no_store(redirect(with_query(login.redirect_uri, {
-            "error": "access_denied", "error_description": "the person cancelled the sign-in",
-            "state": login.state, "iss": idp.issuer}), code=303))
+        return _error_redirect(login.redirect_uri, "access_denied", "the person cancelled the sign-in", login.state)
     email = request.form.get("email", "").strip()
     problem = email_problem(email)
     if problem:

@@ -22,7 +22,6 @@ made offline by ``scripts/keys.py dpo-create``).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
@@ -40,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
+from ..verify.b64 import b64url_decode, b64url_encode
 from .files import KeyMaterialError, write_private_file
 
 FORMAT = "identity-dpo-share/1"
@@ -132,14 +132,6 @@ def share_file_name(index: int) -> str:
     return f"{SHARE_PREFIX}{index}.json"
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def _canonical(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
@@ -151,7 +143,7 @@ def _set_header(set_id: str, threshold: int, count: int, fp: str) -> dict[str, A
 def _share_header(set_header: dict[str, Any], index: int, holder: str, development: bool, kdf: KdfCost,
                   salt: bytes) -> dict[str, Any]:
     return {**set_header, "index": index, "holder": holder, "development": development,
-            "kdf": {"name": "argon2id", "salt": _b64(salt), "iterations": kdf.iterations, "lanes": kdf.lanes,
+            "kdf": {"name": "argon2id", "salt": b64url_encode(salt), "iterations": kdf.iterations, "lanes": kdf.lanes,
                     "memory_kib": kdf.memory_kib}}
 
 
@@ -209,7 +201,7 @@ def create_key_set(holders: Sequence[Holder], threshold: int, *, development: bo
         salt = secrets.token_bytes(SALT_BYTES)
         header = _share_header(set_header, index, holder.name, development, kdf, salt)
         sealed = _seal(_passphrase_key(holder.passphrase, salt, kdf), share, _canonical(header))
-        document = {**header, "private_key": _b64(wrapped), "share": _b64(sealed)}
+        document = {**header, "private_key": b64url_encode(wrapped), "share": b64url_encode(sealed)}
         files.append((share_file_name(index), (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()))
     return KeySet(public_key, threshold, set_id, tuple(h.name for h in holders), tuple(files))
 
@@ -274,7 +266,7 @@ def read_share(path: Path) -> ShareFile:
     if type(doc.get("development")) is not bool or not isinstance(kdf_doc.get("salt"), str):
         raise KeyMaterialError(f"{path} is not a DPO share file: development or kdf.salt is malformed")
     try:
-        salt, wrapped, sealed = (_unb64(kdf_doc["salt"]), _unb64(doc["private_key"]), _unb64(doc["share"]))
+        salt, wrapped, sealed = (b64url_decode(kdf_doc["salt"]), b64url_decode(doc["private_key"]), b64url_decode(doc["share"]))
     except (ValueError, binascii.Error) as exc:
         raise KeyMaterialError(f"{path} is not a DPO share file: a field is not base64url") from exc
     if len(salt) < SALT_BYTES or len(wrapped) != NONCE_BYTES + 32 + 16 or len(sealed) != NONCE_BYTES + 16 + 16:

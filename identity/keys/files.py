@@ -18,7 +18,6 @@ Layout of ``IDENTITY_KEYS_DIR``::
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
@@ -31,6 +30,8 @@ from typing import Any, TypeVar
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from ..verify.b64 import b64url_decode, b64url_encode
 
 MANIFEST = "signing.json"
 SIGNING_DIR = "signing"
@@ -173,7 +174,7 @@ def load_dpo_public_key(path: Path) -> X25519PublicKey:
 
 
 def new_pepper() -> bytes:
-    return base64.urlsafe_b64encode(secrets.token_bytes(PEPPER_BYTES)).rstrip(b"=") + b"\n"
+    return b64url_encode(secrets.token_bytes(PEPPER_BYTES)).encode("ascii") + b"\n"
 
 
 def load_pepper(path: Path) -> bytes:
@@ -182,7 +183,7 @@ def load_pepper(path: Path) -> bytes:
     except OSError as exc:
         raise KeyMaterialError(f"cannot read {path}: {exc.strerror}") from exc
     try:
-        pepper = base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
+        pepper = b64url_decode(text)
     except ValueError as exc:
         raise KeyMaterialError(f"{path} is not base64url") from exc
     if len(pepper) < PEPPER_BYTES:

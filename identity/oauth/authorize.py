@@ -308,11 +308,10 @@ class Authorizer:
 
     def error_redirect(self, doc: Mapping[str, Any], error: str, description: str) -> str:
         """An OAuth error for a parked (hence verified) request, as the app's redirect URL."""
-        return with_query(doc["redirect_uri"], {
-            "error": error, "error_description": description, "state": doc.get("state"), "iss": self.issuer,
-        })
+        return self.redirect_for(RedirectError(doc["redirect_uri"], error, description, doc.get("state")))
 
     def redirect_for(self, err: RedirectError) -> str:
+        """The app's redirect URL carrying ``err`` (RFC 6749 §4.1.2.1, with RFC 9207's ``iss``)."""
         return with_query(err.redirect_uri, {
             "error": err.error, "error_description": err.description, "state": err.state, "iss": self.issuer,
         })

@@ -10,7 +10,6 @@ ones that is accepted, and it is ignored.
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any, Callable, Mapping
 
@@ -18,6 +17,7 @@ from joserfc import jwe
 from joserfc.jwe import JWERegistry
 from joserfc.registry import HeaderParameter
 
+from .b64 import b64url_decode
 from .errors import DecryptionFailed, MalformedToken, UnencryptedToken, UnknownKey, UnsupportedToken
 from .keys import MAX_KID_LENGTH, DecryptionKey, DecryptionKeySource
 
@@ -62,7 +62,7 @@ def decode_json_segment(segment: str, *, limit: int = MAX_HEADER_SEGMENT) -> dic
     if not segment or len(segment) > limit:
         raise MalformedToken()
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        raw = b64url_decode(segment)
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise MalformedToken() from None

@@ -3,7 +3,6 @@ signing keys (parsed from a JWKS once per fetch, never per token)."""
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import threading
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc.jwk import RSAKey
 
+from .b64 import b64url_decode
 from .errors import ConfigurationError, IssuerUnavailable
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def index_decryption_keys(values: Any) -> dict[str, DecryptionKey]:
 def _b64url_uint(value: Any) -> int:
     if not isinstance(value, str) or not value or len(value) > 2048:
         raise ValueError("not a base64url integer")
-    raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    raw = b64url_decode(value)
     return int.from_bytes(raw, "big")
 
 
