@@ -16,7 +16,6 @@ or other personal data ever enters a token.
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from joserfc.jwk import RSAKey
 
 from .keys import Keyring
 from .token_reference import HEADER_PARAMETER, References
+from .verify.b64 import b64url_encode
 from .verify.envelope import MAX_HEADER_SEGMENT, access_token_registry
 
 JWE_ALG, JWE_ENC = "RSA-OAEP-256", "A256GCM"
@@ -54,7 +54,7 @@ class AccessToken:
 
 def _header_segment_length(header: Mapping[str, Any]) -> int:
     """The length of the base64url segment joserfc makes of ``header`` (compact JSON, no padding)."""
-    return len(base64.urlsafe_b64encode(json.dumps(header, separators=(",", ":")).encode("utf-8")).rstrip(b"="))
+    return len(b64url_encode(json.dumps(header, separators=(",", ":")).encode("utf-8")))
 
 
 def new_jti() -> str:
