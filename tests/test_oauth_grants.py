@@ -85,15 +85,20 @@ def interleaved(store):
     return Interleave(store)
 
 
-@pytest.fixture
-def app(settings, broker, clock, audience_keys, interleaved):
-    application = create_app(settings, store=interleaved, login_broker=broker, clock=clock)
+def app_on(store, settings, broker, clock, audience_keys):
+    """The service on a wrapped ``store``, with the test audiences registered."""
+    application = create_app(settings, store=store, login_broker=broker, clock=clock)
     application.config["TESTING"] = True
     broker.app = application
     for keys in audience_keys.values():
         application.extensions["identity"].oauth.audiences.add(
             keys.uri, key=parse_encryption_key(keys.public_pem), jwks_uri=None)
     return application
+
+
+@pytest.fixture
+def app(settings, broker, clock, audience_keys, interleaved):
+    return app_on(interleaved, settings, broker, clock, audience_keys)
 
 
 @pytest.fixture
@@ -359,13 +364,7 @@ def logged(store):
 
 @pytest.fixture
 def logged_app(settings, broker, clock, audience_keys, logged):
-    application = create_app(settings, store=logged, login_broker=broker, clock=clock)
-    application.config["TESTING"] = True
-    broker.app = application
-    for keys in audience_keys.values():
-        application.extensions["identity"].oauth.audiences.add(
-            keys.uri, key=parse_encryption_key(keys.public_pem), jwks_uri=None)
-    return application
+    return app_on(logged, settings, broker, clock, audience_keys)
 
 
 def test_issuing_tokens_never_waits_for_the_disk_and_revoking_always_does(logged_app, logged):
