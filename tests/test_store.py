@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from identity.store import Collection, DuplicateKeyError, Gt, In, Lt, Order, SQLiteStore, StoreUnavailable, find_one
+from identity.store.sqlite import use_wal
 
 THINGS = Collection(
     name="things",
@@ -142,6 +145,61 @@ def test_sqlite_uses_wal_and_full_sync(tmp_path: Path):
     store.insert(THINGS, {"id": "a"})
     conn = sqlite3.connect(tmp_path / "s.sqlite3")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+class _LockedAtFirst:
+    """A connection whose first ``busy`` WAL switches meet another process's lock (SQLITE_BUSY at once)."""
+
+    def __init__(self, busy: int, code: int = sqlite3.SQLITE_BUSY) -> None:
+        self.busy, self.code, self.calls = busy, code, 0
+
+    def execute(self, sql: str) -> None:
+        self.calls += 1
+        if self.calls <= self.busy:
+            error = sqlite3.OperationalError("database is locked")
+            error.sqlite_errorcode = self.code
+            raise error
+
+
+def test_sqlite_wal_switch_waits_out_a_lock_held_elsewhere():
+    conn = _LockedAtFirst(busy=3)
+    use_wal(conn, timeout=5)  # type: ignore[arg-type]
+    assert conn.calls == 4
+
+
+def test_sqlite_wal_switch_gives_up_at_the_timeout_and_on_other_errors():
+    with pytest.raises(sqlite3.OperationalError):
+        use_wal(_LockedAtFirst(busy=10_000), timeout=0.05)  # type: ignore[arg-type]
+    readonly = _LockedAtFirst(busy=1, code=8)  # SQLITE_READONLY: waiting would not help
+    with pytest.raises(sqlite3.OperationalError):
+        use_wal(readonly, timeout=5)  # type: ignore[arg-type]
+    assert readonly.calls == 1
+
+
+def _open_and_insert(path: Path, start: Any, out: Any, i: int) -> None:
+    start.wait()
+    try:
+        SQLiteStore(path).insert(THINGS, {"id": str(i)})
+        out.put("inserted")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        out.put(repr(exc))
+
+
+def test_sqlite_processes_opening_one_fresh_file_at_once_all_open_it(tmp_path: Path):
+    """Several workers starting on a new database: each switches it to WAL or finds it switched."""
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(6):  # before the retry, about one process in twenty failed to open the file
+        path = tmp_path / f"fresh-{trial}.sqlite3"
+        start, out = ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_open_and_insert, args=(path, start, out, i)) for i in range(8)]
+        for proc in procs:
+            proc.start()
+        start.set()
+        results = [out.get(timeout=60) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=10)
+        assert results == ["inserted"] * 8
+        assert sorted(d["id"] for d in SQLiteStore(path).find(THINGS, {})) == [str(i) for i in range(8)]
 
 
 def test_sqlite_unreachable_file_raises_store_unavailable(tmp_path: Path):

@@ -21,6 +21,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -39,6 +40,30 @@ def path_from_uri(uri: str) -> Path:
     if not uri.startswith("sqlite:///"):
         raise ValueError("an SQLite URI starts with sqlite:///")
     return Path(uri[len("sqlite:///"):])
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY, whatever its extended code (another connection holds the lock it needs)."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+
+
+def use_wal(conn: sqlite3.Connection, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+    """Switch ``conn``'s database to WAL, waiting while other connections hold it.
+
+    Switching needs an exclusive lock, and SQLite answers a switch that would wait on a connection which
+    itself waits (several processes opening a fresh file at once) with SQLITE_BUSY at once, without the
+    busy timeout: the switch is retried here until ``timeout``. A database already in WAL stays in it.
+    """
+    deadline, delay = time.monotonic() + timeout, 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 class SQLiteStore:
@@ -68,7 +93,7 @@ class SQLiteStore:
             conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=True
             )
-            conn.execute("PRAGMA journal_mode=WAL")
+            use_wal(conn)
             # FULL: a first-login mapping that reached a token must survive a power cut.
             # NORMAL (non-durable writes, base.py): no fsync of its own at a commit; a process crash loses
             # nothing, and the next FULL commit (of any process: one log) syncs it with its own.
