@@ -79,13 +79,28 @@ def say(message: str) -> None:
 # -- the machine -----------------------------------------------------------------------------------
 
 
+# OPENSSL_ia32cap that hides AVX-512 IFMA (CPUID leaf 7, EBX bit 21) from OpenSSL, in the service's and the
+# peer's: RSA then runs the code path of a CPU without it, about half as fast (BENCHMARKS.md "phase 4").
+WITHOUT_IFMA = ":~0x200000"
+
+
+def rsa_path(flags: set[str]) -> str:
+    """Which RSA code OpenSSL runs here: the per-core sign rate, every "of sign" ratio's unit, doubles with IFMA."""
+    if "avx512ifma" not in flags:
+        return "without AVX-512 IFMA"
+    masked = os.environ.get("OPENSSL_ia32cap")
+    return f"AVX-512 IFMA hidden (OPENSSL_ia32cap={masked})" if masked else "AVX-512 IFMA"
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
+    flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == "unknown":
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
     try:
@@ -115,7 +130,8 @@ def machine() -> dict[str, Any]:
         versions.setdefault("node", None)
         versions["oidc-provider"] = None
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1), "kernel": platform.release(),
+    return {"cpu": cpu, "rsa": rsa_path(flags), "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1),
+            "kernel": platform.release(),
             "platform": platform.platform(), "versions": versions, "git_commit": commit.stdout.strip() or None}
 
 
@@ -161,6 +177,9 @@ def rate(fn: Callable[[], Any], seconds: float) -> float:
             fn()
         count += 20
     return count / max(time.process_time() - cpu, 1e-9)
+
+
+SETTLE_SECONDS = 1.0  # between one server's load run and the next probe: the last one's tail work ends
 
 
 def sign_rate_probe() -> Callable[[float], float]:
@@ -357,6 +376,7 @@ def server_comparison(plan: Plan, workdir: Path, summary: dict[str, Any]) -> dic
             service.wrk("client_credentials", 32, 5, sample_every=10**9, tag="warmup")
         for round_no in range(plan.rounds):
             for name, service in services.items():
+                time.sleep(SETTLE_SECONDS)
                 sign_now = probe(0.2 if plan.quick else 0.4)
                 sample = 10**9 if service is ceiling else 40
                 result = service.wrk("client_credentials", 32, plan.wrk_seconds, sample_every=sample,
@@ -380,11 +400,14 @@ def server_comparison(plan: Plan, workdir: Path, summary: dict[str, Any]) -> dic
     finally:
         for service in services.values():
             service.stop()
-    out: dict[str, Any] = {}
+    # One limit for every row: the median of all the probes. A probe taken at once after the peer's run read
+    # up to a third low (the previous server's tail of work), which flattered the row measured next.
+    sign = statistics.median(r.raw["sign_per_core_adjacent"] for rs in runs.values() for r in rs)
+    out: dict[str, Any] = {"sign_per_core": sign}
     for name, rs in runs.items():
         out[name] = {
             "rps_per_core": statistics.median(r.rps_per_core for r in rs),
-            "ratio_to_sign": statistics.median(r.rps_per_core / r.raw["sign_per_core_adjacent"] for r in rs),
+            "ratio_to_sign": statistics.median(r.rps_per_core for r in rs) / sign,
             "rps": statistics.median(r.rps for r in rs),
             "p50_ms": statistics.median(r.p50_ms for r in rs),
             "p99_ms": statistics.median(r.p99_ms for r in rs),
@@ -642,6 +665,9 @@ def table(results: dict[str, Any]) -> str:
             + (f", {v['tokens']['valid']}/{v['tokens']['checked']} valid" if "tokens" in v else "")
             + (f", RSS {memory:.0f} MB/worker" if memory else ""),
             f"{v['ratio_to_sign']:.2f} of sign", ">= 0.55 of sign, 0 errors" if name == "service_serve" else "")
+    if "sign_per_core" in results.get("servers", {}):
+        add("  the limit for these rows (median of the probes between them)",
+            f"{results['servers']['sign_per_core']:,.0f}/s", "")
     vs_peer = results["summary"].get("token_cc_vs_peer_per_core")
     if vs_peer:
         add("  serve.py against the peer, per core", f"{vs_peer:.2f}x (by round: "
@@ -793,7 +819,12 @@ def main() -> int:
     parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: next to --out)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (debugging)")
+    parser.add_argument("--without-ifma", action="store_true",
+                        help="hide AVX-512 IFMA from OpenSSL everywhere (OPENSSL_ia32cap): RSA as on a CPU without it")
     args = parser.parse_args()
+    if args.without_ifma and os.environ.get("OPENSSL_ia32cap") != WITHOUT_IFMA:
+        # OpenSSL reads the variable once, when it is loaded: start again with it set, for every process.
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "OPENSSL_ia32cap": WITHOUT_IFMA})
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
     if sections - set(SECTIONS):
         parser.error(f"unknown section(s) {sorted(sections - set(SECTIONS))}")
@@ -804,8 +835,8 @@ def main() -> int:
     results: dict[str, Any] = {"mode": "quick" if plan.quick else "full", "machine": machine(),
                                "load": {"before": load_snapshot()}, "summary": {}, "targets": TARGETS,
                                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    say(f"bench: {results['mode']} run on {results['machine']['cpu']} ({results['machine']['cores']} cores); "
-        f"load {results['load']['before']['loadavg_1m']:.2f}")
+    say(f"bench: {results['mode']} run on {results['machine']['cpu']} ({results['machine']['cores']} cores, RSA "
+        f"{results['machine']['rsa']}); load {results['load']['before']['loadavg_1m']:.2f}")
     summary = results["summary"]
     workdir = Path(tempfile.mkdtemp(prefix="identity-bench-"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: every finally stops its processes

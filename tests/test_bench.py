@@ -26,6 +26,7 @@ def _bench_module(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -94,3 +95,14 @@ def test_make_bench_runs_bench_py_which_starts():
     assert "$(BIN)/python bench/bench.py $(BENCH_ARGS)" in (ROOT / "Makefile").read_text()
     result = _run("bench.py", "--help")
     assert result.returncode == 0 and b"--quick" in result.stdout, result.stderr.decode()
+
+
+def test_the_record_says_which_rsa_code_the_sign_rate_comes_from(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    bench = _bench_module("bench")
+    monkeypatch.delenv("OPENSSL_ia32cap", raising=False)
+    assert bench.rsa_path({"avx2", "avx512ifma"}) == "AVX-512 IFMA"
+    assert bench.rsa_path({"avx2"}) == "without AVX-512 IFMA"
+    monkeypatch.setenv("OPENSSL_ia32cap", bench.WITHOUT_IFMA)  # what --without-ifma starts everything with
+    assert bench.rsa_path({"avx2", "avx512ifma"}) == f"AVX-512 IFMA hidden (OPENSSL_ia32cap={bench.WITHOUT_IFMA})"
+    assert bench.machine()["rsa"] in {"AVX-512 IFMA hidden (OPENSSL_ia32cap=:~0x200000)", "without AVX-512 IFMA"}

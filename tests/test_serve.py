@@ -2,7 +2,8 @@
 
 Keep-alive, the idle timeout, the size limits, a killed worker replaced, SIGTERM letting a request in
 flight finish while refusing new connections, a bad setting refused before any worker starts, the
-framing layer installed (``identity.web.http_strict``), and no ``IDENTITY_*`` secret in request environs.
+framing layer installed (``identity.web.http_strict``), the I/O thread under SCHED_BATCH
+(``identity.web.io_threads``), and no ``IDENTITY_*`` secret in request environs.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ import sys
 import threading
 import time
 
+from pathlib import Path
+
 import pytest
 import requests
+
+from identity.web.io_threads import IO_THREAD_NAME
 
 from tests.security.live import REPO, Serve, deploy
 
@@ -73,6 +78,16 @@ def test_workers_default_to_one_per_core_and_the_framing_layer_is_installed(serv
 
 def test_no_identity_setting_reaches_the_request_environ(served):
     assert requests.get(f"{served.url}/_test/environ", timeout=10).json()["identity_keys"] == []
+
+
+def test_a_worker_that_answered_runs_its_io_thread_under_batch(served):
+    pid = requests.get(f"{served.url}/_test/environ", timeout=10).json()["pid"]
+    policies = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        name = (task / "comm").read_text().strip()
+        policies.setdefault(name, set()).add(os.sched_getscheduler(int(task.name)))
+    assert policies.pop(IO_THREAD_NAME) == {os.SCHED_BATCH}  # granian's I/O thread
+    assert set().union(*policies.values()) == {os.SCHED_OTHER}  # the app's thread and the rest unchanged
 
 
 def test_keep_alive_serves_several_requests_on_one_connection_then_idles_out(served):
