@@ -403,7 +403,7 @@ def server_comparison(plan: Plan, workdir: Path, summary: dict[str, Any]) -> dic
     # One limit for every row: the median of all the probes. A probe taken at once after the peer's run read
     # up to a third low (the previous server's tail of work), which flattered the row measured next.
     sign = statistics.median(r.raw["sign_per_core_adjacent"] for rs in runs.values() for r in rs)
-    out: dict[str, Any] = {"sign_per_core": sign}
+    out: dict[str, Any] = {}
     for name, rs in runs.items():
         out[name] = {
             "rps_per_core": statistics.median(r.rps_per_core for r in rs),
@@ -425,6 +425,7 @@ def server_comparison(plan: Plan, workdir: Path, summary: dict[str, Any]) -> dic
     summary["token_ceiling_ratio_to_sign"] = out["ceiling_serve"]["ratio_to_sign"]
     summary["token_fast_path_gain_per_core"] = serve["rps_per_core"] / out["service_serve_no_fast_path"]["rps_per_core"]
     summary["token_errors_side_by_side"] = sum(v["errors"] for v in out.values())
+    out["sign_per_core"] = sign
     out["fast_path_gain_by_round"] = [round(a.rps_per_core / b.rps_per_core, 3) for a, b in
                                       zip(runs["service_serve"], runs["service_serve_no_fast_path"], strict=False)]
     if "peer_oidc_provider" in out:
