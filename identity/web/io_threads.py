@@ -12,8 +12,8 @@ Under ``SCHED_BATCH`` (sched(7): an unprivileged policy for CPU-bound threads, n
 thread does not preempt the running one; it runs at the next scheduling point and then serves every ready
 connection at once. The I/O thread is still woken on an idle core as before, so only a busy core behaves
 differently. Measured on one pinned core, client_credentials at c=32 (BENCHMARKS.md "phase 4"): 6,600
-context switches a second become about 500, tokens per core rise from 1,290 to 1,560 and the p99 falls from
-28 to 24 ms; at c=1 nothing changes (p50 0.81 ms either way).
+context switches a second become about 500, tokens per second rise from 1,256-1,289 to 1,521-1,530 and the
+p99 falls from 28.5-30.0 to 24.1-27.9 ms; at c=1 nothing changes (p50 0.81 ms either way).
 
 The threads exist only once granian serves, after the app is loaded in the worker, so the policy is set on the
 first request each worker answers; ``scripts/serve.py`` installs the layer outside everything else.
