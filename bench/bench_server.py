@@ -686,6 +686,7 @@ if __name__ == "__main__":
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra IDENTITY_* setting")
     parser.add_argument("server_args", nargs="*", help="extra scripts/serve.py arguments")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill` stops the service too, not only Ctrl-C
     with tempfile.TemporaryDirectory(prefix="identity-bench-") as tmp:
         svc = BenchService(Path(tmp), server_args=args.server_args,
                            extra_env=dict(item.split("=", 1) for item in args.env))

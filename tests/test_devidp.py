@@ -13,7 +13,6 @@ import os
 from typing import Any
 
 import pytest
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from jwcrypto import jwk as jc_jwk
 from jwcrypto import jwt as jc_jwt
 from werkzeug.test import Client
@@ -23,7 +22,6 @@ from identity.config import ConfigError
 from identity.devidp import DevIdP, DevIdPConfig, build_devidp, development_idp_refusal
 from identity.devidp.codes import USED_CODES
 from identity.devidp.keys import derive_signing_key
-from identity.devidp.tokens import s256
 from identity.store import SQLiteStore
 from tests.conftest import production_settings
 from tests.oauth_helpers import pkce_pair, query_of
@@ -266,12 +264,6 @@ def test_an_expired_code_is_refused_and_used_codes_are_tidied(tmp_path):
     assert redeem(http, code, verifier).status_code == 200
     assert store.count(USED_CODES, {}) == 1  # the first used code expired and was removed
     store.close()
-
-
-def test_pkce_s256_agrees_with_an_independent_implementation():
-    for _ in range(5):
-        verifier, _ = pkce_pair()
-        assert s256(verifier) == create_s256_code_challenge(verifier)
 
 
 # -- never in production -----------------------------------------------------------------------------

@@ -13,10 +13,9 @@ from werkzeug.datastructures import MultiDict
 
 from ..errors import PageError as ServicePageError
 from ..errors import ServiceError
+from ..oauth.pkce import challenge_problem
 from .config import DevIdPConfig
 
-CHALLENGE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
-VERIFIER_PATTERN = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
 MAX_PARAM_LENGTH = 2048
 MAX_EMAIL_LENGTH = 254
@@ -73,8 +72,8 @@ def parse_login_request(params: MultiDict[str, str], config: DevIdPConfig) -> Lo
     scope = params.get("scope", "")
     if "openid" not in scope.split():
         raise RedirectError("invalid_scope", "the openid scope is required")
-    if params.get("code_challenge_method") != "S256" or not CHALLENGE_PATTERN.fullmatch(
-            params.get("code_challenge", "")):
+    challenge = params.get("code_challenge")
+    if challenge is None or challenge_problem(challenge, params.get("code_challenge_method")):
         raise RedirectError("invalid_request", "PKCE with code_challenge_method=S256 is required")
     return LoginRequest(client_id=config.client_id, redirect_uri=redirect_uri, state=params.get("state"),
                         nonce=params.get("nonce"), code_challenge=params["code_challenge"], scope=scope)

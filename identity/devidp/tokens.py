@@ -12,8 +12,7 @@ from urllib.parse import unquote
 from joserfc import jwt
 
 from ..errors import ServiceError
-from ..verify.b64 import b64url_encode
-from .authorization import VERIFIER_PATTERN
+from ..oauth.pkce import verifier_matches
 from .codes import CodeBook, Grant
 from .config import DevIdPConfig
 from .keys import ALGORITHM, SigningKeys
@@ -28,10 +27,6 @@ class TokenError(ServiceError):
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": 'Basic realm="devidp"'} if self.status_code == 401 else super().headers()
-
-
-def s256(verifier: str) -> str:
-    return b64url_encode(hashlib.sha256(verifier.encode("ascii")).digest())
 
 
 def subject_for(config: DevIdPConfig, email: str) -> str:
@@ -58,7 +53,7 @@ class TokenIssuer:
         if grant is None or grant.client_id != client_id or grant.redirect_uri != form.get("redirect_uri"):
             raise TokenError("invalid_grant", "the code is invalid, expired, used, or not for this redirect URI")
         verifier = form.get("code_verifier", "")
-        if not VERIFIER_PATTERN.fullmatch(verifier) or not hmac.compare_digest(s256(verifier), grant.code_challenge):
+        if not verifier_matches(verifier, grant.code_challenge):
             raise TokenError("invalid_grant", "the code_verifier does not match the code_challenge")
         return {
             "access_token": secrets.token_urlsafe(32),

@@ -38,9 +38,10 @@ def access_token_registry() -> JWERegistry:
 class HeaderMemo:
     """Header segment → ``kid`` for headers that already passed their checks.
 
-    Every token from one issuer key to one audience key carries the very same header segment, and
-    the checks are a pure function of it, so each distinct header is parsed and checked once.
-    Bounded: when full it starts over, so junk headers can cost time but never memory.
+    Every JWS signed with one issuer key carries the very same protected header, and the checks are a pure
+    function of it, so each distinct header is parsed and checked once. (Not for the JWE: each access
+    token's carries its own ``ref``.) Bounded: when full it starts over, so junk headers can cost time but
+    never memory.
     """
 
     def __init__(self, check: Callable[[Mapping[str, Any]], str]) -> None:
@@ -106,7 +107,6 @@ class Decrypter:
         self._held = keys.current()
         self._on_keys_removed = on_keys_removed
         self._registry = access_token_registry()
-        self._headers = HeaderMemo(check_jwe_header)
 
     @property
     def kids(self) -> frozenset[str]:
@@ -128,7 +128,7 @@ class Decrypter:
             raise UnencryptedToken()
         if len(segments) != 5:
             raise MalformedToken()
-        kid = self._headers.kid(segments[0])
+        kid = check_jwe_header(decode_json_segment(segments[0]))  # unique per token (its ``ref``): no memo
         key = self._current().get(kid)
         if key is None:
             raise UnknownKey("the access token is encrypted to a key this service does not hold")
