@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from identity.store import Collection, DuplicateKeyError, Gt, In, Lt, Order, SQLiteStore, StoreUnavailable, find_one
 from identity.store.sqlite import use_wal
+from tests.process_support import race_in_processes
 
 THINGS = Collection(
     name="things",
@@ -176,29 +175,16 @@ def test_sqlite_wal_switch_gives_up_at_the_timeout_and_on_other_errors():
     assert readonly.calls == 1
 
 
-def _open_and_insert(path: Path, start: Any, out: Any, i: int) -> None:
-    start.wait()
-    try:
-        SQLiteStore(path).insert(THINGS, {"id": str(i)})
-        out.put("inserted")
-    except Exception as exc:  # noqa: BLE001 - reported to the test
-        out.put(repr(exc))
+def _open_and_insert(path: Path, i: int) -> str:
+    SQLiteStore(path).insert(THINGS, {"id": str(i)})
+    return "inserted"
 
 
 def test_sqlite_processes_opening_one_fresh_file_at_once_all_open_it(tmp_path: Path):
     """Several workers starting on a new database: each switches it to WAL or finds it switched."""
-    ctx = multiprocessing.get_context("fork")
     for trial in range(6):  # before the retry, about one process in twenty failed to open the file
         path = tmp_path / f"fresh-{trial}.sqlite3"
-        start, out = ctx.Event(), ctx.Queue()
-        procs = [ctx.Process(target=_open_and_insert, args=(path, start, out, i)) for i in range(8)]
-        for proc in procs:
-            proc.start()
-        start.set()
-        results = [out.get(timeout=60) for _ in procs]
-        for proc in procs:
-            proc.join(timeout=10)
-        assert results == ["inserted"] * 8
+        assert race_in_processes(_open_and_insert, [(path, i) for i in range(8)]) == ["inserted"] * 8
         assert sorted(d["id"] for d in SQLiteStore(path).find(THINGS, {})) == [str(i) for i in range(8)]
 
 

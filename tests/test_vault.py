@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import threading
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from identity.sealing import Opener, SealError, Sealer
 from identity.store import SQLiteStore
 from identity.vault import IDENTITIES, InvalidEmail, Vault, is_pseudonym, new_pseudonym, normalise_email
 from tests.breach_support import dpo_private_key
+from tests.process_support import race_in_processes
 
 EMAIL = "Alice.Example@Example.ORG"
 
@@ -150,25 +150,16 @@ def test_concurrent_first_logins_from_threads_yield_one_pseudonym(sqlite_store, 
     assert store.count(IDENTITIES, {}) == 1
 
 
-def _login_in_process(db: str, keys_dir: str, emails: list[str], start, out) -> None:
+def _login_in_process(db: str, keys_dir: str, emails: list[str]) -> list[str]:
     keyring = Keyring(Path(keys_dir), passphrase=None)
     vault = Vault(SQLiteStore(db), pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key))
-    start.wait()
-    out.put([vault.pseudonymise(e).identity.pseudonym for e in emails])
+    return [vault.pseudonymise(e).identity.pseudonym for e in emails]
 
 
 def test_concurrent_first_logins_from_processes_yield_one_pseudonym_per_email(tmp_path: Path, keys_dir: Path):
-    ctx = multiprocessing.get_context("fork")
     db = str(tmp_path / "shared.sqlite3")
     emails = [f"person{i}@example.org" for i in range(10)]
-    start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_login_in_process, args=(db, str(keys_dir), emails, start, out)) for _ in range(6)]
-    for p in procs:
-        p.start()
-    start.set()
-    results = [out.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
+    results = race_in_processes(_login_in_process, [(db, str(keys_dir), emails)] * 6)
     assert all(r == results[0] for r in results)
     assert len(set(results[0])) == 10
     assert SQLiteStore(db).count(IDENTITIES, {}) == 10
