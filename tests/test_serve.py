@@ -81,7 +81,9 @@ def test_no_identity_setting_reaches_the_request_environ(served):
 
 
 def test_a_worker_that_answered_runs_its_io_thread_under_batch(served):
-    pid = requests.get(f"{served.url}/_test/environ", timeout=10).json()["pid"]
+    answer = requests.get(f"{served.url}/_test/environ", timeout=10).json()
+    pid = answer["pid"]
+    assert os.sched_getscheduler(answer["thread"]) == os.SCHED_OTHER  # the app's own thread is never batched
     policies = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         name = (task / "comm").read_text().strip()
