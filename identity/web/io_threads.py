@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable
 from .headers import WsgiApp
 
 
-IO_THREAD_NAME = "tokio-rt-worker"  # tokio's default thread name, which granian keeps
+IO_THREAD_NAME = "tokio-rt-worker"  # its threads' name under granian 2.8 (tests/test_serve.py notices a rename)
 TASKS = Path("/proc/self/task")
 
 log = logging.getLogger(__name__)
