@@ -405,9 +405,10 @@ def server_comparison(plan: Plan, workdir: Path, summary: dict[str, Any]) -> dic
     sign = statistics.median(r.raw["sign_per_core_adjacent"] for rs in runs.values() for r in rs)
     out: dict[str, Any] = {}
     for name, rs in runs.items():
+        per_core = statistics.median(r.rps_per_core for r in rs)
         out[name] = {
-            "rps_per_core": statistics.median(r.rps_per_core for r in rs),
-            "ratio_to_sign": statistics.median(r.rps_per_core for r in rs) / sign,
+            "rps_per_core": per_core,
+            "ratio_to_sign": per_core / sign,
             "rps": statistics.median(r.rps for r in rs),
             "p50_ms": statistics.median(r.p50_ms for r in rs),
             "p99_ms": statistics.median(r.p99_ms for r in rs),
