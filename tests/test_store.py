@@ -239,6 +239,8 @@ def test_sqlite_fsyncs_durable_writes_and_commits_the_others_without(tmp_path: P
         used.append(durable)
         return write(sql, params, durable=durable)
 
+    store.prepare(THINGS)
+    store.prepare(LOG_RECORDS)
     store._write = spy  # type: ignore[method-assign]
     store.insert(THINGS, {"id": "a"})
     store.insert(THINGS, {"id": "b"}, durable=False)
@@ -253,6 +255,40 @@ def test_sqlite_fsyncs_durable_writes_and_commits_the_others_without(tmp_path: P
     # one write-ahead log for both: a non-durable commit is visible at once, and synced by the next durable one
     other = sqlite3.connect(tmp_path / "s.sqlite3")
     assert other.execute("SELECT n FROM log_records WHERE id = 'c'").fetchone()[0] == 2
+    store.close()
+
+
+def test_sqlite_reads_share_the_non_durable_writes_connection(tmp_path: Path):
+    """SQLite drops a connection's page cache when another connection wrote: reads go through the
+    connection of the hot paths' (non-durable) writes, never the durable one."""
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    store.insert(LOG_RECORDS, {"id": "a"})
+    durable, other = store._connection(True), store._connection(False)
+    store._local.conn = None  # a read that needed the durable connection would open a new one
+    store.update(LOG_RECORDS, {"id": "a"}, {"n": 1})
+    assert store.get(LOG_RECORDS, "a")["n"] == 1
+    assert [doc["id"] for doc in store.find(LOG_RECORDS, {"n": 1})] == ["a"]
+    assert store.count(LOG_RECORDS, {}) == 1
+    assert store._local.conn is None and store._connection(False) is other
+    durable.close()
+    store.close()
+
+
+def test_sqlite_creates_tables_and_indexes_in_the_writers_turn(tmp_path: Path):
+    """A lazily created table or index is a durable write queued behind the other writers (the flock)."""
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    seen: list[tuple[str, bool]] = []
+    write = store._write
+
+    def spy(sql, params, *, durable, many=False):
+        seen.append((sql.split(" (")[0], durable))
+        return write(sql, params, durable=durable, many=many)
+
+    store._write = spy  # type: ignore[method-assign]
+    store.insert(THINGS, {"id": "a"})
+    ddl = [(sql, durable) for sql, durable in seen if sql.startswith("CREATE")]
+    assert ddl and all(durable for _, durable in ddl)
+    assert ddl[0][0] == 'CREATE TABLE IF NOT EXISTS "things"'
     store.close()
 
 
@@ -362,6 +398,8 @@ def test_sqlite_bulk_insert_is_one_transaction_a_batch_on_the_connection_of_its_
         used.append((durable, len(params) if many else 0))
         return write(sql, params, durable=durable, many=many)
 
+    store.prepare(THINGS)
+    store.prepare(LOG_RECORDS)
     store._write = spy  # type: ignore[method-assign]
     assert store.insert_many(THINGS, [{"id": f"k{i}"} for i in range(7)]) == 7
     assert store.insert_many(LOG_RECORDS, [{"id": "a"}]) == 1

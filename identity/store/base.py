@@ -82,7 +82,11 @@ class Collection:
     def check_fields(self, names: Iterable[str]) -> None:
         unknown = [n for n in names if n not in self.fields]
         if unknown:
-            raise ValueError(f"{self.name}: unknown field(s) {unknown}")
+            raise self.unknown_fields(unknown)
+
+    def unknown_fields(self, names: Iterable[str]) -> ValueError:
+        """The error for a call naming fields this collection does not have."""
+        return ValueError(f"{self.name}: unknown field(s) {[n for n in names if n not in self.fields]}")
 
     def bulk_read_fields(self, fields: Sequence[str], batch_size: int) -> tuple[str, ...]:
         """``fields`` checked for a ``find_fields`` call (and its ``batch_size``), as a tuple."""
