@@ -218,12 +218,14 @@ sys.path.insert(0, {str(ROOT)!r})
 from identity.cli import services_from_environment
 from identity.oauth.grants import new_refresh_token
 from identity.oauth.records import new_secret_value
+from identity.store.migrate import migrate
 svc = services_from_environment()
 conn = svc.store._connection(True)
 conn.execute("PRAGMA synchronous=OFF")
 fast = svc.store._connection(False)
 fast.execute("PRAGMA synchronous=OFF")
 subjects = [svc.vault.pseudonymise(f"bench{{i}}@bench.example").identity.pseudonym for i in range({subjects})]
+migrate(svc.store)  # tables made now: the batches' transactions below must be the only writes in flight
 out = open({str(path)!r}, "w")
 done = 0
 while done < {count}:
@@ -256,6 +258,7 @@ conn.execute("PRAGMA synchronous=FULL")
 import base64, hashlib, secrets, sys, urllib.parse
 sys.path.insert(0, {str(ROOT)!r})
 from identity.cli import services_from_environment
+from identity.store.migrate import migrate
 svc = services_from_environment()
 conn = svc.store._connection(True)
 conn.execute("PRAGMA synchronous=OFF")
@@ -265,6 +268,7 @@ subjects = [svc.vault.pseudonymise(f"bench{{i}}@bench.example").identity.pseudon
 doc = {{"client_id": {self.web_client.client_id!r}, "redirect_uri": {REDIRECT_URI!r}, "redirect_uri_given": True,
        "code_challenge": challenge, "audience": {AUDIENCE!r}, "scope": {SCOPE!r}, "nonce": None, "state": None}}
 tail = "&redirect_uri=" + urllib.parse.quote({REDIRECT_URI!r}, safe="") + "&code_verifier=" + verifier
+migrate(svc.store)  # tables made now: the batch's transaction below must be the only write in flight
 out = open({str(path)!r}, "w")
 conn.execute("BEGIN")
 for i in range({count}):

@@ -8,7 +8,8 @@ Two connections per thread: ``synchronous=FULL`` for durable writes only, ``NORM
 writes (``base`` module docstring: a group commit by the shared write-ahead log) and for every read.
 SQLite drops a connection's page cache whenever another connection has written since its last read, so
 reads share the connection of the hot paths' writes (a refresh token's rotation, say) and find their
-pages still cached: measured on a refresh, the grant lookup went from 11 page reads to 2 (-8 µs).
+pages still cached: measured on a refresh (in-process, 40,000 grants), 11 page reads fell to 2 and the
+grant lookup took 12 µs less.
 
 Writers queue on an ``flock`` of ``<file>-lock`` before they write. SQLite would serialise them
 anyway, but a writer that finds the database locked sleeps in SQLite's busy handler (1, 2, 5, 10 ms…)
