@@ -133,7 +133,10 @@ def load_officer_signer(officer: str, path: Path, passphrase: str | None) -> Off
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """An Ed25519 public key (PEM), e.g. ``audit_signing.pub.pem``."""
-    return load_public_key_file(path, Ed25519PublicKey, "Ed25519")
+    key = load_public_key_file(path)
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyMaterialError(f"{path} is not an Ed25519 public key")
+    return key
 
 
 def audit_key_production_problems(paths: KeyPaths) -> list[str]:

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, overload
 from urllib.parse import urlsplit
 
 from .addresses import TrustedProxies, parse_trusted_proxies
@@ -109,6 +109,13 @@ class EnvReader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[str] = []
+
+    @overload
+    def text(self, name: str) -> str | None: ...
+    @overload
+    def text(self, name: str, default: str) -> str: ...
+    @overload
+    def text(self, name: str, default: str | None) -> str | None: ...
 
     def text(self, name: str, default: str | None = None) -> str | None:
         value = self.env.get(name)

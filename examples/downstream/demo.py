@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Mapping, TextIO
 from urllib.parse import parse_qs, urlsplit
 
-from flask import Flask, Response, redirect
+from flask import Flask, redirect
+from werkzeug.wrappers import Response
 
 from identity.verify import DecryptionKey, HttpResponse, TokenVerifier, generate_audience_key
 

@@ -16,7 +16,7 @@ import hmac
 import secrets
 import threading
 import time
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -60,6 +60,13 @@ class BrowserStates:
     def __init__(self) -> None:
         self._states: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+
+    @overload
+    def current(self) -> dict[str, Any] | None: ...
+    @overload
+    def current(self, *, create: Literal[True]) -> dict[str, Any]: ...
+    @overload
+    def current(self, *, create: bool) -> dict[str, Any] | None: ...
 
     def current(self, *, create: bool = False) -> dict[str, Any] | None:
         key = session.get("sid")
@@ -134,7 +141,7 @@ def create_app(config: WebAppConfig, *, http: requests.Session | None = None,
     def callback() -> Any:
         state = states.current()
         pending = state.pop("login", None) if state is not None else None
-        if pending is None or not same(request.args.get("state"), pending["state"]):
+        if state is None or pending is None or not same(request.args.get("state"), pending["state"]):
             return page("message.html", 400, title="Not our sign-in",
                         message="This answer does not belong to a sign-in started in this browser.")
         if request.args.get("iss") != config.issuer:  # RFC 9207: the answer comes from our issuer

@@ -278,6 +278,7 @@ class _Chain:
             raise Refused(f"the registry entry of {name} is inconsistent")
         if doc.get("status") not in (PENDING, ACTIVE, REVOKED):
             raise Refused(f"the registry entry of {name} has an unknown status")
+        active_from: int | None
         if doc.get("kind") == FOUNDER:
             active_from = self._founder_since(name, doc["public_key"])
         else:

@@ -62,7 +62,9 @@ def load_notice(path: Path, languages: Sequence[str]) -> Notice:
     problems = [f"'{name}'" for name in ("organisation", "dpo_contact") if not _text(raw.get(name))]
     texts: dict[str, dict[str, str]] = {}
     for language in languages:
-        section = raw.get(language) if isinstance(raw.get(language), dict) else {}
+        section = raw.get(language)
+        if not isinstance(section, dict):
+            section = {}
         problems += [f"'{language}.{name}'" for name in REQUIRED_TEXTS if not _text(section.get(name))]
         texts[language] = {name: _text(section.get(name)) or "" for name in REQUIRED_TEXTS}
         texts[language]["advice"] = _text(section.get("advice")) or DEFAULT_ADVICE[language]

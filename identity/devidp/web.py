@@ -15,6 +15,7 @@ from flask import (
     Blueprint, Flask, Response, current_app, jsonify, make_response, redirect, render_template, request, url_for,
 )
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..oauth.authorize import with_query
 from ..web.csrf import csrf_ok, csrf_token
@@ -52,7 +53,7 @@ def _form(login: LoginRequest, *, error: str | None = None, email: str = "", sta
     return no_store(make_response(body, status))
 
 
-def _error_redirect(redirect_uri: str, error: str, description: str, state: str | None) -> Response:
+def _error_redirect(redirect_uri: str, error: str, description: str, state: str | None) -> BaseResponse:
     """An OAuth error sent to the registered redirect URI (RFC 6749 §4.1.2.1, with RFC 9207's ``iss``)."""
     return no_store(redirect(with_query(redirect_uri, {
         "error": error, "error_description": description, "state": state, "iss": _idp().issuer}), code=303))
@@ -74,7 +75,7 @@ def jwks() -> Response:
 
 
 @blueprint.route("/authorize", methods=["GET", "POST"])
-def authorize() -> Response:
+def authorize() -> BaseResponse:
     idp = _idp()
     params = request.args if request.method == "GET" else request.form
     try:

@@ -25,10 +25,11 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from ..verify.b64 import b64url_decode, b64url_encode
@@ -153,24 +154,22 @@ def load_private_key(path: Path, passphrase: str | None) -> Any:
         raise KeyMaterialError(f"cannot load {path}: wrong passphrase or not a PKCS#8 private key") from exc
 
 
-PublicKeyT = TypeVar("PublicKeyT")
-
-
-def load_public_key_file(path: Path, kind: type[PublicKeyT], algorithm: str) -> PublicKeyT:
-    """A PEM public key of ``kind`` (e.g. ``X25519PublicKey``, named ``algorithm`` in errors)."""
+def load_public_key_file(path: Path) -> PublicKeyTypes:
+    """A PEM public key of any algorithm: the caller checks for the one it needs (an ``isinstance`` there,
+    since mypy accepts no abstract key class, such as ``X25519PublicKey``, as a ``type[...]`` argument)."""
     try:
-        key = serialization.load_pem_public_key(Path(path).read_bytes())
+        return serialization.load_pem_public_key(Path(path).read_bytes())
     except OSError as exc:
         raise KeyMaterialError(f"cannot read {path}: {exc.strerror}") from exc
     except ValueError as exc:
         raise KeyMaterialError(f"{path} is not a PEM public key") from exc
-    if not isinstance(key, kind):
-        raise KeyMaterialError(f"{path} is not an {algorithm} public key")
-    return key
 
 
 def load_dpo_public_key(path: Path) -> X25519PublicKey:
-    return load_public_key_file(path, X25519PublicKey, "X25519")
+    key = load_public_key_file(path)
+    if not isinstance(key, X25519PublicKey):
+        raise KeyMaterialError(f"{path} is not an X25519 public key")
+    return key
 
 
 def new_pepper() -> bytes:

@@ -267,8 +267,9 @@ class ClientRegistry:
             "sector_identifier": sector_identifier,
         }
         for _ in range(5):
-            doc["client_id"] = new_client_id()
-            doc["sector"] = client_sector(client_id=doc["client_id"], redirect_uris=redirect_uris,
+            client_id = new_client_id()
+            doc["client_id"] = client_id
+            doc["sector"] = client_sector(client_id=client_id, redirect_uris=redirect_uris,
                                           sector_identifier=sector_identifier)
             try:
                 self._store.insert(CLIENTS, doc)

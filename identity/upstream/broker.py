@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 
 import requests
 from authlib.integrations.base_client import OAuthError
-from flask import Blueprint, Flask, Response, redirect, request, session
+from flask import Blueprint, Flask, redirect, request, session
 from requests.adapters import BaseAdapter
+from werkzeug.wrappers import Response
 
 from .._compat import forget_server_metadata
 from ..logs import note_client_id, security_event
@@ -144,8 +145,7 @@ class UpstreamBroker:
             return error_page(INVALID_STATE, 400)
         signins = services().signins
         pending_id = data.get("pending_id")
-        parked = signins.pending(pending_id) if isinstance(pending_id, str) else None
-        if parked is None:
+        if not isinstance(pending_id, str) or (parked := signins.pending(pending_id)) is None:
             login_refused("pending_authorization_gone")
             return error_page(PENDING_GONE, 400)
         try:

@@ -103,7 +103,7 @@ class WsgiTransport(BaseAdapter):
         response.raw = io.BytesIO(content)  # read by .content as an adapter's raw body (public API)
         response.url = request.url or ""
         response.request = request
-        response.connection = self
+        response.connection = self  # type: ignore[assignment]  # requests says HTTPAdapter; any adapter serves
         return response
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 from flask import (
     Blueprint, Flask, Response, after_this_request, make_response, redirect, request, session, url_for,
 )
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..account_sessions import AccountSession
 from ..oauth.authorize import ErrorPage
@@ -38,7 +39,7 @@ from ..vault import IDENTITY_ERASED, InvalidEmail
 from .context import services
 from .csrf import csrf_ok, csrf_token
 from .email_change import CHANGE_PATH
-from .headers import no_store
+from .headers import ResponseT, no_store
 from .i18n import N_, audience_words, scope_words, translate
 from .login import login_broker
 from .pages import person_page, problem_page
@@ -115,7 +116,7 @@ def set_session_cookie(response: Response, svc: Services, session_id: str) -> Re
     return response
 
 
-def clear_session_cookie(response: Response, svc: Services) -> Response:
+def clear_session_cookie(response: ResponseT, svc: Services) -> ResponseT:
     response.delete_cookie(cookie_name(svc), path="/", secure=svc.settings.issuer_is_https, httponly=True,
                            samesite="Lax")
     return response
@@ -126,7 +127,7 @@ def current_session(svc: Services) -> AccountSession | None:
     return svc.account_sessions.find(request.cookies.get(cookie_name(svc)))
 
 
-def end_browser_session(svc: Services, response: Response) -> Response:
+def end_browser_session(svc: Services, response: ResponseT) -> ResponseT:
     """Sign this browser out of the account page (server side and cookie)."""
     svc.account_sessions.end(request.cookies.get(cookie_name(svc)))
     return clear_session_cookie(response, svc)
@@ -180,7 +181,7 @@ def _account_page(svc: Services, current: AccountSession, *, status: int = 200, 
     )
 
 
-def _after_action(notice: str) -> Response:
+def _after_action(notice: str) -> BaseResponse:
     return no_store(redirect(f"{url_for('account.show')}?done={notice}", code=303))
 
 
@@ -196,11 +197,11 @@ def _acting_session(svc: Services) -> tuple[AccountSession | None, Response | No
     return svc.account_sessions.find(current.session_id), None
 
 
-def _acting_form(view: Callable[[Services, AccountSession], Response]) -> Callable[[], Response]:
+def _acting_form(view: Callable[[Services, AccountSession], BaseResponse]) -> Callable[[], BaseResponse]:
     """A state-changing form of the account page: ``view`` runs for the signed-in session, its one-time
     token spent (``_acting_session``); otherwise the page refusing it."""
     @functools.wraps(view)
-    def run() -> Response:
+    def run() -> BaseResponse:
         svc = services()
         current, refused = _acting_session(svc)
         if current is None:
@@ -221,7 +222,7 @@ def show() -> Response:
 
 
 @blueprint.post(f"{ACCOUNT_PATH}/signin")
-def signin() -> Response:
+def signin() -> BaseResponse:
     """Start a fresh sign-in upstream for this browser."""
     if not csrf_ok():
         return problem_page(FORM_EXPIRED)
@@ -257,7 +258,7 @@ def export() -> Response:
 
 @blueprint.post(f"{ACCOUNT_PATH}/apps/remove")
 @_acting_form
-def remove(svc: Services, current: AccountSession) -> Response:
+def remove(svc: Services, current: AccountSession) -> BaseResponse:
     try:
         svc.rights.remove_access(current.subject, request.form.get("client_id", ""), actor="subject",
                                  reason="access removed by the person on the account page")
@@ -268,7 +269,7 @@ def remove(svc: Services, current: AccountSession) -> Response:
 
 @blueprint.post(f"{ACCOUNT_PATH}/restrict")
 @_acting_form
-def restrict(svc: Services, current: AccountSession) -> Response:
+def restrict(svc: Services, current: AccountSession) -> BaseResponse:
     try:
         svc.rights.restrict(current.subject, actor="subject", by_subject=True,
                             reason="restriction requested by the person on the account page")
@@ -279,7 +280,7 @@ def restrict(svc: Services, current: AccountSession) -> Response:
 
 @blueprint.post(f"{ACCOUNT_PATH}/unrestrict")
 @_acting_form
-def unrestrict(svc: Services, current: AccountSession) -> Response:
+def unrestrict(svc: Services, current: AccountSession) -> BaseResponse:
     try:
         svc.rights.unrestrict(current.subject, actor="subject", by_subject=True,
                               reason="restriction lifted by the person on the account page")
@@ -290,7 +291,7 @@ def unrestrict(svc: Services, current: AccountSession) -> Response:
 
 @blueprint.post(f"{ACCOUNT_PATH}/delete")
 @_acting_form
-def delete(svc: Services, current: AccountSession) -> Response:
+def delete(svc: Services, current: AccountSession) -> BaseResponse:
     """Erasure, as the operator command does it; then this browser is signed out."""
     if request.form.get("confirm") != "yes":
         return _account_page(svc, current, status=400, error=CONFIRM)
@@ -307,7 +308,7 @@ def delete(svc: Services, current: AccountSession) -> Response:
 
 
 @blueprint.get(DELETED_PATH)
-def deleted() -> Response:
+def deleted() -> BaseResponse:
     if not session.pop(DELETED_KEY, False):
         return redirect(url_for("account.show"), code=303)
     return person_page("account_deleted.html")

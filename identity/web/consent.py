@@ -17,6 +17,7 @@ import logging
 from typing import Any, Mapping
 
 from flask import Blueprint, Flask, Response, redirect, request, session, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..oauth.clients import REFRESH_TOKEN, Client
 from ..oauth.records import token_hash
@@ -85,7 +86,7 @@ def show() -> Response:
 
 
 @blueprint.post(CONSENT_PATH)
-def answer() -> Response:
+def answer() -> BaseResponse:
     """``action=allow`` or ``deny``; the request is spent either way."""
     if not csrf_ok():
         log.warning("consent refused", extra={"reason": "csrf"})

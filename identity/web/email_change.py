@@ -18,6 +18,7 @@ import math
 from typing import Any, Mapping
 
 from flask import Blueprint, Flask, Response, current_app, make_response, render_template, request, session, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..email_change import CURRENT_PROVEN, DONE, RECTIFY_CURRENT, RECTIFY_NEW, ChangeRefused, change_reference
 from ..oauth.authorize import ErrorPage
@@ -114,7 +115,7 @@ def change_page() -> Response:
 
 
 @blueprint.post(CHANGE_PATH)
-def act() -> Response:
+def act() -> BaseResponse:
     """``action=start`` (a new change, step 1), ``continue`` (step 2) or ``cancel``."""
     if not csrf_ok():
         return error_page(FORM_EXPIRED)

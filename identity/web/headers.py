@@ -22,10 +22,11 @@ import hashlib
 import json
 import os
 import re
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Flask, Response
+from werkzeug.wrappers import Response as BaseResponse
 
 from .._compat import drop_gunicorn_server_header
 
@@ -42,6 +43,9 @@ _ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
 _PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+\-]*(\.[a-z0-9+\-]+)+:")  # a native app's reverse-DNS scheme
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# Helpers that add headers return the response they were given: Flask's subclass from make_response() and
+# jsonify(), werkzeug's Response from flask.redirect() (so typed: outside an app context it makes werkzeug's).
+ResponseT = TypeVar("ResponseT", bound=BaseResponse)
 
 
 def style_hashes(app: Flask) -> list[str]:
@@ -85,7 +89,7 @@ def form_action_source(uri: str) -> str | None:
     return source if _PRIVATE_SCHEME.fullmatch(source) else None
 
 
-def no_store(response: Response) -> Response:
+def no_store(response: ResponseT) -> ResponseT:
     """Mark a response that carries a secret, a code or personal data as never to be cached
     (RFC 6749 §5.1; ``Pragma`` for HTTP/1.0 caches)."""
     response.headers["Cache-Control"] = "no-store"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from flask import Flask, Response, current_app
+from flask import Flask, current_app
+from werkzeug.wrappers import Response
 
 from ..oauth.authorize import PendingAuthorization
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, redirect, request, session, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..oauth.authorize import with_query
 from ..oauth.logout import LogoutRefused, LogoutRequest, validate_logout
@@ -57,7 +58,7 @@ def _hint_matches_this_browser(svc: Services, logout: LogoutRequest) -> bool:
 
 
 @blueprint.route(LOGOUT_PATH, methods=["GET", "POST"])
-def end_session() -> Response:
+def end_session() -> BaseResponse:
     svc = services()
     source = request.args if request.method == "GET" else request.form
     duplicated = {k for k in source if len(source.getlist(k)) > 1}

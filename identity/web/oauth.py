@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..errors import InvalidRequest
 from ..oauth.authorize import RedirectError
@@ -30,7 +31,7 @@ def _single_valued_form() -> Mapping[str, str]:
 
 
 @blueprint.route("/authorize", methods=["GET", "POST"])
-def authorize() -> Response:
+def authorize() -> BaseResponse:
     source = request.args if request.method == "GET" else request.form
     duplicated = {k for k in source if len(source.getlist(k)) > 1}
     oauth = services().oauth
@@ -40,9 +41,9 @@ def authorize() -> Response:
         return no_store(redirect(oauth.authorizer.redirect_for(err), code=303))
     broker = login_broker()
     if broker is None:
-        err = RedirectError(validated.redirect_uri, "temporarily_unavailable", "no login method is configured",
-                            validated.state)
-        return no_store(redirect(oauth.authorizer.redirect_for(err), code=303))
+        unavailable = RedirectError(validated.redirect_uri, "temporarily_unavailable", "no login method is configured",
+                                    validated.state)
+        return no_store(redirect(oauth.authorizer.redirect_for(unavailable), code=303))
     pending = oauth.authorizer.park(validated)
     return no_store(broker.begin(pending))
 

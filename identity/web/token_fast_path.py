@@ -29,10 +29,10 @@ import io
 import json
 import logging
 import sys
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 from urllib.parse import parse_qsl
 
-from flask import Flask
+from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 
@@ -162,7 +162,8 @@ class TokenFastPath:
         Every 200 of /token has the same headers but for Content-Length: the same mimetype, the
         view's no-store headers, and the allow-listed after_request hooks, which read only those.
         """
-        response = no_store(self._app.json.response(result))  # type: ignore[arg-type]  # werkzeug's Response
+        # Flask types JSONProvider.response() as werkzeug's sans-IO Response; it makes app.response_class.
+        response = no_store(cast(Response, self._app.json.response(result)))
         for func in reversed(self._app.after_request_funcs.get(None, ())):
             response = func(response)
         headers = list(response.get_wsgi_headers(environ).items())
