@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..metrics import store_operation
 from .base import BULK_BATCH, Collection, Document, DuplicateKeyError, Order, StoreUnavailable, Where
-from .sqlite_statements import SQL_TYPES, Statements, from_sql, quoted
+from .sqlite_statements import ENCODED_KINDS, SQL_TYPES, Statements, from_sql, quoted
 
 BACKEND = "sqlite"  # the metrics' backend label
 BUSY_TIMEOUT_SECONDS = 10.0
@@ -275,7 +275,7 @@ class SQLiteStore:
         select, page = f'SELECT {columns} FROM "{coll.name}"', f' ORDER BY "{coll.key}" LIMIT {batch_size}'
         after = f'{clause} AND "{coll.key}" > ?' if clause else f' WHERE "{coll.key}" > ?'
         kinds = tuple(coll.fields[n] for n in names)
-        plain = not any(kind in (list, dict, bool) for kind in kinds)
+        plain = not any(kind in ENCODED_KINDS for kind in kinds)
         rows = self._fields_page(select + clause + page, params)
         while rows:
             last = rows[-1][-1 if extra else names.index(coll.key)]

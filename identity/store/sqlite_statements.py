@@ -20,7 +20,7 @@ from .base import Collection, Document, Gt, In, Lt, Order, Where
 
 MAX_CACHED_STATEMENTS = 1024  # far more shapes than the code has; a caller varying limits cannot grow it
 SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "REAL", bool: "INTEGER", list: "TEXT", dict: "TEXT"}
-_ENCODED = (list, dict, bool)  # kinds whose values SQLite does not store as they are
+ENCODED_KINDS = (list, dict, bool)  # kinds whose values SQLite does not store as they are
 
 
 def to_sql(kind: type, value: Any) -> Any:
@@ -57,7 +57,7 @@ class Columns:
     def __init__(self, coll: Collection) -> None:
         self.names = tuple(coll.fields)
         self.select = f'SELECT {quoted(self.names)} FROM "{coll.name}"'
-        self._decoders = tuple((name, kind) for name, kind in coll.fields.items() if kind in _ENCODED)
+        self._decoders = tuple((name, kind) for name, kind in coll.fields.items() if kind in ENCODED_KINDS)
 
     def document(self, row: Sequence[Any]) -> Document:
         """A row read with ``select`` as a document."""
@@ -90,17 +90,15 @@ class Statements:
     def insert(self, coll: Collection, doc: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
         """``INSERT`` of ``doc``'s fields."""
         names = tuple(doc)
-        key = ("insert", coll.name, names)
-        sql = self._text.get(key) or self._remember(key, lambda: self._insert_text(coll, names, "INSERT"))
+        sql = self._cached(("insert", coll.name, names), self._insert_text, coll, names, "INSERT")
         fields = coll.fields
         return sql, tuple(to_sql(fields[n], doc[n]) for n in names)
 
     def insert_rows(self, coll: Collection, docs: Sequence[Mapping[str, Any]]) -> tuple[str, list[tuple[Any, ...]]]:
         """``INSERT OR IGNORE`` of every field, and a row of values for each of ``docs`` (checked by the
         caller; absent fields are NULL)."""
-        key = ("insert", coll.name, None)
-        sql = self._text.get(key) or self._remember(
-            key, lambda: self._insert_text(coll, tuple(coll.fields), "INSERT OR IGNORE"))
+        sql = self._cached(("insert", coll.name, None), self._insert_text, coll, tuple(coll.fields),
+                           "INSERT OR IGNORE")
         columns = tuple(coll.fields.items())
         return sql, [tuple(to_sql(kind, doc.get(name)) for name, kind in columns) for doc in docs]
 
@@ -108,38 +106,31 @@ class Statements:
                limit: int | None = None) -> tuple[str, tuple[Any, ...]]:
         """``SELECT`` of every field (read the rows with ``columns(coll).document``)."""
         shape, params = self._shape(coll, where, json_in=False)
-        key = ("select", shape, order, limit)
-        sql = self._text.get(key) or self._remember(key, lambda: self._select_text(coll, shape, order, limit))
+        sql = self._cached(("select", shape, order, limit), self._select_text, coll, shape, order, limit)
         return sql, params
 
     def count(self, coll: Collection, where: Where) -> tuple[str, tuple[Any, ...]]:
         shape, params = self._shape(coll, where, json_in=False)
-        key = ("count", shape)
-        sql = self._text.get(key) or self._remember(
-            key, lambda: f'SELECT COUNT(*) FROM "{coll.name}"{self._clause(coll, shape)}')
+        sql = self._cached(("count", shape), self._statement_text, "SELECT COUNT(*) FROM", coll, shape)
         return sql, params
 
     def update(self, coll: Collection, where: Where, changes: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
         shape, params = self._shape(coll, where, json_in=False)
         names = tuple(changes)
-        key = ("update", shape, names)
-        sql = self._text.get(key) or self._remember(key, lambda: self._update_text(coll, shape, names))
+        sql = self._cached(("update", shape, names), self._update_text, coll, shape, names)
         fields = coll.fields
         return sql, tuple(to_sql(fields[n], changes[n]) for n in names) + params
 
     def delete(self, coll: Collection, where: Where) -> tuple[str, tuple[Any, ...]]:
         shape, params = self._shape(coll, where, json_in=False)
-        key = ("delete", shape)
-        sql = self._text.get(key) or self._remember(
-            key, lambda: f'DELETE FROM "{coll.name}"{self._clause(coll, shape)}')
+        sql = self._cached(("delete", shape), self._statement_text, "DELETE FROM", coll, shape)
         return sql, params
 
     def where(self, coll: Collection, where: Where, *, json_in: bool) -> tuple[str, tuple[Any, ...]]:
         """The `` WHERE …`` clause alone (empty for no conditions); ``json_in``: each ``In`` as one JSON
         array parameter, so a condition may name any number of values."""
         shape, params = self._shape(coll, where, json_in=json_in)
-        key = ("where", shape)
-        return self._text.get(key) or self._remember(key, lambda: self._clause(coll, shape)), params
+        return self._cached(("where", shape), self._clause, shape), params
 
     # -- shapes ------------------------------------------------------------------------------
 
@@ -170,11 +161,11 @@ class Statements:
                     params.extend(values)
             else:
                 shape.append(name)
-                params.append(to_sql(kind, cond) if kind in _ENCODED else cond)
+                params.append(to_sql(kind, cond) if kind in ENCODED_KINDS else cond)
         return tuple(shape), tuple(params)
 
     @staticmethod
-    def _clause(coll: Collection, shape: _Shape) -> str:
+    def _clause(shape: _Shape) -> str:
         clauses: list[str] = []
         for part in shape[1:]:
             if isinstance(part, str):
@@ -195,12 +186,19 @@ class Statements:
 
     # -- text --------------------------------------------------------------------------------
 
-    def _remember(self, key: _Shape, build: Callable[[], str]) -> str:
-        sql = build()
-        if len(self._text) >= MAX_CACHED_STATEMENTS:
-            self._text.clear()
-        self._text[key] = sql
+    def _cached(self, key: _Shape, build: Callable[..., str], *args: Any) -> str:
+        """The text cached under ``key``, else ``build(*args)``, cached (no closure made on a hit)."""
+        sql = self._text.get(key)
+        if sql is None:
+            sql = build(*args)
+            if len(self._text) >= MAX_CACHED_STATEMENTS:
+                self._text.clear()
+            self._text[key] = sql
         return sql
+
+    @classmethod
+    def _statement_text(cls, verb: str, coll: Collection, shape: _Shape) -> str:
+        return f'{verb} "{coll.name}"{cls._clause(shape)}'
 
     @staticmethod
     def _insert_text(coll: Collection, names: tuple[str, ...], verb: str) -> str:
@@ -208,7 +206,7 @@ class Statements:
         return f'{verb} INTO "{coll.name}" ({quoted(names)}) VALUES ({", ".join(["?"] * len(names))})'
 
     def _select_text(self, coll: Collection, shape: _Shape, order: Order | None, limit: int | None) -> str:
-        sql = self.columns(coll).select + self._clause(coll, shape)
+        sql = self.columns(coll).select + self._clause(shape)
         if order is not None:
             coll.check_fields([order.field])
             sql += f' ORDER BY "{order.field}" {"DESC" if order.descending else "ASC"}'
@@ -219,4 +217,4 @@ class Statements:
     def _update_text(self, coll: Collection, shape: _Shape, names: tuple[str, ...]) -> str:
         coll.check_fields(names)
         sets = ", ".join(f'"{n}" = ?' for n in names)
-        return f'UPDATE "{coll.name}" SET {sets}{self._clause(coll, shape)}'
+        return f'UPDATE "{coll.name}" SET {sets}{self._clause(shape)}'
