@@ -6,9 +6,10 @@ A change takes two fresh sign-ins at the upstream IdP, one after the other, in t
    erased or restricted address ends the change, and the page says nothing about which it was);
 2. with the **new** address, within ``ttl`` seconds of step 1.
 
-Then the pseudonym is re-keyed to the new address (the old one is forgotten), every grant and refresh
-token of the pseudonym is revoked, its outstanding codes are dropped, and the act is audited by
-pseudonym only.
+Then the pseudonym is re-keyed to the new address (the old one is forgotten) and every session of it
+ends: its grants and refresh tokens are revoked, its outstanding codes and the consent pages waiting
+for its answer are dropped, and its account-page sessions end (whoever signed in with the old address
+keeps nothing). The act is audited by pseudonym only.
 
 The change's id is 256 random bits, held only in the person's session cookie (signed, HttpOnly); the
 store keeps its SHA-256 as the key of the record, and the upstream legs carry only that hash. It is
@@ -26,9 +27,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .account_sessions import AccountSessions
 from .audit import AuditLog
 from .errors import PageError
 from .oauth.authorize import PendingAuthorization
+from .oauth.consent import Consents
 from .oauth.grants import Grants
 from .oauth.records import AUTHORIZATION_CODES, new_secret_value, token_hash
 from .signins import SignIns
@@ -92,12 +95,14 @@ class EmailChanges:
     """Starts, advances and completes e-mail changes; nothing here sees an address but in memory."""
 
     def __init__(
-        self, *, store: Store, vault: Vault, grants: Grants, signins: SignIns, audit: AuditLog, ttl: int,
-        clock: Callable[[], float] = time.time,
+        self, *, store: Store, vault: Vault, grants: Grants, consents: Consents, sessions: AccountSessions,
+        signins: SignIns, audit: AuditLog, ttl: int, clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._vault = vault
         self._grants = grants
+        self._consents = consents
+        self._sessions = sessions
         self._signins = signins
         self._audit = audit
         self._ttl = ttl
@@ -195,15 +200,14 @@ class EmailChanges:
             raise ChangeRefused(NOT_ACTIVE, "identity_not_active")
         # Sessions end before the re-key (a failure after it leaves no session of the old address)
         # and again after it, for a login with the old address that raced the re-key.
-        revoked = self._grants.revoke_all_for_subject(subject, reason="e-mail address changed")
+        revoked = self._end_sessions(subject)
         try:
             self._vault.rekey(subject, email)
         except EmailInUse:
             raise ChangeRefused(IN_USE, "address_in_use") from None
         except LookupError:
             raise ChangeRefused(NOT_ACTIVE, "identity_not_active") from None
-        self._grants.revoke_all_for_subject(subject, reason="e-mail address changed")
-        self._store.delete(AUTHORIZATION_CODES, {"subject": subject})
+        self._end_sessions(subject)
         self._store.delete(EMAIL_CHANGES, {"subject": subject, "stage": In((STARTED, CURRENT_PROVEN))})
         self._vault.record_login(subject)
         self._audit.append(actor="subject", action="subjects.rectify",
@@ -211,6 +215,15 @@ class EmailChanges:
                            counts={"grants_revoked": revoked}, details={"pseudonym": subject})
         log.info("e-mail change completed", extra={"grants_revoked": revoked})
         return Rectified(subject, revoked)
+
+    def _end_sessions(self, subject: str) -> int:
+        """Everything a sign-in with the address gave: grants (and their refresh tokens), unspent codes,
+        consent pages waiting for an answer, account-page sessions. How many grants were revoked."""
+        revoked = self._grants.revoke_all_for_subject(subject, reason="e-mail address changed")
+        self._store.delete(AUTHORIZATION_CODES, {"subject": subject})
+        self._consents.drop_waiting(subject)
+        self._sessions.end_all_for(subject)
+        return revoked
 
     def _live(self, change_id: object) -> dict[str, Any] | None:
         if not isinstance(change_id, str) or not change_id:

@@ -278,6 +278,8 @@ class SubjectRights:
             raise UnknownSubject(pseudonym)
         revoked = self._grants.revoke_all_for_subject(pseudonym, reason="account closed")
         self._store.delete(AUTHORIZATION_CODES, {"subject": pseudonym})
+        self._consents.drop_waiting(pseudonym)
+        self._sessions.end_all_for(pseudonym)
         self._audit.append(actor=actor, action="subjects.close", reason=reason,
                            counts={"grants_revoked": revoked}, details={"pseudonym": pseudonym})
         return {"pseudonym": pseudonym, "status": IDENTITY_CLOSED, "grants_revoked": revoked}

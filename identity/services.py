@@ -83,8 +83,9 @@ def build_services(
                            subjects=oauth.subjects, audit=audit, consents=oauth.consents, sessions=account_sessions,
                            clock=clock)
     signins = SignIns(oauth.authorizer)
-    email_changes = EmailChanges(store=store, vault=vault, grants=oauth.grants, signins=signins,
-                                 audit=audit, ttl=settings.pending_login_ttl, clock=clock)
+    email_changes = EmailChanges(store=store, vault=vault, grants=oauth.grants, consents=oauth.consents,
+                                 sessions=account_sessions, signins=signins, audit=audit,
+                                 ttl=settings.pending_login_ttl, clock=clock)
     ensure_self_audience(oauth.audiences, keyring, issuer=settings.issuer)
     return Services(settings=settings, store=store, keyring=keyring, vault=vault, audit=audit, oauth=oauth,
                     rights=rights, email_changes=email_changes, signins=signins, account_sessions=account_sessions,

@@ -127,6 +127,26 @@ def test_the_page_shows_no_e_mail_address(service, svc, third_party):
     assert svc.vault.find_by_email(PERSON).pseudonym in page.text
 
 
+def test_signing_in_logs_neither_the_address_nor_the_pseudonym(service, svc, first_party, caplog):
+    start_app_login(new_browser(service), first_party, PERSON)
+    pseudonym = svc.vault.find_by_email(PERSON).pseudonym
+    with caplog.at_level("DEBUG"):
+        signed_in_page(service)
+    assert any(r.getMessage() == "account sign-in" for r in caplog.records)
+    for record in caplog.records:
+        line = json.dumps(record.__dict__, default=str)
+        assert pseudonym not in line and PERSON not in line, line
+
+
+def test_closing_the_account_ends_its_account_page_sessions(service, svc, first_party):
+    start_app_login(new_browser(service), first_party, PERSON)
+    browser, page = signed_in_page(service)
+    svc.rights.close(svc.vault.find_by_email(PERSON).pseudonym, actor="ops", reason="customer cancelled")
+    after = browser.get(ACCOUNT)
+    assert 'id="pseudonym"' not in after.text and 'id="sign-in"' in after.text
+    assert 'id="pseudonym"' not in account_form(browser, page, "/account/restrict").text
+
+
 # -- apps: remove access -------------------------------------------------------------------------
 
 def test_the_page_lists_the_apps_and_remove_access_refuses_their_refresh_tokens(

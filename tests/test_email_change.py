@@ -31,6 +31,8 @@ from tests.upstream_fixtures import (  # noqa: F401
     DEV_ISSUER, DEV_ISSUER_HOST, ISSUER_HOST, UPSTREAM, broker_app, broker_browser, broker_client, development,
     tampering, upstream_idp,
 )
+from tests.person_support import ACCOUNT, CONSENT, account_form, sign_in_to_account, start_app_login
+from tests.person_support import press as press_form
 from tests.upstream_support import Browser, Page, authorization_url, log_in, parse_form, submit_login
 
 ISSUER = DEV_ISSUER  # the development IdP needs explicit development on a loopback issuer
@@ -191,6 +193,39 @@ def test_every_session_of_the_pseudonym_ends_and_old_refresh_tokens_are_refused(
     again = sign_in_app(service, new_browser(service), account_app, NEW, "openid identity:self")
     me = service.test_client().get("/me", base_url=ISSUER, headers=bearer(again))
     assert me.status_code == 200 and me.json["pseudonym"] == pseudonym
+
+
+def test_an_account_page_session_opened_with_the_old_address_ends(service, svc):
+    """Whoever holds the old mailbox (why people change address) keeps no account page of the person."""
+    svc.vault.pseudonymise(VICTIM)
+    holder_of_old_mailbox = new_browser(service)
+    page = sign_in_to_account(holder_of_old_mailbox, VICTIM)
+    assert page.url == ACCOUNT and 'id="pseudonym"' in page.text
+
+    assert change_email(new_browser(service), VICTIM, NEW).url == CHANGED
+
+    after = holder_of_old_mailbox.get(ACCOUNT)
+    assert after.status == 200 and 'id="pseudonym"' not in after.text and 'id="sign-in"' in after.text
+    # a form of the page loaded before the change does nothing either
+    refused = account_form(holder_of_old_mailbox, page, "/account/restrict")
+    assert 'id="pseudonym"' not in refused.text
+    assert svc.vault.find(pseudonym_of(svc, NEW)).is_active
+
+
+def test_a_consent_page_opened_with_the_old_address_yields_no_code(service, svc):
+    partner = svc.oauth.clients.register(
+        name="Partner app", public=True, redirect_uris=[REDIRECT_URI], grant_types=None,
+        scopes=["openid", "records:read"], audiences=[API], third_party=True)[0]
+    svc.vault.pseudonymise(VICTIM)
+    holder_of_old_mailbox = new_browser(service)
+    consent, _verifier = start_app_login(holder_of_old_mailbox, partner, VICTIM, "openid records:read")
+    assert consent.url == CONSENT, consent.text
+
+    assert change_email(new_browser(service), VICTIM, NEW).url == CHANGED
+
+    answered = press_form(holder_of_old_mailbox, consent, "allow")
+    assert not answered.url.startswith(REDIRECT_URI) or "code" not in answered.query, answered.url
+    assert svc.oauth.consents.for_subject(pseudonym_of(svc, NEW)) == []
 
 
 def test_the_reviewed_takeover_fails_an_identity_self_token_only_yields_a_page_without_secrets(

@@ -149,8 +149,12 @@ class Consents:
 
     def forget_subject(self, subject: str) -> int:
         """Erasure: every consent of the person and every request waiting for one."""
-        self._store.delete(PENDING_CONSENTS, {"subject": subject})
+        self.drop_waiting(subject)
         return self._store.delete(CONSENTS, {"subject": subject})
+
+    def drop_waiting(self, subject: str) -> int:
+        """Every request waiting for the person's answer (a sign-in's consent page not yet answered)."""
+        return self._store.delete(PENDING_CONSENTS, {"subject": subject})
 
     # -- requests waiting for the person's answer ----------------------------------------------
 

@@ -98,7 +98,7 @@ def install_account(app: Flask, svc: Services) -> None:
         def _set_cookie(response: Response) -> Response:
             return set_session_cookie(response, svc, session_id)
 
-        log.info("account sign-in", extra={"pseudonym": identity.pseudonym})
+        log.info("account sign-in")  # no pseudonym: personal data (identity.logs)
         return page_url
 
     svc.signins.register_completion(ACCOUNT_SIGNIN, signed_in)
