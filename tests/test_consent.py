@@ -1,7 +1,8 @@
 """Consent for third-party apps (identity.oauth.consent, identity.web.consent), without a browser.
 
 A first-party app gets its code after the sign-in; a third-party app only after the person allowed
-it, once per person, app and scopes, and again when it asks for more. Deny answers ``access_denied``
+it, once per person, app, audience and scopes, and again when it asks for more (a scope allowed for one
+audience is asked again for another). Deny answers ``access_denied``
 with ``state`` and ``iss``. The forms' attacks are tried: a missing or replayed CSRF token, a form
 posted in another person's session, a page replaced by a newer request.
 """
@@ -14,12 +15,14 @@ import threading
 from identity.oauth.authorize import Authorizer
 from identity.oauth.consent import CONSENTS, PENDING_CONSENTS, Consents, consent_key
 from identity.web.consent import FORM_EXPIRED, GONE, REPLACED
-from tests.conftest import API, REDIRECT_URI, FakeClock
+from identity.oauth.audiences import parse_encryption_key
+from tests.conftest import API, OTHER_API, REDIRECT_URI, FakeClock
+from tests.oauth_helpers import pkce_pair
 from tests.person_support import (  # noqa: F401
     CONSENT, ISSUER, OTHER, PERSON, exchange, first_party, new_browser, parse_forms, press, service,
     start_app_login, svc, third_party,
 )
-from tests.upstream_support import decode_segment
+from tests.upstream_support import authorization_url, decode_segment, submit_login
 
 
 def allow(browser, page):
@@ -84,6 +87,28 @@ def test_allow_gives_a_code_and_is_remembered_until_the_app_asks_for_more(servic
     allow(browser, more)
     consent = svc.oauth.consents.get(pseudonym, third_party.client_id)
     assert set(consent.scopes) == {"openid", "records:read", "records:write"} and consent.audiences == (API,)
+
+
+def test_a_scope_allowed_for_one_service_is_asked_again_for_another(service, svc, audience_keys):
+    """The review's attack: write access allowed for one service, then a harmless scope for a second one,
+    must not add up to write access for the second one without the person seeing that pair."""
+    svc.oauth.audiences.add(OTHER_API, key=parse_encryption_key(audience_keys[OTHER_API].public_pem), jwks_uri=None)
+    partner, _ = svc.oauth.clients.register(
+        name="Partner app", public=True, redirect_uris=[REDIRECT_URI], grant_types=None,
+        scopes=["openid", "records:read", "records:write"], audiences=[API, OTHER_API], third_party=True)
+    browser = new_browser(service)
+
+    def log_in(scope: str, resource: str):
+        _, challenge = pkce_pair()
+        form = browser.get(authorization_url(ISSUER, partner.client_id, REDIRECT_URI, challenge, scope=scope,
+                                             resource=resource))
+        return submit_login(browser, form, PERSON)
+
+    assert "code" in allow(browser, log_in("openid records:write", API)).query
+    assert "code" in allow(browser, log_in("openid", OTHER_API)).query
+    asked = log_in("openid records:write", OTHER_API)
+    assert asked.url == CONSENT and "records:write" in asked.text and OTHER_API in asked.text
+    assert log_in("openid records:write", API).url.startswith(REDIRECT_URI)  # what was allowed stays allowed
 
 
 def test_consent_belongs_to_the_person_not_to_the_browser_or_the_app(service, svc, third_party, first_party):
@@ -190,7 +215,11 @@ def test_consents_merge_withdraw_and_are_forgotten_over_either_store(store):
     consents.grant("p" * 26, "c1", ["openid"], API)
     merged = consents.grant("p" * 26, "c1", ["records:read"], "https://other.example")
     assert merged.scopes == ("openid", "records:read") and set(merged.audiences) == {API, "https://other.example"}
-    assert consents.covers("p" * 26, "c1", ["openid", "records:read"], API)
+    assert consents.covers("p" * 26, "c1", ["openid"], API)
+    assert consents.covers("p" * 26, "c1", ["records:read"], "https://other.example")
+    # each scope for the audience it was allowed for, never the cross product of the two
+    assert not consents.covers("p" * 26, "c1", ["openid", "records:read"], API)
+    assert not consents.covers("p" * 26, "c1", ["openid"], "https://other.example")
     assert not consents.covers("p" * 26, "c1", ["records:write"], API)
     assert not consents.covers("p" * 26, "c2", ["openid"], API)
     assert store.count(CONSENTS, {"consent_key": consent_key("p" * 26, "c1")}) == 1
@@ -201,6 +230,18 @@ def test_consents_merge_withdraw_and_are_forgotten_over_either_store(store):
                                 "audience": API}, "p" * 26)
     assert consents.forget_subject("p" * 26) == 1
     assert consents.pending(consent_id) is None and consents.for_subject("p" * 26) == []
+
+
+def test_a_record_from_before_scope_by_audience_covers_only_what_it_implies_over_either_store(store):
+    consents = Consents(store, pending_ttl=600, clock=FakeClock())
+    for client_id, audiences in (("one", [API]), ("two", [API, "https://other.example"])):
+        store.insert(CONSENTS, {"consent_key": consent_key("p" * 26, client_id), "subject": "p" * 26,
+                                "client_id": client_id, "scopes": ["openid", "records:read"],
+                                "audiences": audiences, "granted_at": 1, "updated_at": 1, "version": 1})
+    assert consents.covers("p" * 26, "one", ["openid", "records:read"], API)
+    assert not consents.covers("p" * 26, "two", ["openid"], API)  # which scope went where was not kept: ask
+    merged = consents.grant("p" * 26, "two", ["openid"], API)
+    assert merged.covers(["openid"], API) and not merged.covers(["records:read"], "https://other.example")
 
 
 def test_a_waiting_request_is_taken_once_and_expires_over_either_store(store):

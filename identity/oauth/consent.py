@@ -4,8 +4,12 @@ A first-party client (the default) gets its code straight after the sign-in. A t
 (``scripts/clients.py add --third-party``) gets one only after the person allowed it the scopes it asked
 for and the audience (the service) that will receive its tokens. The answer is kept per (person, app)
 in ``consents``, whose key is both together (the unique index: one record per pair), and covers what was
-allowed: a request for a scope or an audience not allowed yet asks again, and allowing it adds to the
-record. "Remove access" on the account page withdraws it, together with the app's grants.
+allowed, scope by audience (``allowed``: a scope means what the service receiving the tokens makes of
+it, so ``records:write`` allowed for one service is not allowed for another): a request for a scope not
+allowed yet for that audience asks again, and allowing it adds to the record. A record from before
+``allowed`` covers its scopes for its audience where it names only one, and nothing where it names more
+(which scope went with which was not kept): the person is asked again. "Remove access" on the account
+page withdraws it, together with the app's grants.
 
 While the person decides, the authorization request waits in ``pending_consents`` under the SHA-256 of
 a random id that only their browser session holds; ``take`` hands it out once.
@@ -35,6 +39,7 @@ CONSENTS = Collection(
         "client_id": str,
         "scopes": list,
         "audiences": list,
+        "allowed": list,  # "<audience> <scope>" for every scope allowed for an audience (module docstring)
         "granted_at": int,
         "updated_at": int,
         "version": int,  # compare-and-set: two Allows at once both end up in the record
@@ -78,22 +83,38 @@ def consent_reference(consent_id: str) -> str:
     return token_hash(consent_id)
 
 
+def allowed_pairs(scopes: Iterable[str], audience: str) -> set[str]:
+    """``scopes`` allowed for ``audience``, as ``allowed`` keeps them (audiences and scopes hold no space)."""
+    return {f"{audience} {scope}" for scope in scopes}
+
+
 @dataclass(frozen=True)
 class Consent:
     subject: str
     client_id: str
-    scopes: tuple[str, ...]
+    scopes: tuple[str, ...]  # every scope allowed, for some audience (what the account page lists)
     audiences: tuple[str, ...]
     granted_at: int
     updated_at: int
+    allowed: frozenset[str] = frozenset()  # scope by audience (``allowed_pairs``): what ``covers`` decides on
 
     def covers(self, scopes: Iterable[str], audience: str) -> bool:
-        return set(scopes) <= set(self.scopes) and audience in self.audiences
+        return audience in self.audiences and allowed_pairs(scopes, audience) <= self.allowed
+
+
+def _allowed(doc: Mapping[str, Any]) -> frozenset[str]:
+    """The record's scope-by-audience pairs; for a record from before them, what its unions imply alone."""
+    if doc.get("allowed") is not None:
+        return frozenset(doc["allowed"])
+    audiences = doc.get("audiences") or ()
+    if len(audiences) == 1:
+        return frozenset(allowed_pairs(doc.get("scopes") or (), audiences[0]))
+    return frozenset()
 
 
 def _consent(doc: Mapping[str, Any]) -> Consent:
     return Consent(doc["subject"], doc["client_id"], tuple(doc.get("scopes") or ()), tuple(doc.get("audiences") or ()),
-                   doc["granted_at"], doc.get("updated_at") or doc["granted_at"])
+                   doc["granted_at"], doc.get("updated_at") or doc["granted_at"], _allowed(doc))
 
 
 class Consents:
@@ -126,7 +147,8 @@ class Consents:
             doc = self._store.get(CONSENTS, key)
             if doc is None:
                 new = {"consent_key": key, "subject": subject, "client_id": client_id,
-                       "scopes": sorted(set(scopes)), "audiences": [audience], "granted_at": now,
+                       "scopes": sorted(set(scopes)), "audiences": [audience],
+                       "allowed": sorted(allowed_pairs(scopes, audience)), "granted_at": now,
                        "updated_at": now, "version": 1}
                 try:
                     self._store.insert(CONSENTS, new)
@@ -135,6 +157,7 @@ class Consents:
                     continue  # another Allow of the same pair got there first: add to it
             merged = {"scopes": sorted(set(doc.get("scopes") or ()) | set(scopes)),
                       "audiences": sorted(set(doc.get("audiences") or ()) | {audience}),
+                      "allowed": sorted(_allowed(doc) | allowed_pairs(scopes, audience)),
                       "updated_at": now, "version": (doc.get("version") or 0) + 1}
             if self._store.update(CONSENTS, {"consent_key": key, "version": doc.get("version")}, merged) == 1:
                 return _consent({**doc, **merged})
