@@ -106,7 +106,7 @@ def _allowed(doc: Mapping[str, Any]) -> frozenset[str]:
     """The record's scope-by-audience pairs; for a record from before them, what its unions imply alone."""
     if doc.get("allowed") is not None:
         return frozenset(doc["allowed"])
-    audiences = doc.get("audiences") or ()
+    audiences: list[str] = list(doc.get("audiences") or ())
     if len(audiences) == 1:
         return frozenset(allowed_pairs(doc.get("scopes") or (), audiences[0]))
     return frozenset()
