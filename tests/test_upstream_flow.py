@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from identity.oauth.records import PENDING_AUTHORIZATIONS
+from identity.upstream.broker import MAX_SIGNINS_IN_FLIGHT
 from identity.upstream.state import UPSTREAM_LOGINS
 from tests.conftest import API, REDIRECT_URI
 from tests.oauth_helpers import open_access_token, pkce_pair
@@ -189,6 +190,22 @@ def test_a_tampered_state_is_refused_and_the_genuine_one_still_works(dev_browser
 def test_repeated_callback_parameters_are_refused(dev_browser, dev_client):
     url = callback_url_of(dev_browser, dev_client)
     assert_error_page(dev_browser.get(url + "&state=other"))
+
+
+def test_another_site_cannot_grow_the_session_cookie_until_sign_ins_stop(dev_app, dev_browser, dev_client):
+    """Each started sign-in keeps a marker in the session cookie; a page that sends the person's browser
+    to /authorize again and again must not push the cookie past what browsers keep (4 KB)."""
+    verifier, first = start(dev_browser, dev_client)
+    for _ in range(2 * MAX_SIGNINS_IN_FLIGHT):
+        _, last = start(dev_browser, dev_client)
+    sizes = [len(h) for h in dev_browser.set_cookies if h.startswith("identity_session=")]
+    assert max(sizes) < 2000, sizes
+    markers = [json.loads(p) for p in session_cookie_payloads(
+        [h for h in dev_browser.set_cookies if h.startswith("identity_session=")][-1:])]
+    assert sum(key.startswith("_state_") for key in markers[0]) == MAX_SIGNINS_IN_FLIGHT
+    assert_reaches_the_app_with_a_code(submit_login(dev_browser, last, EMAIL))  # the newest still completes
+    assert_error_page(submit_login(dev_browser, first, EMAIL))  # the oldest was dropped
+    assert dev_app.extensions["identity"].store.count(UPSTREAM_LOGINS, {}) < MAX_SIGNINS_IN_FLIGHT
 
 
 def test_the_callback_only_works_in_the_browser_that_started_the_login(dev_app, dev_browser, dev_client):

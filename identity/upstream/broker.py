@@ -48,6 +48,10 @@ STORE_DOWN = "The service is temporarily unavailable. Try again in a moment."
 # OpenID Connect Core §3.1.2.1: "max_age=0 is equivalent to prompt=login"; with max_age the ID token
 # MUST carry auth_time, which the callback then checks.
 REAUTHENTICATE = {"prompt": "login", "max_age": "0"}
+# Sign-ins one browser may have in flight at once: each keeps a marker in the session cookie, and
+# another site can start sign-ins in a person's browser (top-level navigations to /authorize) until the
+# cookie outgrows what browsers keep (4 KB), which would stop every sign-in there. The oldest go first.
+MAX_SIGNINS_IN_FLIGHT = 8
 
 
 def login_outcome(failure: UpstreamFailure) -> str:
@@ -109,11 +113,28 @@ class UpstreamBroker:
             log.exception("upstream login: unexpected error while starting")
             return self._fail(pending.pending_id, UpstreamFailure("unexpected_error"))
         fresh = {"authenticated_after": int(time.time())} if pending.reauthenticate else {}
+        self._make_room_for_a_signin()
         self.client.save_authorize_data(
             state=started["state"], redirect_uri=self.config.callback_url, pending_id=pending.pending_id,
             code_verifier=started["code_verifier"], nonce=started["nonce"], **fresh,
         )
         return redirect(started["url"], code=303)
+
+    def _make_room_for_a_signin(self) -> None:
+        """Drop this browser's expired sign-in markers, and its oldest beyond ``MAX_SIGNINS_IN_FLIGHT`` - 1."""
+        framework = self.client.framework
+        prefix = f"_state_{framework.name}_"
+        now = time.time()
+
+        def expiry(key: str) -> float:
+            marker = session.get(key)
+            exp = marker.get("exp") if isinstance(marker, dict) else None
+            return float(exp) if isinstance(exp, (int, float)) else 0.0
+
+        markers = sorted((key for key in list(session) if key.startswith(prefix)), key=expiry)
+        live = [key for key in markers if expiry(key) >= now]
+        for key in [key for key in markers if expiry(key) < now] + live[:max(0, len(live) - MAX_SIGNINS_IN_FLIGHT + 1)]:
+            framework.clear_state_data(session, key[len(prefix):])  # its server-side record too
 
     def form_action_origins(self) -> tuple[str, ...]:
         """Origins a form of ours that starts a login redirects to (for its page's CSP ``form-action``)."""
