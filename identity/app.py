@@ -20,6 +20,10 @@ from .web.pipeline import request_pipeline
 from .web.ratelimit import install_rate_limits
 
 MAX_REQUEST_BYTES = MAX_BODY
+SESSION_COOKIE = "identity_session"  # http (development): browsers refuse the host prefix without Secure
+# https: Secure, path /, no Domain (RFC 6265bis §4.1.3.2): a sibling subdomain cannot plant a session of its
+# own (a sign-in's state marker, the account sign-in, the CSRF token) for login CSRF
+SECURE_SESSION_COOKIE = "__Host-identity_session"
 
 
 def create_app(
@@ -45,7 +49,7 @@ def create_app(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.issuer_is_https,
-        SESSION_COOKIE_NAME="identity_session",
+        SESSION_COOKIE_NAME=SECURE_SESSION_COOKIE if settings.issuer_is_https else SESSION_COOKIE,
         JSON_SORT_KEYS=False,
     )
     app.extensions[EXTENSION] = services

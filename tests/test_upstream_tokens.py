@@ -82,11 +82,15 @@ def test_login_through_a_configured_provider_works(broker_browser, broker_client
 def test_session_and_provider_cookies_are_httponly_samesite_lax_and_secure_under_https(broker_browser,
                                                                                        broker_client):
     login(broker_browser, broker_client)
-    service = [c for c in broker_browser.set_cookies if c.startswith("identity_session=")]
+    service = [c for c in broker_browser.set_cookies if c.startswith("__Host-identity_session=")]
     provider = [c for c in broker_browser.set_cookies if c.startswith("devidp_session=")]
     assert service and provider
+    assert not [c for c in broker_browser.set_cookies if c.startswith("identity_session=")]
     for cookie in service + provider:
         assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+    # the host prefix (RFC 6265bis): a sibling subdomain cannot plant a session (state marker, CSRF token)
+    for cookie in service:
+        assert "Path=/" in cookie and "Domain=" not in cookie
 
 
 def test_the_upstream_authorization_request_uses_state_nonce_and_pkce_s256(broker_browser, broker_client):
