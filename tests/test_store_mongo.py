@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 
 import mongomock
 import pymongo
 import pytest
 
-from identity.store import MongoStore, StoreUnavailable
+from identity.oauth.records import GRANTS
+from identity.store import In, Lt, MongoStore, StoreUnavailable
 from identity.store.mongo import mongo_tls_problem
 from identity.vault import IDENTITIES
 
@@ -48,6 +50,59 @@ def test_unreachable_server_is_store_unavailable():
         store.ping()
     with pytest.raises(StoreUnavailable):
         store.get(IDENTITIES, "x")
+
+
+def test_a_client_that_cannot_be_made_is_store_unavailable_and_a_503():
+    """A ``mongodb+srv://`` client looks its hosts up in DNS as it is made: a failed lookup in a freshly forked
+    worker is the store being unavailable, never a 500."""
+    def unresolvable():
+        raise pymongo.errors.ConfigurationError("The resolution lifetime expired after 20.0 seconds")
+    store = MongoStore("mongodb+srv://cluster.example.org/identity", client_factory=unresolvable)
+    for operation in (store.ping, lambda: store.get(IDENTITIES, "x"), lambda: store.count(IDENTITIES, {})):
+        with pytest.raises(StoreUnavailable):
+            operation()
+
+
+def test_the_app_answers_503_while_the_client_cannot_be_made(settings):
+    from identity import create_app
+    made = []
+
+    def factory():
+        made.append(1)
+        if len(made) == 1:
+            return mongomock.MongoClient()
+        raise pymongo.errors.ConfigurationError("The DNS query name does not exist")
+
+    app = create_app(dataclasses.replace(settings, db_uri="mongodb://localhost/identity"), mongo_client_factory=factory)
+    app.extensions["identity"].store.close()  # as in a freshly forked worker: the next call makes a client
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 503
+    token = client.post("/token", data={"grant_type": "client_credentials", "client_id": "x", "client_secret": "y"})
+    assert token.status_code == 503 and token.json["error"] == "temporarily_unavailable"
+
+
+def test_writes_that_name_one_document_go_out_as_single_document_writes(monkeypatch):
+    """pymongo retries a write after a failover only as update_one/delete_one: a rotation applied just before a
+    step-down is then answered with its first outcome instead of a 503 whose retry looks like a token reuse."""
+    calls = []
+    for method in ("update_one", "update_many", "delete_one", "delete_many"):
+        original = getattr(mongomock.collection.Collection, method)
+
+        def spy(self, *args, _name=method, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(mongomock.collection.Collection, method, spy)
+    client = mongomock.MongoClient()
+    store = MongoStore("mongodb://localhost/identity", client_factory=lambda: client)
+    store.insert(GRANTS, {"grant_id": "g1", "client_id": "c", "subject": "s", "audience": "a", "scope": "",
+                          "created_at": 1, "expires_at": 2, "refresh_hash": "h1", "refresh_family": "f1"})
+    assert store.update(GRANTS, {"grant_id": "g1", "revoked_at": None, "refresh_hash": "h1"}, {"refresh_hash": "h2"}) == 1
+    assert store.update(GRANTS, {"refresh_family": "f1"}, {"refreshed_at": 5}) == 1  # a unique field
+    assert store.update(GRANTS, {"subject": "s", "revoked_at": None}, {"revoked_at": 9}) == 1  # many, maybe
+    assert store.update(GRANTS, {"grant_id": In(("g1", "g2"))}, {"scope": "x"}) == 1
+    assert store.delete(GRANTS, {"grant_id": "g1"}) == 1
+    assert store.delete(GRANTS, {"expires_at": Lt(3)}) == 0
+    assert calls == ["update_one", "update_one", "update_many", "update_many", "delete_one", "delete_many"]
 
 
 # -- TLS detection (production refuses the store's traffic in clear: tests/test_config.py) ----------

@@ -2,7 +2,15 @@
 
 The client is created lazily in each process (pymongo clients are not fork-safe), indexes are
 created on a collection's first use, and every driver failure that means "the database is not
-there" becomes ``StoreUnavailable``. Unique fields use partial indexes so that many documents
+there" becomes ``StoreUnavailable`` (also one while the client is made: a ``mongodb+srv://`` URI
+looks its hosts up in DNS then).
+
+The driver retries a write once after a failover only where the write names one document
+(``update_one``, ``delete_one``; the server recognises the retry and answers it with the first
+outcome). So an update or delete whose condition pins the key or a unique field to a value goes out
+as such: a refresh token's rotation, a grant's revocation, a code spent. Without it, a rotation
+applied just before a primary stepped down answered 503, and the app's retry with the same token
+then looked like a reuse and revoked the family. Unique fields use partial indexes so that many documents
 may lack the field (an erased identity has no blind index).
 """
 
@@ -89,7 +97,7 @@ class MongoStore:
         if self._client is None or self._pid != os.getpid():
             with self._lock:
                 if self._client is None or self._pid != os.getpid():
-                    self._client = self._client_factory()
+                    self._client = self._guard(self._client_factory)
                     self._pid = os.getpid()
                     self._ensured = set()
         return self._client[self._db_name]
@@ -137,7 +145,8 @@ class MongoStore:
         except mongo_errors.DuplicateKeyError as exc:
             raise DuplicateKeyError("duplicate key") from exc
         except (mongo_errors.ConnectionFailure, mongo_errors.ServerSelectionTimeoutError,
-                mongo_errors.WriteConcernError, mongo_errors.ExecutionTimeout) as exc:
+                mongo_errors.WriteConcernError, mongo_errors.ExecutionTimeout,
+                mongo_errors.ConfigurationError) as exc:  # ConfigurationError: e.g. an SRV lookup failed
             raise StoreUnavailable(f"MongoDB is unavailable: {type(exc).__name__}") from exc
         except mongo_errors.OperationFailure as exc:
             if exc.code == DUPLICATE_KEY:
@@ -176,6 +185,12 @@ class MongoStore:
             else:
                 query[target] = cond
         return query
+
+    @staticmethod
+    def _names_one(coll: Collection, where: Where) -> bool:
+        """Whether ``where`` can match one document at most: the key or a unique field equals a value."""
+        return any(name == coll.key or name in coll.unique for name, cond in where.items()
+                   if cond is not None and not isinstance(cond, (Lt, Gt, In)))
 
     # -- operations --------------------------------------------------------------------------
 
@@ -280,13 +295,15 @@ class MongoStore:
             operation["$unset"] = to_unset
         if not operation:
             return self.count(coll, where)
-        result = self._guard(lambda: handle.update_many(self._filter(coll, where), operation))
+        update = handle.update_one if self._names_one(coll, where) else handle.update_many  # retryable: docstring
+        result = self._guard(lambda: update(self._filter(coll, where), operation))
         return int(result.matched_count)
 
     @store_operation(BACKEND, "delete")
     def delete(self, coll: Collection, where: Where) -> int:
         handle = self._collection(coll)
-        result = self._guard(lambda: handle.delete_many(self._filter(coll, where)))
+        delete = handle.delete_one if self._names_one(coll, where) else handle.delete_many  # retryable: docstring
+        result = self._guard(lambda: delete(self._filter(coll, where)))
         return int(result.deleted_count)
 
     @store_operation(BACKEND, "ping")
