@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from identity.store import Collection, DuplicateKeyError, Gt, In, Lt, Order, SQLiteStore, StoreUnavailable, find_one
+from identity.store import sqlite as sqlite_module
 from identity.store.sqlite import use_wal
 from tests.process_support import race_in_processes
 
@@ -137,6 +141,38 @@ def test_sqlite_adds_columns_for_fields_added_later(tmp_path: Path):
     second = SQLiteStore(tmp_path / "s.sqlite3")
     second.insert(new, {"id": "b", "added": 2})
     assert second.get(new, "a") == {"id": "a", "added": None}
+
+
+def test_sqlite_instances_starting_at_once_both_add_a_new_field_without_error(tmp_path: Path, monkeypatch):
+    """Both read the old columns, then queue to write: the second finds the column added by the first."""
+    old = Collection(name="evolving", key="id", fields={"id": str})
+    new = Collection(name="evolving", key="id", fields={"id": str, "added": int})
+    SQLiteStore(tmp_path / "s.sqlite3").insert(old, {"id": "a"})
+    first, second = SQLiteStore(tmp_path / "s.sqlite3"), SQLiteStore(tmp_path / "s.sqlite3")
+    real_columns, reads = second._columns, []
+
+    def read_before_the_first_wrote(coll):  # the first read of the columns happened before the other's ALTER
+        reads.append(coll.name)
+        return real_columns(coll) - ({"added"} if len(reads) == 1 else set())
+    monkeypatch.setattr(second, "_columns", read_before_the_first_wrote)
+    first.prepare(new)
+    second.insert(new, {"id": "b", "added": 2})  # its ALTER meets "duplicate column name": nothing to do
+    assert first.get(new, "b") == {"id": "b", "added": 2} and len(reads) == 2
+
+
+def test_sqlite_a_failing_new_column_is_still_store_unavailable(tmp_path: Path, monkeypatch):
+    new = Collection(name="evolving", key="id", fields={"id": str, "added": int})
+    SQLiteStore(tmp_path / "s.sqlite3").insert(Collection(name="evolving", key="id", fields={"id": str}), {"id": "a"})
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    real_write = store._write
+
+    def refuse_alter(sql, params, **kwargs):
+        if sql.startswith("ALTER"):
+            raise StoreUnavailable("the SQLite store failed: disk I/O error")
+        return real_write(sql, params, **kwargs)
+    monkeypatch.setattr(store, "_write", refuse_alter)
+    with pytest.raises(StoreUnavailable):
+        store.insert(new, {"id": "b", "added": 1})
 
 
 def test_sqlite_uses_wal_and_full_sync(tmp_path: Path):
@@ -289,6 +325,50 @@ def test_sqlite_creates_tables_and_indexes_in_the_writers_turn(tmp_path: Path):
     ddl = [(sql, durable) for sql, durable in seen if sql.startswith("CREATE")]
     assert ddl and all(durable for _, durable in ddl)
     assert ddl[0][0] == 'CREATE TABLE IF NOT EXISTS "things"'
+    store.close()
+
+
+def test_sqlite_a_writer_waits_its_turn_then_gets_on_and_gives_up_after_the_timeout(tmp_path: Path, monkeypatch):
+    """Another process's writer (the flock on ``<file>-lock``) held briefly: the write follows it; held past
+    the busy timeout: ``StoreUnavailable`` (a 503), not a request left hanging."""
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    store.insert(THINGS, {"id": "a"})
+    other_writer = os.open(f"{tmp_path / 's.sqlite3'}-lock", os.O_RDWR)  # its own open file: its own flock
+    fcntl.flock(other_writer, fcntl.LOCK_EX)
+    threading.Timer(0.2, fcntl.flock, (other_writer, fcntl.LOCK_UN)).start()
+    started = time.monotonic()
+    store.insert(THINGS, {"id": "b"})
+    assert 0.15 < time.monotonic() - started < 2 and store.get(THINGS, "b") is not None
+
+    monkeypatch.setattr(sqlite_module, "BUSY_TIMEOUT_SECONDS", 0.3)
+    fcntl.flock(other_writer, fcntl.LOCK_EX)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="busy"):
+        store.insert(THINGS, {"id": "c"})
+    assert 0.25 < time.monotonic() - started < 2
+    fcntl.flock(other_writer, fcntl.LOCK_UN)
+    store.insert(THINGS, {"id": "c"})  # the turn is free again
+    os.close(other_writer)
+    store.close()
+
+
+def test_sqlite_a_delete_over_many_rows_goes_in_batches_and_deletes_them_all(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(sqlite_module, "DELETE_BATCH", 7)
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    store.insert_many(THINGS, [{"id": f"{i:03d}", "n": i} for i in range(50)])
+    turns: list[str] = []
+    write = store._write
+
+    def spy(sql, params, *, durable, many=False):
+        turns.append(sql.split(" ")[0])
+        return write(sql, params, durable=durable, many=many)
+
+    store._write = spy  # type: ignore[method-assign]
+    assert store.delete(THINGS, {"n": Lt(30)}) == 30
+    assert turns == ["DELETE"] * 5  # 7 + 7 + 7 + 7 + 2
+    assert store.count(THINGS, {}) == 20 and store.count(THINGS, {"n": Lt(30)}) == 0
+    turns.clear()
+    assert store.delete(THINGS, {"id": "040"}) == 1 and turns == ["DELETE"]  # one row: one plain statement
     store.close()
 
 

@@ -156,7 +156,11 @@ class Store(Protocol):
         """
 
     def delete(self, coll: Collection, where: Where) -> int:
-        """Delete every matching document; return how many were deleted."""
+        """Delete every matching document; return how many were deleted.
+
+        Atomic per document, not over many: a delete that may match many (``names_one`` false) goes in
+        batches, each a short write of its own, so that a purge of millions never holds the writers up.
+        """
 
     def ping(self) -> None:
         """Raise ``StoreUnavailable`` if the store cannot be reached."""
@@ -167,6 +171,12 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections held by this process."""
+
+
+def names_one(coll: Collection, where: Where) -> bool:
+    """Whether ``where`` can match one document at most: it sets the key or a unique field to a value."""
+    return any(name == coll.key or name in coll.unique for name, cond in where.items()
+               if cond is not None and not isinstance(cond, (Lt, Gt, In)))
 
 
 def find_one(store: Store, coll: Collection, where: Where) -> Document | None:

@@ -31,7 +31,7 @@ from pymongo.write_concern import WriteConcern
 from ..verify.http import is_loopback_host
 from ..metrics import store_operation
 from .base import (BULK_BATCH, Collection, Document, DuplicateKeyError, Gt, In, Lt, Order, StoreUnavailable,
-                   Where)
+                   Where, names_one)
 
 BACKEND = "mongodb"  # the metrics' backend label
 ClientFactory = Callable[[], Any]
@@ -186,12 +186,6 @@ class MongoStore:
                 query[target] = cond
         return query
 
-    @staticmethod
-    def _names_one(coll: Collection, where: Where) -> bool:
-        """Whether ``where`` can match one document at most: the key or a unique field equals a value."""
-        return any(name == coll.key or name in coll.unique for name, cond in where.items()
-                   if cond is not None and not isinstance(cond, (Lt, Gt, In)))
-
     # -- operations --------------------------------------------------------------------------
 
     @store_operation(BACKEND, "insert")
@@ -295,14 +289,14 @@ class MongoStore:
             operation["$unset"] = to_unset
         if not operation:
             return self.count(coll, where)
-        update = handle.update_one if self._names_one(coll, where) else handle.update_many  # retryable: docstring
+        update = handle.update_one if names_one(coll, where) else handle.update_many  # retryable: docstring
         result = self._guard(lambda: update(self._filter(coll, where), operation))
         return int(result.matched_count)
 
     @store_operation(BACKEND, "delete")
     def delete(self, coll: Collection, where: Where) -> int:
         handle = self._collection(coll)
-        delete = handle.delete_one if self._names_one(coll, where) else handle.delete_many  # retryable: docstring
+        delete = handle.delete_one if names_one(coll, where) else handle.delete_many  # retryable: docstring
         result = self._guard(lambda: delete(self._filter(coll, where)))
         return int(result.deleted_count)
 

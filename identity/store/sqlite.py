@@ -13,8 +13,11 @@ grant lookup took 12 µs less.
 
 Writers queue on an ``flock`` of ``<file>-lock`` before they write. SQLite would serialise them
 anyway, but a writer that finds the database locked sleeps in SQLite's busy handler (1, 2, 5, 10 ms…)
-however short the other write is; a writer waiting on the flock is woken the moment it is free. The
-flock only orders writers that use this class: anything else still meets SQLite's own locking.
+however short the other write is; a writer waiting on the flock looks again after 0.1, 0.2, 0.4 … 2 ms
+(a blocking flock would wake at once but cannot time out), and gives up with ``StoreUnavailable`` after
+``BUSY_TIMEOUT_SECONDS``, as SQLite's own busy timeout does. A delete over many rows goes in batches
+(``Store.delete``), so no write holds the turn for long. The flock only orders writers that use this
+class: anything else still meets SQLite's own locking.
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..metrics import store_operation
-from .base import BULK_BATCH, Collection, Document, DuplicateKeyError, Order, StoreUnavailable, Where
+from .base import BULK_BATCH, Collection, Document, DuplicateKeyError, Order, StoreUnavailable, Where, names_one
 from .sqlite_statements import ENCODED_KINDS, SQL_TYPES, Statements, from_sql, quoted
 
 BACKEND = "sqlite"  # the metrics' backend label
-BUSY_TIMEOUT_SECONDS = 10.0
+BUSY_TIMEOUT_SECONDS = 10.0  # the longest a write waits for its turn, then StoreUnavailable (a 503)
+DELETE_BATCH = 2000  # rows a delete over many removes per write turn (Store.delete)
 
 
 def path_from_uri(uri: str) -> Path:
@@ -134,19 +138,42 @@ class SQLiteStore:
         return fd
 
     def _write(self, sql: str, params: Any, *, durable: bool, many: bool = False) -> sqlite3.Cursor:
-        """Run a write in its turn: behind the other writers of this file (threads here, processes via flock)."""
-        with self._writer_thread_lock:
+        """Run a write in its turn: behind the other writers of this file (threads here, processes via flock),
+        for at most ``BUSY_TIMEOUT_SECONDS``: then ``StoreUnavailable`` (a 503), never a request left hanging."""
+        if not self._writer_thread_lock.acquire(timeout=BUSY_TIMEOUT_SECONDS):
+            raise StoreUnavailable("the SQLite store is busy: no turn to write within the timeout")
+        try:
             fd = self._writer_lock_fd()
             if fd is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                except OSError:
-                    fd = None
+                fd = self._writers_turn(fd)
             try:
                 return self._run(sql, params, durable=durable, many=many)
             finally:
                 if fd is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._writer_thread_lock.release()
+
+    @staticmethod
+    def _writers_turn(fd: int) -> int | None:
+        """The writers' flock on ``fd`` (None if it cannot be taken at all: no queueing), polled every 0.1 to
+        2 ms: a blocking flock cannot time out. Raises ``StoreUnavailable`` after ``BUSY_TIMEOUT_SECONDS``."""
+        deadline, delay = 0.0, 0.0001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                pass
+            except OSError:
+                return None
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + BUSY_TIMEOUT_SECONDS
+            elif now >= deadline:
+                raise StoreUnavailable("the SQLite store is busy: another writer held it for the whole timeout")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)
 
     def _run(self, sql: str, params: Any = (), *, durable: bool = False, many: bool = False) -> sqlite3.Cursor:
         """One statement (rows as tuples); ``durable``: on the connection whose commits are synced (writes
@@ -196,10 +223,10 @@ class SQLiteStore:
                 for name, kind in coll.fields.items()
             )
             self._write(f'CREATE TABLE IF NOT EXISTS "{coll.name}" ({columns})', (), durable=True)
-            existing = {row[1] for row in self._run(f'PRAGMA table_info("{coll.name}")')}  # (cid, name, …)
+            existing = self._columns(coll)
             for name, kind in coll.fields.items():
                 if name not in existing:  # a field added by a later release
-                    self._write(f'ALTER TABLE "{coll.name}" ADD COLUMN "{name}" {SQL_TYPES[kind]}', (), durable=True)
+                    self._add_column(coll, name, kind)
             for name in coll.unique:
                 self._write(f'CREATE UNIQUE INDEX IF NOT EXISTS "u_{coll.name}_{name}" ON "{coll.name}" ("{name}")',
                             (), durable=True)
@@ -209,6 +236,18 @@ class SQLiteStore:
                 self._write(f'CREATE INDEX IF NOT EXISTS "i_{coll.name}_{"_".join(names)}" ON "{coll.name}" ({cols})',
                             (), durable=True)
             self._ensured.add(coll.name)
+
+    def _columns(self, coll: Collection) -> set[str]:
+        return {row[1] for row in self._run(f'PRAGMA table_info("{coll.name}")')}  # (cid, name, …)
+
+    def _add_column(self, coll: Collection, name: str, kind: type) -> None:
+        """Add a field of a later release; another process starting at the same time may have added it first
+        (they read the columns at once, then queue to write): then there is nothing to do."""
+        try:
+            self._write(f'ALTER TABLE "{coll.name}" ADD COLUMN "{name}" {SQL_TYPES[kind]}', (), durable=True)
+        except StoreUnavailable:
+            if name not in self._columns(coll):
+                raise
 
     def prepare(self, coll: Collection) -> dict[str, list[str]]:
         """Create the collection's table, columns and indexes if missing (idempotent): its index names and
@@ -307,8 +346,17 @@ class SQLiteStore:
     @store_operation(BACKEND, "delete")
     def delete(self, coll: Collection, where: Where) -> int:
         self._ensure(coll)
-        sql, params = self._statements.delete(coll, where)
-        return self._write(sql, params, durable=coll.durable).rowcount
+        if names_one(coll, where):
+            sql, params = self._statements.delete(coll, where)
+            return self._write(sql, params, durable=coll.durable).rowcount
+        clause, params = self._statements.where(coll, where, json_in=False)
+        sql = f'DELETE FROM "{coll.name}" WHERE rowid IN (SELECT rowid FROM "{coll.name}"{clause} LIMIT {DELETE_BATCH})'
+        deleted = 0
+        while True:  # a batch a write turn (Store.delete): other writers go in between
+            batch = self._write(sql, params, durable=coll.durable).rowcount
+            deleted += batch
+            if batch < DELETE_BATCH:
+                return deleted
 
     @store_operation(BACKEND, "ping")
     def ping(self) -> None:
