@@ -135,8 +135,10 @@ def main() -> int:
     else:
         if not registry.remove(args.client_id):
             raise CommandError(f"no client {args.client_id!r}")
-        services.audit.append(actor=operator_name(), action="clients.remove", details={"client_id": args.client_id})
-        emit({"removed": args.client_id})
+        revoked = services.oauth.grants.revoke_all_for_client(args.client_id, reason="client removed")
+        services.audit.append(actor=operator_name(), action="clients.remove", counts={"grants_revoked": revoked},
+                              details={"client_id": args.client_id})
+        emit({"removed": args.client_id, "grants_revoked": revoked})
     return 0
 
 

@@ -336,15 +336,37 @@ def test_a_refresh_token_is_described_to_the_client_it_was_issued_to(oauth_clien
 
 
 def test_an_access_token_is_described_to_its_client_and_to_clients_registered_for_its_audience(
-        oauth_client, oauth, web_app, web_session, service_client):
+        oauth_client, oauth, web_app, web_session, service_client, audience_keys):
+    from tests.oauth_helpers import open_access_token
     web, web_secret = web_app
     mine = introspect_as(oauth_client, web, web_secret, web_session["access_token"])
     assert mine["active"] is True and mine["client_id"] == web.client_id and mine["aud"] == API
     rs, rs_secret = service_client  # registered for API: the resource server checking a token it was sent
-    assert introspect_as(oauth_client, rs, rs_secret, web_session["access_token"]) == mine
+    theirs = introspect_as(oauth_client, rs, rs_secret, web_session["access_token"])
+    assert {k: v for k, v in theirs.items() if k != "sub"} == {k: v for k, v in mine.items() if k != "sub"}
+    # each sees the subject it already knows: the app its ID tokens', the resource server its tokens'. The
+    # app never learns the audience's subject (nor, for a public audience, the pseudonym): apps of other
+    # sectors that introspect their tokens to the same service cannot join their people on it.
+    _, _, claims = open_access_token(web_session["access_token"], audience_keys[API],
+                                     oauth_client.get("/.well-known/jwks.json").json)
+    assert theirs["sub"] == claims["sub"]
+    assert mine["sub"] == b64json(web_session["id_token"].split(".")[1])["sub"] != claims["sub"]
     other, other_secret = oauth.clients.register(name="Other API's client", public=False, redirect_uris=[],
                                                  grant_types=None, scopes=None, audiences=[OTHER_API])
     assert introspect_as(oauth_client, other, other_secret, web_session["access_token"]) == {"active": False}
+
+
+def test_removing_an_app_ends_the_tokens_of_its_people_at_once(oauth_client, oauth, web_app, web_session,
+                                                                service_client):
+    """A removed (say compromised) app: its people's access tokens are inactive for the resource server
+    right away, not when they expire, and ``clients.py remove`` revokes its grants."""
+    web, _ = web_app
+    rs, rs_secret = service_client
+    assert introspect_as(oauth_client, rs, rs_secret, web_session["access_token"])["active"] is True
+    assert oauth.clients.remove(web.client_id)
+    assert introspect_as(oauth_client, rs, rs_secret, web_session["access_token"]) == {"active": False}
+    assert oauth.grants.revoke_all_for_client(web.client_id, reason="client removed") == 1
+    assert oauth.grants.revoke_all_for_client(web.client_id, reason="client removed") == 0  # none live left
 
 
 def test_a_client_credentials_token_is_described_to_its_own_client(oauth_client, oauth):

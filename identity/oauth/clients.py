@@ -159,12 +159,12 @@ def redirect_uri_matches(registered: str, presented: str) -> bool:
     """Exact string match; for loopback http URIs only the port may differ (RFC 8252 §7.3)."""
     if hmac.compare_digest(registered.encode(), presented.encode()):
         return True
-    reg, got = urlsplit(registered), urlsplit(presented)
-    if reg.scheme != "http" or reg.hostname not in ("127.0.0.1", "::1"):
-        return False
     try:
+        reg, got = urlsplit(registered), urlsplit(presented)
         got.port  # noqa: B018 - raises on a malformed port
-    except ValueError:
+    except ValueError:  # e.g. an unbalanced IPv6 bracket: matches nothing
+        return False
+    if reg.scheme != "http" or reg.hostname not in ("127.0.0.1", "::1"):
         return False
     expected_netloc = f"[{reg.hostname}]" if reg.hostname == "::1" else reg.hostname
     got_netloc_host = got.netloc if got.port is None else got.netloc.rsplit(":", 1)[0]

@@ -194,6 +194,12 @@ class Grants:
             self.revoke(grant_id, reason=reason)
         return len(grant_ids)
 
+    def revoke_all_for_client(self, client_id: str, *, reason: str) -> int:
+        """Revoke every live grant of an app (the app removed): its refresh tokens and the access tokens
+        of its people stop at once. One durable write over many documents; returns how many."""
+        return self._store.update(GRANTS, {"client_id": client_id, "revoked_at": None},
+                                  {"revoked_at": int(self._clock()), "revoked_reason": reason}, durable=True)
+
     def revoke_for_client(self, subject: str, client_id: str, *, reason: str) -> int:
         """Revoke every grant a person gave one app ("remove access"); returns how many were live."""
         live = [g.grant_id for g in self.active_for_subject(subject) if g.client_id == client_id]

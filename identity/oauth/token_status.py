@@ -97,23 +97,29 @@ class TokenStatus:
     def _live(self, doc: Mapping[str, Any]) -> bool:
         if doc["expires_at"] <= self._clock():
             return False
+        if self._clients.get(doc["client_id"]) is None:  # the app was removed: none of its tokens is live
+            return False
         if doc.get("grant_id"):
             grant = self._grants.get(doc["grant_id"])
             if grant is None or grant.revoked:
                 return False
             return self._subject_is_active(doc["subject"])
-        return self._clients.get(doc["client_id"]) is not None  # client_credentials token
+        return True  # client_credentials: the client itself, checked above
 
     def _subject_is_active(self, subject: str) -> bool:
         identity = self._vault.find(subject)
         return identity is not None and identity.is_active
 
     def _describe_access(self, caller: Client, doc: Mapping[str, Any]) -> dict[str, Any]:
-        entitled = doc["client_id"] == caller.client_id or doc["audience"] in caller.audiences
-        if not entitled or doc["revoked"] or not self._live(doc):
+        own = doc["client_id"] == caller.client_id
+        if not (own or doc["audience"] in caller.audiences) or doc["revoked"] or not self._live(doc):
             return INACTIVE
-        sub = doc["subject"] if not doc.get("grant_id") else self._subjects.subject_for(doc["subject"],
-                                                                                         audience=doc["audience"])
+        if not doc.get("grant_id"):
+            sub = doc["subject"]  # a client's own token: its client id
+        elif own:  # the app itself: the subject of its ID tokens, never the audience's (apps could join on it)
+            sub = self._subjects.subject_for(doc["subject"], client=caller)
+        else:  # a client registered for the audience (its resource server): the subject its tokens carry
+            sub = self._subjects.subject_for(doc["subject"], audience=doc["audience"])
         return self._claims(doc, sub, token_type=ACCESS_TOKEN, iat=doc["issued_at"])
 
     def _describe_refresh(self, caller: Client, presented: PresentedRefreshToken) -> dict[str, Any]:

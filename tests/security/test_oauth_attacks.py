@@ -51,6 +51,8 @@ def test_pkce_verifiers_of_the_wrong_shape_or_value_are_refused_without_burning_
     "//app.example.org/callback", "https:/app.example.org/callback", "https://app.example.org/callback?",
     "https://app.example.org/callback#", " https://app.example.org/callback", "https://app.example.org/callback ",
     "javascript:alert(1)//https://app.example.org/callback", "data:text/html,https://app.example.org/callback",
+    "http://[", "https://[::1/callback", "https://app.example.org]/callback",  # unbalanced IPv6 brackets
+    "http://127.0.0.1:99999/callback", "http://[::1]:x/callback",
 ])
 def test_encoded_escaped_and_injected_redirect_uris_get_an_error_page(oauth_client, public_app, uri):
     _, challenge = pkce_pair()
