@@ -11,7 +11,8 @@ from ..pairwise import PairwiseKey, SubjectMap
 from ..store import Store
 from ..tokens import TokenMinter
 from ..vault import Vault
-from .audiences import AudienceRegistry, JwksFetcher, fetch_jwks_with_requests
+from .audience_jwks import JwksFetcher, fetch_jwks_with_requests
+from .audiences import AudienceRegistry
 from .authorize import Authorizer
 from .clients import ClientRegistry
 from .consent import Consents

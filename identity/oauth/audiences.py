@@ -15,10 +15,10 @@ from joserfc.jwk import RSAKey
 from ..pairwise.sectors import DEFAULT_SUBJECT_TYPE, LEGACY_SUBJECT_TYPE, sector_problem, subject_type_problem
 from ..store import Collection, DuplicateKeyError, Order, Store
 from ..tokens import EncryptionKey
+from .audience_jwks import AudienceKeyUnavailable, JwksFetcher, RemoteKeys, fetch_jwks_with_requests
 
 MIN_RSA_BITS = 2048
 CACHE_SECONDS = 2.0
-REMOTE_JWKS_SECONDS = 600.0
 
 AUDIENCES = Collection(
     name="audiences",
@@ -30,15 +30,8 @@ AUDIENCES = Collection(
             "previous_kid": str, "previous_jwk": dict, "replaced_at": int},
 )
 
-JwksFetcher = Callable[[str], dict[str, Any]]
-
-
 class AudienceError(ValueError):
     """An audience or key that cannot be registered or used; the message says why."""
-
-
-class AudienceKeyUnavailable(Exception):
-    """The audience's remote JWKS could not be fetched or holds no usable key."""
 
 
 @dataclass(frozen=True)
@@ -138,14 +131,6 @@ def select_from_jwks(jwks: dict[str, Any]) -> EncryptionKey:
     raise AudienceKeyUnavailable("the audience's JWKS has no usable RSA encryption key")
 
 
-def fetch_jwks_with_requests(uri: str) -> dict[str, Any]:
-    import requests  # imported here: only audiences registered by --jwks-uri need it
-
-    response = requests.get(uri, timeout=5, allow_redirects=False, headers={"Accept": "application/json"})
-    response.raise_for_status()
-    return response.json()
-
-
 class AudienceRegistry:
     """Audiences in the store, with their parsed keys cached in-process."""
 
@@ -158,7 +143,8 @@ class AudienceRegistry:
         self._monotonic = monotonic
         self._fetch = fetch_jwks
         self._records: dict[str, tuple[float, Audience | None]] = {}
-        self._keys: dict[tuple[str, int], tuple[float, EncryptionKey]] = {}
+        self._keys: dict[tuple[str, int], EncryptionKey] = {}  # registered keys, parsed
+        self._remote = RemoteKeys(monotonic=monotonic)
         self._lock = threading.Lock()
 
     def get(self, audience: str) -> Audience | None:
@@ -175,25 +161,20 @@ class AudienceRegistry:
         return record
 
     def encryption_key(self, audience: Audience) -> EncryptionKey:
-        """The key to encrypt to; raises ``AudienceKeyUnavailable`` if a remote JWKS fails."""
+        """The key to encrypt to; raises ``AudienceKeyUnavailable`` if a remote JWKS fails (``audience_jwks``)."""
         cache_key = (audience.audience, audience.updated_at)
-        now = self._monotonic()
+        if audience.public_jwk is None:
+            uri = audience.jwks_uri or ""
+            return self._remote.get(cache_key, lambda: select_from_jwks(self._fetch(uri)))
         cached = self._keys.get(cache_key)
-        ttl = REMOTE_JWKS_SECONDS if audience.jwks_uri else float("inf")
-        if cached is not None and now - cached[0] < ttl:
-            return cached[1]
-        if audience.public_jwk is not None:
-            key = RSAKey.import_key(audience.public_jwk)
-            parsed = EncryptionKey(kid=audience.kid or key.thumbprint(), key=key)
-        else:
-            try:
-                parsed = select_from_jwks(self._fetch(audience.jwks_uri or ""))
-            except AudienceKeyUnavailable:
-                raise
-            except Exception as exc:  # any transport or decoding failure of the remote JWKS
-                raise AudienceKeyUnavailable("the audience's JWKS could not be fetched") from exc
+        if cached is not None:
+            return cached
+        key = RSAKey.import_key(audience.public_jwk)
+        parsed = EncryptionKey(kid=audience.kid or key.thumbprint(), key=key)
         with self._lock:
-            self._keys[cache_key] = (now, parsed)
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            self._keys[cache_key] = parsed
         return parsed
 
     def add(self, audience: str, *, key: EncryptionKey | None, jwks_uri: str | None, sector: str | None = None,

@@ -21,7 +21,8 @@ from ..metrics import count_token_issued
 from ..store import Store
 from ..tokens import EncryptionKey, TokenMinter
 from ..vault import Vault
-from .audiences import AudienceKeyUnavailable, AudienceRegistry
+from .audience_jwks import AudienceKeyUnavailable
+from .audiences import AudienceRegistry
 from .client_auth import authenticate, read_credentials
 from .clients import AUTHORIZATION_CODE, CLIENT_CREDENTIALS, REFRESH_TOKEN, Client, ClientRegistry
 from .grants import Grant, GrantAlreadyRevoked, Grants, RefreshTokenSuperseded, new_refresh_token
