@@ -303,11 +303,10 @@ class SubjectRights:
         check_cancelled_for(cancelled_for)
         now = int(self._clock())
         cutoff, cancelled_cutoff = now - inactive_for, now - cancelled_for
-        if dry_run:
-            closed = set(self._vault.closed_before(cancelled_cutoff, limit=10**9))
-            both = closed | set(self._vault.inactive_since(cutoff, limit=10**9))
+        if dry_run:  # counted by the store: nothing loaded, whatever the number of identities
+            identities, closed = self._vault.purge_counts(cutoff, cancelled_cutoff)
             expired = {coll.name: self._store.count(coll, {field: Lt(now)}) for coll, field in EXPIRING}
-            return PurgeReport(cutoff, len(both), expired, True, cancelled_cutoff, len(closed))
+            return PurgeReport(cutoff, identities, expired, True, cancelled_cutoff, closed)
         cancelled = self._erase_all(lambda: self._vault.closed_before(cancelled_cutoff, limit=PURGE_BATCH),
                                     reason="cancellation")
         inactive = self._erase_all(lambda: self._vault.inactive_since(cutoff, limit=PURGE_BATCH), reason="retention")

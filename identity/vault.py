@@ -34,7 +34,7 @@ import secrets
 import time
 import unicodedata
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from .sealing import Sealer
 from .store import Collection, DuplicateKeyError, In, Lt, Store, StoreUnavailable, find_one
@@ -239,14 +239,31 @@ class Vault:
             raise LookupError("no active identity with that pseudonym")
         log.info("identity re-keyed")
 
+    @staticmethod
+    def _inactive(cutoff: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Identities not erased with no login (or creation, if never) before ``cutoff``: two conditions."""
+        return ({"last_login_at": Lt(cutoff), "status": NOT_ERASED},
+                {"last_login_at": None, "created_at": Lt(cutoff), "status": NOT_ERASED})
+
+    @staticmethod
+    def _closed(cutoff: int) -> dict[str, Any]:
+        return {"status": IDENTITY_CLOSED, "status_changed_at": Lt(cutoff)}
+
     def inactive_since(self, cutoff: int, *, limit: int) -> list[str]:
         """Pseudonyms of identities not erased with no login (or creation, if never) before ``cutoff``."""
-        stale = self._store.find(IDENTITIES, {"last_login_at": Lt(cutoff), "status": NOT_ERASED}, limit=limit)
-        never = self._store.find(IDENTITIES, {"last_login_at": None, "created_at": Lt(cutoff),
-                                              "status": NOT_ERASED}, limit=limit)
-        return [d["pseudonym"] for d in list(stale) + list(never)][:limit]
+        found = [d["pseudonym"] for where in self._inactive(cutoff) for d in self._store.find(IDENTITIES, where,
+                                                                                              limit=limit)]
+        return found[:limit]
 
     def closed_before(self, cutoff: int, *, limit: int) -> list[str]:
         """Pseudonyms of identities closed (cancelled) before ``cutoff`` and not erased yet."""
-        return [d["pseudonym"] for d in self._store.find(
-            IDENTITIES, {"status": IDENTITY_CLOSED, "status_changed_at": Lt(cutoff)}, limit=limit)]
+        return [d["pseudonym"] for d in self._store.find(IDENTITIES, self._closed(cutoff), limit=limit)]
+
+    def purge_counts(self, inactive_cutoff: int, closed_cutoff: int) -> tuple[int, int]:
+        """What a purge would erase, counted by the store (nothing loaded): (identities, of which closed);
+        one both closed and inactive counts once."""
+        closed = self._store.count(IDENTITIES, self._closed(closed_cutoff))
+        inactive = sum(self._store.count(IDENTITIES, where) for where in self._inactive(inactive_cutoff))
+        both = sum(self._store.count(IDENTITIES, {**where, **self._closed(closed_cutoff)})
+                   for where in self._inactive(inactive_cutoff))
+        return closed + inactive - both, closed
