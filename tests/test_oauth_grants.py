@@ -252,6 +252,9 @@ def test_any_other_token_naming_a_family_is_a_reuse_and_revokes_it(client, oauth
     assert_oauth_error(refresh(client, mobile, forged), "invalid_grant")
     assert store.get(GRANTS, grant_id)["revoked_reason"] == "refresh token reused"
     assert_oauth_error(refresh(client, mobile, session["refresh_token"]), "invalid_grant")
+    first = store.get(GRANTS, grant_id)
+    oauth.grants.revoke(grant_id, reason="revoked by the client")  # e.g. the app's /revoke afterwards
+    assert store.get(GRANTS, grant_id) == first  # the first revocation's time and reason stay on record
 
 
 @pytest.mark.parametrize("value", ["unknown-grant.x", ".", "a.b.c", "no-separator", "x" * 200])

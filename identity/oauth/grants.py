@@ -176,16 +176,17 @@ class Grants:
 
     def revoke(self, grant_id: str, *, reason: str, placeholder: dict[str, Any] | None = None) -> None:
         """Revoke the grant (its refresh-token family, its access tokens at introspection): a durable
-        write. ``placeholder`` creates it revoked if absent."""
+        write. ``placeholder`` creates it revoked if absent. A grant revoked already keeps the time and
+        the reason of its first revocation (a client's later /revoke does not hide "refresh token reused")."""
         now = int(self._clock())
         revocation = {"revoked_at": now, "revoked_reason": reason}
-        if self._store.update(GRANTS, {"grant_id": grant_id}, revocation, durable=True) == 0:
-            if placeholder is not None:
-                try:
-                    self._store.insert(GRANTS, {**placeholder, "grant_id": grant_id, "created_at": now,
-                                                "expires_at": now + self._refresh_ttl, **revocation}, durable=True)
-                except DuplicateKeyError:
-                    self._store.update(GRANTS, {"grant_id": grant_id}, revocation, durable=True)
+        live = {"grant_id": grant_id, "revoked_at": None}
+        if self._store.update(GRANTS, live, revocation, durable=True) == 0 and placeholder is not None:
+            try:
+                self._store.insert(GRANTS, {**placeholder, "grant_id": grant_id, "created_at": now,
+                                            "expires_at": now + self._refresh_ttl, **revocation}, durable=True)
+            except DuplicateKeyError:  # created meanwhile (or revoked already: then this changes nothing)
+                self._store.update(GRANTS, live, revocation, durable=True)
 
     def revoke_all_for_subject(self, subject: str, *, reason: str) -> int:
         """Revoke every grant of a person (erasure, restriction); returns how many."""
