@@ -8,9 +8,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from identity.audit import AUDIT_LOG, AuditLog, record_hash
-from identity.audit_heads import FileHeads
+from identity.audit_heads import ExportedHead, FileHeads, read_heads
 from identity.audit_signing import AuditSigner, OfficerKeyLookup, ServiceSigner, TrustedKeys
 from identity.store import Store
+from tests.lookup_support import present
 
 SERVICE_SIGNER = ServiceSigner(Ed25519PrivateKey.generate())
 
@@ -30,12 +31,21 @@ def trusted(*service: ServiceSigner, officers: dict[str, Ed25519PublicKey] | Non
     return TrustedKeys(keys, officer_key=officer_key)
 
 
+def exported_heads(*paths: Path) -> list[ExportedHead]:
+    """The heads read from ``paths``, every line of them well formed (an unreadable one fails the test)."""
+    heads = []
+    for head in read_heads(paths):
+        assert isinstance(head, ExportedHead), head
+        heads.append(head)
+    return heads
+
+
 def rewrite(store: Store, seq: int, changes: dict[str, Any], *, signer: AuditSigner | None = None,
             relink: bool = True) -> None:
     """The attacker's edit: change record ``seq``, recompute its hash (and re-sign with ``signer`` if
     given), then re-link and re-hash every later record the same way, as someone with write access to
     the store would."""
-    prev = store.get(AUDIT_LOG, seq - 1)["hash"] if seq > 1 else "0" * 64
+    prev = present(store.get(AUDIT_LOG, seq - 1))["hash"] if seq > 1 else "0" * 64
     last = max(r["seq"] for r in store.find(AUDIT_LOG, {})) if relink else seq
     for s in range(seq, last + 1):
         doc = store.get(AUDIT_LOG, s)

@@ -194,7 +194,7 @@ def self_signed_tls(directory: Path) -> tuple[Path, ssl.SSLContext]:
     return cert_file, context
 
 
-NOTICE = {
+NOTICE: dict[str, Any] = {
     "organisation": "Voorbeeld B.V.",
     "dpo_contact": "Functionaris gegevensbescherming, privacy@voorbeeld.nl, 020 123 4567",
     "nl": {"nature": "Een onbeveiligde opslag met klikgedrag was een week openbaar.",

@@ -7,10 +7,11 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import mongomock
 import pytest
+from pymongo import MongoClient
 
 from identity import create_app
 from identity.config import Settings
@@ -41,7 +42,7 @@ def keys_dir(key_template: Path, tmp_path: Path) -> Path:
 def make_store(kind: str, tmp_path: Path) -> Store:
     if kind == "sqlite":
         return SQLiteStore(tmp_path / "store.sqlite3")
-    client = mongomock.MongoClient()
+    client: MongoClient[dict[str, Any]] = mongomock.MongoClient()
     return MongoStore("mongodb://localhost/identity_test", client_factory=lambda: client)
 
 
@@ -94,6 +95,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
 
 from identity.oauth.audiences import parse_encryption_key  # noqa: E402
+from tests.lookup_support import present  # noqa: E402
 from tests.oauth_helpers import AudienceKeys, DirectLoginBroker  # noqa: E402
 
 REDIRECT_URI = "https://app.example.org/callback"
@@ -120,7 +122,7 @@ class FakeClock:
         self.now += seconds
 
 
-def production_settings(settings: Settings, tmp_path: Path, **changes: object) -> Settings:
+def production_settings(settings: Settings, tmp_path: Path, **changes: Any) -> Settings:
     """``settings`` for production: fresh production keys (passphrase ``pass``), the DPO key set made elsewhere."""
     root = tmp_path / "prod-keys"
     init_keys(root, passphrase="pass", dpo_passphrase=None, development=False, now=0,
@@ -220,7 +222,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _test_key(request: pytest.FixtureRequest) -> tuple[str, ...]:
-    params = {k: v for k, v in getattr(request.node, "callspec", None).params.items() if k != "token_path"}
+    params = {k: v for k, v in present(getattr(request.node, "callspec", None)).params.items() if k != "token_path"}
     return (request.node.nodeid.split("[")[0], *(f"{k}={v}" for k, v in sorted(params.items(), key=str)))
 
 
@@ -238,7 +240,7 @@ def token_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     layers: list[TokenFastPath] = []
     original = TokenFastPath.__call__
 
-    def recording(self: TokenFastPath, environ: dict, start_response):  # type: ignore[no-untyped-def]
+    def recording(self: TokenFastPath, environ: dict, start_response):
         if environ.get("PATH_INFO") != "/token" or environ.get("REQUEST_METHOD") != "POST":
             return original(self, environ, start_response)
         if self not in layers:
@@ -247,7 +249,7 @@ def token_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
             self.enabled = False
         seen: list[tuple[str, list[tuple[str, str]]]] = []
 
-        def capture(status, headers, exc_info=None):  # type: ignore[no-untyped-def]
+        def capture(status, headers, exc_info=None):
             seen.append((status, list(headers)))
             return start_response(status, headers, exc_info)
 

@@ -7,7 +7,8 @@ callback does. Served by ``tests/security/race_wsgi.py`` (serve.py, gunicorn) an
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, redirect, request
+from flask import Blueprint, Flask, redirect, request
+from werkzeug.wrappers import Response
 
 from identity.oauth.authorize import ErrorPage, PendingAuthorization
 

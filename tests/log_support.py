@@ -19,6 +19,7 @@ def captured_lines() -> Iterator[Lines]:
     An app must have been built (``create_app`` installs the handler)."""
     logger = logging.getLogger("identity")
     handler = next(h for h in logger.handlers if getattr(h, "_identity_handler", False))
+    assert isinstance(handler, logging.StreamHandler)
     buffer = io.StringIO()
     previous_stream, previous_level = handler.setStream(buffer), logger.level
     logger.setLevel(logging.INFO)

@@ -12,10 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from flask import Response, redirect
+from flask import Flask, Response, redirect
 from jwcrypto import jwe as jc_jwe
 from jwcrypto import jwk as jc_jwk
 from jwcrypto import jws as jc_jws
+from werkzeug.wrappers import Response as BaseResponse
 
 from identity.oauth.authorize import ErrorPage, PendingAuthorization
 
@@ -28,9 +29,10 @@ class DirectLoginBroker:
 
     def __init__(self) -> None:
         self.email = "person@example.org"
-        self.app = None
+        self.app: Flask | None = None
 
-    def begin(self, pending: PendingAuthorization) -> Response:
+    def begin(self, pending: PendingAuthorization) -> BaseResponse:
+        assert self.app is not None, "the oauth_app fixture sets the broker's app"
         signins = self.app.extensions["identity"].signins
         try:
             return redirect(signins.complete(pending.pending_id, self.email), code=303)

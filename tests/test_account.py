@@ -18,6 +18,7 @@ from identity.oauth.consent import CONSENTS
 from identity.oauth.records import token_hash
 from identity.web.account import ACCOUNT_SIGNIN, CONFIRM, COOKIE, FORM_EXPIRED, NO_ACCOUNT, NOT_RECENT, SECURE_COOKIE
 from tests.conftest import REDIRECT_URI, FakeClock
+from tests.lookup_support import present
 from tests.person_support import (  # noqa: F401
     ACCOUNT, ISSUER, OTHER, PERSON, account_form, exchange, first_party, new_browser, parse_forms, press, refresh,
     service, sign_in_to_account, start_app_login, svc, third_party,
@@ -213,10 +214,10 @@ def test_a_token_of_another_persons_session_is_refused(service, svc, first_party
 def test_two_replays_at_once_spend_the_token_once_over_either_store(store):
     sessions = AccountSessions(store, csrf_key=b"k" * 32, clock=FakeClock())
     session_id = sessions.start("p" * 26)
-    current = sessions.find(session_id)
+    current = present(sessions.find(session_id))
     token = sessions.csrf_token(current)
     assert sessions.spend_csrf(current, token) and not sessions.spend_csrf(current, token)
-    fresh = sessions.find(session_id)
+    fresh = present(sessions.find(session_id))
     assert sessions.csrf_token(fresh) != token and sessions.spend_csrf(fresh, sessions.csrf_token(fresh))
     assert not sessions.spend_csrf(fresh, None) and sessions.find("x" * 200) is None
     sessions.end_all_for("p" * 26)

@@ -3,6 +3,7 @@ endpoint of one downstream service must not tie up the workers that serve every 
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -10,13 +11,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 import pytest
+from joserfc.jwk import RSAKey
 
 from identity.oauth import audience_jwks
 from identity.oauth.audience_jwks import (FETCH_DEADLINE_SECONDS, REFRESH_SECONDS, RETRY_AFTER_SECONDS, STALE_SECONDS,
                                           AudienceKeyUnavailable, RemoteKeys, fetch_jwks_with_requests)
 from identity.oauth.audiences import AudienceRegistry, parse_encryption_key
+from identity.tokens import EncryptionKey
 from tests.conftest import API
+from tests.lookup_support import present
 from tests.test_oauth_flow import basic
+from tests.verify_support import rsa_key
 
 
 class Clock:
@@ -25,6 +30,12 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+@functools.lru_cache(maxsize=None)
+def key(kid: str) -> EncryptionKey:
+    """A stand-in audience key, told apart by its ``kid`` (RemoteKeys keeps whatever its fetch returns)."""
+    return EncryptionKey(kid=kid, key=RSAKey.import_key(rsa_key("remote-keys").public_key()))
 
 
 class Fetches:
@@ -41,26 +52,26 @@ class Fetches:
 
 
 def test_a_key_is_fetched_once_then_again_after_the_refresh_interval():
-    clock, fetch = Clock(), Fetches("key-1")
+    clock, fetch = Clock(), Fetches(key("key-1"))
     keys = RemoteKeys(monotonic=clock)
-    assert keys.get("aud", fetch) == "key-1" and keys.get("aud", fetch) == "key-1"
+    assert keys.get("aud", fetch) == key("key-1") and keys.get("aud", fetch) == key("key-1")
     assert fetch.calls == 1
     clock.now += REFRESH_SECONDS
-    fetch.key = "key-2"
-    assert keys.get("aud", fetch) == "key-2" and fetch.calls == 2
+    fetch.key = key("key-2")
+    assert keys.get("aud", fetch) == key("key-2") and fetch.calls == 2
 
 
 def test_a_failing_endpoint_is_asked_again_only_after_a_pause_and_the_last_key_serves_meanwhile():
-    clock, fetch = Clock(), Fetches("key-1")
+    clock, fetch = Clock(), Fetches(key("key-1"))
     keys = RemoteKeys(monotonic=clock)
     keys.get("aud", fetch)
     clock.now += REFRESH_SECONDS
     fetch.failing = True
     for _ in range(20):  # a burst of requests while the endpoint is down: one try, the previous key
-        assert keys.get("aud", fetch) == "key-1"
+        assert keys.get("aud", fetch) == key("key-1")
     assert fetch.calls == 2
     clock.now += RETRY_AFTER_SECONDS
-    assert keys.get("aud", fetch) == "key-1" and fetch.calls == 3
+    assert keys.get("aud", fetch) == key("key-1") and fetch.calls == 3
     clock.now += STALE_SECONDS  # too old to use: the audience may have rotated it away long ago
     with pytest.raises(AudienceKeyUnavailable):
         keys.get("aud", fetch)
@@ -69,11 +80,11 @@ def test_a_failing_endpoint_is_asked_again_only_after_a_pause_and_the_last_key_s
     assert fetch.calls == 4
     fetch.failing = False
     clock.now += RETRY_AFTER_SECONDS
-    assert keys.get("aud", fetch) == "key-1" and fetch.calls == 5
+    assert keys.get("aud", fetch) == key("key-1") and fetch.calls == 5
 
 
 def test_without_any_key_a_failure_answers_at_once_until_the_pause_is_over():
-    clock, fetch = Clock(), Fetches("key")
+    clock, fetch = Clock(), Fetches(key("key"))
     fetch.failing = True
     keys = RemoteKeys(monotonic=clock)
     for _ in range(10):
@@ -86,14 +97,14 @@ def test_concurrent_requests_share_one_fetch():
     release, started = threading.Event(), threading.Event()
     calls = []
 
-    def slow_fetch() -> str:
+    def slow_fetch() -> EncryptionKey:
         calls.append(1)
         started.set()
         release.wait(5)
-        return "key"
+        return key("key")
 
     keys = RemoteKeys()
-    results: list[str] = []
+    results: list[EncryptionKey] = []
     threads = [threading.Thread(target=lambda: results.append(keys.get("aud", slow_fetch))) for _ in range(6)]
     for thread in threads:
         thread.start()
@@ -102,29 +113,29 @@ def test_concurrent_requests_share_one_fetch():
     release.set()
     for thread in threads:
         thread.join(5)
-    assert results == ["key"] * 6 and len(calls) == 1
+    assert results == [key("key")] * 6 and len(calls) == 1
 
 
 def test_while_one_request_refreshes_a_key_the_others_use_the_previous_one_without_waiting():
     clock = Clock()
     keys = RemoteKeys(monotonic=clock)
-    keys.get("aud", lambda: "old")
+    keys.get("aud", lambda: key("old"))
     clock.now += REFRESH_SECONDS
     release, started = threading.Event(), threading.Event()
 
-    def slow_fetch() -> str:
+    def slow_fetch() -> EncryptionKey:
         started.set()
         release.wait(5)
-        return "new"
+        return key("new")
 
     refresher = threading.Thread(target=keys.get, args=("aud", slow_fetch))
     refresher.start()
     assert started.wait(5)
     began = time.monotonic()
-    assert keys.get("aud", slow_fetch) == "old" and time.monotonic() - began < 0.5
+    assert keys.get("aud", slow_fetch) == key("old") and time.monotonic() - began < 0.5
     release.set()
     refresher.join(5)
-    assert keys.get("aud", lambda: "unused") == "new"
+    assert keys.get("aud", lambda: key("unused")) == key("new")
 
 
 # -- the fetch itself, against a real HTTP server on loopback ----------------------------------------
@@ -219,4 +230,4 @@ def test_a_dead_jwks_endpoint_costs_one_try_then_503s_answered_at_once(oauth_cli
         assert refused.status_code == 503 and refused.json["error"] == "temporarily_unavailable"
     assert calls == [f"{remote}/jwks"]
     # an audience with a registered key is not affected
-    assert registry.encryption_key(registry.get(API)).kid == parse_encryption_key(audience_keys[API].public_pem).kid
+    assert registry.encryption_key(present(registry.get(API))).kid == parse_encryption_key(audience_keys[API].public_pem).kid

@@ -20,7 +20,8 @@ from identity.audit import AUDIT_LOG, AuditLog, AuditSignerMissing, ChainReport,
 from identity.audit_heads import FileHeads, read_heads
 from identity.audit_signing import OfficerSigner, ServiceSigner, signed_message
 from identity.store import SQLiteStore, StoreUnavailable
-from tests.audit_support import SERVICE_SIGNER, rewrite, signed_log, trusted
+from tests.audit_support import SERVICE_SIGNER, exported_heads, rewrite, signed_log, trusted
+from tests.lookup_support import present
 
 OFFICER_KEY = Ed25519PrivateKey.generate()
 ANNA = OfficerSigner("anna", OFFICER_KEY)
@@ -46,9 +47,10 @@ def verify(log: AuditLog, heads: Path | None = None, **kwargs) -> ChainReport:
 
 def test_a_sound_chain_verifies_and_names_its_head(audit: AuditLog, heads: Path):
     report = verify(audit, heads)
-    assert report.ok and report.count == 5 and report.head_hash == audit.head()["hash"]
+    assert report.ok and report.count == 5 and report.head_hash == present(audit.head())["hash"]
     assert report.problems == () and report.signers == {SERVICE_SIGNER.signer_id: 5}
-    assert report.heads.checked == 5 and report.heads.matched == 5 and report.heads.latest == 5
+    heads_finding = present(report.heads)
+    assert heads_finding.checked == 5 and heads_finding.matched == 5 and heads_finding.latest == 5
 
 
 def test_records_filter_by_incident(audit: AuditLog):
@@ -123,7 +125,7 @@ def test_a_full_rewrite_under_a_different_key_is_detected(audit: AuditLog, store
 def test_a_full_rewrite_with_the_stolen_key_is_caught_by_the_exported_heads(audit: AuditLog, store, heads: Path):
     rewrite(store, 1, {"actor": "nobody"}, signer=SERVICE_SIGNER)
     report = verify(audit, heads)
-    assert not report.ok and len(report.problems) == 1 and report.problem.startswith("full rewrite:")
+    assert not report.ok and len(report.problems) == 1 and present(report.problem).startswith("full rewrite:")
 
 
 def test_deleting_the_last_record_is_a_truncated_tail(audit: AuditLog, store, heads: Path):
@@ -242,7 +244,7 @@ def test_records_from_before_signing_keep_their_hash_and_are_sealed_by_the_next_
 def test_a_chain_with_no_signed_record_is_not_authenticated(store):
     legacy(store, 2)
     report = AuditLog(store).verify_chain(keys=trusted())
-    assert not report.ok and report.problem.startswith("no record is signed")
+    assert not report.ok and present(report.problem).startswith("no record is signed")
 
 
 # -- the links (as before signing) ----------------------------------------------------------------------
@@ -251,7 +253,7 @@ def test_a_chain_with_no_signed_record_is_not_authenticated(store):
 def test_changed_record_is_detected(audit: AuditLog, store):
     store.update(AUDIT_LOG, {"seq": 3}, {"reason": "something else"})
     report = verify(audit)
-    assert not report.ok and report.first_bad_seq == 3 and "altered" in report.problem
+    assert not report.ok and report.first_bad_seq == 3 and "altered" in present(report.problem)
 
 
 def test_changed_record_with_recomputed_hash_breaks_the_next_link(audit: AuditLog, store):
@@ -288,18 +290,18 @@ def test_reordered_records_are_detected(audit: AuditLog, store):
 
 
 def test_an_expected_head_must_still_be_in_the_chain(audit: AuditLog, store):
-    head = audit.head()["hash"]
+    head = present(audit.head())["hash"]
     assert verify(audit, expected_head=head).ok
     store.delete(AUDIT_LOG, {"seq": 5})
     report = verify(audit, expected_head=head)
-    assert not report.ok and report.first_bad_seq is None and "expected head" in report.problem
+    assert not report.ok and report.first_bad_seq is None and "expected head" in present(report.problem)
 
 
 # -- heads: export, failure, concurrency --------------------------------------------------------------------
 
 
 def test_each_append_exports_its_head(audit: AuditLog, heads: Path):
-    exported = list(read_heads([heads]))
+    exported = exported_heads(heads)
     assert [(h.seq, h.hash, h.at, h.signer) for h in exported] == [
         (r["seq"], r["hash"], 1000.0, SERVICE_SIGNER.signer_id) for r in audit.records()]
 
@@ -353,7 +355,7 @@ def test_a_heads_sink_failure_fails_the_append_loudly_and_leaves_no_silent_gap(s
     log.append(actor="ops", action="next")
     (tmp_path / "h").write_bytes(b"".join(sink.lines))
     report = verify(log, tmp_path / "h")
-    assert report.ok and report.heads.checked == 1  # the later head vouches for the record before it
+    assert report.ok and present(report.heads).checked == 1  # the later head vouches for the record before it
 
 
 def test_concurrent_appends_keep_one_unbroken_chain(sqlite_store, heads: Path):
@@ -367,7 +369,7 @@ def test_concurrent_appends_keep_one_unbroken_chain(sqlite_store, heads: Path):
     for t in threads:
         t.join()
     report = verify(log, heads)
-    assert report.ok and report.count == 40 and report.heads.checked == 40
+    assert report.ok and report.count == 40 and present(report.heads).checked == 40
 
 
 def _append_from_a_worker(db: str, heads: str, worker: int) -> None:
@@ -387,7 +389,8 @@ def test_worker_processes_appending_at_once_keep_one_chain_and_every_head(tmp_pa
         w.join(60)
     assert [w.exitcode for w in workers] == [0, 0, 0, 0]
     report = verify(AuditLog(SQLiteStore(db)), heads)
-    assert report.ok and report.count == 40 and report.heads.checked == 40 and report.heads.matched == 40
+    assert report.ok and report.count == 40 and present(report.heads).checked == 40
+    assert present(report.heads).matched == 40
 
 
 def test_an_append_that_loses_the_race_retries_at_the_new_head(store, heads: Path):
@@ -395,7 +398,7 @@ def test_an_append_that_loses_the_race_retries_at_the_new_head(store, heads: Pat
     log = signed_log(store, heads=heads)
     log.append(actor="a", action="first")
     real_insert = store.insert
-    raced = []
+    raced: list[bool] = []
 
     def insert_after_a_rival(coll, doc):
         if not raced:
@@ -410,7 +413,7 @@ def test_an_append_that_loses_the_race_retries_at_the_new_head(store, heads: Pat
         store.insert = real_insert
     assert mine["seq"] == 3
     assert [r["actor"] for r in log.records()] == ["a", "rival", "b"] and verify(log, heads).ok
-    assert [h.seq for h in read_heads([heads])] == [1, 2, 3]  # the losing attempt exported nothing
+    assert [h.seq for h in exported_heads(heads)] == [1, 2, 3]  # the losing attempt exported nothing
 
 
 def test_file_heads_are_private_appended_and_never_follow_a_symlink(tmp_path: Path):

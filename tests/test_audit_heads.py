@@ -26,6 +26,7 @@ from identity.audit_heads import (
 from identity.config import ConfigError, load_settings
 from identity.oauth.self_audience import self_audience_uri
 from identity.services import build_services
+from tests.audit_support import exported_heads
 from tests.conftest import REDIRECT_URI, production_settings
 from tests.oauth_helpers import pkce_pair, query_of
 
@@ -70,7 +71,7 @@ def test_by_default_heads_go_beside_an_embedded_database_and_to_syslog_with_mong
 
 def test_the_service_exports_heads_beside_its_database_out_of_the_box(services, settings, tmp_path: Path):
     services.audit.append(actor="ops", action="test")
-    heads = list(read_heads([tmp_path / "identity.sqlite3.audit-heads.jsonl"]))
+    heads = exported_heads(tmp_path / "identity.sqlite3.audit-heads.jsonl")
     assert [(h.seq, h.hash) for h in heads] == [(1, services.audit.head()["hash"])]
     assert services.audit.signer.signer_id.startswith("service:")
 

@@ -21,10 +21,11 @@ from identity.audit_heads import FileHeads
 from identity.audit_signing import OfficerSigner, ServiceSigner, load_service_signer
 from identity.breach.registry import Registry
 from identity.keys import KeyPaths
-from identity.keys.files import private_key_pem
 from identity.store import SQLiteStore, Store
+from identity.keys.files import private_key_pem
 from tests.audit_support import rewrite
 from tests.breach_support import Officer, found, populate, write_list
+from tests.lookup_support import present
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,7 +88,7 @@ def test_verify_needs_only_public_material_and_prints_the_head(db: Path, auditor
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     signer = load_service_signer(KeyPaths(keys_dir), None).signer_id
-    assert out == {"status": "ok", "records": 5, "head": AuditLog(SQLiteStore(db)).head()["hash"],
+    assert out == {"status": "ok", "records": 5, "head": present(AuditLog(SQLiteStore(db)).head())["hash"],
                    "signers": {signer: 5}, "unsigned_legacy_records": 0,
                    "heads": {"checked": True, "files": [str(heads_of(db))], "heads": 5, "latest": 5}}
 
@@ -157,7 +158,7 @@ def test_changed_record(db: Path, auditor_keys: Path):
 
 def test_changed_record_with_its_hash_recomputed(db: Path, auditor_keys: Path):
     store = SQLiteStore(db)
-    doc = store.get(AUDIT_LOG, 2)
+    doc = present(store.get(AUDIT_LOG, 2))
     doc["actor"] = "someone else"
     store.update(AUDIT_LOG, {"seq": 2}, {"actor": doc["actor"], "hash": record_hash(doc)})
     assert_broken(audit(db, auditor_keys, "verify"), 2, "record 2 has a bad signature", "record 3 does not follow")
@@ -166,10 +167,10 @@ def test_changed_record_with_its_hash_recomputed(db: Path, auditor_keys: Path):
 def test_inserted_record(db: Path, auditor_keys: Path):
     store = SQLiteStore(db)
     for seq in (5, 4):  # make room at 4, then forge a record there
-        doc = store.get(AUDIT_LOG, seq)
+        doc = present(store.get(AUDIT_LOG, seq))
         store.delete(AUDIT_LOG, {"seq": seq})
         store.insert(AUDIT_LOG, doc | {"seq": seq + 1})
-    prev = store.get(AUDIT_LOG, 3)
+    prev = present(store.get(AUDIT_LOG, 3))
     forged = {"seq": 4, "at": 1.0, "actor": "intruder", "action": "breach.resolve", "outcome": "ok",
               "prev_hash": prev["hash"]}
     store.insert(AUDIT_LOG, forged | {"hash": record_hash(forged)})
@@ -178,7 +179,7 @@ def test_inserted_record(db: Path, auditor_keys: Path):
 
 def test_reordered_records(db: Path, auditor_keys: Path):
     store = SQLiteStore(db)
-    two, three = store.get(AUDIT_LOG, 2), store.get(AUDIT_LOG, 3)
+    two, three = present(store.get(AUDIT_LOG, 2)), present(store.get(AUDIT_LOG, 3))
     store.delete(AUDIT_LOG, {"seq": 2})
     store.delete(AUDIT_LOG, {"seq": 3})
     store.insert(AUDIT_LOG, three | {"seq": 2})
@@ -356,7 +357,7 @@ def test_without_any_audit_key_nothing_runs_and_the_officer_key_is_named(dpo_mac
     env, _, listing = dpo_machine
     result = run_script("breach_contact.py", *counts_only(listing), env=env)
     assert result.returncode == 2 and "--officer-key" in result.stderr and "audit_signing.pem" in result.stderr
-    assert AuditLog(SQLiteStore(env["IDENTITY_DB_URI"].removeprefix("sqlite:///"))).head()["seq"] == 1  # the founding
+    assert present(AuditLog(SQLiteStore(env["IDENTITY_DB_URI"].removeprefix("sqlite:///"))).head())["seq"] == 1  # the founding
 
 
 def test_an_officer_key_that_is_not_the_operators_enrolled_key_is_refused(dpo_machine, tmp_path: Path):
@@ -367,14 +368,14 @@ def test_an_officer_key_that_is_not_the_operators_enrolled_key_is_refused(dpo_ma
                  counts_only(listing, "--officer-key", str(key_path), operator="anna")):
         result = run_script("breach_contact.py", *args, env=env)
         assert result.returncode == 2 and "is not the enrolled key of officer" in result.stderr
-    assert AuditLog(SQLiteStore(env["IDENTITY_DB_URI"].removeprefix("sqlite:///"))).head()["seq"] == 1  # the founding
+    assert present(AuditLog(SQLiteStore(env["IDENTITY_DB_URI"].removeprefix("sqlite:///"))).head())["seq"] == 1  # the founding
 
 
 def test_on_the_operators_host_the_service_audit_key_signs(dpo_machine, keys_dir: Path):
     env, _, listing = dpo_machine
     result = run_script("breach_contact.py", *counts_only(listing), env=env | {"IDENTITY_KEYS_DIR": str(keys_dir)})
     assert result.returncode == 0, result.stderr
-    record = AuditLog(SQLiteStore(env["IDENTITY_DB_URI"].removeprefix("sqlite:///"))).head()
+    record = present(AuditLog(SQLiteStore(env["IDENTITY_DB_URI"].removeprefix("sqlite:///"))).head())
     assert record["signer"] == load_service_signer(KeyPaths(keys_dir), None).signer_id
 
 
@@ -382,5 +383,5 @@ def test_a_usage_error_is_audited_with_the_officer_key(dpo_machine):
     env, key_path, listing = dpo_machine
     result = run_script("breach_contact.py", *counts_only(listing, "--officer-key", str(key_path)), "--bogus", env=env)
     assert result.returncode == 2
-    record = AuditLog(SQLiteStore(env["IDENTITY_DB_URI"].removeprefix("sqlite:///"))).head()
+    record = present(AuditLog(SQLiteStore(env["IDENTITY_DB_URI"].removeprefix("sqlite:///"))).head())
     assert record["outcome"] == "refused" and record["signer"] == "officer:dpo.jansen"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from identity.audit_signing import (
@@ -25,9 +25,11 @@ from identity.config import ConfigError
 from identity.keys import KeyMaterialError, KeyPaths, ensure_audit_key
 from identity.keys.files import private_key_pem
 from identity.services import build_services
+from identity.keys.files import private_key_pem
 from tests.audit_support import signed_log
 from tests.breach_support import Officer, found
 from tests.conftest import production_settings
+from tests.lookup_support import present
 
 HASH = "cd" * 32
 
@@ -61,6 +63,7 @@ def test_the_service_key_is_created_with_the_other_keys_private_and_with_its_pub
     assert paths.audit_public.stat().st_mode & 0o777 == 0o644
     signer = load_service_signer(paths, None)
     public = serialization.load_pem_public_key(paths.audit_public.read_bytes())
+    assert isinstance(public, Ed25519PublicKey)
     assert key_id(public) == signer.signer_id.removeprefix("service:")
 
 
@@ -103,7 +106,7 @@ def test_production_refuses_an_unencrypted_audit_key(settings, tmp_path: Path):
 
 def test_production_starts_with_its_encrypted_audit_key(settings, tmp_path: Path):
     svc = build_services(production_settings(settings, tmp_path))
-    assert svc.audit.signer.signer_id.startswith("service:")
+    assert present(svc.audit.signer).signer_id.startswith("service:")
 
 
 def test_an_officer_key_loads_as_that_officers_signer(tmp_path: Path, sqlite_store):

@@ -18,6 +18,7 @@ from identity.sealing import Opener
 from identity.store import Store
 from identity.vault import IDENTITIES, IDENTITY_ACTIVE
 from tests.breach_support import dpo_private_key
+from tests.lookup_support import present
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +52,7 @@ def test_the_seeder_grows_a_vault_the_vault_itself_finds_its_people_in(store: St
         found = seeder.vault.pseudonymise(seed.email_for(i))
         assert not found.created and found.identity.pseudonym == pseudonym
     dpo = Opener(dpo_private_key(keys_dir))
-    opened = [dpo.open(store.get(IDENTITIES, p)["sealed_email"]) for p in pseudonyms]
+    opened = [dpo.open(present(store.get(IDENTITIES, p))["sealed_email"]) for p in pseudonyms]
     assert opened == [seed.email_for(i % 3).encode() for i in range(7)]  # 3 distinct seals, reused
 
 

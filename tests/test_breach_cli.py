@@ -19,6 +19,7 @@ from identity.audit import AuditLog
 from identity.store import SQLiteStore
 from tests.audit_support import signed_log
 from tests.breach_support import EMAILS, NOTICE, Inbox, Population, populate, write_list
+from tests.lookup_support import present
 
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY = "resolved=11 unknown=0 erased=1 malformed=1"
@@ -66,7 +67,7 @@ def test_resolve_to_a_private_csv_and_end_with_the_summary_line(world, tmp_path,
     rows = list(csv.reader(io.StringIO(out.read_text())))
     assert rows[0] == ["pseudonym", "email"] and len(rows) == 12
     assert "malformed lines: 13" in text(result, "stderr")
-    head = AuditLog(SQLiteStore(env["IDENTITY_DB_URI"].removeprefix("sqlite:///"))).head()["hash"]
+    head = present(AuditLog(SQLiteStore(env["IDENTITY_DB_URI"].removeprefix("sqlite:///"))).head())["hash"]
     assert f"audit log head: record 2 {head}" in text(result, "stderr")
     assert not any(e in text(result, "stderr") for e in EMAILS)
     verify = run_script("audit.py", "verify", env=env)
@@ -306,6 +307,7 @@ def test_the_breach_script_audits_the_production_refusal(world, tmp_path, keys_d
     _, env, listing = world
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     spec = importlib.util.spec_from_file_location("breach_contact_script", ROOT / "scripts" / "breach_contact.py")
+    assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     production = dataclasses.replace(settings, env="production", four_eyes_required=False, keys_dir=keys_dir)

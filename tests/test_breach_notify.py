@@ -66,6 +66,7 @@ def resolved(sqlite_store, keys_dir: Path, tmp_path: Path) -> tuple[Population, 
     listing = write_list(tmp_path / "affected.txt", people.order)
     p = params(tmp_path, keys_dir, listing)
     resolve_pseudonyms(sqlite_store, signed_log(sqlite_store), p)
+    assert p.out is not None
     return people, p.out
 
 

@@ -185,8 +185,10 @@ def test_an_interrupted_mixed_run_resumes_and_still_reaches_each_person_once(
             [f"{sectors.of(CHAT, p)},{CHAT}" for p in people.order]
     listing = write_list(tmp_path / "mixed.csv", lines)
     clean = params(tmp_path, keys_dir, listing, out=tmp_path / "clean.csv")
+    assert clean.out is not None
     resolve_pseudonyms(store, audit, clean)
     p = params(tmp_path, keys_dir, listing)
+    assert p.out is not None
     with pytest.raises(BreachError):  # after some of chat's lines (duplicates of diary's people) were written
         resolve_pseudonyms(FailingStore(store, 5, StoreUnavailable("connection lost")), audit, p)
     assert "duplicate" in unresolved_path(p.out).read_text() and len(rows(p.out)) == 12
@@ -230,6 +232,7 @@ def test_notices_from_a_sectors_run_are_audited_by_subject_and_sector_never_by_p
     sectors = Sectors(sqlite_store, keys_dir, people)
     listing = write_list(tmp_path / "diary.txt", sectors.listed(DIARY))
     p = params(tmp_path, keys_dir, listing, sector=DIARY)
+    assert p.out is not None
     resolve_pseudonyms(sqlite_store, signed_log(sqlite_store), p)
     box, controller = inbox
     report = notify(sqlite_store, p.out, notice_file, plain_env(controller))

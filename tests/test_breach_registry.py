@@ -344,4 +344,4 @@ def test_a_stored_officer_public_key_that_is_not_ed25519_text_is_refused(people,
     anna = people["anna"].key.public_key()
     assert public_from_text(public_text(anna)) == anna
     with pytest.raises(Refused):
-        public_from_text(public_text(anna).encode("ascii"))
+        public_from_text(public_text(anna).encode("ascii"))  # type: ignore[arg-type]  # bytes on purpose: refused

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Sequence
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -54,8 +55,8 @@ def audit(store) -> AuditLog:
     return signed_log(store)
 
 
-def params(tmp_path: Path, keys_dir: Path, old_key_file: Path, **overrides) -> ResealParams:
-    values = dict(operator="dpo.jansen", old_key=old_key_file, new_public=keys_dir / "dpo_public.pem",
+def params(tmp_path: Path, keys_dir: Path, old_key_file: Path | Sequence[Path], **overrides: Any) -> ResealParams:
+    values: dict[str, Any] = dict(operator="dpo.jansen", old_key=old_key_file, new_public=keys_dir / "dpo_public.pem",
                   state=tmp_path / "reseal.state.json", passphrase=OLD_PASSPHRASE, workers=0, batch_size=4)
     return ResealParams(**(values | overrides))
 
@@ -70,6 +71,7 @@ def assert_only_the_new_key_opens(store, keys_dir: Path, old_key, people: dict[s
         if pseudonym not in people:
             assert sealed is None  # the erased record stays erased
             continue
+        assert sealed is not None
         assert new.open(sealed) == people[pseudonym].encode()
         with pytest.raises(SealError):
             old.open(sealed)
@@ -105,11 +107,11 @@ class FailingAfter:
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
-    def update(self, coll, where, changes):
+    def update(self, coll, where, changes, **kwargs):
         self._left -= 1
         if self._left < 0:
             raise self._error
-        return self._inner.update(coll, where, changes)
+        return self._inner.update(coll, where, changes, **kwargs)
 
 
 @pytest.mark.parametrize("error", [StoreUnavailable("connection lost"), KeyboardInterrupt()])
@@ -124,7 +126,12 @@ def test_a_killed_pass_resumes_where_it_stopped(store, audit, vault_under_old_ke
 
     opened: list[str] = []
     real = opening.open_all
-    monkeypatch.setattr(opening, "open_all", lambda values, *key: opened.extend(values) or real(values, *key))
+
+    def open_all(values, *key):
+        opened.extend(values)
+        return real(values, *key)
+
+    monkeypatch.setattr(opening, "open_all", open_all)
     report = reseal_vault(store, audit, params(tmp_path, keys_dir, old_key_file))
     assert report.resumed
     assert report.counts["resealed"] + report.counts["not_old_key"] == 11
@@ -141,10 +148,10 @@ def test_a_record_changed_meanwhile_is_not_overwritten(store, audit, vault_under
     victim = sorted(vault_under_old_key)[0]
 
     class ErasedMeanwhile(FailingAfter):
-        def update(self, coll, where, changes):
+        def update(self, coll, where, changes, **kwargs):
             if where.get("pseudonym") == victim:  # the person exercises Art. 17 while the pass runs
                 self._inner.update(IDENTITIES, {"pseudonym": victim}, {"status": IDENTITY_ERASED, "sealed_email": None})
-            return self._inner.update(coll, where, changes)
+            return self._inner.update(coll, where, changes, **kwargs)
 
     report = reseal_vault(ErasedMeanwhile(store, 0, Exception()), audit, params(tmp_path, keys_dir, old_key_file))
     assert report.counts["changed"] == 1 and report.counts["resealed"] == 10

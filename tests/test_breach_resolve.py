@@ -260,9 +260,11 @@ def test_an_interrupted_run_resumes_without_duplicates(store, audit, people, tmp
     monkeypatch.setattr(resolve_module, "CHECKPOINT_SECONDS", 0.0)  # checkpoint after every chunk
     many = write_list(tmp_path / "affected.txt", people.order * 1 + [new_pseudonym() for _ in range(9)])
     clean = params(tmp_path, keys_dir, many, out=tmp_path / "clean.csv")
+    assert clean.out is not None
     resolve_pseudonyms(store, audit, clean)
 
     p = params(tmp_path, keys_dir, many)
+    assert p.out is not None
     with pytest.raises(BreachError if isinstance(error, StoreUnavailable) else KeyboardInterrupt):
         resolve_pseudonyms(FailingStore(store, 3, error), audit, p)
     partial = rows(p.out)
@@ -278,9 +280,11 @@ def test_an_interrupted_run_resumes_without_duplicates(store, audit, people, tmp
 
 def test_output_written_after_the_last_checkpoint_is_cut_back(store, audit, people, listing, tmp_path, keys_dir):
     clean_params = params(tmp_path, keys_dir, listing, out=tmp_path / "clean.csv")
+    assert clean_params.out is not None
     resolve_pseudonyms(store, audit, clean_params)
     clean = clean_params.out.read_bytes()
     p = params(tmp_path, keys_dir, listing)
+    assert p.out is not None
     with pytest.raises(BreachError):
         resolve_pseudonyms(FailingStore(store, 3, StoreUnavailable("connection lost")), audit, p)
     from identity.breach.state import Progress, RunState
@@ -299,6 +303,7 @@ def test_output_written_after_the_last_checkpoint_is_cut_back(store, audit, peop
 
 def test_resume_refuses_an_output_others_can_read(store, audit, listing, tmp_path, keys_dir):
     p = params(tmp_path, keys_dir, listing)
+    assert p.out is not None
     resolve_pseudonyms(store, audit, p)
     os.chmod(p.out, 0o644)
     with pytest.raises(Refused, match="readable by others"):
@@ -390,6 +395,7 @@ def test_a_sealed_value_the_key_cannot_open_is_reported_unopenable(store, audit,
 
 def test_a_completed_run_is_not_reopened_by_editing_its_state(store, audit, listing, tmp_path, keys_dir, monkeypatch):
     p = params(tmp_path, keys_dir, listing)
+    assert p.out is not None
     resolve_pseudonyms(store, audit, p)
     from identity.breach.state import Progress, RunState
     state = RunState.load(state_path(p.out))
@@ -415,6 +421,7 @@ def _plant_link(path: Path, target: Path) -> bytes:
 def test_resume_refuses_a_symbolic_link_planted_at_any_of_its_files(store, audit, listing, tmp_path, keys_dir,
                                                                    monkeypatch, which):
     p = params(tmp_path, keys_dir, listing)
+    assert p.out is not None
     resolve_pseudonyms(store, audit, p)
     path = {"out": p.out, "unresolved": unresolved_path(p.out), "state": state_path(p.out)}[which]
     target = tmp_path / "elsewhere" / "victim"
@@ -429,6 +436,7 @@ def test_resume_refuses_a_symbolic_link_planted_at_any_of_its_files(store, audit
 
 def test_resume_refuses_a_fifo_without_hanging(store, audit, listing, tmp_path, keys_dir):
     p = params(tmp_path, keys_dir, listing)
+    assert p.out is not None
     resolve_pseudonyms(store, audit, p)
     os.unlink(p.out)
     os.mkfifo(p.out, 0o600)
@@ -438,6 +446,7 @@ def test_resume_refuses_a_fifo_without_hanging(store, audit, listing, tmp_path, 
 
 def test_resume_refuses_an_output_with_a_second_name(store, audit, listing, tmp_path, keys_dir):
     p = params(tmp_path, keys_dir, listing)
+    assert p.out is not None
     resolve_pseudonyms(store, audit, p)
     os.link(unresolved_path(p.out), tmp_path / "copy-elsewhere.csv")
     with pytest.raises(Refused, match="hard link"):
@@ -446,6 +455,7 @@ def test_resume_refuses_an_output_with_a_second_name(store, audit, listing, tmp_
 
 def test_resume_refuses_a_link_planted_beside_the_state_database(store, audit, listing, tmp_path, keys_dir):
     p = params(tmp_path, keys_dir, listing)
+    assert p.out is not None
     resolve_pseudonyms(store, audit, p)
     wal = Path(str(state_path(p.out)) + "-wal")
     wal.unlink(missing_ok=True)
@@ -457,6 +467,7 @@ def test_resume_refuses_a_link_planted_beside_the_state_database(store, audit, l
 
 def test_a_new_run_refuses_a_dangling_link_at_the_output(store, audit, listing, tmp_path, keys_dir):
     p = params(tmp_path, keys_dir, listing)
+    assert p.out is not None
     os.symlink(tmp_path / "not-yet", p.out)
     with pytest.raises(Refused, match="already exists"):
         resolve_pseudonyms(store, audit, p)

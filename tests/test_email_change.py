@@ -24,6 +24,7 @@ from identity.oauth.authorize import ErrorPage
 from identity.oauth.records import PENDING_AUTHORIZATIONS
 from identity.web.email_change import CHANGE_GONE, FORM_EXPIRED, NOT_COMPLETED, OTHER_BROWSER, SESSION_KEY
 from tests.conftest import API, REDIRECT_URI
+from tests.lookup_support import present
 from tests.oauth_helpers import pkce_pair, query_of
 from tests.test_oauth_flow import basic
 from tests.test_upstream_flow import session_cookie_payloads
@@ -298,7 +299,8 @@ def test_the_session_cookie_replayed_after_completion_does_nothing(service, svc)
     pseudonym = svc.vault.pseudonymise(VICTIM).identity.pseudonym
     victim = new_browser(service)
     step2 = prove_current(victim, VICTIM)
-    snapshot = victim.client.get_cookie("identity_session", domain=DEV_ISSUER_HOST.partition(":")[0]).value  # step 1 done
+    cookie = victim.client.get_cookie("identity_session", domain=DEV_ISSUER_HOST.partition(":")[0])
+    snapshot = present(cookie).value  # step 1 done
     step2_idp_form = press(victim, step2, "continue")
     victim.stop_at = CALLBACK
     callback = submit_login(victim, step2_idp_form, NEW).url
@@ -470,18 +472,18 @@ def test_each_step_happens_once_over_either_store(store, settings, clock):
     reference = change_reference(change_id)
     assert store.get(EMAIL_CHANGES, reference)["stage"] == "started" and store.get(EMAIL_CHANGES, change_id) is None
 
-    assert changes.next_step(change_id, return_to=BROKER_CHANGE).purpose == "rectify-current"
+    assert present(changes.next_step(change_id, return_to=BROKER_CHANGE)).purpose == "rectify-current"
     with pytest.raises(ChangeRefused):
         changes.new_address_proven(reference, NEW)  # step 2 before step 1
     assert changes.current_address_proven(reference, VICTIM) == pseudonym
     with pytest.raises(ChangeRefused):
         changes.current_address_proven(reference, VICTIM)  # step 1 again
-    parked = changes.next_step(change_id, return_to=BROKER_CHANGE)
+    parked = present(changes.next_step(change_id, return_to=BROKER_CHANGE))
     assert parked.purpose == "rectify-new" and parked.reauthenticate
     assert changes.new_address_proven(reference, NEW).pseudonym == pseudonym
     with pytest.raises(ChangeRefused):
         changes.new_address_proven(reference, "third@example.org")  # step 2 again
-    assert changes.find(change_id).stage == DONE and changes.next_step(change_id, return_to=BROKER_CHANGE) is None
+    assert present(changes.find(change_id)).stage == DONE and changes.next_step(change_id, return_to=BROKER_CHANGE) is None
     assert pseudonym_of(services, NEW) == pseudonym and pseudonym_of(services, "third@example.org") is None
     clock.advance(settings.pending_login_ttl + 1)
     assert changes.find(change_id) is None

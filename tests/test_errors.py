@@ -112,7 +112,7 @@ def test_upstream_failures_are_oauth_errors_with_a_fixed_description(failure, er
     assert (failure.error, failure.status_code) == (error, status)
     assert failure.description and failure.body()["error_description"] == failure.description
     assert "made_up_by_the_idp" not in json.dumps(failure.body())  # nothing the IdP sent is repeated
-    assert failure.reason  # the log's word
+    assert isinstance(failure, UpstreamFailure) and failure.reason  # the log's word
 
 
 def test_the_dev_idps_token_errors_are_oauth_errors_with_its_own_realm():

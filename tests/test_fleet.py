@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 
 import mongomock
 import pytest
+from pymongo import MongoClient
 
 from identity import create_app
 from identity.config import Settings
@@ -127,7 +128,7 @@ def mongodb_fleet(tmp_path_factory, key_template, audience_keys, redis) -> Itera
     keys_dir = root / "keys"
     shutil.copytree(key_template, keys_dir)
     publish_next_key(keys_dir)
-    client = mongomock.MongoClient()
+    client: MongoClient[dict[str, Any]] = mongomock.MongoClient()
     limits = rate_limit_settings(redis)
     settings = Settings(issuer="http://127.0.0.1:5999", env_explicit=True, db_uri="mongodb://localhost/fleet",
                         keys_dir=keys_dir, log_level="WARNING",

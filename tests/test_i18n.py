@@ -30,11 +30,12 @@ def template_texts() -> set[str]:
 
 def marked_texts() -> set[str]:
     """Every ``N_("…")`` in the package (implicit concatenation folded, as Python does)."""
-    texts = set()
+    texts: set[str] = set()
     for path in ROOT.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "N_":
                 assert isinstance(node.args[0], ast.Constant), f"{path}: N_ needs a literal"
+                assert isinstance(node.args[0].value, str), f"{path}: N_ needs a string"
                 texts.add(node.args[0].value)
     return texts
 

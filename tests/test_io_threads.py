@@ -82,7 +82,12 @@ def test_no_proc_no_policy(tmp_path):
 
 def test_the_layer_sets_the_policy_on_the_first_request_only_and_passes_everything_on(monkeypatch):
     calls: list[None] = []
-    monkeypatch.setattr(io_threads, "batch_io_threads", lambda: calls.append(None) or 1)
+
+    def batch_io_threads():
+        calls.append(None)
+        return 1
+
+    monkeypatch.setattr(io_threads, "batch_io_threads", batch_io_threads)
 
     def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])

@@ -29,6 +29,7 @@ from identity.oauth.records import (
 from identity.pairwise.mapping import SECTOR_SUBJECTS, SECTORS
 from identity.store import Collection, find_one
 from tests.conftest import API, REDIRECT_URI
+from tests.lookup_support import present
 from tests.test_oauth_token import assert_oauth_error, code_grant, get_code, refresh
 
 # The whole module runs twice: /token through its fast path, then through Flask; answers compared.
@@ -132,7 +133,7 @@ def family(store, grant_id: str) -> tuple[str | None, int | None]:
 
 def grant_of(store, refresh_token: str) -> str:
     """The grant whose family the refresh token names (identity.oauth.grants: by its family id's hash)."""
-    return find_one(store, GRANTS, {"refresh_family": token_hash(refresh_token.split(".")[0])})["grant_id"]
+    return present(find_one(store, GRANTS, {"refresh_family": token_hash(refresh_token.split(".")[0])}))["grant_id"]
 
 
 # -- a revocation that lands between the check and the rotation ---------------------------------------------

@@ -19,7 +19,12 @@ def _register(oauth, scope: str) -> None:
 def test_a_burst_of_discovery_requests_scans_the_clients_once(oauth_client, oauth, monkeypatch):
     scans = []
     original = oauth.clients.all
-    monkeypatch.setattr(oauth.clients, "all", lambda: scans.append(1) or original())
+
+    def scanned():
+        scans.append(1)
+        return original()
+
+    monkeypatch.setattr(oauth.clients, "all", scanned)
     for _ in range(50):
         assert oauth_client.get("/.well-known/openid-configuration").status_code == 200
         assert oauth_client.get("/.well-known/oauth-authorization-server").status_code == 200

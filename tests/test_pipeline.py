@@ -5,9 +5,11 @@ log still sees their refusals with a request id."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -32,7 +34,8 @@ REQUEST_ID = "pipeline-test-0001"
 def layers(app: Flask) -> list[object]:
     """Every WSGI layer of ``app``, outermost first, down to Flask's own ``wsgi_app`` (ours keep the next layer
     in ``_next``, Werkzeug's ``DispatcherMiddleware`` in ``app``)."""
-    found, layer = [], app.wsgi_app
+    found: list[object] = []
+    layer: object = app.wsgi_app
     while layer is not None and len(found) < 20:
         found.append(layer)
         layer = getattr(layer, "_next", None) or (layer.app if isinstance(layer, DispatcherMiddleware) else None)
@@ -53,12 +56,12 @@ def full_app(settings):
     application.extensions["identity"].store.close()
 
 
-def test_the_layers_are_in_the_documented_order(oauth_app, full_app):
+def test_the_layers_are_in_the_documented_order(oauth_app: Flask, full_app: Flask):
     assert names(oauth_app) == ["RequestTelemetry", "RequestSizeLimits", "TokenFastPath", "Flask"]
     assert names(full_app) == ["RequestTelemetry", "RequestSizeLimits", "TrustedProxyLayer",
                                "DispatcherMiddleware", "TokenFastPath", "Flask"]
     innermost = layers(full_app)[-1]
-    assert innermost.__self__ is full_app  # the app's own Flask, not another one's
+    assert inspect.ismethod(innermost) and innermost.__self__ is full_app  # the app's own Flask, not another one's
     dispatcher = next(layer for layer in layers(full_app) if isinstance(layer, DispatcherMiddleware))
     assert set(dispatcher.mounts) == {"/devidp"}
     fast_path = next(layer for layer in layers(full_app) if isinstance(layer, TokenFastPath))
@@ -86,7 +89,7 @@ def test_only_create_app_sets_the_wsgi_callable():
     assert assigning == ["app.py"]
 
 
-OVERSIZED = {
+OVERSIZED: dict[str, tuple[dict[str, Any], int]] = {
     "a 20 KB header": ({"headers": {"X-Filler": "h" * 20_000}}, 431),
     "a 9 KB query string": ({"query_string": "q=" + "s" * 9 * 1024}, 414),
     "a 70 KB body": ({"data": "token=" + "b" * 70_000}, 413),
@@ -113,8 +116,12 @@ def test_size_refusals_are_logged_and_counted_with_their_request_id(oauth_app, o
 def test_the_proxy_layer_never_parses_an_oversized_forwarded_for(full_app, monkeypatch):
     parsed: list[str] = []
     original = proxies.forwarded_client
-    monkeypatch.setattr(proxies, "forwarded_client", lambda peer, header, trusted: parsed.append(header)
-                        or original(peer, header, trusted))
+
+    def forwarded_client(peer, header, trusted):
+        parsed.append(header)
+        return original(peer, header, trusted)
+
+    monkeypatch.setattr(proxies, "forwarded_client", forwarded_client)
     client = full_app.test_client()
     huge = ", ".join(["192.0.2.1"] * 2000)
     refused = client.get("/healthz", base_url=DEV_ISSUER, headers={"X-Forwarded-For": huge},

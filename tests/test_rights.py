@@ -13,6 +13,7 @@ from identity.sealing import Opener
 from identity.vault import IDENTITIES
 from tests.breach_support import dpo_private_key
 from tests.conftest import API, REDIRECT_URI
+from tests.lookup_support import present
 from tests.oauth_helpers import pkce_pair, query_of
 from tests.test_oauth_flow import basic
 from tests.upstream_support import parse_form
@@ -382,7 +383,7 @@ def test_me_believes_a_header_reference_only_for_the_token_it_came_with(oauth_cl
     oauth_client.post("/revoke", data={"client_id": self_app.client_id, "token": revoked["access_token"]})
     assert oauth_client.get("/me", headers=bearer(revoked)).status_code == 401
     private = RSAKey.import_key(services.keyring.self_encryption_key)
-    inner = jwe.decrypt_compact(revoked["access_token"], private, registry=JWE_REGISTRY).plaintext
+    inner = present(jwe.decrypt_compact(revoked["access_token"], private, registry=JWE_REGISTRY).plaintext)
     spliced = jwe.encrypt_compact(b64json(live["access_token"].split(".")[0]), inner,
                                   self_encryption_key(services.keyring).key, registry=JWE_REGISTRY)
     assert oauth_client.get("/me", headers=bearer({"access_token": spliced})).status_code == 401

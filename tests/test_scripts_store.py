@@ -8,8 +8,10 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import mongomock
+from pymongo import MongoClient
 
 from identity.audit import AUDIT_LOG
 from identity.oauth.records import REFRESH_TOKENS
@@ -61,7 +63,7 @@ def test_migrate_creates_every_index_once_on_sqlite(tmp_path):
 
 
 def test_migrate_is_idempotent_on_mongodb_and_the_service_finds_its_indexes():
-    client = mongomock.MongoClient()
+    client: MongoClient[dict[str, Any]] = mongomock.MongoClient()
     store = MongoStore("mongodb://localhost/identity_migrate", client_factory=lambda: client)
     first = migrate(store)
     for entry in first["collections"]:
@@ -77,7 +79,7 @@ def test_migrate_is_idempotent_on_mongodb_and_the_service_finds_its_indexes():
 
 def test_migrate_refuses_a_conflicting_index_with_a_clear_error(tmp_path):
     """An index of the same name and another definition (e.g. made by hand) is reported, not silently kept."""
-    client = mongomock.MongoClient()
+    client: MongoClient[dict[str, Any]] = mongomock.MongoClient()
     client["identity_migrate"][IDENTITIES.name].create_index([("blind_index", 1)], name="u_blind_index")
     store = MongoStore("mongodb://localhost/identity_migrate", client_factory=lambda: client)
     try:

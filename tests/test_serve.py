@@ -72,8 +72,8 @@ def test_workers_default_to_one_per_core_and_the_framing_layer_is_installed(serv
     assert refused.status_code == 501 and refused.headers["Connection"] == "close"
     with socket.create_connection(("127.0.0.1", served.deployment.port), timeout=10) as sock:
         sock.sendall(b"GARBAGE\r\n\r\n")  # refused by hyper itself: no software named either
-        answer = sock.recv(4096).decode("latin-1").lower()
-    assert answer.startswith("http/1.1 400") and "granian" not in answer and "server:" not in answer
+        raw = sock.recv(4096).decode("latin-1").lower()
+    assert raw.startswith("http/1.1 400") and "granian" not in raw and "server:" not in raw
 
 
 def test_no_identity_setting_reaches_the_request_environ(served):
@@ -84,7 +84,7 @@ def test_a_worker_that_answered_runs_its_io_thread_under_batch(served):
     answer = requests.get(f"{served.url}/_test/environ", timeout=10).json()
     pid = answer["pid"]
     assert os.sched_getscheduler(answer["thread"]) == os.SCHED_OTHER  # the app's own thread is never batched
-    policies = {}
+    policies: dict[str, set[int]] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         name = (task / "comm").read_text().strip()
         policies.setdefault(name, set()).add(os.sched_getscheduler(int(task.name)))

@@ -22,7 +22,12 @@ def svc(settings, store, clock):
 
 def test_a_service_sign_in_goes_to_its_purposes_handler_once(svc):
     seen = []
-    svc.signins.register_completion(PURPOSE, lambda parked, email: seen.append((parked["reference"], email)) or PAGE)
+
+    def complete(parked, email):
+        seen.append((parked["reference"], email))
+        return PAGE
+
+    svc.signins.register_completion(PURPOSE, complete)
     pending = svc.signins.park_for_service(purpose=PURPOSE, return_to=PAGE, reference="ref-hash")
     assert pending.purpose == PURPOSE and pending.reauthenticate
     assert svc.signins.complete(pending.pending_id, "person@example.org") == PAGE

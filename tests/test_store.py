@@ -14,6 +14,7 @@ import pytest
 from identity.store import Collection, DuplicateKeyError, Gt, In, Lt, Order, SQLiteStore, StoreUnavailable, find_one
 from identity.store import sqlite as sqlite_module
 from identity.store.sqlite import use_wal
+from tests.lookup_support import present
 from tests.process_support import race_in_processes
 
 THINGS = Collection(
@@ -69,7 +70,7 @@ def test_find_filters_orders_and_limits(store):
     assert [d["id"] for d in store.find(THINGS, {"id": In(("k1", "k3"))}, order=Order("id"))] == ["k1", "k3"]
     assert list(store.find(THINGS, {"id": In(())})) == []
     assert len(list(store.find(THINGS, {}, limit=2))) == 2
-    assert find_one(store, THINGS, {"n": 4})["id"] == "k4"
+    assert present(find_one(store, THINGS, {"n": 4}))["id"] == "k4"
     assert store.count(THINGS, {"ok": False}) == 2
 
 
@@ -244,7 +245,7 @@ def test_sqlite_recovers_when_the_file_comes_back(tmp_path: Path):
     (tmp_path / "dir").unlink()
     (tmp_path / "moved").rename(tmp_path / "dir")
     store.ping()
-    assert store.get(THINGS, "a")["id"] == "a"
+    assert present(store.get(THINGS, "a"))["id"] == "a"
 
 
 # -- durability: each write's, or its collection's (base module docstring) --------------------------
@@ -261,7 +262,8 @@ def test_a_write_chooses_its_durability_and_reads_back_the_same(store):
     assert store.update(LOG_RECORDS, {"id": "b", "n": 1}, {"n": 4}, durable=False) == 0  # still conditional
     with pytest.raises(DuplicateKeyError):
         store.insert(THINGS, {"id": "a"}, durable=False)
-    assert [store.get(THINGS, "a")["n"], store.get(LOG_RECORDS, "b")["n"], store.get(LOG_RECORDS, "c")["n"]] == [2, 3, 1]
+    assert [present(store.get(THINGS, "a"))["n"], present(store.get(LOG_RECORDS, "b"))["n"],
+            present(store.get(LOG_RECORDS, "c"))["n"]] == [2, 3, 1]
 
 
 def test_sqlite_fsyncs_durable_writes_and_commits_the_others_without(tmp_path: Path):
@@ -271,9 +273,9 @@ def test_sqlite_fsyncs_durable_writes_and_commits_the_others_without(tmp_path: P
     used: list[bool] = []
     write = store._write
 
-    def spy(sql, params, *, durable):
+    def spy(sql, params, *, durable, many=False):
         used.append(durable)
-        return write(sql, params, durable=durable)
+        return write(sql, params, durable=durable, many=many)
 
     store.prepare(THINGS)
     store.prepare(LOG_RECORDS)
@@ -302,7 +304,7 @@ def test_sqlite_reads_share_the_non_durable_writes_connection(tmp_path: Path):
     durable, other = store._connection(True), store._connection(False)
     store._local.conn = None  # a read that needed the durable connection would open a new one
     store.update(LOG_RECORDS, {"id": "a"}, {"n": 1})
-    assert store.get(LOG_RECORDS, "a")["n"] == 1
+    assert present(store.get(LOG_RECORDS, "a"))["n"] == 1
     assert [doc["id"] for doc in store.find(LOG_RECORDS, {"n": 1})] == ["a"]
     assert store.count(LOG_RECORDS, {}) == 1
     assert store._local.conn is None and store._connection(False) is other

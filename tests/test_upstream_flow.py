@@ -21,7 +21,7 @@ from identity.upstream.state import UPSTREAM_LOGINS
 from tests.conftest import API, REDIRECT_URI
 from tests.oauth_helpers import open_access_token, pkce_pair
 from tests.upstream_fixtures import DEV_ISSUER_HOST, dev_app, dev_browser, dev_client  # noqa: F401
-from tests.upstream_support import Browser, authorization_url, decode_segment, log_in, submit_login
+from tests.upstream_support import Browser, Page, authorization_url, decode_segment, log_in, submit_login
 
 ISSUER = f"http://{DEV_ISSUER_HOST}"
 CALLBACK = f"{ISSUER}/login/callback"
@@ -45,7 +45,7 @@ def subject_of(app, email: str, **receiver) -> str:
     return app.extensions["identity"].oauth.subjects.subject_for(pseudonym_of(app, email), **receiver)
 
 
-def start(browser: Browser, client) -> tuple[str, object]:
+def start(browser: Browser, client) -> tuple[str, Page]:
     """Up to the dev IdP's form; returns the verifier and the form page."""
     verifier, challenge = pkce_pair()
     page = browser.get(authorization_url(ISSUER, client.client_id, REDIRECT_URI, challenge))

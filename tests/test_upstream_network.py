@@ -176,6 +176,7 @@ def test_make_run_setup_served_over_http_logs_in_end_to_end(settings, audience_k
         form_page = browser.get(authorization_url(server.url, client.client_id, REDIRECT_URI, challenge), timeout=5)
         assert form_page.status_code == 200 and form_page.url.startswith(server.url + "/devidp/authorize?")
         form = parse_form(form_page.text)
+        assert form.action, form_page.text
         done = browser.post(server.url + form.action, data={**form.fields, "email": "leo@example.org",
                                                             "action": "sign-in"}, allow_redirects=False, timeout=5)
         callback = browser.get(done.headers["Location"], allow_redirects=False, timeout=5)

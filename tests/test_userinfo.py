@@ -12,6 +12,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from tests.conftest import API, REDIRECT_URI
+from tests.lookup_support import present
 from tests.oauth_helpers import pkce_pair
 from tests.person_support import (  # noqa: F401
     ISSUER, PERSON, SIGNED_OUT_URI, exchange, service, sign_in_to_account, start_app_login, svc,
@@ -125,7 +126,7 @@ def test_an_erased_restricted_or_closed_person_is_refused(service, svc, rp, act)
 def test_an_rp_signs_in_calls_userinfo_and_signs_out_from_the_discovery_document_alone(service, rp):
     """What an openid-client style library does: everything from /.well-known/openid-configuration."""
     browser = Browser({DEV_ISSUER_HOST: service}, stop_at="https://app.example.org/")
-    metadata = browser.get(f"{ISSUER}/.well-known/openid-configuration").response.json
+    metadata = present(browser.get(f"{ISSUER}/.well-known/openid-configuration").response.json)
     assert {"S256"} == set(metadata["code_challenge_methods_supported"])
     verifier, challenge = pkce_pair()
     form = browser.get(metadata["authorization_endpoint"] + "?" + urlencode({
@@ -134,15 +135,15 @@ def test_an_rp_signs_in_calls_userinfo_and_signs_out_from_the_discovery_document
     back = submit_login(browser, form, PERSON)
     assert back.query["iss"] == metadata["issuer"]
     token_path = urlsplit(metadata["token_endpoint"]).path
-    tokens = service.test_client().post(token_path, base_url=ISSUER, data={
+    tokens = present(service.test_client().post(token_path, base_url=ISSUER, data={
         "grant_type": "authorization_code", "code": back.query["code"], "redirect_uri": REDIRECT_URI,
-        "client_id": rp.client_id, "code_verifier": verifier}).json
+        "client_id": rp.client_id, "code_verifier": verifier}).json)
     claims = decode_segment(tokens["id_token"])
     assert claims["nonce"] == "n1" and claims["iss"] == metadata["issuer"]
 
     info = service.test_client().get(urlsplit(metadata["userinfo_endpoint"]).path, base_url=ISSUER,
                                      headers={"Authorization": f"Bearer {tokens['access_token']}"})
-    assert info.json["sub"] == claims["sub"]  # OIDC Core §5.3.2: the same sub as the ID token
+    assert present(info.json)["sub"] == claims["sub"]  # OIDC Core §5.3.2: the same sub as the ID token
 
     page = sign_in_to_account(browser, PERSON)
     assert 'id="pseudonym"' in page.text

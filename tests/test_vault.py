@@ -13,6 +13,7 @@ from identity.sealing import Opener, SealError, Sealer
 from identity.store import SQLiteStore
 from identity.vault import IDENTITIES, InvalidEmail, Vault, is_pseudonym, new_pseudonym, normalise_email
 from tests.breach_support import dpo_private_key
+from tests.lookup_support import present
 from tests.process_support import race_in_processes
 
 EMAIL = "Alice.Example@Example.ORG"
@@ -110,9 +111,9 @@ def test_sealed_email_cannot_be_opened_with_another_key(vault: Vault, store):
 
 def test_find_and_record_login(vault: Vault):
     pseudonym = vault.pseudonymise(EMAIL).identity.pseudonym
-    assert vault.find(pseudonym).last_login_at is None
+    assert present(vault.find(pseudonym)).last_login_at is None
     vault.record_login(pseudonym)
-    assert vault.find(pseudonym).last_login_at == 1_700_000_000
+    assert present(vault.find(pseudonym)).last_login_at == 1_700_000_000
     assert vault.find("not-a-pseudonym") is None
     assert vault.find(new_pseudonym()) is None
 
@@ -120,9 +121,9 @@ def test_find_and_record_login(vault: Vault):
 def test_find_by_email_looks_up_without_creating(vault: Vault, store):
     assert vault.find_by_email(EMAIL) is None and store.count(IDENTITIES, {}) == 0
     pseudonym = vault.pseudonymise(EMAIL).identity.pseudonym
-    assert vault.find_by_email("  alice.example@example.org ").pseudonym == pseudonym  # normalised
+    assert present(vault.find_by_email("  alice.example@example.org ")).pseudonym == pseudonym  # normalised
     vault.set_status(pseudonym, "restricted", only_from="active")
-    assert vault.find_by_email(EMAIL).status == "restricted"
+    assert present(vault.find_by_email(EMAIL)).status == "restricted"
     vault.erase(pseudonym)
     assert vault.find_by_email(EMAIL) is None  # an erased identity keeps no link to the address
     with pytest.raises(InvalidEmail):
@@ -181,7 +182,7 @@ def test_no_email_in_any_log_record_of_vault_operations(vault: Vault, caplog: py
 def test_a_first_login_that_loses_the_race_returns_the_winners_pseudonym(vault: Vault, store):
     """The loser's insert hits the unique blind index; it reads the winner's record instead."""
     real_insert = store.insert
-    winner = []
+    winner: list[str] = []
 
     def insert_after_a_rival(coll, doc):
         if not winner:

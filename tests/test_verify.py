@@ -12,6 +12,7 @@ from joserfc.jwk import OctKey, RSAKey
 from identity.verify import (
     AccessToken,
     BadSignature,
+    ClaimError,
     DecryptionFailed,
     InsufficientScope,
     InvalidToken,
@@ -58,6 +59,13 @@ def refused(verifier: TokenVerifier, token: object, kind: type[VerificationError
         verifier.verify(token)
     assert isinstance(caught.value, InvalidToken)
     return caught.value
+
+
+def refused_claim(verifier: TokenVerifier, token: object, kind: type[ClaimError]) -> ClaimError:
+    """``refused``, by a claim's check: the error names the claim."""
+    error = refused(verifier, token, kind)
+    assert isinstance(error, ClaimError)
+    return error
 
 
 # -- accepted -------------------------------------------------------------------------------------
@@ -114,7 +122,7 @@ def test_require_scope(factory: TokenFactory, verifier: TokenVerifier):
 
 
 def test_wrong_audience(factory: TokenFactory, verifier: TokenVerifier):
-    assert refused(verifier, factory.token(aud="https://other.example.test"), WrongAudience).claim == "aud"
+    assert refused_claim(verifier, factory.token(aud="https://other.example.test"), WrongAudience).claim == "aud"
     refused(verifier, factory.token(aud=["https://other.example.test"]), WrongAudience)
 
 
@@ -153,7 +161,7 @@ def test_not_yet_valid(factory: TokenFactory, verifier: TokenVerifier):
 
 def test_issued_far_in_the_future(factory: TokenFactory, verifier: TokenVerifier):
     now = int(factory.now)
-    error = refused(verifier, factory.token(iat=now + 3600, exp=now + 7200), TokenNotYetValid)
+    error = refused_claim(verifier, factory.token(iat=now + 3600, exp=now + 7200), TokenNotYetValid)
     assert error.claim == "iat"
 
 
@@ -163,7 +171,7 @@ def test_missing_required_claim(factory: TokenFactory, verifier: TokenVerifier, 
 
 
 def test_missing_exp_is_named(factory: TokenFactory, verifier: TokenVerifier):
-    assert refused(verifier, factory.token(exp=DROP), MissingClaim).claim == "exp"
+    assert refused_claim(verifier, factory.token(exp=DROP), MissingClaim).claim == "exp"
 
 
 def test_extra_required_claims_are_enforced(factory: TokenFactory):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from jwcrypto import jwk as jwcrypto_jwk
 
 from identity.verify import ConfigurationError, DecryptionKey, generate_audience_key
@@ -40,7 +41,7 @@ def test_default_is_3072_bits_and_passphrase_encrypts(tmp_path: Path):
     files = generate_audience_key(tmp_path, passphrase="correct horse")
     assert b"ENCRYPTED PRIVATE KEY" in files.private_key.read_bytes()
     key = serialization.load_pem_private_key(files.private_key.read_bytes(), password=b"correct horse")
-    assert key.key_size == 3072
+    assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 3072
     with pytest.raises(ConfigurationError):
         DecryptionKey.from_file(files.private_key)
     assert DecryptionKey.from_file(files.private_key, passphrase="correct horse").kid == files.kid
@@ -49,6 +50,7 @@ def test_default_is_3072_bits_and_passphrase_encrypts(tmp_path: Path):
 def test_generated_key_decrypts_tokens_encrypted_to_its_public_half(tmp_path: Path):
     files = generate_audience_key(tmp_path, bits=2048)
     private = serialization.load_pem_private_key(files.private_key.read_bytes(), password=None)
+    assert isinstance(private, rsa.RSAPrivateKey)
     factory = TokenFactory(audience_key=private)
     verifier, _, _ = make_verifier(factory, decryption_keys=[DecryptionKey.from_file(files.private_key)])
     assert verifier.verify(factory.token()).subject == PSEUDONYM

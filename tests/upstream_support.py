@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import urlencode, urlsplit
 
 from joserfc import jwt
@@ -181,7 +181,7 @@ class TamperingIdP:
     delays: dict[str, float] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         self.requests.append(path)
         if path in self.delays:

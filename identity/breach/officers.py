@@ -82,7 +82,7 @@ def generate_key(path: Path, passphrase: str | None, *, officer: str) -> NewKey:
         for existing in (path, public_path, proof_path):
             if existing.exists():
                 raise KeyMaterialError(f"{existing} already exists; refusing to overwrite it")
-        write_private_file(path, private_key_pem(key, passphrase))  # type: ignore[arg-type]
+        write_private_file(path, private_key_pem(key, passphrase))
         write_public_file(public_path, key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
         write_public_file(proof_path, proof_document(officer, key))

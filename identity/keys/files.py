@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -128,7 +129,7 @@ def _encryption(passphrase: str | None) -> serialization.KeySerializationEncrypt
     return serialization.NoEncryption()
 
 
-def private_key_pem(key: RSAPrivateKey | X25519PrivateKey, passphrase: str | None) -> bytes:
+def private_key_pem(key: RSAPrivateKey | X25519PrivateKey | Ed25519PrivateKey, passphrase: str | None) -> bytes:
     """PKCS#8 PEM, encrypted when a passphrase is given."""
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, _encryption(passphrase))
 

@@ -138,7 +138,7 @@ def init_keys(
 def _new_audit_key(paths: KeyPaths, passphrase: str | None) -> None:
     """The Ed25519 audit signing key (0600, encrypted with the passphrase) and its public half (0644)."""
     key = Ed25519PrivateKey.generate()
-    write_private_file(paths.audit_signing, private_key_pem(key, passphrase))  # type: ignore[arg-type]
+    write_private_file(paths.audit_signing, private_key_pem(key, passphrase))
     write_public_file(paths.audit_public, _public_pem(key))
 
 

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Self
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
@@ -146,7 +146,7 @@ class Gunicorn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.deployment.port}"
 
-    def __enter__(self) -> Gunicorn:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from tests.conftest import API
+from tests.lookup_support import present
 
 from .live import (
     Serve,
@@ -106,7 +107,7 @@ def test_an_unreadable_store_is_503_and_recovers_without_restart(tmp_path, key_t
     deployment = deploy(tmp_path, key_template, audience_key=audience_keys[API].public_pem)
     with Serve(deployment, workers=2, threads=2, obey_file_modes=True) as server:
         client = LoginClient(server.url, deployment.client_id)
-        before = {f"p{n}@example.org": client.log_in(f"p{n}@example.org").pseudonym for n in range(3)}
+        before = {f"p{n}@example.org": present(client.log_in(f"p{n}@example.org").pseudonym) for n in range(3)}
 
         deployment.db_path.parent.chmod(0o000)  # the operator's mistake, or a broken volume
         try:
@@ -129,7 +130,7 @@ def test_a_full_disk_is_503_without_corruption_and_recovers(tmp_path, mount_poin
     deployment = deploy(tmp_path, key_template, db_dir=mount_point, audience_key=audience_keys[API].public_pem)
     with Serve(deployment, workers=2, threads=2) as server:
         client = LoginClient(server.url, deployment.client_id)
-        before = {f"f{n}@example.org": client.log_in(f"f{n}@example.org").pseudonym for n in range(5)}
+        before = {f"f{n}@example.org": present(client.log_in(f"f{n}@example.org").pseudonym) for n in range(5)}
         with sqlite3.connect(deployment.db_path, timeout=10) as conn:  # an empty WAL: the next write must grow it
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         filler = mount_point / "filler"
@@ -146,7 +147,7 @@ def test_a_full_disk_is_503_without_corruption_and_recovers(tmp_path, mount_poin
         finally:
             filler.unlink()
         for n in range(3):  # the same people, once there is room again: no restart
-            before[f"full{n}@example.org"] = client.log_in(f"full{n}@example.org").pseudonym
+            before[f"full{n}@example.org"] = present(client.log_in(f"full{n}@example.org").pseudonym)
         assert_store_sound(deployment.db_path, before, client)
 
 
@@ -156,7 +157,7 @@ def test_a_read_only_disk_is_503_without_corruption_and_recovers(tmp_path, mount
     deployment = deploy(tmp_path, key_template, db_dir=data, audience_key=audience_keys[API].public_pem)
     with Serve(deployment, workers=2, threads=2) as server:  # some people already have identities
         client = LoginClient(server.url, deployment.client_id)
-        before = {f"r{n}@example.org": client.log_in(f"r{n}@example.org").pseudonym for n in range(5)}
+        before = {f"r{n}@example.org": present(client.log_in(f"r{n}@example.org").pseudonym) for n in range(5)}
     snapshot = identity_rows(deployment.db_path)
 
     mount_or_skip("mount", "--bind", str(data), str(mount_point))

@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import socket
+from typing import Any
 
 import pytest
 
@@ -184,7 +185,7 @@ def wsgi_layers(app) -> list[object]:
 
 
 FORM = "application/x-www-form-urlencoded"
-OVERSIZED = {
+OVERSIZED: dict[str, tuple[dict[str, Any], int]] = {
     "a 20 KB header": ({"headers": {"X-Filler": "h" * 20_000}}, 431),
     "a 20 KB Content-Type": ({"content_type": FORM + "; x=" + "h" * 20_000}, 431),
     "a 9 KB query string": ({"query_string": "q=" + "s" * 9 * 1024}, 414),

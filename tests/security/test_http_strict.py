@@ -31,7 +31,8 @@ class Recorder:
 
 
 def call(env: dict[str, Any]) -> tuple[str, dict[str, str], bytes, Recorder]:
-    app, seen = Recorder(), {}
+    app = Recorder()
+    seen: dict[str, Any] = {}
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
         seen["status"], seen["headers"] = status, headers

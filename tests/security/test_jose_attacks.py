@@ -10,6 +10,7 @@ fails if its check is removed from ``identity.verify`` even though ``/me`` has a
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import jwt
 import pytest
@@ -194,7 +195,7 @@ def _ec_signed(f: Forger) -> str:
     return f.wrap(f.inner(header=f.jws_header(alg="ES256"), sign=es256(ATTACKER_EC)))
 
 
-JWS_FORGERIES = {
+JWS_FORGERIES: dict[str, tuple[Callable[[Forger], str], set[str] | str]] = {
     "alg none": (lambda f: f.wrap(f.inner(header=f.jws_header(alg="none"), sign=unsigned)), "UnsupportedToken"),
     "alg None": (lambda f: f.wrap(f.inner(header=f.jws_header(alg="None"), sign=unsigned)), "UnsupportedToken"),
     "alg empty": (lambda f: f.wrap(f.inner(header=f.jws_header(alg=""), sign=unsigned)), "UnsupportedToken"),

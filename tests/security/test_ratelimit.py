@@ -417,7 +417,8 @@ def test_adding_workers_at_run_time_is_undone_when_refused(monkeypatch):
 
     class Arbiter:  # gunicorn's num_workers property calls the hook on every change
         def __init__(self) -> None:
-            self._count, self.errors = 1, []
+            self._count = 1
+            self.errors: list[str] = []
             self.log = SimpleNamespace(error=lambda message, *args: self.errors.append(message % args))
 
         @property

@@ -40,7 +40,7 @@ def test_a_trusted_proxy_names_the_client_and_a_client_cannot_prepend_itself_a_n
 
 
 def test_the_peer_is_kept_for_the_record():
-    environ = EnvironBuilder(headers={"X-Forwarded-For": "203.0.113.7"},
+    environ = EnvironBuilder(headers=[("X-Forwarded-For", "203.0.113.7")],
                              environ_base={"REMOTE_ADDR": "10.0.0.2"}).get_environ()
     TrustedProxyLayer(echo, parse_trusted_proxies("10.0.0.2"))(environ, lambda status, headers: None)
     assert environ["REMOTE_ADDR"] == "203.0.113.7" and environ[PEER_KEY] == "10.0.0.2"
