@@ -10,7 +10,7 @@ with ``gunicorn.conf.py`` as the reference and panva's oidc-provider as the peer
 pinned core each), drives ``POST /token`` with wrk, stops everything, prints a table and writes
 ``bench/results.json`` and ``bench/token_rps.png``. Every figure is the median of several runs and is
 given with its ratio to the crypto limit measured in the same run. ``--quick`` takes about 2 minutes,
-the full run under 10 minutes. BENCHMARKS.md explains the figures.
+the full run 9 to 12 minutes (by host). BENCHMARKS.md explains the figures.
 """
 
 from __future__ import annotations
