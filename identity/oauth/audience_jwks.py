@@ -85,8 +85,12 @@ class RemoteKeys:
             return self._or_unavailable(usable, "the audience's JWKS could not be fetched a moment ago")
         with self._lock:
             turn = self._fetching.setdefault(cache_key, threading.Lock())
-        # With a usable key, only the thread that gets the turn at once fetches; without one, wait for it.
-        if not turn.acquire(blocking=usable is None, timeout=FETCH_DEADLINE_SECONDS + 1 if usable is None else -1):
+        # With a usable key, only a thread that gets the turn at once fetches; without one, wait for it.
+        if usable is not None:
+            got_turn = turn.acquire(blocking=False)
+        else:
+            got_turn = turn.acquire(timeout=FETCH_DEADLINE_SECONDS + READ_TIMEOUT_SECONDS + 1)
+        if not got_turn:
             return self._or_unavailable(usable, "the audience's JWKS is being fetched")
         try:
             fresh = self._keys.get(cache_key)
@@ -107,8 +111,9 @@ class RemoteKeys:
                     return usable
                 raise AudienceKeyUnavailable("the audience's JWKS could not be fetched") from exc
             with self._lock:
-                if len(self._keys) > 10_000:
+                if len(self._keys) > 10_000:  # audiences updated over and over: start afresh
                     self._keys.clear()
+                    self._failed.clear()
                 self._keys[cache_key] = (self._monotonic(), key)
                 self._failed.pop(cache_key, None)
             return key

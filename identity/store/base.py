@@ -158,8 +158,9 @@ class Store(Protocol):
     def delete(self, coll: Collection, where: Where) -> int:
         """Delete every matching document; return how many were deleted.
 
-        Atomic per document, not over many: a delete that may match many (``names_one`` false) goes in
-        batches, each a short write of its own, so that a purge of millions never holds the writers up.
+        Atomic per document, not over many: on SQLite a delete that may match many (``names_one`` false)
+        goes in batches, each a short write of its own, so that a purge of millions never holds up the
+        other writers.
         """
 
     def ping(self) -> None:

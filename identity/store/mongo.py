@@ -3,15 +3,15 @@
 The client is created lazily in each process (pymongo clients are not fork-safe), indexes are
 created on a collection's first use, and every driver failure that means "the database is not
 there" becomes ``StoreUnavailable`` (also one while the client is made: a ``mongodb+srv://`` URI
-looks its hosts up in DNS then).
+looks its hosts up in DNS then). Unique fields use partial indexes so that many documents may lack
+the field (an erased identity has no blind index).
 
 The driver retries a write once after a failover only where the write names one document
 (``update_one``, ``delete_one``; the server recognises the retry and answers it with the first
 outcome). So an update or delete whose condition pins the key or a unique field to a value goes out
-as such: a refresh token's rotation, a grant's revocation, a code spent. Without it, a rotation
-applied just before a primary stepped down answered 503, and the app's retry with the same token
-then looked like a reuse and revoked the family. Unique fields use partial indexes so that many documents
-may lack the field (an erased identity has no blind index).
+as such (``names_one``): a refresh token's rotation, a grant's revocation, a code spent. Without it,
+a rotation applied just before a primary stepped down answered 503, and the app's retry with the
+same token then looked like a reuse and revoked the family.
 """
 
 from __future__ import annotations

@@ -140,12 +140,13 @@ class SQLiteStore:
     def _write(self, sql: str, params: Any, *, durable: bool, many: bool = False) -> sqlite3.Cursor:
         """Run a write in its turn: behind the other writers of this file (threads here, processes via flock),
         for at most ``BUSY_TIMEOUT_SECONDS``: then ``StoreUnavailable`` (a 503), never a request left hanging."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
         if not self._writer_thread_lock.acquire(timeout=BUSY_TIMEOUT_SECONDS):
             raise StoreUnavailable("the SQLite store is busy: no turn to write within the timeout")
         try:
             fd = self._writer_lock_fd()
             if fd is not None:
-                fd = self._writers_turn(fd)
+                fd = self._writers_turn(fd, deadline)
             try:
                 return self._run(sql, params, durable=durable, many=many)
             finally:
@@ -155,10 +156,10 @@ class SQLiteStore:
             self._writer_thread_lock.release()
 
     @staticmethod
-    def _writers_turn(fd: int) -> int | None:
+    def _writers_turn(fd: int, deadline: float) -> int | None:
         """The writers' flock on ``fd`` (None if it cannot be taken at all: no queueing), polled every 0.1 to
-        2 ms: a blocking flock cannot time out. Raises ``StoreUnavailable`` after ``BUSY_TIMEOUT_SECONDS``."""
-        deadline, delay = 0.0, 0.0001
+        2 ms: a blocking flock cannot time out. Raises ``StoreUnavailable`` once ``deadline`` has passed."""
+        delay = 0.0001
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -167,10 +168,7 @@ class SQLiteStore:
                 pass
             except OSError:
                 return None
-            now = time.monotonic()
-            if not deadline:
-                deadline = now + BUSY_TIMEOUT_SECONDS
-            elif now >= deadline:
+            if time.monotonic() >= deadline:
                 raise StoreUnavailable("the SQLite store is busy: another writer held it for the whole timeout")
             time.sleep(delay)
             delay = min(delay * 2, 0.002)

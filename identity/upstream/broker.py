@@ -131,9 +131,10 @@ class UpstreamBroker:
             exp = marker.get("exp") if isinstance(marker, dict) else None
             return float(exp) if isinstance(exp, (int, float)) else 0.0
 
-        markers = sorted((key for key in list(session) if key.startswith(prefix)), key=expiry)
+        markers = sorted((key for key in list(session) if key.startswith(prefix)), key=expiry)  # oldest first
+        expired = [key for key in markers if expiry(key) < now]
         live = [key for key in markers if expiry(key) >= now]
-        for key in [key for key in markers if expiry(key) < now] + live[:max(0, len(live) - MAX_SIGNINS_IN_FLIGHT + 1)]:
+        for key in expired + live[:max(0, len(live) - (MAX_SIGNINS_IN_FLIGHT - 1))]:
             framework.clear_state_data(session, key[len(prefix):])  # its server-side record too
 
     def form_action_origins(self) -> tuple[str, ...]:
