@@ -33,7 +33,7 @@ from .errors import PageError
 from .oauth.authorize import PendingAuthorization
 from .oauth.consent import Consents
 from .oauth.grants import Grants
-from .oauth.records import AUTHORIZATION_CODES, new_secret_value, token_hash
+from .oauth.records import new_secret_value, token_hash
 from .signins import SignIns
 from .store import Collection, Gt, In, Lt, Store
 from .vault import EmailInUse, InvalidEmail, Vault
@@ -219,8 +219,8 @@ class EmailChanges:
     def _end_sessions(self, subject: str) -> int:
         """Everything a sign-in with the address gave: grants (and their refresh tokens), unspent codes,
         consent pages waiting for an answer, account-page sessions. How many grants were revoked."""
+        self._grants.end_codes({"subject": subject}, reason="e-mail address changed")
         revoked = self._grants.revoke_all_for_subject(subject, reason="e-mail address changed")
-        self._store.delete(AUTHORIZATION_CODES, {"subject": subject})
         self._consents.drop_waiting(subject)
         self._sessions.end_all_for(subject)
         return revoked

@@ -49,6 +49,35 @@ def login(oauth_client, app_client, *, resource=SELF, scope="identity:self"):
     return tokens.json
 
 
+@pytest.mark.parametrize("ending", ["remove access", "close", "erase"])
+def test_an_exchange_caught_between_its_checks_and_its_grant_creates_nothing_live(
+        oauth_client, self_app, services, monkeypatch, ending):
+    """The app's code exchange has passed its checks when the person's access ends (they remove the app, the
+    account is closed or erased); the grant it then creates must not be live, nor any token issued."""
+    login(oauth_client, self_app)
+    pseudonym = next(services.store.find(IDENTITIES, {}))["pseudonym"]
+    verifier, challenge = pkce_pair()
+    response = oauth_client.get("/authorize", query_string={
+        "response_type": "code", "client_id": self_app.client_id, "redirect_uri": REDIRECT_URI,
+        "code_challenge": challenge, "code_challenge_method": "S256", "scope": "identity:self", "resource": SELF})
+    code = query_of(response.headers["Location"])["code"]
+    grants, create = services.oauth.grants, services.oauth.grants.create
+    end = {"remove access": lambda: services.rights.remove_access(pseudonym, self_app.client_id, actor="subject",
+                                                                  reason="the person removed the app"),
+           "close": lambda: services.rights.close(pseudonym, actor="ops", reason="cancelled"),
+           "erase": lambda: services.rights.erase(pseudonym, actor="ops", reason="asked")}[ending]
+
+    def create_after_the_ending(**fields):
+        end()
+        return create(**fields)
+    monkeypatch.setattr(grants, "create", create_after_the_ending)
+    exchanged = oauth_client.post("/token", data={"grant_type": "authorization_code", "code": code,
+                                                  "client_id": self_app.client_id, "redirect_uri": REDIRECT_URI,
+                                                  "code_verifier": verifier})
+    assert exchanged.status_code == 400 and exchanged.json["error"] == "invalid_grant", exchanged.json
+    assert grants.active_for_subject(pseudonym) == []
+
+
 def bearer(tokens) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 

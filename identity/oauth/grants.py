@@ -40,10 +40,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..store import DuplicateKeyError, Store, find_one
+from ..store.base import Where
 from ..token_reference import reference_of
 from ..tokens import AccessToken, EncryptionKey, TokenMinter
 from .records import (
     ACTIVE,
+    AUTHORIZATION_CODES,
     GRANTS,
     ISSUED_ACCESS_TOKENS,
     REFRESH_TOKENS,
@@ -187,6 +189,18 @@ class Grants:
                                             "expires_at": now + self._refresh_ttl, **revocation}, durable=True)
             except DuplicateKeyError:  # created meanwhile (or revoked already: then this changes nothing)
                 self._store.update(GRANTS, live, revocation, durable=True)
+
+    def end_codes(self, where: Where, *, reason: str) -> int:
+        """Drop the authorization codes matching ``where``, each one's grant revoked first (created revoked if
+        it does not exist yet): an exchange already past its checks then creates nothing live, as for a
+        replayed code. Call it before revoking the grants it concerns. Returns how many codes."""
+        codes = list(self._store.find(AUTHORIZATION_CODES, where))
+        for code in codes:
+            self.revoke(code["grant_id"], reason=reason, placeholder={
+                "client_id": code["client_id"], "subject": code["subject"], "audience": code["audience"],
+                "scope": code["scope"]})
+        self._store.delete(AUTHORIZATION_CODES, where)
+        return len(codes)
 
     def revoke_all_for_subject(self, subject: str, *, reason: str) -> int:
         """Revoke every grant of a person (erasure, restriction); returns how many."""
