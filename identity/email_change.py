@@ -219,7 +219,6 @@ class EmailChanges:
     def _end_sessions(self, subject: str) -> int:
         """Everything a sign-in with the address gave: grants (and their refresh tokens), unspent codes,
         consent pages waiting for an answer, account-page sessions. How many grants were revoked."""
-        self._grants.end_codes({"subject": subject}, reason="e-mail address changed")
         revoked = self._grants.revoke_all_for_subject(subject, reason="e-mail address changed")
         self._consents.drop_waiting(subject)
         self._sessions.end_all_for(subject)

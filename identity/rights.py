@@ -204,12 +204,10 @@ class SubjectRights:
 
         :raises UnknownSubject: the app holds no access to the person (nothing to remove).
         """
-        reason_given = "access removed by the person"
-        codes = self._grants.end_codes({"subject": pseudonym, "client_id": client_id}, reason=reason_given)
-        revoked = self._grants.revoke_for_client(pseudonym, client_id, reason=reason_given)
+        revoked = self._grants.revoke_for_client(pseudonym, client_id, reason="access removed by the person")
         withdrawn = self._consents.withdraw(pseudonym, client_id)
         self._store.delete(PENDING_CONSENTS, {"subject": pseudonym, "client_id": client_id})
-        if not revoked and not withdrawn and not codes:
+        if not revoked and not withdrawn:
             raise UnknownSubject(pseudonym)
         self._audit.append(actor=actor, action="subjects.remove_access", reason=reason,
                            counts={"grants_revoked": revoked, "consents_withdrawn": int(withdrawn)},
@@ -225,19 +223,13 @@ class SubjectRights:
         self._subjects.forget(pseudonym)  # first: a failure here leaves the person to erase again, whole
         if not self._vault.erase(pseudonym):
             raise UnknownSubject(pseudonym)
-        revoked = self._end_grants(pseudonym, reason="erasure")
+        revoked = self._grants.revoke_all_for_subject(pseudonym, reason="erasure")
         self._forget(pseudonym)
         self._audit.append(actor=actor, action="subjects.erase", reason=reason,
                            counts={"grants_revoked": revoked}, details={"pseudonym": pseudonym})
         security_event("erasure", "identity erased", via="self-service" if actor == "subject" else "operator",
                        identities=1, grants_revoked=revoked)
         return {"pseudonym": pseudonym, "status": IDENTITY_ERASED, "grants_revoked": revoked}
-
-    def _end_grants(self, pseudonym: str, *, reason: str) -> int:
-        """Revoke every grant of the person, those their outstanding codes would create included (an exchange
-        in flight then creates nothing live); how many existing grants were revoked."""
-        self._grants.end_codes({"subject": pseudonym}, reason=reason)
-        return self._grants.revoke_all_for_subject(pseudonym, reason=reason)
 
     def _forget(self, pseudonym: str) -> None:
         """What erasure removes besides the vault's link, the grants and the codes: consents, sessions."""
@@ -282,7 +274,7 @@ class SubjectRights:
         """
         if not self._vault.set_status(pseudonym, IDENTITY_CLOSED, only_from=IDENTITY_ACTIVE):
             raise UnknownSubject(pseudonym)
-        revoked = self._end_grants(pseudonym, reason="account closed")
+        revoked = self._grants.revoke_all_for_subject(pseudonym, reason="account closed")
         self._consents.drop_waiting(pseudonym)
         self._sessions.end_all_for(pseudonym)
         self._audit.append(actor=actor, action="subjects.close", reason=reason,
@@ -334,7 +326,7 @@ class SubjectRights:
             for pseudonym in batch:
                 self._subjects.forget(pseudonym)
                 if self._vault.erase(pseudonym):
-                    self._end_grants(pseudonym, reason=reason)
+                    self._grants.revoke_all_for_subject(pseudonym, reason=reason)
                     self._forget(pseudonym)
                     erased_now += 1
             erased += erased_now

@@ -176,34 +176,39 @@ class Grants:
         doc = self._store.get(GRANTS, grant_id)
         return None if doc is None else _grant(doc)
 
-    def revoke(self, grant_id: str, *, reason: str, placeholder: dict[str, Any] | None = None) -> None:
+    def revoke(self, grant_id: str, *, reason: str, placeholder: dict[str, Any] | None = None) -> bool:
         """Revoke the grant (its refresh-token family, its access tokens at introspection): a durable
         write. ``placeholder`` creates it revoked if absent. A grant revoked already keeps the time and
-        the reason of its first revocation (a client's later /revoke does not hide "refresh token reused")."""
+        the reason of its first revocation (a client's later /revoke does not hide "refresh token reused").
+        Returns whether a live grant was revoked now."""
         now = int(self._clock())
         revocation = {"revoked_at": now, "revoked_reason": reason}
         live = {"grant_id": grant_id, "revoked_at": None}
-        if self._store.update(GRANTS, live, revocation, durable=True) == 0 and placeholder is not None:
+        if self._store.update(GRANTS, live, revocation, durable=True) == 1:
+            return True
+        if placeholder is not None:
             try:
                 self._store.insert(GRANTS, {**placeholder, "grant_id": grant_id, "created_at": now,
                                             "expires_at": now + self._refresh_ttl, **revocation}, durable=True)
             except DuplicateKeyError:  # created meanwhile (or revoked already: then this changes nothing)
-                self._store.update(GRANTS, live, revocation, durable=True)
+                return self._store.update(GRANTS, live, revocation, durable=True) == 1
+        return False
 
-    def end_codes(self, where: Where, *, reason: str) -> int:
+    def _end_codes(self, where: Where, *, reason: str) -> int:
         """Drop the authorization codes matching ``where``, each one's grant revoked first (created revoked if
         it does not exist yet): an exchange already past its checks then creates nothing live, as for a
-        replayed code. Call it before revoking the grants it concerns. Returns how many codes."""
-        codes = list(self._store.find(AUTHORIZATION_CODES, where))
-        for code in codes:
-            self.revoke(code["grant_id"], reason=reason, placeholder={
-                "client_id": code["client_id"], "subject": code["subject"], "audience": code["audience"],
-                "scope": code["scope"]})
+        replayed code. Runs before the grants it concerns are listed for revocation. Returns how many live
+        grants it revoked (codes spent already)."""
+        revoked = sum(self.revoke(code["grant_id"], reason=reason, placeholder={
+            "client_id": code["client_id"], "subject": code["subject"], "audience": code["audience"],
+            "scope": code["scope"]}) for code in list(self._store.find(AUTHORIZATION_CODES, where)))
         self._store.delete(AUTHORIZATION_CODES, where)
-        return len(codes)
+        return revoked
 
     def revoke_all_for_subject(self, subject: str, *, reason: str) -> int:
-        """Revoke every grant of a person (erasure, restriction); returns how many."""
+        """Revoke every grant of a person (erasure, closure, an e-mail change), those their outstanding codes
+        would create included (``_end_codes``); returns how many existing grants."""
+        self._end_codes({"subject": subject}, reason=reason)
         grant_ids = [g["grant_id"] for g in self._store.find(GRANTS, {"subject": subject})]
         for grant_id in grant_ids:
             self.revoke(grant_id, reason=reason)
@@ -216,11 +221,13 @@ class Grants:
                                   {"revoked_at": int(self._clock()), "revoked_reason": reason}, durable=True)
 
     def revoke_for_client(self, subject: str, client_id: str, *, reason: str) -> int:
-        """Revoke every grant a person gave one app ("remove access"); returns how many were live."""
+        """Revoke every grant a person gave one app ("remove access"), those its outstanding codes would create
+        included (``_end_codes``); returns how many existing grants were live."""
+        revoked = self._end_codes({"subject": subject, "client_id": client_id}, reason=reason)
         live = [g.grant_id for g in self.active_for_subject(subject) if g.client_id == client_id]
         for grant_id in live:
             self.revoke(grant_id, reason=reason)
-        return len(live)
+        return revoked + len(live)
 
     def active_for_subject(self, subject: str) -> list[Grant]:
         now = self._clock()

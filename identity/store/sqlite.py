@@ -347,8 +347,7 @@ class SQLiteStore:
         if names_one(coll, where):
             sql, params = self._statements.delete(coll, where)
             return self._write(sql, params, durable=coll.durable).rowcount
-        clause, params = self._statements.where(coll, where, json_in=False)
-        sql = f'DELETE FROM "{coll.name}" WHERE rowid IN (SELECT rowid FROM "{coll.name}"{clause} LIMIT {DELETE_BATCH})'
+        sql, params = self._statements.delete_batch(coll, where, DELETE_BATCH)
         deleted = 0
         while True:  # a batch a write turn (Store.delete): other writers go in between
             batch = self._write(sql, params, durable=coll.durable).rowcount

@@ -126,6 +126,12 @@ class Statements:
         sql = self._cached(("delete", shape), self._statement_text, "DELETE FROM", coll, shape)
         return sql, params
 
+    def delete_batch(self, coll: Collection, where: Where, rows: int) -> tuple[str, tuple[Any, ...]]:
+        """``DELETE`` of at most ``rows`` of the matching rows (a delete over many, one batch a statement)."""
+        shape, params = self._shape(coll, where, json_in=False)
+        sql = self._cached(("delete_batch", shape, rows), self._delete_batch_text, coll, shape, rows)
+        return sql, params
+
     def where(self, coll: Collection, where: Where, *, json_in: bool) -> tuple[str, tuple[Any, ...]]:
         """The `` WHERE …`` clause alone (empty for no conditions); ``json_in``: each ``In`` as one JSON
         array parameter, so a condition may name any number of values."""
@@ -199,6 +205,11 @@ class Statements:
     @classmethod
     def _statement_text(cls, verb: str, coll: Collection, shape: _Shape) -> str:
         return f'{verb} "{coll.name}"{cls._clause(shape)}'
+
+    @classmethod
+    def _delete_batch_text(cls, coll: Collection, shape: _Shape, rows: int) -> str:
+        table = f'"{coll.name}"'
+        return f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table}{cls._clause(shape)} LIMIT {int(rows)})"
 
     @staticmethod
     def _insert_text(coll: Collection, names: tuple[str, ...], verb: str) -> str:
