@@ -8,6 +8,7 @@ from .config import Settings, load_settings
 from .logs import configure_logging
 from .services import Clock, build_services
 from .store import ClientFactory, Store
+from .store.mongo import REQUEST_OPERATION_TIMEOUT_SECONDS
 from .upstream import configure_login
 from .web import health, jwks, oauth
 from .web.context import EXTENSION
@@ -40,7 +41,8 @@ def create_app(
     """
     settings = settings or load_settings()
     configure_logging(settings.log_level)
-    services = build_services(settings, store=store, clock=clock, mongo_client_factory=mongo_client_factory)
+    services = build_services(settings, store=store, clock=clock, mongo_client_factory=mongo_client_factory,
+                              mongo_operation_timeout=REQUEST_OPERATION_TIMEOUT_SECONDS)
 
     app = Flask(__name__)
     app.config.update(

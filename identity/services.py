@@ -61,8 +61,13 @@ def build_services(
     store: Store | None = None,
     clock: Clock | None = None,
     mongo_client_factory: ClientFactory | None = None,
+    mongo_operation_timeout: float | None = None,
 ) -> Services:
-    """Open key material and the store; refuse unsafe production set-ups with ``ConfigError``."""
+    """Open key material and the store; refuse unsafe production set-ups with ``ConfigError``.
+
+    ``mongo_operation_timeout``: the deadline of each MongoDB operation (``open_store``); None for the
+    operator scripts, whose index builds and purges may take long.
+    """
     clock = clock or time.time
     try:
         keyring = Keyring(settings.keys_dir, passphrase=settings.keys_passphrase)
@@ -73,7 +78,8 @@ def build_services(
         problems += heads_spec_problems(settings.audit_heads, production=True)
         if problems:
             raise ConfigError([f"refusing to start in production: {p}" for p in problems])
-    store = store or open_store(settings.db_uri, mongo_client_factory=mongo_client_factory)
+    store = store or open_store(settings.db_uri, mongo_client_factory=mongo_client_factory,
+                                mongo_operation_timeout=mongo_operation_timeout)
     vault = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key), clock=clock)
     audit = build_audit_log(settings, store, clock=clock)
     oauth = build_oauth(settings, store=store, vault=vault, keyring=keyring, clock=clock,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
+import time
 from typing import Any
 
 import mongomock
@@ -13,8 +14,10 @@ import pytest
 
 from identity.oauth.records import GRANTS
 from identity.store import In, Lt, MongoStore, StoreUnavailable
-from identity.store.mongo import mongo_tls_problem
+from identity.store.mongo import mongo_tls_problem, uri_sets_timeout
 from identity.vault import IDENTITIES
+
+from .mongo_wire import SlowMongo
 
 
 def test_real_client_uses_majority_writes_and_retries():
@@ -81,6 +84,60 @@ def test_the_app_answers_503_while_the_client_cannot_be_made(settings):
     assert client.get("/readyz").status_code == 503
     token = client.post("/token", data={"grant_type": "client_credentials", "client_id": "x", "client_secret": "y"})
     assert token.status_code == 503 and token.json["error"] == "temporarily_unavailable"
+
+
+def test_a_server_that_stops_answering_is_store_unavailable_at_the_operation_deadline():
+    """A server that takes a query and never answers (a hung primary, a half-open connection) must not hold
+    the worker: each operation gives up at its deadline, retries included."""
+    with SlowMongo(delay=None) as server:
+        store = MongoStore(server.uri(), operation_timeout=0.5)
+        for operation in (lambda: store.get(IDENTITIES, "x"), lambda: store.count(IDENTITIES, {}),
+                          lambda: store.update(IDENTITIES, {"pseudonym": "x"}, {"status": "restricted"})):
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                operation()
+            assert time.monotonic() - started < 3
+        store.close()
+        assert server.commands  # the queries reached the server: it was its silence that ran out
+
+
+def test_the_uri_timeout_wins_over_the_stores_deadline():
+    assert uri_sets_timeout("mongodb://h/identity?replicaSet=rs0&timeoutMS=2500")
+    assert uri_sets_timeout("mongodb://h/identity?TIMEOUTMS=0")
+    assert not uri_sets_timeout("mongodb://h/identity?connectTimeoutMS=2500")
+    assert not uri_sets_timeout("mongodb://h/identity")
+    with SlowMongo(delay=1.5) as server:
+        patient = MongoStore(server.uri("timeoutMS=3000"), operation_timeout=0.3)
+        assert patient.get(IDENTITIES, "x") is None  # the URI's 3 s, not the store's 0.3 s
+        patient.close()
+        impatient = MongoStore(server.uri("timeoutMS=300"), operation_timeout=30)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            impatient.get(IDENTITIES, "x")
+        assert time.monotonic() - started < 1.4
+        impatient.close()
+
+
+def test_the_service_bounds_each_operation_and_the_scripts_do_not(settings, monkeypatch):
+    """The online service answers 503 when the store stops answering; an operator script (an index build, a
+    purge) waits for a slow server instead of aborting its work part-way."""
+    from identity import app as app_module
+    from identity import create_app
+    from identity.services import build_services
+    monkeypatch.setattr(app_module, "REQUEST_OPERATION_TIMEOUT_SECONDS", 0.5)
+    with SlowMongo(delay=None) as server:
+        app = create_app(dataclasses.replace(settings, db_uri=server.uri()))
+        client = app.test_client()
+        started = time.monotonic()
+        token = client.post("/token", data={"grant_type": "client_credentials", "client_id": "x", "client_secret": "y"})
+        assert token.status_code == 503 and token.json["error"] == "temporarily_unavailable"
+        assert client.get("/readyz").status_code == 503
+        assert time.monotonic() - started < 6
+        app.extensions["identity"].store.close()
+    with SlowMongo(delay=1.0) as server:  # the scripts' services (identity.cli.services_from_environment)
+        services = build_services(dataclasses.replace(settings, db_uri=server.uri()))
+        assert services.store.prepare(IDENTITIES)["indexes"] == []  # answered after 1 s, not cut off
+        services.store.close()
 
 
 def test_writes_that_name_one_document_go_out_as_single_document_writes(monkeypatch):

@@ -24,10 +24,15 @@ __all__ = [
 ]
 
 
-def open_store(uri: str, *, mongo_client_factory: ClientFactory | None = None) -> Store:
-    """The store named by ``IDENTITY_DB_URI``; connections open lazily, on first use."""
+def open_store(uri: str, *, mongo_client_factory: ClientFactory | None = None,
+               mongo_operation_timeout: float | None = None) -> Store:
+    """The store named by ``IDENTITY_DB_URI``; connections open lazily, on first use.
+
+    ``mongo_operation_timeout``: a MongoDB store's deadline per operation in seconds, unless the URI sets
+    ``timeoutMS`` (``mongo`` module docstring); an SQLite store has its own (``BUSY_TIMEOUT_SECONDS``).
+    """
     if uri.startswith("sqlite:///"):
         return SQLiteStore(path_from_uri(uri))
     if uri.startswith(("mongodb://", "mongodb+srv://")):
-        return MongoStore(uri, client_factory=mongo_client_factory)
+        return MongoStore(uri, client_factory=mongo_client_factory, operation_timeout=mongo_operation_timeout)
     raise ValueError("IDENTITY_DB_URI must start with sqlite:///, mongodb:// or mongodb+srv://")

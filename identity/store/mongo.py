@@ -12,6 +12,13 @@ outcome). So an update or delete whose condition pins the key or a unique field 
 as such (``names_one``): a refresh token's rotation, a grant's revocation, a code spent. Without it,
 a rotation applied just before a primary stepped down answered 503, and the app's retry with the
 same token then looked like a reuse and revoked the family.
+
+Every operation has a deadline when the store is opened with ``operation_timeout`` (the online service's
+is ``REQUEST_OPERATION_TIMEOUT_SECONDS``) or the URI sets ``timeoutMS``, which wins: pymongo's client-side
+operation timeout, which bounds server selection, the wait for a connection, the round trip and, through
+``maxTimeMS``, the server's own work, retries included. Without one, a server that accepts a query and never
+answers holds the worker until it is killed. The operator scripts open the store without a deadline, since
+an index build or a purge over millions of documents may rightly take longer.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from .base import (BULK_BATCH, Collection, Document, DuplicateKeyError, Gt, In, 
 BACKEND = "mongodb"  # the metrics' backend label
 ClientFactory = Callable[[], Any]
 SERVER_SELECTION_TIMEOUT_MS = 5000
+REQUEST_OPERATION_TIMEOUT_SECONDS = 10.0  # the online service's deadline per operation (module docstring)
 SCHEME, SRV_SCHEME = "mongodb://", "mongodb+srv://"
 UNCHECKED_TLS_OPTIONS = ("tlsinsecure", "tlsallowinvalidcertificates", "tlsallowinvalidhostnames")
 DURABLE = WriteConcern(w="majority", wtimeout=10000)  # journaled on a majority (writeConcernMajorityJournalDefault)
@@ -70,11 +78,23 @@ def mongo_tls_problem(uri: str) -> str | None:
     return None
 
 
+def uri_sets_timeout(uri: str) -> bool:
+    """Whether a MongoDB URI names its own ``timeoutMS`` (parsed as pymongo does, without DNS)."""
+    query = uri.partition("?")[2]
+    try:
+        return bool(query) and "timeoutms" in {name.lower() for name in split_options(query)}
+    except (mongo_errors.ConfigurationError, ValueError, OSError):
+        return False  # a URI pymongo refuses fails when the client is made, with its own message
+
+
 class MongoStore:
     """``Store`` on one MongoDB database (the one named in the URI, default ``identity``)."""
 
-    def __init__(self, uri: str, *, client_factory: ClientFactory | None = None) -> None:
+    def __init__(self, uri: str, *, client_factory: ClientFactory | None = None,
+                 operation_timeout: float | None = None) -> None:
         self.uri = uri
+        # the URI's timeoutMS, when it names one, is the client's own default: no deadline is set over it
+        self.operation_timeout = None if uri_sets_timeout(uri) else operation_timeout
         self._client_factory = client_factory or self._real_client
         self._client: Any = None
         self._pid: int | None = None
@@ -138,10 +158,12 @@ class MongoStore:
         after = self._guard(names)
         return {"indexes": after, "created": sorted(set(after) - set(before))}
 
-    @staticmethod
-    def _guard(operation: Callable[[], Any]) -> Any:
+    def _guard(self, operation: Callable[[], Any]) -> Any:
         try:
-            return operation()
+            if self.operation_timeout is None:
+                return operation()
+            with pymongo.timeout(self.operation_timeout):
+                return operation()
         except mongo_errors.DuplicateKeyError as exc:
             raise DuplicateKeyError("duplicate key") from exc
         except (mongo_errors.ConnectionFailure, mongo_errors.ServerSelectionTimeoutError,

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify
 
 from ..retention import STALE_AFTER, purge_status
 from ..rights import iso
-from ..store import StoreError, StoreUnavailable
+from ..store import StoreError
 from .context import services
 from .headers import no_store
 
@@ -22,7 +22,8 @@ def healthz() -> Response:
 
 @blueprint.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready when the store answers and the keys are loaded.
+    """Ready when the store answers a query (a ping and the read of the purge record: a server can answer
+    pings while its queries hang) and the keys are loaded.
 
     ``retention`` says when the purge last completed and flags it ``stale`` past the daily schedule.
     A stale purge does not make the instance unready: readiness takes instances out of the load
@@ -30,23 +31,22 @@ def readyz() -> tuple[Response, int]:
     serving logins.
     """
     checks = {"store": "ok", "keys": "ok"}
+    retention = None
     try:
         services().store.ping()
-    except StoreUnavailable:
+        retention = _retention()
+    except StoreError:
         checks["store"] = "unavailable"
     if not services().keyring.is_healthy():
         checks["keys"] = "unavailable"
     ready = all(v == "ok" for v in checks.values())
     response = jsonify(status="ready" if ready else "not ready", checks=checks,
-                       retention=_retention() if checks["store"] == "ok" else _unknown_retention())
+                       retention=retention or _unknown_retention())
     return no_store(response), 200 if ready else 503
 
 
 def _retention() -> dict[str, Any]:
-    try:
-        status = purge_status(services().store, services().clock())
-    except StoreError:
-        return _unknown_retention()
+    status = purge_status(services().store, services().clock())
     return {"last_purge_at": iso(status.last_finished_at), "last_purge_timestamp": status.last_finished_at,
             "age_seconds": status.age_seconds, "stale": status.stale, "stale_after_seconds": STALE_AFTER}
 
