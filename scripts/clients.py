@@ -8,6 +8,10 @@ need a sector identifier), else a sector of its own; ``public`` gives the vault 
 registered before subject types existed keep it). ``update --subject-type``/``--sector-identifier``
 changes every person's sub for that app and needs --breaking.
 
+A downstream service that introspects tokens (RFC 7662) is its audience's resource server:
+``--introspects AUD`` on ``add`` or ``update`` (``--no-introspection`` ends it). A client may always
+introspect its own tokens; ``--audience`` alone does not let it introspect other apps' tokens.
+
 Changes apply to a running service within seconds, without a restart. Reads the same IDENTITY_*
 environment as the service; each change is recorded in the audit log (actor: IDENTITY_OPERATOR or
 the login name).
@@ -50,9 +54,14 @@ def parse_args() -> argparse.Namespace:
                      help="where /logout (end_session_endpoint) may send the person after signing out; matched "
                           "exactly (repeat for several)")
     add_subject_flags(add, default=DEFAULT_SUBJECT_TYPE)
-    update = sub.add_parser("update", help="change the subject type or sector identifier of a client's ID tokens")
+    add_introspects_flag(add)
+    update = sub.add_parser("update", help="change the subject type or sector identifier of a client's ID tokens, "
+                                           "or the audiences it introspects")
     update.add_argument("client_id")
     add_subject_flags(update, default=None)
+    add_introspects_flag(update)
+    update.add_argument("--no-introspection", action="store_true",
+                        help="it is no longer any audience's resource server")
     update.add_argument("--breaking", action="store_true",
                         help="confirm: the sub of every person changes for that app (docs/downstream.md)")
     sub.add_parser("list", help="list clients")
@@ -72,14 +81,54 @@ def add_subject_flags(parser: argparse.ArgumentParser, *, default: str | None) -
                              "sector_identifier_uri); default: the host of its https redirect URIs")
 
 
+def add_introspects_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--introspects", action="append", default=[], metavar="AUD",
+                        help="a registered audience whose resource server this confidential client is: it may "
+                             "introspect every access token for it (repeatable; on update, replaces the list). "
+                             "--audience alone does not allow that: every app calling the API has it")
+
+
+def registered(services: Services, audiences: list[str]) -> None:
+    missing = [a for a in audiences if services.oauth.audiences.get(a) is None]
+    if missing:
+        raise CommandError(f"audience {missing[0]} is not registered (scripts/audiences.py add)")
+
+
 def update(services: Services, args: argparse.Namespace) -> None:
+    """Change the audiences a client introspects and its subject type or sector (the latter refused without
+    --breaking); audited either way."""
+    if args.introspects and args.no_introspection:
+        raise CommandError("--introspects and --no-introspection contradict each other")
+    if args.introspects or args.no_introspection:
+        if args.subject_type is not None or args.sector_identifier is not None:
+            raise CommandError("change the audiences it introspects and its subjects in two runs (one is breaking)")
+        update_introspects(services, args.client_id, args.introspects)
+    else:
+        update_subjects(services, args)
+
+
+def update_introspects(services: Services, client_id: str, audiences: list[str]) -> None:
+    registered(services, audiences)
+    try:
+        before, after = services.oauth.clients.set_introspects(client_id, audiences)
+    except ClientRegistrationError as exc:
+        raise CommandError(str(exc)) from exc
+    services.audit.append(actor=operator_name(), action="clients.introspects",
+                          details={"client_id": client_id, "before": list(before.introspects),
+                                   "after": list(after.introspects)})
+    say(f"client {client_id} introspects tokens for: {', '.join(after.introspects) or 'no audience'}")
+    emit(after.public_view())
+
+
+def update_subjects(services: Services, args: argparse.Namespace) -> None:
     """Change a client's subject type or sector: refused without --breaking, audited either way."""
     actor = operator_name()
     wanted = {"client_id": args.client_id, "subject_type": args.subject_type,
               "sector_identifier": args.sector_identifier}
     try:
         if args.subject_type is None and args.sector_identifier is None:
-            raise ClientRegistrationError("nothing to update: give --subject-type or --sector-identifier")
+            raise ClientRegistrationError("nothing to update: give --subject-type, --sector-identifier, "
+                                          "--introspects or --no-introspection")
         if not args.breaking:
             raise ClientRegistrationError("changing the subject type or sector changes the sub of every person this "
                                           "app sees (a breaking change for it): repeat with --breaking")
@@ -102,15 +151,14 @@ def main() -> int:
     services = services_from_environment()
     registry = services.oauth.clients
     if args.command == "add":
-        missing = [a for a in args.audience if services.oauth.audiences.get(a) is None]
-        if missing:
-            raise CommandError(f"audience {missing[0]} is not registered (scripts/audiences.py add)")
+        registered(services, args.audience + args.introspects)
         try:
             client, secret = registry.register(
                 name=args.name, public=args.public, redirect_uris=args.redirect_uri, grant_types=args.grant,
                 scopes=args.scope, audiences=args.audience, uses_nonce=args.uses_nonce,
                 third_party=args.third_party, post_logout_redirect_uris=args.post_logout_redirect_uri,
                 subject_type=args.subject_type, sector_identifier=args.sector_identifier,
+                introspects=args.introspects,
             )
         except ClientRegistrationError as exc:
             raise CommandError(str(exc)) from exc
@@ -118,7 +166,8 @@ def main() -> int:
                               details={"client_id": client.client_id, "name": client.name,
                                        "type": "public" if client.public else "confidential",
                                        "uses_nonce": client.uses_nonce, "third_party": client.third_party,
-                                       "subject_type": client.subject_type, "sector": client.sector})
+                                       "subject_type": client.subject_type, "sector": client.sector,
+                                       "introspects": list(client.introspects)})
         output = {"client_id": client.client_id}
         if secret is not None:
             output["client_secret"] = secret

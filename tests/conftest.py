@@ -172,8 +172,11 @@ def public_app(oauth):
 
 @pytest.fixture
 def service_client(oauth):
+    """A confidential backend: client_credentials for both APIs, and their resource server (it introspects
+    their tokens): (client, secret)."""
     client, secret = oauth.clients.register(name="Backend", public=False, redirect_uris=[], grant_types=None,
-                                            scopes=["records:read"], audiences=[API, OTHER_API])
+                                            scopes=["records:read"], audiences=[API, OTHER_API],
+                                            introspects=[API, OTHER_API])
     return client, secret
 
 

@@ -102,7 +102,7 @@ def sqlite_fleet(tmp_path_factory, key_template, audience_keys, redis) -> Iterat
     try:
         rs, secret = app.extensions["identity"].oauth.clients.register(
             name="Resource server", public=False, redirect_uris=[], grant_types=None, scopes=["records:read"],
-            audiences=[API])
+            audiences=[API], introspects=[API])
     finally:
         app.extensions["identity"].store.close()
     publish_next_key(deployment.keys_dir)
@@ -141,7 +141,7 @@ def mongodb_fleet(tmp_path_factory, key_template, audience_keys, redis) -> Itera
     public, _ = oauth.clients.register(name="App", public=True, redirect_uris=["https://app.example.org/callback"],
                                        grant_types=None, scopes=["openid", "records:read"], audiences=[API])
     rs, secret = oauth.clients.register(name="Resource server", public=False, redirect_uris=[], grant_types=None,
-                                        scopes=["records:read"], audiences=[API])
+                                        scopes=["records:read"], audiences=[API], introspects=[API])
     yield Fleet("mongodb", WsgiInstance("a", apps[0]), WsgiInstance("b", apps[1]), settings.issuer, keys_dir,
                 public.client_id, (rs.client_id, secret), audience_keys[API].private_key,
                 lambda: publish_next_key(keys_dir), redis is not None)

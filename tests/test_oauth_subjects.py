@@ -144,7 +144,7 @@ def test_introspection_gives_the_sub_the_audience_sees_and_for_refresh_tokens_th
     rs, secret = service_client
     oauth.clients.remove(rs.client_id)
     resource_server, secret = oauth.clients.register(name="Diary backend", public=False, redirect_uris=[],
-                                                     grant_types=None, scopes=[], audiences=[DIARY])
+                                                     grant_types=None, scopes=[], audiences=[], introspects=[DIARY])
     body = tokens_for(oauth_client, app_client, DIARY)
     seen = oauth_client.post("/introspect", data={"token": body["access_token"]},
                              headers=basic(resource_server.client_id, secret)).json

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
 
+from identity.oauth.clients import ClientRegistrationError
 from tests.conftest import API, OTHER_API, REDIRECT_URI
 from tests.oauth_helpers import b64json, pkce_pair, query_of
 from tests.test_oauth_flow import basic
@@ -335,13 +337,13 @@ def test_a_refresh_token_is_described_to_the_client_it_was_issued_to(oauth_clien
     assert answer["scope"] == "openid records:read"
 
 
-def test_an_access_token_is_described_to_its_client_and_to_clients_registered_for_its_audience(
+def test_an_access_token_is_described_to_its_client_and_to_its_audiences_resource_server(
         oauth_client, oauth, web_app, web_session, service_client, audience_keys):
     from tests.oauth_helpers import open_access_token
     web, web_secret = web_app
     mine = introspect_as(oauth_client, web, web_secret, web_session["access_token"])
     assert mine["active"] is True and mine["client_id"] == web.client_id and mine["aud"] == API
-    rs, rs_secret = service_client  # registered for API: the resource server checking a token it was sent
+    rs, rs_secret = service_client  # API's resource server (introspects=[API]), checking a token it was sent
     theirs = introspect_as(oauth_client, rs, rs_secret, web_session["access_token"])
     assert {k: v for k, v in theirs.items() if k != "sub"} == {k: v for k, v in mine.items() if k != "sub"}
     # each sees the subject it already knows: the app its ID tokens', the resource server its tokens'. The
@@ -352,8 +354,39 @@ def test_an_access_token_is_described_to_its_client_and_to_clients_registered_fo
     assert theirs["sub"] == claims["sub"]
     assert mine["sub"] == b64json(web_session["id_token"].split(".")[1])["sub"] != claims["sub"]
     other, other_secret = oauth.clients.register(name="Other API's client", public=False, redirect_uris=[],
-                                                 grant_types=None, scopes=None, audiences=[OTHER_API])
+                                                 grant_types=None, scopes=None, audiences=[OTHER_API],
+                                                 introspects=[OTHER_API])
     assert introspect_as(oauth_client, other, other_secret, web_session["access_token"]) == {"active": False}
+
+
+def test_an_app_that_may_call_the_audience_cannot_introspect_another_apps_tokens(
+        oauth_client, oauth, web_app, web_session, caplog):
+    """Every app that calls an API may request tokens for it; being its resource server takes a registration of
+    its own. Otherwise an app holding another app's token (a log, a shared proxy) would learn the subject the
+    API knows that person by, and two apps of different sectors could join their people on it."""
+    app_b, secret_b = oauth.clients.register(name="Another app", public=False, redirect_uris=[], grant_types=None,
+                                             scopes=["records:read"], audiences=[API])
+    with caplog.at_level(logging.WARNING, logger="identity.oauth.token_status"):
+        assert introspect_as(oauth_client, app_b, secret_b, web_session["access_token"]) == {"active": False}
+    assert f"clients.py update {app_b.client_id} --introspects" in caplog.text  # what the operator may have meant
+    own = token(oauth_client, basic(app_b.client_id, secret_b), grant_type="client_credentials").json["access_token"]
+    assert introspect_as(oauth_client, app_b, secret_b, own)["active"] is True  # its own tokens: always
+
+    before, after = oauth.clients.set_introspects(app_b.client_id, [API])  # the operator makes it API's backend
+    assert before.introspects == () and after.introspects == (API,)
+    assert introspect_as(oauth_client, app_b, secret_b, web_session["access_token"])["active"] is True
+    oauth.clients.set_introspects(app_b.client_id, [])
+    assert introspect_as(oauth_client, app_b, secret_b, web_session["access_token"]) == {"active": False}
+
+
+def test_only_a_confidential_client_may_be_a_resource_server(oauth):
+    with pytest.raises(ClientRegistrationError, match="confidential"):
+        oauth.clients.register(name="Native", public=True, redirect_uris=["com.example.app:/cb"], grant_types=None,
+                               scopes=None, audiences=[API], introspects=[API])
+    native, _ = oauth.clients.register(name="Native", public=True, redirect_uris=["com.example.app:/cb"],
+                                       grant_types=None, scopes=None, audiences=[API])
+    with pytest.raises(ClientRegistrationError, match="confidential"):
+        oauth.clients.set_introspects(native.client_id, [API])
 
 
 def test_removing_an_app_ends_the_tokens_of_its_people_at_once(oauth_client, oauth, web_app, web_session,

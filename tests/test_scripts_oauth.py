@@ -230,6 +230,34 @@ def test_clients_get_their_id_token_sector_per_oidc_8_1(env, settings):
     assert actions == [("clients.add", "ok"), ("clients.subjects", "refused"), ("clients.subjects", "ok")]
 
 
+def test_a_resource_server_is_registered_to_introspect_its_audience(env, settings, audience_keys, tmp_path):
+    app = create_app(settings)
+    pem = tmp_path / "api.pem"
+    pem.write_bytes(audience_keys["https://api.example.org"].public_pem)
+    one_json(cli("audiences.py", "add", "--audience", "https://api.example.org", "--encryption-key", str(pem),
+                 env=env))
+    unknown = cli("clients.py", "add", "--name", "Records", "--introspects", "https://nowhere.example.org", env=env)
+    assert unknown.returncode == 1 and "not registered" in unknown.stderr
+    public = cli("clients.py", "add", "--name", "Native", "--public", "--redirect-uri", "com.example.app:/cb",
+                 "--introspects", "https://api.example.org", env=env)
+    assert public.returncode == 1 and "confidential" in public.stderr
+    made = one_json(cli("clients.py", "add", "--name", "Records", "--introspects", "https://api.example.org",
+                        env=env))
+    assert one_json(cli("clients.py", "show", made["client_id"], env=env))["introspects"] == ["https://api.example.org"]
+    ended = one_json(cli("clients.py", "update", made["client_id"], "--no-introspection", env=env))
+    assert ended["introspects"] == []
+    mixed = cli("clients.py", "update", made["client_id"], "--introspects", "https://api.example.org",
+                "--subject-type", "public", "--breaking", env=env)
+    assert mixed.returncode == 1 and "two runs" in mixed.stderr
+    again = one_json(cli("clients.py", "update", made["client_id"], "--introspects", "https://api.example.org",
+                         env=env))
+    assert again["introspects"] == ["https://api.example.org"]
+    records = [r for r in AuditLog(app.extensions["identity"].store).records() if r["action"].startswith("clients.")]
+    assert [(r["action"], r["details"].get("after")) for r in records] == [
+        ("clients.add", None), ("clients.introspects", []), ("clients.introspects", ["https://api.example.org"])]
+    assert records[0]["details"]["introspects"] == ["https://api.example.org"]
+
+
 def test_map_subjects_gives_a_moving_service_its_peoples_subjects_in_its_sector(env, settings, audience_keys,
                                                                                tmp_path):
     app = create_app(settings)

@@ -42,6 +42,9 @@ CLIENTS = Collection(
         "subject_type": str,
         "sector_identifier": str,  # as registered by the operator (None: from the redirect URIs)
         "sector": str,  # the effective sector, fixed at registration
+        # audiences whose resource server this client is: it may introspect any of their access tokens
+        # (RFC 7662 §4); absent (older clients): none
+        "introspects": list,
     },
 )
 
@@ -67,6 +70,7 @@ class Client:
     subject_type: str = LEGACY_SUBJECT_TYPE  # the ``sub`` of its ID tokens: pairwise (its sector's) or public
     sector_identifier: str | None = None
     sector: str = ""
+    introspects: tuple[str, ...] = ()  # audiences it serves as resource server: it introspects their tokens
 
     @property
     def confidential(self) -> bool:
@@ -94,6 +98,7 @@ class Client:
             "subject_type": self.subject_type,
             "sector": self.sector,
             "sector_identifier": self.sector_identifier,
+            "introspects": list(self.introspects),
             "created_at": self.created_at,
         }
 
@@ -120,6 +125,7 @@ def _client(doc: dict[str, Any]) -> Client:
         subject_type=doc.get("subject_type") or LEGACY_SUBJECT_TYPE,
         sector_identifier=doc.get("sector_identifier"),
         sector=doc.get("sector") or _legacy_sector(doc),
+        introspects=tuple(doc.get("introspects") or ()),
     )
 
 
@@ -230,6 +236,7 @@ class ClientRegistry:
         post_logout_redirect_uris: list[str] | None = None,
         subject_type: str = DEFAULT_SUBJECT_TYPE,
         sector_identifier: str | None = None,
+        introspects: list[str] | None = None,
     ) -> tuple[Client, str | None]:
         """Create a client; return it with its secret (confidential clients only, shown once).
 
@@ -241,6 +248,8 @@ class ClientRegistry:
         code flow when it sends a nonce (RFC 9700 §2.1.1); every other code flow needs PKCE.
         ``third_party``: the person sees a consent page before the app gets a code.
         ``post_logout_redirect_uris``: where ``/logout`` may send the person afterwards (exact match).
+        ``introspects``: the audiences whose resource server it is (confidential only): it may introspect
+        every access token issued for them, and learns the subject those tokens carry.
         """
         grants = list(dict.fromkeys(grant_types or (
             [AUTHORIZATION_CODE, REFRESH_TOKEN] if public else [CLIENT_CREDENTIALS])))
@@ -250,6 +259,8 @@ class ClientRegistry:
         logout_uris = list(dict.fromkeys(post_logout_redirect_uris or ()))
         self._check_post_logout_redirect_uris(public, logout_uris)
         self._check_subjects(subject_type, sector_identifier, redirect_uris)
+        if introspects and public:
+            raise ClientRegistrationError("--introspects is for confidential clients: introspection needs a secret")
         secret = None if public else secrets.token_urlsafe(SECRET_BYTES)
         doc = {
             "name": name,
@@ -265,6 +276,7 @@ class ClientRegistry:
             "post_logout_redirect_uris": logout_uris,
             "subject_type": subject_type,
             "sector_identifier": sector_identifier,
+            "introspects": list(dict.fromkeys(introspects or ())),
         }
         for _ in range(5):
             client_id = new_client_id()
@@ -335,6 +347,20 @@ class ClientRegistry:
             raise ClientRegistrationError(f"client {client_id} already has subject type {chosen_type} in sector {sector}")
         self._store.update(CLIENTS, {"client_id": client_id},
                            {"subject_type": chosen_type, "sector_identifier": identifier, "sector": sector})
+        with self._lock:
+            self._cache.pop(client_id, None)
+        return before, _client(self._store.get(CLIENTS, client_id) or doc)
+
+    def set_introspects(self, client_id: str, audiences: list[str]) -> tuple[Client, Client]:
+        """Make a confidential client the resource server of ``audiences`` (replacing the list; empty: none);
+        returns (before, after)."""
+        doc = self._store.get(CLIENTS, client_id)
+        if doc is None:
+            raise ClientRegistrationError(f"no client {client_id!r}")
+        before = _client(doc)
+        if before.public and audiences:
+            raise ClientRegistrationError("--introspects is for confidential clients: introspection needs a secret")
+        self._store.update(CLIENTS, {"client_id": client_id}, {"introspects": list(dict.fromkeys(audiences))})
         with self._lock:
             self._cache.pop(client_id, None)
         return before, _client(self._store.get(CLIENTS, client_id) or doc)

@@ -5,13 +5,16 @@ recognises them by the sealed reference in their header (``identity.token_refere
 that could not carry one, by the SHA-256 of the token recorded at issuance: who it was issued to, for
 which audience, scope and grant, until when (``Grants.find_access_token``). Introspection needs exactly
 that to answer, and the caller's entitlement to it (RFC 7662 §4): an access token is described to
-the client it was issued to or to a client registered for its audience. A refresh token names its
+the client it was issued to or to its audience's resource server, a client registered to introspect that
+audience (``Client.introspects``). Being allowed to *request* tokens for an audience is not enough: every
+app that calls an API is, and one app must not learn the subject of another app's people. A refresh token names its
 family, whose grant holds what there is to say about it (``grants`` module docstring); it is described
 only to its client, and only while it is its family's newest.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Mapping
 
 from ..errors import InvalidClient, InvalidRequest
@@ -21,6 +24,8 @@ from .clients import Client, ClientRegistry
 from .grants import Grants, PresentedRefreshToken
 from .records import ACTIVE
 from .subjects import Subjects
+
+log = logging.getLogger(__name__)
 
 INACTIVE: dict[str, Any] = {"active": False}
 MAX_TOKEN_LENGTH = 8192
@@ -75,8 +80,8 @@ class TokenStatus:
 
     def introspect(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
         """RFC 7662 for an authenticated confidential client, scoped as §4 asks: an access token is
-        described to the client it was issued to or to a client registered for its audience; a refresh
-        token only to the client it was issued to. Anything else is ``{"active": false}``."""
+        described to the client it was issued to or to its audience's resource server; a refresh token
+        only to the client it was issued to. Anything else is ``{"active": false}``."""
         caller = authenticate(self._clients, read_credentials(authorization, form))
         if caller.public:
             raise InvalidClient("introspection needs a confidential client")
@@ -112,13 +117,20 @@ class TokenStatus:
 
     def _describe_access(self, caller: Client, doc: Mapping[str, Any]) -> dict[str, Any]:
         own = doc["client_id"] == caller.client_id
-        if not (own or doc["audience"] in caller.audiences) or doc["revoked"] or not self._live(doc):
+        if not (own or doc["audience"] in caller.introspects):
+            if doc["audience"] in caller.audiences:  # the rule before resource servers were registered
+                log.warning("client %s introspected another client's token for %s without being registered "
+                            "to introspect it: answered inactive (scripts/clients.py update %s --introspects "
+                            "AUDIENCE makes it that audience's resource server)",
+                            caller.client_id, doc["audience"], caller.client_id)
+            return INACTIVE
+        if doc["revoked"] or not self._live(doc):
             return INACTIVE
         if not doc.get("grant_id"):
             sub = doc["subject"]  # a client's own token: its client id
         elif own:  # the app itself: the subject of its ID tokens, never the audience's (apps could join on it)
             sub = self._subjects.subject_for(doc["subject"], client=caller)
-        else:  # a client registered for the audience (its resource server): the subject its tokens carry
+        else:  # the audience's resource server: the subject its tokens carry
             sub = self._subjects.subject_for(doc["subject"], audience=doc["audience"])
         return self._claims(doc, sub, token_type=ACCESS_TOKEN, iat=doc["issued_at"])
 

@@ -112,12 +112,13 @@ def deploy(root: Path, key_template: Path, *, db_dir: Path | None = None, audien
 
 
 def register_confidential(deployment: Deployment, *, audience: str = API) -> tuple[str, str]:
-    """A confidential client (client_credentials, introspection, revocation) for ``audience``: (id, secret)."""
+    """A confidential client (client_credentials, revocation) for ``audience`` and its resource server
+    (introspection): (id, secret)."""
     app = create_app(deployment.settings())
     try:
         client, secret = app.extensions["identity"].oauth.clients.register(
             name="Resource server", public=False, redirect_uris=[], grant_types=None, scopes=["records:read"],
-            audiences=[audience])
+            audiences=[audience], introspects=[audience])
         return client.client_id, secret
     finally:
         app.extensions["identity"].store.close()

@@ -176,7 +176,9 @@ def test_a_read_only_disk_is_503_without_corruption_and_recovers(tmp_path, mount
         assert identity_rows(deployment.db_path) == snapshot  # nothing changed, nothing half-written
 
         run("mount", "-o", "remount,bind,rw", str(mount_point))  # the disk comes back: no restart
-        assert requests.get(f"{server.url}/readyz", timeout=10).status_code == 200
+        # /readyz reads a document: a connection SQLite opened read-only fails that read once and is reopened
+        ready = [requests.get(f"{server.url}/readyz", timeout=10).status_code for _ in range(2 * 2 + 1)]
+        assert ready[-1] == 200 and ready.count(503) <= 2 * 2
         # A connection SQLite opened read-only stays so until its first write fails (503, and it is
         # reopened): at most one failed request per connection (each worker holds a durable and a
         # non-durable one), then all is well: three logins in a row must succeed.
