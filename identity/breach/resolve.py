@@ -37,6 +37,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping, Sequence, TextIO
 
 from ..audit import AuditLog
 from ..store import Store, StoreError
+from ..vault import InvalidEmail, normalise_email
 from . import audit_trail
 from .dedupe import RepeatCursor, find_repeats
 from ..keys.dpo_shares import PassphraseFor
@@ -204,6 +205,25 @@ def _repeats(state: RunState, path: Path, fmt: ListFormat, *, start_after: int =
     return RepeatCursor(state.repeats_after, start_after=start_after)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@")  # what a spreadsheet takes for a formula at the start of a cell
+
+
+def deliverable(opened: str | None) -> str | None:
+    """The opened value if it is an address as the vault seals them (normalised) that no spreadsheet reads as a
+    formula, else None (reported ``unopenable``).
+
+    The sealed values are written by anyone who can write the store and holds the DPO's public key: a value
+    that is not such an address was not sealed by the vault, and a formula in the contacts file could send
+    every address in it elsewhere when the file is opened in a spreadsheet.
+    """
+    if opened is None or opened.startswith(FORMULA_STARTS):
+        return None
+    try:
+        return opened if normalise_email(opened) == opened else None
+    except InvalidEmail:
+        return None
+
+
 class _Writer:
     """Writes finished jobs in order and checkpoints; counts only what was written."""
 
@@ -224,7 +244,7 @@ class _Writer:
         people, per_sector = job.people, self.layout.sector_of if self.layout.mixed else None
         for line, pseudonym, kind, restricted in job.items:
             if kind == OPEN:
-                email = next(opened)
+                email = deliverable(next(opened))
                 if email is None:
                     missing.append((line, pseudonym, "unopenable"))
                     unopenable += 1
