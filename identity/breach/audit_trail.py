@@ -45,6 +45,7 @@ def _check_links(store: Store, record: dict[str, Any]) -> None:
     if expected is None or record["prev_hash"] != expected:
         raise Refused(f"audit record {seq} does not follow record {seq - 1} (scripts/audit.py verify)")
     following = store.get(AUDIT_LOG, seq + 1)
-    if following is not None and (following["prev_hash"] != record["hash"]
-                                  or record_hash(following) != following["hash"]):
+    if following is not None and record_hash(following) != following["hash"]:
+        raise Refused(f"audit record {seq + 1} was altered (scripts/audit.py verify)")
+    if following is not None and following["prev_hash"] != record["hash"]:
         raise Refused(f"audit record {seq + 1} does not follow record {seq} (scripts/audit.py verify)")
