@@ -307,6 +307,40 @@ def forged_record(officer: Officer, **fields) -> dict:
             "fingerprint": fingerprint(public), "proof": officer.proof, "status": ACTIVE, **fields}
 
 
+def test_an_enrolment_signed_with_a_revoked_key_and_dated_back_is_never_confirmed(registry, founded, store, clock):
+    """One person, alone: anna re-keyed (her old name revoked, enrolled anew as anna2 by two colleagues). With
+    her revoked key and database access she writes a pending enrolment of a third name dated before the
+    revocation, and confirms it as anna2: two names for one person, unless the enroller must be active when
+    the enrolment is confirmed."""
+    from identity.breach.officers import public_text
+    from identity.breach.statements import confirmation, enrolment
+    from tests.breach_support import Officer
+    anna, bram, carla = founded["anna"], founded["bram"], founded["carla"]
+    enrol(registry, carla, anna, bram)
+    clock.now += 100
+    registry.revoke("anna", by="bram", signer=bram.key)
+    clock.now += 100
+    anna2, anna3 = Officer("anna2"), Officer("anna3")
+    enrol(registry, anna2, bram, carla)
+    clock.now += 100
+    public = anna3.key.public_key()
+    backdated = {"officer": "anna3", "kind": "enrolled", "public_key": public_text(public),
+                 "fingerprint": fingerprint(public), "proof": anna3.proof, "enrolled_by": "anna",
+                 "enrolled_at": int(clock.now) - 250, "status": PENDING}  # while anna was still an officer
+    backdated["enrolment_signature"] = b64url_encode(anna.key.sign(enrolment(backdated)))
+    store.insert(OFFICERS, backdated)
+    with pytest.raises(Refused, match="anna, who signed the enrolment of anna3, is no longer an active officer"):
+        registry.enrol("anna3", public, anna3.proof, by="anna2", signer=anna2.key)
+    # confirmed by writing the store directly, dated now or back: either way it counts for nothing
+    for confirmed_at in (int(clock.now), int(clock.now) - 250):
+        done = {**backdated, "confirmed_by": "anna2", "confirmed_at": confirmed_at, "status": ACTIVE}
+        done["confirmation_signature"] = b64url_encode(anna2.key.sign(confirmation(done)))
+        store.update(OFFICERS, {"officer": "anna3"}, {k: done[k] for k in (
+            "confirmed_by", "confirmed_at", "confirmation_signature", "status")})
+        with pytest.raises(Refused):
+            Registry(store, registry._audit, clock=clock).public_key("anna3")
+
+
 def test_an_inserted_founder_is_refused(registry, founded, store):
     store.insert(OFFICERS, forged_record(founded["carla"], kind="founder"))
     with pytest.raises(Refused, match="founding statement does not name carla"):

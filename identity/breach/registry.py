@@ -5,7 +5,8 @@ founding ceremony (``found``): one statement naming both public keys, signed by 
 once, while the registry is empty, and the first ``officers.found`` record of the audit log names
 its digest. Every later officer is enrolled by two other active officers: one signs the enrolment
 (the new officer's name, key and proof of possession), a second confirms it with their own
-signature (``enrol`` run by each). So no single person can create an officer, a second name for
+signature (``enrol`` run by each), while the first is still active: a revoked key cannot start an
+enrolment dated back to when it was valid and have it confirmed later. So no single person can create an officer, a second name for
 themselves included. A revocation is a statement signed by another active officer and is
 recorded in the audit log.
 
@@ -175,6 +176,9 @@ class Registry:
         if by == doc["enrolled_by"]:
             raise Refused(f"{by} signed the enrolment of {officer}: a second officer must confirm it")
         now = int(self._clock())
+        if not _Chain(self._store).officer(doc["enrolled_by"]).active_at(now):
+            raise Refused(f"{doc['enrolled_by']}, who signed the enrolment of {officer}, is no longer an active "
+                          "officer: an active officer enrols them anew")
         doc = {**doc, "confirmed_by": by, "confirmed_at": now}
         doc["confirmation_signature"] = b64url_encode(signer.sign(confirmation(doc)))
         self._signed_now(by, doc["confirmation_signature"], confirmation(doc), now)
@@ -318,6 +322,9 @@ class _Chain:
                                  doc.get("confirmed_at"), path, f"the confirmation of {name}")
         if confirmer.officer == enroller.officer:
             raise Refused(f"the enrolment of {name} was not confirmed by a second officer")
+        if not enroller.active_at(doc["confirmed_at"]):  # an enrolment counts once both vouch at the same time
+            raise Refused(f"the enrolment of {name} was confirmed when {enroller.officer}, who signed it, "
+                          "was no longer an active officer")
         return doc["confirmed_at"]
 
     def _signer(self, name: Any, signature: Any, payload: bytes, at: Any, path: tuple[str, ...],
