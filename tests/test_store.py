@@ -503,3 +503,17 @@ def test_sqlite_bulk_read_on_a_broken_file_is_store_unavailable(tmp_path: Path):
         list(store.find_fields(THINGS, {}, ("id",)))
     with pytest.raises(StoreUnavailable):
         store.insert_many(THINGS, [{"id": "b"}])
+
+
+def test_a_new_sqlite_store_and_its_log_are_readable_by_their_owner_only(tmp_path):
+    """The file holds the vault, grants and the audit log: under the usual umask (022) SQLite would create it, and
+    its -wal and -shm files, readable by every local user."""
+    previous = os.umask(0o022)
+    try:
+        store = SQLiteStore(tmp_path / "s.sqlite3")
+        store.insert(Collection(name="things", key="id", fields={"id": str}), {"id": "a"})
+    finally:
+        os.umask(previous)
+    for name in ("s.sqlite3", "s.sqlite3-wal", "s.sqlite3-shm"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+    store.close()

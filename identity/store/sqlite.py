@@ -97,6 +97,7 @@ class SQLiteStore:
             self._local.conn = self._local.fast_conn = None  # inherited across fork: never reuse
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_private()
             conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=True
             )
@@ -110,6 +111,15 @@ class SQLiteStore:
         setattr(self._local, attr, conn)
         self._local.pid = os.getpid()
         return conn
+
+    def _create_private(self) -> None:
+        """Create the database file readable by its owner only, whatever the umask: it holds the vault (blind
+        indexes, sealed e-mails), grants and the audit log. SQLite gives its -wal and -shm files the same mode.
+        An existing file keeps its mode."""
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        except FileExistsError:
+            pass
 
     def close(self) -> None:
         self._close_connections()
