@@ -302,6 +302,23 @@ def dev_app_settings_client(settings):
 
 # -- never by omission, never on an address others reach --------------------------------------------
 
+@pytest.mark.parametrize("remote", ["192.0.2.2", "10.0.0.7", "2001:db8::1"])
+def test_a_caller_on_another_machine_never_reaches_it_even_when_the_service_listens_there(
+        dev_app_settings_client, remote):
+    """``serve.py --bind 0.0.0.0:5000`` (or a container's published port) in development: anyone on the network
+    could otherwise sign in as anyone. The service's own pages still answer there; the IdP does not."""
+    elsewhere = {"REMOTE_ADDR": remote}
+    challenge = pkce_pair()[1]
+    for path in ("/devidp/authorize", "/devidp/.well-known/openid-configuration", "/devidp/jwks"):
+        page = dev_app_settings_client.get(path, query_string=authorize_params(challenge),
+                                           environ_overrides=elsewhere)
+        assert page.status_code == 403, path
+    signed_in = dev_app_settings_client.post("/devidp/authorize", data={"email": "victim@example.org"},
+                                             environ_overrides=elsewhere)
+    assert signed_in.status_code == 403
+    assert dev_app_settings_client.get("/devidp/jwks").status_code == 200  # this machine: served
+    assert dev_app_settings_client.get("/healthz", environ_overrides=elsewhere).status_code == 200
+
 @pytest.mark.parametrize("issuer", ["http://127.0.0.1:5000", "http://127.0.0.2:8080", "http://[::1]:5000",
                                     "http://localhost:5000"])
 def test_only_explicit_development_on_a_loopback_http_issuer_may_serve_it(settings, issuer):

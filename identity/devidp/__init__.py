@@ -27,7 +27,8 @@ from .keys import ALGORITHM, SigningKeys
 from .tokens import TokenIssuer
 from .web import create_devidp_app
 
-__all__ = ["DevIdP", "DevIdPConfig", "MOUNT_PATH", "CLIENT_ID", "build_devidp", "development_idp_refusal"]
+__all__ = ["DevIdP", "DevIdPConfig", "MOUNT_PATH", "CLIENT_ID", "build_devidp", "development_idp_refusal",
+           "this_machine_only"]
 
 log = logging.getLogger(__name__)
 MOUNT_PATH = "/devidp"
@@ -85,6 +86,23 @@ def development_idp_refusal(settings: Settings) -> str | None:
         return (f"the development IdP is served only on a loopback http issuer such as {DEFAULT_DEV_ISSUER}, "
                 f"not {settings.issuer}")
     return None
+
+
+def this_machine_only(app: Callable[..., Any]) -> Callable[..., Any]:
+    """``app`` answered only to callers on this machine (a loopback ``REMOTE_ADDR``, as the trusted-proxy layer
+    gives it), 403 to anyone else: the service may listen on a network address in development
+    (``serve.py --bind 0.0.0.0:…``, a container's published port), and whoever reaches the IdP signs in as
+    anyone. The service's own calls to it never leave the process (``WsgiTransport``)."""
+    def only_here(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        remote = environ.get("REMOTE_ADDR")
+        if not remote or is_loopback_host(remote):  # none: not from a network listener (in-process, Unix socket)
+            return app(environ, start_response)
+        body = b"the development IdP answers only on this machine\n"
+        start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8"),
+                                         ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
+        return [body]
+
+    return only_here
 
 
 def build_devidp(settings: Settings, *, store: Store, secret: bytes, redirect_uri: str) -> DevIdP:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 from flask import Flask
 
 from ..config import ConfigError
-from ..devidp import MOUNT_PATH, build_devidp, development_idp_refusal
+from ..devidp import MOUNT_PATH, build_devidp, development_idp_refusal, this_machine_only
 from ..services import Services
 from ..web.login import LoginBroker
 from .broker import UpstreamBroker
@@ -35,7 +35,7 @@ class Login:
     path prefix of the service (the development IdP at ``/devidp``; none in production)."""
 
     broker: LoginBroker | None
-    mounts: Mapping[str, Flask] = field(default_factory=dict)
+    mounts: Mapping[str, Callable[..., Any]] = field(default_factory=dict)  # WSGI apps
 
 
 def configure_login(app: Flask, services: Services, broker: LoginBroker | None = None) -> Login:
@@ -66,4 +66,4 @@ def _login_from_settings(services: Services) -> Login:
                             timeout=settings.upstream_timeout, state_ttl=settings.pending_login_ttl,
                             require_https=False)
     broker = UpstreamBroker(config, mounts={idp.issuer + "/": WsgiTransport(idp.app, idp.issuer)})
-    return Login(broker, {MOUNT_PATH: idp.app})
+    return Login(broker, {MOUNT_PATH: this_machine_only(idp.app)})
