@@ -187,3 +187,16 @@ def test_bad_arguments_are_refused(argv):
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "serve.py"), *argv], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "error:" in done.stderr
+
+
+def test_the_access_log_line_never_names_the_clients_address(tmp_path, key_template):
+    """``make run`` serves with ``--access-log``: granian's default line starts with the client's address, which
+    no log line of this service carries."""
+    deployment = deploy(tmp_path, key_template)
+    with Serve(deployment, workers=1, app=APP, args=("--access-log",)) as server:
+        assert requests.get(f"{server.url}/healthz?probe=access-log", timeout=10).status_code == 200
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any("/healthz" in line for line in list(server.log)):
+            time.sleep(0.05)
+        lines = [line for line in list(server.log) if "/healthz" in line]
+    assert lines and not any("127.0.0.1" in line for line in lines), lines
