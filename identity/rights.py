@@ -36,7 +36,7 @@ from .retention import (
     parse_period,
     record_purge_run,
 )
-from .store import Collection, Lt, Store
+from .store import Collection, DuplicateKeyError, Lt, Store
 from .vault import IDENTITY_ACTIVE, IDENTITY_CLOSED, IDENTITY_ERASED, IDENTITY_RESTRICTED, Vault
 
 __all__ = ["ConnectedApp", "NotAllowed", "PurgeReport", "SubjectRights", "UnknownSubject", "iso", "parse_period"]
@@ -68,6 +68,17 @@ SELF_RESTRICTIONS = Collection(
 )
 
 
+#: erasures begun and not finished yet (a store failure or a crash midway): ``erase`` again, or the next purge,
+#: finishes them. ``via`` as in the ``erasure`` security event; ``actor`` and ``reason`` for the audit record.
+ERASURES = Collection(
+    name="erasures_in_progress",
+    key="pseudonym",
+    fields={"pseudonym": str, "started_at": int, "via": str, "actor": str, "reason": str},
+)
+#: erasures asked for one person, audited one by one (the purge's own are counted in its record)
+REQUESTED = ("operator", "self-service")
+
+
 class UnknownSubject(LookupError):
     """No identity with that pseudonym (or it is erased, where that matters)."""
 
@@ -97,7 +108,8 @@ def iso(timestamp: float | None) -> str | None:
 
 @dataclass(frozen=True)
 class PurgeReport:
-    """What a purge erased (or, dry, would erase): ``identities`` counts both kinds, ``cancelled`` the closed ones."""
+    """What a purge erased (or, dry, would erase): ``identities`` counts both kinds, ``cancelled`` the closed ones,
+    ``finished`` the erasures an interruption had left half-done (their identities counted by the run that began them)."""
 
     cutoff: int
     identities: int
@@ -105,6 +117,7 @@ class PurgeReport:
     dry_run: bool
     cancelled_cutoff: int = 0
     cancelled: int = 0
+    finished: int = 0
 
 
 class SubjectRights:
@@ -219,17 +232,50 @@ class SubjectRights:
 
     def erase(self, pseudonym: str, *, actor: str, reason: str) -> dict[str, Any]:
         """Forget the e-mail link at once and end every session; neither the pseudonym nor any of the
-        person's pairwise subjects can ever resolve again."""
-        self._subjects.forget(pseudonym)  # first: a failure here leaves the person to erase again, whole
-        if not self._vault.erase(pseudonym):
+        person's pairwise subjects can ever resolve again.
+
+        Safe to repeat: an erasure interrupted midway (a store failure, a crash) is finished by the next
+        call for the same pseudonym, or by the next purge. One finished already is ``UnknownSubject``.
+        """
+        identity = self._vault.find(pseudonym)
+        if identity is None or (identity.status == IDENTITY_ERASED and not self._erasure_begun(pseudonym)):
             raise UnknownSubject(pseudonym)
-        revoked = self._grants.revoke_all_for_subject(pseudonym, reason="erasure")
+        via = "self-service" if actor == "subject" else "operator"
+        self._begin_erasure(pseudonym, via=via, actor=actor, reason=reason)
+        _, revoked = self._carry_out_erasure(pseudonym, revoke_reason="erasure")
+        self._record_erasure(pseudonym, via=via, actor=actor, reason=reason, revoked=revoked)
+        self._store.delete(ERASURES, {"pseudonym": pseudonym})
+        return {"pseudonym": pseudonym, "status": IDENTITY_ERASED, "grants_revoked": revoked}
+
+    def _erasure_begun(self, pseudonym: str) -> bool:
+        return self._store.get(ERASURES, pseudonym) is not None
+
+    def _begin_erasure(self, pseudonym: str, *, via: str, actor: str, reason: str) -> None:
+        """Note the erasure before anything is erased: whatever interrupts it, a retry or the purge finds it."""
+        try:
+            self._store.insert(ERASURES, {"pseudonym": pseudonym, "started_at": int(self._clock()), "via": via,
+                                          "actor": actor, "reason": reason})
+        except DuplicateKeyError:
+            pass  # begun before and interrupted (or under way elsewhere): this call finishes it
+
+    def _carry_out_erasure(self, pseudonym: str, *, revoke_reason: str) -> tuple[bool, int]:
+        """Every step of an erasure, each harmless to repeat: (whether this call erased the vault's link,
+        how many grants the person had).
+
+        The link goes before the clean-up: from then on nothing of the person is usable (an erased identity
+        gets no token, refresh or introspection), so an interruption leaves only records to remove.
+        """
+        self._subjects.forget(pseudonym)  # first: no pairwise subject resolves, even if the rest fails
+        erased_now = self._vault.erase(pseudonym)  # False on a retry: erased already, the clean-up still runs
+        revoked = self._grants.revoke_all_for_subject(pseudonym, reason=revoke_reason)
         self._forget(pseudonym)
+        return erased_now, revoked
+
+    def _record_erasure(self, pseudonym: str, *, via: str, actor: str, reason: str, revoked: int) -> None:
+        """The audit record and the security event of an erasure asked for one person."""
         self._audit.append(actor=actor, action="subjects.erase", reason=reason,
                            counts={"grants_revoked": revoked}, details={"pseudonym": pseudonym})
-        security_event("erasure", "identity erased", via="self-service" if actor == "subject" else "operator",
-                       identities=1, grants_revoked=revoked)
-        return {"pseudonym": pseudonym, "status": IDENTITY_ERASED, "grants_revoked": revoked}
+        security_event("erasure", "identity erased", via=via, identities=1, grants_revoked=revoked)
 
     def _forget(self, pseudonym: str) -> None:
         """What erasure removes besides the vault's link, the grants and the codes: consents, sessions."""
@@ -240,12 +286,14 @@ class SubjectRights:
     def restrict(self, pseudonym: str, *, actor: str, reason: str, by_subject: bool = False) -> dict[str, Any]:
         """No new tokens, no refresh, introspection inactive — until ``unrestrict``.
 
-        ``by_subject``: the person asked for it themselves (the account page), so they may lift it too.
+        ``by_subject``: the person asked for it themselves (the account page), so they may lift it too. An
+        operator's restriction removes any such mark (one an interrupted ``unrestrict`` left, say), so the
+        person cannot lift it.
         """
         if not self._vault.set_status(pseudonym, IDENTITY_RESTRICTED, only_from=IDENTITY_ACTIVE):
             raise UnknownSubject(pseudonym)
+        self._store.delete(SELF_RESTRICTIONS, {"pseudonym": pseudonym})  # an operator's: none left behind
         if by_subject:
-            self._store.delete(SELF_RESTRICTIONS, {"pseudonym": pseudonym})
             self._store.insert(SELF_RESTRICTIONS, {"pseudonym": pseudonym, "restricted_at": int(self._clock())})
         self._audit.append(actor=actor, action="subjects.restrict", reason=reason, details={"pseudonym": pseudonym})
         return {"pseudonym": pseudonym, "status": IDENTITY_RESTRICTED}
@@ -254,12 +302,16 @@ class SubjectRights:
         return self._store.get(SELF_RESTRICTIONS, pseudonym) is not None
 
     def unrestrict(self, pseudonym: str, *, actor: str, reason: str, by_subject: bool = False) -> dict[str, Any]:
-        """Lift a restriction. ``by_subject``: the person asks; refused (``NotAllowed``) unless they placed it."""
+        """Lift a restriction. ``by_subject``: the person asks; refused (``NotAllowed``) unless they placed it.
+
+        The person's mark goes before the status: an interruption between the two leaves the person
+        restricted with no mark (an operator lifts it), never a mark that outlives the restriction.
+        """
         if by_subject and not self.restricted_by_subject(pseudonym):
             raise NotAllowed("the restriction was placed by an operator")
+        self._store.delete(SELF_RESTRICTIONS, {"pseudonym": pseudonym})
         if not self._vault.set_status(pseudonym, IDENTITY_ACTIVE, only_from=IDENTITY_RESTRICTED):
             raise UnknownSubject(pseudonym)
-        self._store.delete(SELF_RESTRICTIONS, {"pseudonym": pseudonym})
         self._audit.append(actor=actor, action="subjects.unrestrict", reason=reason,
                            details={"pseudonym": pseudonym})
         return {"pseudonym": pseudonym, "status": IDENTITY_ACTIVE}
@@ -292,8 +344,9 @@ class SubjectRights:
 
     def purge(self, *, actor: str, dry_run: bool, inactive_for: int = parse_period(DEFAULT_INACTIVE_FOR),
               cancelled_for: int = parse_period(DEFAULT_CANCELLED_FOR)) -> PurgeReport:
-        """Erase accounts closed ``cancelled_for`` seconds ago and identities with no login for
-        ``inactive_for``; drop expired codes and tokens. A real run is audited and recorded for ``/readyz``.
+        """Finish every erasure an interruption left half-done, then erase accounts closed ``cancelled_for``
+        seconds ago and identities with no login for ``inactive_for``; drop expired codes and tokens. A real
+        run is audited and recorded for ``/readyz``.
 
         :raises ValueError: ``cancelled_for`` would break the promise (``retention.check_cancelled_for``).
         """
@@ -303,32 +356,56 @@ class SubjectRights:
         if dry_run:  # counted by the store: nothing loaded, whatever the number of identities
             identities, closed = self._vault.purge_counts(cutoff, cancelled_cutoff)
             expired = {coll.name: self._store.count(coll, {field: Lt(now)}) for coll, field in EXPIRING}
-            return PurgeReport(cutoff, identities, expired, True, cancelled_cutoff, closed)
+            return PurgeReport(cutoff, identities, expired, True, cancelled_cutoff, closed,
+                               self._store.count(ERASURES, {}))
+        finished = self._finish_begun_erasures()
         cancelled = self._erase_all(lambda: self._vault.closed_before(cancelled_cutoff, limit=PURGE_BATCH),
-                                    reason="cancellation")
-        inactive = self._erase_all(lambda: self._vault.inactive_since(cutoff, limit=PURGE_BATCH), reason="retention")
+                                    actor=actor, reason="cancellation")
+        inactive = self._erase_all(lambda: self._vault.inactive_since(cutoff, limit=PURGE_BATCH),
+                                   actor=actor, reason="retention")
         expired = {coll.name: self._store.delete(coll, {field: Lt(now)}) for coll, field in EXPIRING}
         self._audit.append(actor=actor, action="subjects.purge",
                            reason=f"no login since {iso(cutoff)}; closed before {iso(cancelled_cutoff)}",
-                           counts={"identities_erased": cancelled + inactive, "cancelled_erased": cancelled, **expired})
+                           counts={"identities_erased": cancelled + inactive, "cancelled_erased": cancelled,
+                                   "erasures_finished": finished, **expired})
         security_event("erasure", "retention purge erased identities", via="retention",
                        identities=cancelled + inactive)
         record_purge_run(self._store, started_at=now, finished_at=int(self._clock()), inactive_for=inactive_for,
                          cancelled_for=cancelled_for, identities_erased=cancelled + inactive,
                          cancelled_erased=cancelled, expired=expired)
-        return PurgeReport(cutoff, cancelled + inactive, expired, False, cancelled_cutoff, cancelled)
+        return PurgeReport(cutoff, cancelled + inactive, expired, False, cancelled_cutoff, cancelled, finished)
 
-    def _erase_all(self, batch_of: Callable[[], list[str]], *, reason: str) -> int:
-        """Erase every identity ``batch_of`` names, batch after batch; how many this run erased."""
+    def _finish_begun_erasures(self) -> int:
+        """Finish the erasures an interruption left half-done (``ERASURES``); how many.
+
+        One asked for a person gets the audit record and event its own call did not write (the person's
+        request is carried out, whoever finishes it); one the purge began is counted in the purge's record.
+        """
+        finished = 0
+        while batch := list(self._store.find(ERASURES, {}, limit=PURGE_BATCH)):
+            for begun in batch:
+                pseudonym, via = begun["pseudonym"], begun["via"]
+                _, revoked = self._carry_out_erasure(
+                    pseudonym, revoke_reason="erasure" if via in REQUESTED else via)
+                if via in REQUESTED:
+                    self._record_erasure(pseudonym, via=via, actor=begun["actor"], reason=begun["reason"],
+                                         revoked=revoked)
+                self._store.delete(ERASURES, {"pseudonym": pseudonym})
+                finished += 1
+        return finished
+
+    def _erase_all(self, batch_of: Callable[[], list[str]], *, actor: str, reason: str) -> int:
+        """Erase every identity ``batch_of`` names, batch after batch; how many this run erased.
+
+        Each is noted in ``ERASURES`` first, so that the next purge finishes one this run could not.
+        """
         erased = 0
         while batch := batch_of():
             erased_now = 0
             for pseudonym in batch:
-                self._subjects.forget(pseudonym)
-                if self._vault.erase(pseudonym):
-                    self._grants.revoke_all_for_subject(pseudonym, reason=reason)
-                    self._forget(pseudonym)
-                    erased_now += 1
+                self._begin_erasure(pseudonym, via=reason, actor=actor, reason=reason)
+                erased_now += self._carry_out_erasure(pseudonym, revoke_reason=reason)[0]
+                self._store.delete(ERASURES, {"pseudonym": pseudonym})
             erased += erased_now
             if erased_now == 0:
                 break  # another purge is erasing the same identities

@@ -154,3 +154,37 @@ def test_a_manifest_naming_a_traversal_kid_is_refused(keys_dir: Path):
     (keys_dir / "signing.json").write_text(json.dumps(manifest))
     with pytest.raises(KeyMaterialError):
         Keyring(keys_dir, passphrase=None)
+
+
+def test_a_manifest_that_cannot_be_loaded_is_reported_logged_once_and_taken_up_once_fixed(
+        keys_dir: Path, caplog: pytest.LogCaptureFixture):
+    ticks = [0.0]
+    keyring = Keyring(keys_dir, passphrase=None, monotonic=lambda: ticks[0])
+    signing = keyring.active_signing_key().kid
+    manifest = rotate_signing_keys(keys_dir, passphrase=None, longest_token_ttl=600, now=1)
+    upcoming = next(k["kid"] for k in manifest["keys"] if k["state"] == "next")
+    key_file = KeyPaths(keys_dir).signing_key(upcoming)
+    held_back = key_file.with_suffix(".held-back")
+    key_file.rename(held_back)  # the manifest arrived before its key file
+    with caplog.at_level("WARNING", logger="identity.keys.keyring"):
+        for tick in (2.0, 4.0, 6.0):
+            ticks[0] = tick
+            assert keyring.active_signing_key().kid == signing  # still serving, with the keys it has
+            assert not keyring.is_healthy()
+    warnings = [r for r in caplog.records if r.name == "identity.keys.keyring"]
+    assert len(warnings) == 1 and upcoming in warnings[0].getMessage()
+    assert "PRIVATE" not in warnings[0].getMessage() and not warnings[0].exc_info
+
+    held_back.rename(key_file)
+    ticks[0] = 8.0
+    assert keyring.is_healthy()
+    assert {k["kid"] for k in keyring.jwks()["keys"]} == {signing, upcoming}
+
+
+def test_readyz_answers_503_while_the_keys_on_disk_cannot_be_loaded(client, services, keys_dir: Path):
+    manifest = rotate_signing_keys(keys_dir, passphrase=None, longest_token_ttl=600, now=1)
+    upcoming = next(k["kid"] for k in manifest["keys"] if k["state"] == "next")
+    KeyPaths(keys_dir).signing_key(upcoming).write_text("not a key")
+    services.keyring._checked_at -= 2  # the reload check is due
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json["checks"]["keys"] == "unavailable"

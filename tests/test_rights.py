@@ -8,8 +8,9 @@ import pytest
 
 from identity.audit import AuditLog
 from identity.retention import parse_period
-from identity.rights import UnknownSubject
+from identity.rights import NotAllowed, UnknownSubject
 from identity.sealing import Opener
+from identity.store import StoreUnavailable
 from identity.vault import IDENTITIES
 from tests.breach_support import dpo_private_key
 from tests.conftest import API, REDIRECT_URI
@@ -417,3 +418,116 @@ def test_me_believes_a_header_reference_only_for_the_token_it_came_with(oauth_cl
                                   self_encryption_key(services.keyring).key, registry=JWE_REGISTRY)
     assert oauth_client.get("/me", headers=bearer({"access_token": spliced})).status_code == 401
     assert oauth_client.get("/me", headers=bearer(live)).status_code == 200
+
+
+# -- an interrupted erasure or unrestriction can be finished ------------------------------------------
+
+
+def fail_once(monkeypatch, target: object, name: str) -> None:
+    """``target.name`` raises ``StoreUnavailable`` on its next call (a failover), then works again."""
+    real = getattr(target, name)
+
+    def failing(*args, **kwargs):
+        monkeypatch.setattr(target, name, real)
+        raise StoreUnavailable("primary stepped down")
+    monkeypatch.setattr(target, name, failing)
+
+
+def person_with_everything(services) -> tuple[str, str]:
+    """A self-restricted person with a consent, a waiting consent, a live grant and an account session:
+    (pseudonym, account session id)."""
+    pseudonym = services.vault.pseudonymise("half@example.org").identity.pseudonym
+    services.oauth.consents.grant(pseudonym, "client-a", ["openid"], API)
+    services.oauth.consents.park({"client_id": "client-a"}, pseudonym)
+    services.oauth.grants.create(grant_id="g-half", client_id="client-a", subject=pseudonym, audience=API,
+                                 scope="openid")
+    session = services.account_sessions.start(pseudonym)
+    services.rights.restrict(pseudonym, actor="subject", reason="account page", by_subject=True)
+    return pseudonym, session
+
+
+def assert_nothing_of_the_person_remains(services, pseudonym: str, session: str) -> None:
+    from identity.oauth.consent import PENDING_CONSENTS
+    assert services.vault.find(pseudonym).status == "erased"
+    assert services.oauth.consents.for_subject(pseudonym) == []
+    assert services.store.count(PENDING_CONSENTS, {"subject": pseudonym}) == 0
+    assert services.oauth.grants.get("g-half").revoked
+    assert services.account_sessions.find(session) is None
+    assert not services.rights.restricted_by_subject(pseudonym)
+
+
+def erase_records(services, pseudonym: str) -> list[dict]:
+    return [r for r in AuditLog(services.store).records()
+            if r["action"] == "subjects.erase" and r["details"] == {"pseudonym": pseudonym}]
+
+
+def test_an_erasure_interrupted_after_the_vault_write_is_finished_by_erasing_again(services, monkeypatch):
+    pseudonym, session = person_with_everything(services)
+    fail_once(monkeypatch, services.rights._grants, "revoke_all_for_subject")
+    with pytest.raises(StoreUnavailable):
+        services.rights.erase(pseudonym, actor="ops", reason="Art. 17 request")
+    assert services.vault.find(pseudonym).status == "erased" and erase_records(services, pseudonym) == []
+
+    again = services.rights.erase(pseudonym, actor="ops", reason="Art. 17 request, again")
+    assert again == {"pseudonym": pseudonym, "status": "erased", "grants_revoked": 1}
+    assert_nothing_of_the_person_remains(services, pseudonym, session)
+    [record] = erase_records(services, pseudonym)
+    assert record["actor"] == "ops" and record["reason"] == "Art. 17 request, again"
+    with pytest.raises(UnknownSubject):  # finished: erasing once more is refused, as for any erased person
+        services.rights.erase(pseudonym, actor="ops", reason="thrice")
+
+
+def test_the_purge_finishes_an_interrupted_erasure_and_audits_it_as_asked(services, monkeypatch):
+    pseudonym, session = person_with_everything(services)
+    fail_once(monkeypatch, services.rights._grants, "revoke_all_for_subject")
+    with pytest.raises(StoreUnavailable):
+        services.rights.erase(pseudonym, actor="ops", reason="Art. 17 request")
+
+    report = services.rights.purge(actor="cron", dry_run=False)
+    assert_nothing_of_the_person_remains(services, pseudonym, session)
+    [record] = erase_records(services, pseudonym)
+    assert record["actor"] == "ops" and record["reason"] == "Art. 17 request"
+    assert report.finished == 1 and report.identities == 0
+    assert services.rights.purge(actor="cron", dry_run=False).finished == 0
+
+
+def test_an_erasure_the_purge_could_not_finish_is_finished_by_the_next_purge(services, clock, monkeypatch):
+    pseudonym, _ = person_with_everything(services)  # grants and sessions expire meanwhile; consents do not
+    clock.advance(800 * 86400)
+    fail_once(monkeypatch, services.rights._grants, "revoke_all_for_subject")
+    with pytest.raises(StoreUnavailable):
+        services.rights.purge(inactive_for=365 * 86400, actor="cron", dry_run=False)
+    assert services.vault.find(pseudonym).status == "erased"
+    assert services.rights.purge(inactive_for=365 * 86400, actor="cron", dry_run=True).finished == 1
+
+    report = services.rights.purge(inactive_for=365 * 86400, actor="cron", dry_run=False)
+    assert services.oauth.consents.for_subject(pseudonym) == []
+    assert not services.rights.restricted_by_subject(pseudonym)
+    assert report.finished == 1 and report.identities == 0
+    assert erase_records(services, pseudonym) == []  # the purge's own: counted, never named, in its record
+    purge = [r for r in AuditLog(services.store).records() if r["action"] == "subjects.purge"][-1]
+    assert purge["counts"]["erasures_finished"] == 1 and pseudonym not in json.dumps(purge)
+
+
+def test_an_interrupted_unrestriction_leaves_no_mark_that_outlives_the_restriction(services, monkeypatch):
+    rights = services.rights
+    pseudonym = services.vault.pseudonymise("marked@example.org").identity.pseudonym
+    rights.restrict(pseudonym, actor="subject", reason="account page", by_subject=True)
+    fail_once(monkeypatch, rights._store, "delete")
+    with pytest.raises(StoreUnavailable):
+        rights.unrestrict(pseudonym, actor="ops", reason="ticket 7")
+    assert services.vault.find(pseudonym).status == "restricted"  # nothing changed: the operator tries again
+    rights.unrestrict(pseudonym, actor="ops", reason="ticket 7, again")
+    assert services.vault.find(pseudonym).status == "active" and not rights.restricted_by_subject(pseudonym)
+
+
+def test_an_operators_restriction_removes_a_mark_left_behind_so_the_person_cannot_lift_it(services):
+    from identity.rights import SELF_RESTRICTIONS
+    rights = services.rights
+    pseudonym = services.vault.pseudonymise("marked@example.org").identity.pseudonym
+    services.store.insert(SELF_RESTRICTIONS, {"pseudonym": pseudonym, "restricted_at": 0})  # left by a crash
+    rights.restrict(pseudonym, actor="ops", reason="Art. 18(1)(a): accuracy contested")
+    assert not rights.restricted_by_subject(pseudonym)
+    with pytest.raises(NotAllowed):
+        rights.unrestrict(pseudonym, actor="subject", reason="account page", by_subject=True)
+    assert services.vault.find(pseudonym).status == "restricted"

@@ -8,6 +8,7 @@ signs, so that second of disagreement never produces a token a verifier cannot c
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -34,6 +35,8 @@ from .lifecycle import ACTIVE, NEXT, RETIRED
 
 RELOAD_INTERVAL_SECONDS = 1.0
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SigningKey:
@@ -58,6 +61,14 @@ class _Loaded:
     development: bool
     keys: tuple[SigningKey, ...]
     jwks: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """Why the manifest on disk could not be loaded: its stamp (None: unreadable) and the error's message."""
+
+    stamp: tuple[int, int] | None
+    message: str
 
 
 def load_pairwise_key(paths: KeyPaths) -> bytes:
@@ -96,6 +107,7 @@ class Keyring:
         self.self_encryption_key: RSAPrivateKey = load_private_key(self.paths.self_encryption, passphrase)
         self.pairwise_key: bytes = load_pairwise_key(self.paths)
         self._loaded = self._load()
+        self._failure: _Failure | None = None
         self._checked_at = self._monotonic()
 
     def __repr__(self) -> str:
@@ -133,18 +145,39 @@ class Keyring:
         with self._lock:
             if now - self._checked_at >= RELOAD_INTERVAL_SECONDS:
                 self._checked_at = now
-                try:
-                    if self._stamp() != self._loaded.stamp:
-                        self._loaded = self._load()
-                        _log_rotation(self._loaded.keys)
-                except KeyMaterialError:
-                    pass  # keep serving with the keys we have; readiness reports the problem
+                self._reload_if_changed()
         return self._loaded
+
+    def _reload_if_changed(self) -> None:
+        """Load the manifest if it changed on disk (called with the lock held, at most once a second).
+
+        A failure keeps the keys loaded before serving (tokens go on being signed), is remembered for
+        ``is_healthy`` and logged once; the next check tries again, so a fixed directory is taken up by itself.
+        """
+        stamp = None
+        try:
+            stamp = self._stamp()
+            if stamp == self._loaded.stamp:
+                self._failure = None
+                return
+            self._loaded = self._load()
+        except KeyMaterialError as exc:
+            self._note_failure(_Failure(stamp, str(exc)))
+            return
+        self._failure = None
+        _log_rotation(self._loaded.keys)
+
+    def _note_failure(self, failure: _Failure) -> None:
+        """Remember a failed reload; a warning for each distinct one (the error names files, never key material)."""
+        if failure != self._failure:
+            log.warning("signing keys not reloaded, still signing with the keys loaded before: %s", failure.message)
+        self._failure = failure
 
     def reload(self) -> None:
         """Re-read the manifest now (tests and operators' tools)."""
         with self._lock:
             self._loaded = self._load()
+            self._failure = None
             self._checked_at = self._monotonic()
 
     # -- queries -----------------------------------------------------------------------------
@@ -164,11 +197,14 @@ class Keyring:
         return self._current().jwks
 
     def is_healthy(self) -> bool:
+        """False while the manifest cannot be read, or differs from the loaded one and the last try to load it
+        failed (the keys loaded before go on signing meanwhile); true again once it loads."""
+        self._current()  # a readiness probe retries a failed reload too, even with no token traffic
         try:
-            self._stamp()
-            return True
+            stamp = self._stamp()
         except KeyMaterialError:
             return False
+        return self._failure is None or stamp == self._loaded.stamp
 
     def production_problems(self) -> list[str]:
         """Why this key material must not serve production traffic (empty when it may)."""
