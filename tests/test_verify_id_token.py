@@ -96,6 +96,16 @@ def test_forged_and_foreign_tokens_are_refused(verifier, keyring):
     assert verifier.verify(signed(keyring, base_claims(aud=[CLIENT, "other"], azp=CLIENT))).audience == (CLIENT, "other")
 
 
+@pytest.mark.parametrize("junk", ["\ud800", "é", " ", "\x00"])
+def test_a_token_with_characters_outside_base64url_is_malformed(verifier, minter, junk):
+    """A lone surrogate (JSON may carry "\\ud800") cannot even be encoded: MalformedToken, not UnicodeEncodeError."""
+    header, payload, signature = id_token(minter).split(".")
+    with pytest.raises(MalformedToken):
+        verifier.verify(f"{header}.{payload}{junk}.{signature}")
+    with pytest.raises(WrongNonce):  # nor from a nonce the app passes in
+        verifier.verify(id_token(minter), nonce=junk)
+
+
 def test_the_keys_come_from_discovery_when_no_jwks_uri_is_given(keyring, minter):
     fetcher = FakeFetcher()
     fetcher.serve_json(f"{ISSUER}/.well-known/openid-configuration", {"issuer": ISSUER, "jwks_uri": JWKS_URI})

@@ -92,6 +92,30 @@ def test_endpoint_comes_from_discovery(factory: TokenFactory):
     assert fetcher.urls() == [DISCOVERY_URI, JWKS_URI, INTROSPECTION_URI]
 
 
+def test_discovery_without_an_introspection_endpoint_is_issuer_unavailable(factory: TokenFactory):
+    """The issuer's document, not our settings: 503, not the 500 of a ConfigurationError."""
+    fetcher = FakeFetcher()
+    fetcher.serve_json(DISCOVERY_URI, {"issuer": ISSUER, "jwks_uri": JWKS_URI})
+    verifier, _, _ = make_verifier(factory, fetcher=fetcher, introspection=CREDENTIALS)
+    with pytest.raises(IssuerUnavailable) as caught:
+        verifier.verify(factory.token(), introspect=True)
+    assert not isinstance(caught.value, ConfigurationError)
+
+
+def test_a_malformed_introspection_answer_or_a_broken_fetcher_is_issuer_unavailable(factory: TokenFactory):
+    verifier, fetcher, _ = make_verifier(factory, introspection=CREDENTIALS, introspection_endpoint=INTROSPECTION_URI)
+    fetcher.responses[INTROSPECTION_URI] = HttpResponse(status=200, body=b"[" * 100_000)
+    with pytest.raises(IssuerUnavailable):
+        verifier.verify(factory.token(), introspect=True)
+
+    def broken() -> HttpResponse:
+        raise OSError("a fetcher breaking its contract")
+
+    fetcher.responses[INTROSPECTION_URI] = broken
+    with pytest.raises(IssuerUnavailable):
+        verifier.verify(factory.token(), introspect=True)
+
+
 def test_introspection_without_credentials_is_a_configuration_error(factory: TokenFactory):
     verifier, _, _ = make_verifier(factory)
     with pytest.raises(ConfigurationError):

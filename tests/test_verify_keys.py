@@ -3,6 +3,10 @@ ids and URL headers, key rotation on both sides, and the cache of verified token
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any
+
 import pytest
 
 from identity.verify import (
@@ -15,6 +19,7 @@ from identity.verify import (
     UnknownKey,
 )
 from identity.verify.cache import token_digest
+from identity.verify.jwks import SigningKeys
 
 from .verify_support import (
     DISCOVERY_URI,
@@ -135,6 +140,41 @@ def test_stale_keys_keep_working_while_the_issuer_is_down(factory: TokenFactory)
     assert jwks_fetches(fetcher) == 2
 
 
+def test_requests_waiting_behind_a_stalled_jwks_fetch_give_up_after_refresh_wait(factory: TokenFactory):
+    """A fetch that hangs holds the key lock; the others answer 503 in time (or use a key they hold)."""
+    release = threading.Event()
+    fetcher = FakeFetcher()
+    fetcher.serve_json(JWKS_URI, factory.jwks())
+    keys = SigningKeys(fetcher, jwks_uri=JWKS_URI, min_refresh_interval=0, refresh_wait=0.2)
+    assert keys.key(factory.signing_kid)
+    stalled = fetcher.responses[JWKS_URI]
+
+    def stall() -> Any:
+        release.wait(5)
+        return stalled
+
+    fetcher.responses[JWKS_URI] = stall
+    outcome: list[str] = []
+
+    def fetch_for_an_unknown_kid() -> None:
+        try:
+            keys.key("rotated-in")
+        except UnknownKey:
+            outcome.append("unknown")
+
+    hung = threading.Thread(target=fetch_for_an_unknown_kid, daemon=True)
+    hung.start()
+    time.sleep(0.1)  # the thread above is now fetching, holding the lock
+    started = time.monotonic()
+    with pytest.raises(IssuerUnavailable):
+        keys.key("another-new-kid")  # needs a blocking refresh: waits refresh_wait, no longer
+    assert time.monotonic() - started < 2
+    assert keys.key(factory.signing_kid)  # a key already held needs no fetch
+    release.set()
+    hung.join(5)
+    assert outcome == ["unknown"]  # the stalled fetch itself still completes normally
+
+
 @pytest.mark.parametrize("document", [
     {"keys": "nope"}, [], {"nokeys": []},
 ])
@@ -189,6 +229,32 @@ def test_unacceptable_discovery_documents(factory: TokenFactory, document: dict)
     with pytest.raises(IssuerUnavailable):
         verifier.verify(factory.token())
     assert "http://evil.example.test/jwks.json" not in fetcher.urls()
+
+
+def test_a_discovery_document_that_breaks_the_parser_backs_off_like_an_unreachable_issuer(factory: TokenFactory):
+    class Unparsable:
+        status = 200
+
+        def json_object(self) -> dict:
+            raise ValueError("a fetcher's own response type, failing its own way")
+
+    fetcher = FakeFetcher()
+    fetcher.responses[DISCOVERY_URI] = Unparsable()
+    verifier, _, _ = make_verifier(factory, fetcher=fetcher, jwks_uri=None)
+    for _ in range(2):
+        with pytest.raises(IssuerUnavailable):
+            verifier.verify(factory.token())
+    assert fetcher.urls().count(DISCOVERY_URI) == 1  # failing fast until retry_interval, not per request
+
+
+def test_a_discovery_jwks_uri_that_is_no_url_is_issuer_unavailable(factory: TokenFactory):
+    fetcher = FakeFetcher()
+    fetcher.serve_json(DISCOVERY_URI, discovery(jwks_uri="https://[bad"))
+    verifier, _, _ = make_verifier(factory, fetcher=fetcher, jwks_uri=None)
+    for _ in range(2):
+        with pytest.raises(IssuerUnavailable):
+            verifier.verify(factory.token())
+    assert fetcher.urls() == [DISCOVERY_URI]
 
 
 # -- configuration --------------------------------------------------------------------------------
@@ -300,6 +366,24 @@ def test_cached_tokens_of_a_withdrawn_signing_key_are_forgotten(factory: TokenFa
     verifier.verify(TokenFactory(signing_key=rsa_key("issuer-signing-next"), now=clock.now).token())  # triggers refresh
     with pytest.raises(UnknownKey):
         verifier.verify(token)
+
+
+def test_a_cached_token_is_refused_once_the_issuer_withdrew_its_signing_key(factory: TokenFactory):
+    """Only the cached token is replayed: its hits must notice the withdrawal at the next JWKS refresh."""
+    verifier, fetcher, clock = make_verifier(factory, jwks_ttl=300)
+    token = factory.token(exp=int(factory.now) + 7 * 86400)  # a stolen key can mint any exp
+    verifier.verify(token)
+    for _ in range(5):
+        verifier.verify(token)
+    assert jwks_fetches(fetcher) == 1  # a hit within the TTL fetches nothing
+    fetcher.serve_json(JWKS_URI, {"keys": []})
+    clock.advance(301)
+    with pytest.raises(UnknownKey):
+        verifier.verify(token)
+    with pytest.raises(UnknownKey):
+        verifier.verify(token)
+    assert jwks_fetches(fetcher) == 2  # the TTL refresh, then the rate limit: never a fetch per hit
+    assert len(verifier._cache) == 0
 
 
 def test_a_tampered_copy_of_a_cached_token_is_not_a_cache_hit(factory: TokenFactory):

@@ -148,6 +148,25 @@ def test_a_key_directory_is_reread_so_the_audience_key_rotates_without_a_restart
     assert verifier.verify(new_tokens.token(jti="d")).subject == PSEUDONYM
 
 
+def test_a_cached_token_is_refused_once_its_audience_key_file_is_deleted(tmp_path, factory):
+    """Only the cached token is replayed (nothing else asks for the keys): its hit must see the deletion."""
+    keys = tmp_path / "keys"
+    old = generate_audience_key(keys, bits=2048)
+    generate_audience_key(keys, bits=2048)
+    clock_box = [0.0]
+    source = DecryptionKeyDirectory(keys, reload_interval=5, monotonic=lambda: clock_box[0])
+    old_tokens = TokenFactory(audience_key=private_key_of(old.private_key), now=factory.now)
+    verifier, _, _ = make_verifier(old_tokens, decryption_keys=source)
+    cached = old_tokens.token(jti="cached")
+    verifier.verify(cached)
+    old.private_key.unlink()
+    assert verifier.verify(cached).decryption_kid == old.kid  # within reload_interval: still held
+    clock_box[0] += 5
+    with pytest.raises(UnknownKey):
+        verifier.verify(cached)
+    assert len(verifier._cache) == 0
+
+
 def test_a_bad_or_empty_reload_keeps_the_keys_held(tmp_path, factory):
     keys = tmp_path / "keys"
     files = generate_audience_key(keys, bits=2048)

@@ -1,7 +1,8 @@
 """Verified tokens remembered until they expire: bounded, least recently used out first.
 
 Entries are keyed by SHA-256 of the token, so the cache never holds a usable bearer token, and
-only tokens that passed every check are stored. A hit still re-checks expiry.
+only tokens that passed every check are stored. A hit still re-checks expiry (and the verifier, that
+the keys the token was verified with are still held).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class VerifiedCache(Generic[T]):
             self._entries.move_to_end(digest)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
+
+    def discard(self, digest: bytes) -> None:
+        with self._lock:
+            self._entries.pop(digest, None)
 
     def discard_where(self, predicate: Callable[[T], bool]) -> int:
         """Drop every entry whose value matches (e.g. signed by a key the issuer withdrew)."""

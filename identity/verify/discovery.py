@@ -45,7 +45,9 @@ def parse_metadata(document: dict[str, object], *, issuer: str) -> IssuerMetadat
 
 
 class Discovery:
-    """Fetches the metadata once and keeps it; after a failure, fails fast until ``retry_interval`` passed."""
+    """Fetches the metadata once and keeps it; after a failure (unreachable, or an unusable document),
+    fails fast until ``retry_interval`` passed. A caller waits at most ``wait`` seconds for another
+    thread's fetch."""
 
     def __init__(
         self,
@@ -54,12 +56,14 @@ class Discovery:
         *,
         retry_interval: float = 30.0,
         monotonic: Callable[[], float] = time.monotonic,
+        wait: float = 10.0,
     ) -> None:
         self.issuer = issuer
         self.url = require_safe_url(discovery_url(issuer), "the issuer's discovery URL")
         self._fetcher = fetcher
         self._retry_interval = retry_interval
         self._monotonic = monotonic
+        self._wait = wait
         self._lock = threading.Lock()
         self._metadata: IssuerMetadata | None = None
         self._failed_at: float | None = None
@@ -68,22 +72,30 @@ class Discovery:
         """The issuer's metadata; ``IssuerUnavailable`` when it cannot be had now."""
         if self._metadata is not None:
             return self._metadata
-        with self._lock:
+        if not self._lock.acquire(timeout=self._wait):
+            raise IssuerUnavailable("the issuer's discovery document is still being fetched")
+        try:
             if self._metadata is not None:
                 return self._metadata
             now = self._monotonic()
             if self._failed_at is not None and now - self._failed_at < self._retry_interval:
                 raise IssuerUnavailable("the issuer's discovery document could not be fetched recently")
             try:
-                try:
-                    response = self._fetcher.get(self.url)
-                except IssuerUnavailable:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - an injected fetcher that breaks its contract
-                    raise IssuerUnavailable(f"fetching the discovery document failed ({type(exc).__name__})") from None
-                self._metadata = parse_metadata(response.json_object(), issuer=self.issuer)
+                self._metadata = self._fetch()
             except IssuerUnavailable as exc:
                 self._failed_at = now
                 log.warning("issuer discovery failed: %s", exc)
                 raise
             return self._metadata
+        finally:
+            self._lock.release()
+
+    def _fetch(self) -> IssuerMetadata:
+        """Fetch and parse the document; every failure, whatever raised it, is ``IssuerUnavailable``."""
+        try:
+            response = self._fetcher.get(self.url)
+            return parse_metadata(response.json_object(), issuer=self.issuer)
+        except IssuerUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an injected fetcher or response that breaks its contract
+            raise IssuerUnavailable(f"fetching the discovery document failed ({type(exc).__name__})") from None

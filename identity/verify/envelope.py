@@ -112,6 +112,10 @@ class Decrypter:
     def kids(self) -> frozenset[str]:
         return frozenset(self._current())
 
+    def holds(self, kid: str) -> bool:
+        """Whether the source holds the key ``kid`` now (a cheap re-check for a token decrypted earlier)."""
+        return kid in self._current()
+
     def _current(self) -> Mapping[str, DecryptionKey]:
         keys = self._source.current()
         if keys is not self._held:

@@ -2,7 +2,7 @@
 
 The verifier fetches exactly the URLs it was configured with (discovery, JWKS, introspection),
 never a URL a token names. Tests inject a fake ``Fetcher``; the default uses ``requests`` with
-timeouts, no redirects and a response size cap.
+timeouts (per read, and a deadline for the whole response), no redirects and a response size cap.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import ipaddress
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 from urllib.parse import urlsplit
@@ -21,6 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import requests
 
 MAX_RESPONSE_BYTES = 1024 * 1024
+DEFAULT_TOTAL_TIMEOUT_SECONDS = 10.0  # a whole fetch, however the bytes trickle in
+READ_CHUNK_BYTES = 16 * 1024
 LOOPBACK_NAMES = frozenset({"localhost"})
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})\"?\s*(?:,|$)", re.IGNORECASE)
 _NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:,|$)", re.IGNORECASE)
@@ -51,7 +54,7 @@ class HttpResponse:
             raise IssuerUnavailable(f"the issuer answered HTTP {self.status}")
         try:
             value = json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: '[' * 100000
             raise IssuerUnavailable("the issuer answered with something that is not JSON") from exc
         if not isinstance(value, dict):
             raise IssuerUnavailable("the issuer answered with JSON that is not an object")
@@ -81,10 +84,14 @@ def require_safe_url(url: object, what: str) -> str:
     """``url`` if it is https, or http to a loopback host (development); ``ConfigurationError`` otherwise."""
     if not isinstance(url, str):
         raise ConfigurationError(f"{what} must be a URL string")
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname
+    except ValueError:  # e.g. "https://[bad": an unbalanced IPv6 bracket
+        raise ConfigurationError(f"{what} is not a valid URL") from None
+    if scheme == "https" and host:
         return url
-    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+    if scheme == "http" and is_loopback_host(host):
         return url
     raise ConfigurationError(f"{what} must be an https URL (plain http only to a loopback host)")
 
@@ -92,6 +99,8 @@ def require_safe_url(url: object, what: str) -> str:
 class RequestsFetcher:
     """The default ``Fetcher``: ``requests`` with timeouts, no redirects, capped responses.
 
+    ``read_timeout`` bounds each socket read; ``total_timeout`` bounds the whole fetch (connecting,
+    the headers and the body), so an issuer sending its answer a byte at a time is given up on too.
     One ``requests.Session`` per thread, so connections are reused without sharing a session
     between threads.
     """
@@ -103,11 +112,18 @@ class RequestsFetcher:
         read_timeout: float = 5.0,
         max_bytes: int = MAX_RESPONSE_BYTES,
         user_agent: str = "identity-verify/1",
+        total_timeout: float = DEFAULT_TOTAL_TIMEOUT_SECONDS,
     ) -> None:
         import requests  # imported here: verifying a cached key set never needs it
+        import urllib3
 
+        if not total_timeout > 0:
+            raise ConfigurationError("total_timeout must be positive")
         self._requests = requests
+        #: what reading a body can raise besides requests' own errors (a broken, undecodable or stalled body)
+        self._transport_errors = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
         self._timeout = (connect_timeout, read_timeout)
+        self._total_timeout = total_timeout
         self._max_bytes = max_bytes
         self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
         self._local = threading.local()
@@ -119,19 +135,33 @@ class RequestsFetcher:
         return session
 
     def _send(self, method: str, url: str, **kwargs: Any) -> HttpResponse:
+        deadline = time.monotonic() + self._total_timeout
         try:
             with self._session().request(
                 method, url, headers=self._headers, timeout=self._timeout, allow_redirects=False,
                 stream=True, **kwargs,
             ) as response:
-                body = response.raw.read(self._max_bytes + 1, decode_content=True)
+                body = self._read_body(response.raw, deadline)
                 status = response.status_code
                 headers = {name.lower(): value for name, value in response.headers.items()}
-        except self._requests.RequestException as exc:
+        except self._transport_errors as exc:
             raise IssuerUnavailable(f"HTTP {method} to the issuer failed ({type(exc).__name__})") from None
-        if len(body) > self._max_bytes:
-            raise IssuerUnavailable("the issuer's response is too large")
         return HttpResponse(status=status, body=body, headers=headers)
+
+    def _read_body(self, raw: Any, deadline: float) -> bytes:
+        """The (decoded) body as it arrives; ``IssuerUnavailable`` once it exceeds ``max_bytes`` or is
+        still arriving at ``deadline``. ``read1`` returns whatever one socket read brings, so the
+        deadline is checked however slowly the bytes come."""
+        body = bytearray()
+        while True:
+            if time.monotonic() >= deadline:
+                raise IssuerUnavailable("the issuer took too long to answer")
+            chunk = raw.read1(READ_CHUNK_BYTES, decode_content=True)
+            if not chunk:
+                return bytes(body)
+            body += chunk
+            if len(body) > self._max_bytes:
+                raise IssuerUnavailable("the issuer's response is too large")
 
     def get(self, url: str) -> HttpResponse:
         return self._send("GET", url)

@@ -38,7 +38,7 @@ from .errors import (
 )
 from .http import Fetcher, RequestsFetcher
 from .jwks import DEFAULT_MIN_REFRESH_SECONDS, DEFAULT_TTL_SECONDS, SigningKeys
-from .verifier import DEFAULT_LEEWAY_SECONDS, check_issuer_and_leeway
+from .verifier import COMPACT_CHARACTERS, DEFAULT_LEEWAY_SECONDS, check_issuer_and_leeway
 
 SIGNING_ALG = "RS256"
 ID_TOKEN_TYPES = frozenset({"jwt", "application/jwt"})
@@ -62,6 +62,11 @@ class IdToken:
 
 class WrongNonce(ClaimError):
     default_message = "the ID token's nonce is not the one this app sent"
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as bytes for a comparison; a lone surrogate (JSON can carry ``"\\ud800"``) is kept, not an error."""
+    return text.encode("utf-8", "surrogatepass")
 
 
 def check_id_token_header(header: Mapping[str, Any]) -> str:
@@ -126,6 +131,8 @@ class IdTokenVerifier:
         """
         if not isinstance(token, str) or not 0 < len(token) <= MAX_ID_TOKEN_LENGTH:
             raise MalformedToken("the ID token is not a compact JWS")
+        if not COMPACT_CHARACTERS.fullmatch(token):  # before anything encodes it (a lone surrogate cannot be)
+            raise MalformedToken("the ID token is not a compact JWS")
         segments = token.split(".")
         if len(segments) != 3 or not segments[0] or not segments[1]:
             raise MalformedToken("the ID token is not a compact JWS")
@@ -163,7 +170,7 @@ class IdTokenVerifier:
         issued_in_past(iat, now, self._leeway)
         token_nonce = claims.get("nonce")
         if nonce is not None and not (isinstance(token_nonce, str)
-                                      and hmac.compare_digest(token_nonce.encode(), nonce.encode())):
+                                      and hmac.compare_digest(_utf8(token_nonce), _utf8(nonce))):
             raise WrongNonce("nonce")
         return IdToken(subject=string_claim(claims, "sub"), issuer=self.issuer, audience=audiences, expires_at=exp,
                        issued_at=iat, auth_time=time_claim(claims, "auth_time"),

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 from .claims import AccessToken
-from .errors import ConfigurationError, TokenInactive
+from .errors import ConfigurationError, IssuerUnavailable, TokenInactive
 from .http import Fetcher, require_safe_url
 
 #: Members of an introspection answer that must agree with the locally verified token.
@@ -53,17 +53,23 @@ class IntrospectionClient:
             return self._endpoint
         assert self._endpoint_from is not None
         endpoint = self._endpoint_from()
-        if not endpoint:
-            raise ConfigurationError("the issuer's metadata advertises no introspection_endpoint")
+        if not endpoint:  # the issuer's answer, not our settings: no ConfigurationError after construction
+            raise IssuerUnavailable("the issuer's metadata advertises no introspection_endpoint")
         return endpoint
 
     def introspect(self, token: str) -> dict[str, Any]:
         """The issuer's answer for an active token (RFC 7662 §2.2); raises for an inactive one."""
-        response = self._fetcher.post_form(
-            self.endpoint(),
-            {"token": token, "token_type_hint": "access_token"},
-            basic_auth=self._credentials.basic_auth(),
-        )
+        endpoint = self.endpoint()
+        try:
+            response = self._fetcher.post_form(
+                endpoint,
+                {"token": token, "token_type_hint": "access_token"},
+                basic_auth=self._credentials.basic_auth(),
+            )
+        except IssuerUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an injected fetcher that breaks its contract still means "unavailable"
+            raise IssuerUnavailable(f"introspection failed ({type(exc).__name__})") from None
         answer = response.json_object()
         if answer.get("active") is not True:
             raise TokenInactive()

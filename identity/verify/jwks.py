@@ -6,7 +6,9 @@ The JWKS is kept for the ``max-age`` of its response's ``Cache-Control`` (the is
 key trusted; without a ``max-age``, ``ttl``. Every fetch attempt (first load, refresh, unknown ``kid``)
 is rate-limited to one per ``min_refresh_interval``, and concurrent callers share one fetch, so a flood
 of tokens naming made-up key ids costs the issuer at most one request per interval. While a refresh is
-due or failing, the keys already held keep verifying (stale-while-revalidate).
+due or failing, the keys already held keep verifying (stale-while-revalidate). A caller that must wait for
+another thread's fetch (no keys yet, an unknown ``kid``) waits at most ``refresh_wait`` seconds, then gets
+``IssuerUnavailable``: a slow issuer never holds every request hostage.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ DEFAULT_TTL_SECONDS = 300.0  # without a max-age; the issuer serves its JWKS wit
 DEFAULT_MIN_TTL_SECONDS = 60.0  # the floor under the response's max-age
 DEFAULT_MAX_TTL_SECONDS = 3600.0  # the ceiling over it
 DEFAULT_MIN_REFRESH_SECONDS = 30.0
+DEFAULT_REFRESH_WAIT_SECONDS = 10.0  # the longest a request waits for another thread's fetch
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,14 @@ class SigningKeys:
         on_keys_removed: Callable[[frozenset[str]], None] | None = None,
         min_ttl: float = DEFAULT_MIN_TTL_SECONDS,
         max_ttl: float = DEFAULT_MAX_TTL_SECONDS,
+        refresh_wait: float = DEFAULT_REFRESH_WAIT_SECONDS,
     ) -> None:
         if jwks_uri is None and discovery is None:
             raise ValueError("either jwks_uri or discovery is required")
         if not 0 < min_ttl <= max_ttl:
             raise ValueError("the JWKS TTL bounds must satisfy 0 < min_ttl <= max_ttl")
+        if not refresh_wait >= 0:
+            raise ValueError("refresh_wait must not be negative")
         self._jwks_uri = require_safe_url(jwks_uri, "jwks_uri") if jwks_uri is not None else None
         self._discovery = discovery
         self._fetcher = fetcher
@@ -68,6 +74,7 @@ class SigningKeys:
         self._min_interval = min_refresh_interval
         self._monotonic = monotonic
         self._on_keys_removed = on_keys_removed
+        self._refresh_wait = refresh_wait
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
         self._last_attempt: float | None = None
@@ -92,9 +99,25 @@ class SigningKeys:
 
     def refresh(self) -> None:
         """Fetch now, ignoring the rate limit (start-up warm-up, operators); raises on failure."""
-        with self._lock:
+        self._acquire(blocking=True)
+        try:
             self._last_attempt = self._monotonic()
             self._install(self._fetch(), self._last_attempt)
+        finally:
+            self._lock.release()
+
+    def holds(self, kid: str) -> bool:
+        """Whether ``kid`` is among the keys held now: a cheap re-check for a token verified earlier.
+
+        Refreshes only as ``key`` does when the TTL has run out (never waiting for the lock, never
+        outside the rate limit), so a key the issuer withdrew is noticed at the next refresh.
+        """
+        snapshot = self._snapshot
+        if snapshot is None:
+            return False
+        if self._monotonic() - snapshot.fetched_at >= snapshot.ttl:
+            snapshot = self._refresh(blocking=False) or snapshot
+        return kid in snapshot.keys
 
     def kids(self) -> frozenset[str]:
         snapshot = self._snapshot
@@ -140,9 +163,22 @@ class SigningKeys:
             self._on_keys_removed(removed)
         return snapshot
 
+    def _acquire(self, *, blocking: bool) -> bool:
+        """Take the fetch lock: at once or not at all, or (``blocking``) within ``refresh_wait``,
+        else ``IssuerUnavailable`` (another thread's fetch is taking too long)."""
+        if not blocking:
+            return self._lock.acquire(blocking=False)
+        if not self._lock.acquire(timeout=self._refresh_wait):
+            raise IssuerUnavailable("the issuer's signing keys are still being fetched")
+        return True
+
     def _refresh(self, *, blocking: bool) -> _Snapshot | None:
-        """Fetch unless another fetch happened within the interval; the current snapshot either way."""
-        if not self._lock.acquire(blocking=blocking):
+        """Fetch unless another fetch happened within the interval; the current snapshot either way.
+
+        Not ``blocking``: None when another thread is fetching. ``blocking``: ``IssuerUnavailable``
+        when that other fetch lasts longer than ``refresh_wait``.
+        """
+        if not self._acquire(blocking=blocking):
             return None
         try:
             now = self._monotonic()

@@ -1,9 +1,10 @@
 """``TokenVerifier``: the resource server's one call, ``verify(token) -> AccessToken``.
 
 Pipeline (each step raises a typed ``VerificationError``): size and character checks → cache of
-verified tokens → JWE header checks and decryption with the audience key named by ``kid`` →
-JWS header checks and RS256 verification with the issuer key named by ``kid`` (JWKS cache) →
-claim checks (``iss``, ``aud``, ``exp``, ``nbf``, ``iat``, required claims) → cache → result.
+verified tokens (a hit only while both keys it was verified with are still held) → JWE header checks
+and decryption with the audience key named by ``kid`` → JWS header checks and RS256 verification with
+the issuer key named by ``kid`` (JWKS cache) → claim checks (``iss``, ``aud``, ``exp``, ``nbf``, ``iat``,
+required claims) → cache → result.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ log = logging.getLogger(__name__)
 DEFAULT_LEEWAY_SECONDS = 30.0
 MAX_LEEWAY_SECONDS = 300.0
 MAX_TOKEN_LENGTH = 16 * 1024
-#: a compact JWE: five base64url segments
-_COMPACT = re.compile(r"[A-Za-z0-9_\-.]+")
+#: the characters of a compact JWE or JWS: base64url segments joined by dots
+COMPACT_CHARACTERS = re.compile(r"[A-Za-z0-9_\-.]+")
 
 
 def scope_set(scope: str | Iterable[str] | None) -> frozenset[str]:
@@ -179,14 +180,23 @@ class TokenVerifier:
         digest = token_digest(token)
         now = self._clock()
         verified = self._cache.get(digest, now - self._leeway)
+        if verified is not None and not self._keys_still_held(verified):
+            self._cache.discard(digest)
+            verified = None
         if verified is None:  # a hit is byte-identical to a token that passed every check below
-            if not _COMPACT.fullmatch(token):
+            if not COMPACT_CHARACTERS.fullmatch(token):
                 raise MalformedToken()
             verified = self._verify_uncached(token, now)
             self._cache.put(digest, verified, verified.expires_at)
         if introspect:
             self._introspect(token, verified)
         return verified
+
+    def _keys_still_held(self, verified: AccessToken) -> bool:
+        """A cached token stands only while its audience key and the issuer's signing key are still held
+        (each source refreshing on its own schedule: the key directory's reload, the JWKS TTL)."""
+        return (self._decrypter.holds(verified.decryption_kid)
+                and self._signing_keys.holds(verified.signing_kid))
 
     def _verify_uncached(self, token: str, now: float) -> AccessToken:
         plaintext, decryption_kid = self._decrypter.decrypt(token)
