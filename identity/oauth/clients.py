@@ -347,9 +347,13 @@ class ClientRegistry:
             raise ClientRegistrationError(f"client {client_id} already has subject type {chosen_type} in sector {sector}")
         self._store.update(CLIENTS, {"client_id": client_id},
                            {"subject_type": chosen_type, "sector_identifier": identifier, "sector": sector})
+        self._forget_cached(client_id)
+        return before, _client(self._store.get(CLIENTS, client_id) or doc)
+
+    def _forget_cached(self, client_id: str) -> None:
+        """This process stops answering from its cached copy (the others within ``CACHE_SECONDS``)."""
         with self._lock:
             self._cache.pop(client_id, None)
-        return before, _client(self._store.get(CLIENTS, client_id) or doc)
 
     def set_introspects(self, client_id: str, audiences: list[str]) -> tuple[Client, Client]:
         """Make a confidential client the resource server of ``audiences`` (replacing the list; empty: none);
@@ -361,8 +365,7 @@ class ClientRegistry:
         if before.public and audiences:
             raise ClientRegistrationError("--introspects is for confidential clients: introspection needs a secret")
         self._store.update(CLIENTS, {"client_id": client_id}, {"introspects": list(dict.fromkeys(audiences))})
-        with self._lock:
-            self._cache.pop(client_id, None)
+        self._forget_cached(client_id)
         return before, _client(self._store.get(CLIENTS, client_id) or doc)
 
     @staticmethod
@@ -388,6 +391,5 @@ class ClientRegistry:
 
     def remove(self, client_id: str) -> bool:
         removed = self._store.delete(CLIENTS, {"client_id": client_id}) > 0
-        with self._lock:
-            self._cache.pop(client_id, None)
+        self._forget_cached(client_id)
         return removed

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .errors import ConfigurationError, IssuerUnavailable
-from .http import Fetcher, require_safe_url
+from .http import Fetcher, require_safe_url, unavailable_on_failure
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +92,5 @@ class Discovery:
 
     def _fetch(self) -> IssuerMetadata:
         """Fetch and parse the document; every failure, whatever raised it, is ``IssuerUnavailable``."""
-        try:
-            response = self._fetcher.get(self.url)
-            return parse_metadata(response.json_object(), issuer=self.issuer)
-        except IssuerUnavailable:
-            raise
-        except Exception as exc:  # noqa: BLE001 - an injected fetcher or response that breaks its contract
-            raise IssuerUnavailable(f"fetching the discovery document failed ({type(exc).__name__})") from None
+        with unavailable_on_failure("fetching the discovery document"):
+            return parse_metadata(self._fetcher.get(self.url).json_object(), issuer=self.issuer)

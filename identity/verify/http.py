@@ -12,8 +12,9 @@ import json
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError, IssuerUnavailable
@@ -78,6 +79,18 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+@contextmanager
+def unavailable_on_failure(what: str) -> Iterator[None]:
+    """Any failure inside is ``IssuerUnavailable`` ("``what`` failed"): an injected fetcher, or a response,
+    that breaks its contract still means the issuer cannot be used now."""
+    try:
+        yield
+    except IssuerUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever it raised, the answer is "unavailable"
+        raise IssuerUnavailable(f"{what} failed ({type(exc).__name__})") from None
 
 
 def require_safe_url(url: object, what: str) -> str:

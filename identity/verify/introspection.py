@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from .claims import AccessToken
 from .errors import ConfigurationError, IssuerUnavailable, TokenInactive
-from .http import Fetcher, require_safe_url
+from .http import Fetcher, require_safe_url, unavailable_on_failure
 
 #: Members of an introspection answer that must agree with the locally verified token.
 CROSS_CHECKED = ("sub", "client_id", "jti", "iss")
@@ -60,16 +60,12 @@ class IntrospectionClient:
     def introspect(self, token: str) -> dict[str, Any]:
         """The issuer's answer for an active token (RFC 7662 §2.2); raises for an inactive one."""
         endpoint = self.endpoint()
-        try:
+        with unavailable_on_failure("introspection"):
             response = self._fetcher.post_form(
                 endpoint,
                 {"token": token, "token_type_hint": "access_token"},
                 basic_auth=self._credentials.basic_auth(),
             )
-        except IssuerUnavailable:
-            raise
-        except Exception as exc:  # noqa: BLE001 - an injected fetcher that breaks its contract still means "unavailable"
-            raise IssuerUnavailable(f"introspection failed ({type(exc).__name__})") from None
         answer = response.json_object()
         if answer.get("active") is not True:
             raise TokenInactive()

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from .discovery import Discovery
 from .errors import IssuerUnavailable, UnknownKey
-from .http import Fetcher, require_safe_url
+from .http import Fetcher, require_safe_url, unavailable_on_failure
 from .keys import parse_jwks
 
 log = logging.getLogger(__name__)
@@ -144,12 +144,8 @@ class SigningKeys:
 
     def _fetch(self) -> tuple[dict[str, RSAPublicKey], float]:
         url = self._jwks_url()
-        try:
+        with unavailable_on_failure("fetching the JWKS"):
             response = self._fetcher.get(url)
-        except IssuerUnavailable:
-            raise
-        except Exception as exc:  # noqa: BLE001 - an injected fetcher that breaks its contract still means "unavailable"
-            raise IssuerUnavailable(f"fetching the JWKS failed ({type(exc).__name__})") from None
         keys = parse_jwks(response.json_object())
         max_age = response.max_age() if hasattr(response, "max_age") else None  # a fetcher's own response type
         return keys, self.ttl_for(max_age)
