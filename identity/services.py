@@ -17,6 +17,7 @@ from .audit_signing import audit_key_production_problems
 from .config import ConfigError, Settings
 from .email_change import EmailChanges
 from .keys import KeyMaterialError, KeyPaths, Keyring
+from .keys.passphrase import passphrase_problem
 from .oauth import OAuthServer, build_oauth
 from .oauth.self_audience import ensure_self_audience
 from .rights import SubjectRights
@@ -78,6 +79,9 @@ def build_services(
         problems += heads_spec_problems(settings.audit_heads, production=True)
         if problems:
             raise ConfigError([f"refusing to start in production: {p}" for p in problems])
+        weak = passphrase_problem(settings.keys_passphrase, production=True)
+        if weak:  # not refused: a deployment made before the rule must still start, to be fixed
+            log.warning("IDENTITY_KEYS_PASSPHRASE is weak: %s; change it with `python scripts/keys.py passphrase`", weak)
     store = store or open_store(settings.db_uri, mongo_client_factory=mongo_client_factory,
                                 mongo_operation_timeout=mongo_operation_timeout)
     vault = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key), clock=clock)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Key material: ``init`` creates it, ``rotate`` rotates the signing key, ``list`` shows the keys.
+"""Key material: ``init`` creates it, ``rotate`` rotates the signing key, ``list`` shows the keys,
+``passphrase`` re-encrypts the private keys under a new IDENTITY_KEYS_PASSPHRASE.
 
 The DPO key is held by several people (k-of-n share files, never the whole private key on disk):
 ``dpo-create`` makes a key set on the DPO's offline machine (each holder types their passphrase);
@@ -31,6 +32,7 @@ from identity.keys import (KeyMaterialError, KeyPaths, describe, ensure_audit_ke
 from identity.keys.dpo_shares import (DEFAULT_THRESHOLD, Holder, check_holders, create_key_set, fingerprint,
                                       share_file_name, write_key_set)
 from identity.keys.files import DPO_PUBLIC, load_dpo_public_key, pem_is_encrypted, write_public_file
+from identity.keys.passphrase import change_passphrase, passphrase_problem, protected_files
 from identity.store import StoreError, StoreUnavailable, open_store
 
 MIN_SHARE_PASSPHRASE = 12
@@ -61,6 +63,8 @@ def parse_args() -> argparse.Namespace:
                         help="progress, to resume (default: dpo-reseal.state.json)")
     reseal.add_argument("--workers", type=int, metavar="N", help="processes opening e-mails (default: one a core)")
     sub.add_parser("rotate", help="promote next → active → retired and add a new next signing key")
+    sub.add_parser("passphrase", help="re-encrypt the private keys under a new passphrase (IDENTITY_KEYS_NEW_"
+                                      "PASSPHRASE, or typed twice); resumable")
     sub.add_parser("list", help="list signing keys and their states")
     return parser.parse_args()
 
@@ -82,6 +86,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         return 0
     if settings.is_production and args.development:
         raise CommandError("--development keys cannot be created with IDENTITY_ENV=production")
+    weak = passphrase_problem(settings.keys_passphrase, production=settings.is_production)
+    if settings.keys_passphrase and weak:
+        raise CommandError(f"IDENTITY_KEYS_PASSPHRASE: {weak}")
     if settings.is_production and not args.dpo_public:
         raise CommandError("in production the DPO key set is made offline, never on the service host: run "
                            "`python scripts/keys.py dpo-create --out DIR --holder NAME --holder NAME …` on the "
@@ -243,6 +250,60 @@ def cmd_rotate() -> int:
     return 0
 
 
+def new_keys_passphrase() -> str:
+    """The new passphrase: IDENTITY_KEYS_NEW_PASSPHRASE, else typed twice on a terminal."""
+    value = os.environ.get("IDENTITY_KEYS_NEW_PASSPHRASE")
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise CommandError("set IDENTITY_KEYS_NEW_PASSPHRASE, or run this on a terminal to type the new passphrase")
+    first = getpass.getpass("New passphrase for the keys: ")
+    if first != getpass.getpass("The new passphrase again: "):
+        raise CommandError("the two new passphrases differ; nothing was changed")
+    return first
+
+
+def cmd_passphrase() -> int:
+    settings = settings_from_environment()
+    paths = KeyPaths(settings.keys_dir)
+    current = settings.keys_passphrase
+    if not current and any(pem_is_encrypted(path) for path in protected_files(paths)):
+        current = passphrase_from("IDENTITY_KEYS_PASSPHRASE", "Current passphrase of the keys: ")
+        if not current:
+            raise CommandError("the keys are encrypted: set IDENTITY_KEYS_PASSPHRASE to the current passphrase")
+    new = new_keys_passphrase()
+    problem = passphrase_problem(new, production=settings.is_production)
+    if problem:
+        raise CommandError(f"{problem}; nothing was changed")
+    if new == current:
+        raise CommandError("the new passphrase is the current one; nothing was changed")
+    audit = None
+    for passphrase in (current, new):  # the audit key is under the new one already if a run was cut short
+        try:  # the change must be audited: refuse before changing anything if the audit log cannot take a record
+            audit = open_audit_log(settings, open_store(settings.db_uri), passphrase=passphrase)
+            audit.head()
+            break
+        except KeyMaterialError as exc:
+            problem = str(exc)
+        except StoreUnavailable as exc:
+            raise CommandError(f"the audit log is unavailable, nothing was changed: {exc}") from exc
+    if audit is None:
+        raise CommandError(f"the audit log is unavailable, nothing was changed: {problem}")
+    try:
+        change = change_passphrase(paths.root, current=current, new=new)
+    except KeyMaterialError as exc:
+        audit.append(actor=operator_name(), action="keys.passphrase", outcome="failed", details={"problem": str(exc)})
+        raise CommandError(str(exc)) from exc
+    audit.append(actor=operator_name(), action="keys.passphrase", counts={
+        "files_changed": len(change.changed), "files_already_changed": len(change.already)},
+        details={"keys_dir": str(paths.root)})
+    say("Set IDENTITY_KEYS_PASSPHRASE to the new passphrase wherever the service and the scripts run, and restart "
+        "every instance now. Copies of the keys directory made before (backups) still open with the old one.")
+    emit({"status": "changed", "keys_dir": str(paths.root), "changed": [str(p) for p in change.changed],
+          "already_changed": [str(p) for p in change.already]})
+    return 0
+
+
 def cmd_list() -> int:
     settings = settings_from_environment()
     try:
@@ -262,6 +323,8 @@ def main() -> int:
         return cmd_dpo_create(args)
     if args.command == "dpo-reseal":
         return cmd_dpo_reseal(args)
+    if args.command == "passphrase":
+        return cmd_passphrase()
     return cmd_list()
 
 

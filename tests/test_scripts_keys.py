@@ -51,7 +51,7 @@ def test_init_list_rotate(tmp_path: Path):
 
 
 PRODUCTION = {"IDENTITY_ENV": "production", "IDENTITY_ISSUER": "https://id.example.org",
-              "IDENTITY_KEYS_PASSPHRASE": "p", "IDENTITY_UPSTREAM_ISSUER": "https://idp.example.org",
+              "IDENTITY_KEYS_PASSPHRASE": "a production passphrase", "IDENTITY_UPSTREAM_ISSUER": "https://idp.example.org",
               "IDENTITY_UPSTREAM_CLIENT_ID": "c", "IDENTITY_UPSTREAM_CLIENT_SECRET": "s"}
 
 
@@ -73,6 +73,10 @@ def test_production_init_takes_the_public_key_of_an_offline_key_set_only(tmp_pat
     offline = run_keys("dpo-create", "--out", str(tmp_path / "dpo"), "--holder", "anna", "--holder", "bram",
                        env={"IDENTITY_KEYS_DIR": str(tmp_path / "k"), "IDENTITY_DPO_KEY_PASSPHRASE": "d" * 12})
     assert offline.returncode == 0, offline.stderr
+    weak = run_keys("init", "--dpo-public", str(tmp_path / "dpo" / "dpo_public.pem"),
+                    env=env | {"IDENTITY_KEYS_PASSPHRASE": "guessable"})
+    assert weak.returncode == 1 and "at least 16 characters" in weak.stderr
+    assert not (tmp_path / "k" / "signing.json").exists()
     ok = run_keys("init", "--dpo-public", str(tmp_path / "dpo" / "dpo_public.pem"), env=env)
     assert ok.returncode == 0, ok.stderr
     out = json.loads(ok.stdout)
@@ -147,7 +151,7 @@ def test_each_holder_types_their_own_passphrase_at_the_terminal(tmp_path: Path):
 
 
 def test_help_on_each_command():
-    for command in ("init", "rotate", "list", "dpo-create", "dpo-reseal"):
+    for command in ("init", "rotate", "list", "dpo-create", "dpo-reseal", "passphrase"):
         assert run_keys(command, "--help", env={}).returncode == 0
 
 
@@ -158,6 +162,65 @@ def test_rotate_of_encrypted_keys_without_passphrase_is_refused(tmp_path: Path):
     refused = run_keys("rotate", env={"IDENTITY_KEYS_DIR": str(tmp_path / "k"), "IDENTITY_DB_URI": db})
     assert refused.returncode == 1 and "IDENTITY_KEYS_PASSPHRASE" in refused.stderr
 
+
+
+def test_passphrase_moves_the_keys_to_a_new_passphrase_and_audits_it(tmp_path: Path):
+    from identity.store import SQLiteStore
+
+    db = tmp_path / "db.sqlite3"
+    old, new = "the old keys passphrase", "the new keys passphrase"
+    env = {"IDENTITY_KEYS_DIR": str(tmp_path / "k"), "IDENTITY_DB_URI": f"sqlite:///{db}",
+           "IDENTITY_KEYS_PASSPHRASE": old, "IDENTITY_OPERATOR": "ops-ana"}
+    assert run_keys("init", env=env).returncode == 0
+    signing_pem = next((tmp_path / "k" / "signing").glob("*.pem"))
+    before = signing_pem.read_bytes()
+    wrong = run_keys("passphrase", env=env | {"IDENTITY_KEYS_PASSPHRASE": "a guess",
+                                              "IDENTITY_KEYS_NEW_PASSPHRASE": new})
+    assert wrong.returncode == 1 and "nothing was changed" in wrong.stderr and signing_pem.read_bytes() == before
+    unasked = run_keys("passphrase", env=env)
+    assert unasked.returncode == 1 and "IDENTITY_KEYS_NEW_PASSPHRASE" in unasked.stderr
+
+    changed = run_keys("passphrase", env=env | {"IDENTITY_KEYS_NEW_PASSPHRASE": new})
+
+    assert changed.returncode == 0, changed.stderr
+    out = json.loads(changed.stdout)
+    assert out["status"] == "changed" and len(out["changed"]) == 3 and out["already_changed"] == []
+    assert "restart" in changed.stderr and old not in changed.stderr + changed.stdout
+    assert new not in changed.stderr + changed.stdout
+    assert run_keys("rotate", env=env).returncode == 1  # the old passphrase opens nothing now
+    assert run_keys("rotate", env=env | {"IDENTITY_KEYS_PASSPHRASE": new}).returncode == 0
+    records = list(AuditLog(SQLiteStore(db)).records())
+    done = [r for r in records if r["action"] == "keys.passphrase"]
+    assert [(r["outcome"], r["actor"], r["counts"]) for r in done] == [
+        ("ok", "ops-ana", {"files_changed": 3, "files_already_changed": 0})]
+    assert not any(old in json.dumps(r) or new in json.dumps(r) for r in records)
+
+
+def test_passphrase_in_production_refuses_a_short_new_one(tmp_path: Path):
+    env = {"IDENTITY_KEYS_DIR": str(tmp_path / "k"), "IDENTITY_DB_URI": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+           "IDENTITY_KEYS_PASSPHRASE": "the current production passphrase"}
+    assert run_keys("init", env=env).returncode == 0
+    production = env | {k: v for k, v in PRODUCTION.items() if k != "IDENTITY_KEYS_PASSPHRASE"}
+    short = run_keys("passphrase", env=production | {"IDENTITY_KEYS_NEW_PASSPHRASE": "short one"})
+    assert short.returncode == 1 and "at least 16 characters" in short.stderr
+    same = run_keys("passphrase", env=production | {"IDENTITY_KEYS_NEW_PASSPHRASE": env["IDENTITY_KEYS_PASSPHRASE"]})
+    assert same.returncode == 1 and "is the current one" in same.stderr
+
+
+def test_the_new_passphrase_is_typed_twice_at_the_terminal(tmp_path: Path):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
+        "IDENTITY_KEYS_DIR": str(tmp_path / "k"), "IDENTITY_DB_URI": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "IDENTITY_KEYS_PASSPHRASE": "the old keys passphrase"}
+    assert run_keys("init", env=base).returncode == 0
+    command = [sys.executable, str(ROOT / "scripts" / "keys.py"), "passphrase"]
+    typo = run_on_terminal(command, base, [("New passphrase", "a brand new passphrase"),
+                                           ("again", "a brand new passphrasE")])
+    assert typo.exit_code == 1 and "differ" in typo.output
+    ok = run_on_terminal(command, base, [("New passphrase", "a brand new passphrase"),
+                                         ("again", "a brand new passphrase")])
+    assert ok.exit_code == 0 and not ok.unanswered, ok.output
+    assert "a brand new passphrase" not in ok.output  # never echoed
+    assert run_keys("rotate", env=base | {"IDENTITY_KEYS_PASSPHRASE": "a brand new passphrase"}).returncode == 0
 
 
 def test_dpo_reseal_retires_the_old_whole_key(tmp_path: Path, keys_dir: Path):

@@ -54,8 +54,8 @@ class Created:
 
 
 @contextmanager
-def _locked(paths: KeyPaths) -> Iterator[None]:
-    """Serialise init/rotate between operators on the same keys directory."""
+def locked(paths: KeyPaths) -> Iterator[None]:
+    """Serialise init, rotate and passphrase changes between operators on the same keys directory."""
     paths.root.mkdir(parents=True, exist_ok=True)
     with open(paths.root / ".lock", "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -90,7 +90,7 @@ def init_keys(
     Refuses (``KeyMaterialError``) if any of those files already exists; an empty directory is fine.
     """
     paths = KeyPaths(root)
-    with _locked(paths):
+    with locked(paths):
         existing = [p for p in (paths.manifest, paths.pepper, paths.dpo_public, paths.self_encryption,
                                 paths.audit_signing, paths.audit_public, paths.pairwise_key) if p.exists()]
         existing += paths.dpo_secrets()
@@ -154,7 +154,7 @@ def ensure_audit_key(root: Path, *, passphrase: str | None) -> list[Path]:
     copy should hold, and a new private key would not match it.
     """
     paths = KeyPaths(root)
-    with _locked(paths):
+    with locked(paths):
         if paths.audit_signing.exists():
             if paths.audit_public.exists():
                 return []
@@ -180,7 +180,7 @@ def ensure_pairwise_key(root: Path) -> list[Path]:
     instance of the service needs the same file (distribute the keys directory as a whole).
     """
     paths = KeyPaths(root)
-    with _locked(paths):
+    with locked(paths):
         if paths.pairwise_key.exists():
             return []
         write_private_file(paths.pairwise_key, new_pepper())
@@ -196,7 +196,7 @@ def rotate_signing_keys(
     have passed since it stopped signing, so every token it signed has expired.
     """
     paths = KeyPaths(root)
-    with _locked(paths):
+    with locked(paths):
         manifest = read_manifest(paths)
         keys: list[dict[str, Any]] = manifest["keys"]
         upcoming = [k for k in keys if k["state"] == NEXT]
