@@ -12,8 +12,9 @@ Rules, as documented in the README:
   material (never in the database), hex encoded; unique in the store.
 * **Pseudonym** — 128 random bits from ``secrets``, lower-case RFC 4648 base32 without padding:
   26 characters of ``a-z2-7``. Never derived from the e-mail.
-* **Sealed e-mail** — the normalised address sealed to the DPO's public key; the service cannot
-  open it.
+* **Sealed e-mail** — the normalised address sealed to the DPO's public key, bound to the row's
+  pseudonym (``Sealer.seal_email``, ``sb2.``: the breach path delivers it to no other pseudonym);
+  the service cannot open it. Rows written before sb2 hold unbound ``sb1.`` values.
 
 Creation is race-free by the unique index on the blind index: the loser of a concurrent first
 login gets ``DuplicateKeyError`` and reads the winner's record.
@@ -155,17 +156,16 @@ class Vault:
         """The pseudonym for ``email``, created on first sight. Safe under concurrent calls."""
         normalised = normalise_email(email)
         index = self._index(normalised)
-        sealed: str | None = None
         for attempt in range(CREATE_ATTEMPTS):
             found = find_one(self._store, IDENTITIES, {"blind_index": index})
             if found is not None:
                 return Pseudonymised(_identity(found), created=False)
-            sealed = sealed or self._sealer.seal(normalised.encode("utf-8"))
+            pseudonym = new_pseudonym()  # a fresh one each attempt, and the seal made for it
             now = int(self._clock())
             doc = {
-                "pseudonym": new_pseudonym(),
+                "pseudonym": pseudonym,
                 "blind_index": index,
-                "sealed_email": sealed,
+                "sealed_email": self._sealer.seal_email(pseudonym, normalised),
                 "created_at": now,
                 "last_login_at": None,
                 "status": IDENTITY_ACTIVE,
@@ -223,12 +223,15 @@ class Vault:
     def rekey(self, pseudonym: str, new_email: str) -> None:
         """Rectification: the same pseudonym now belongs to ``new_email``; the old address is forgotten.
 
-        Raises ``EmailInUse`` when the new address already has a pseudonym of its own, and
-        ``InvalidEmail`` for a malformed one.
+        The new address is sealed bound to ``pseudonym`` (sb2). Raises ``EmailInUse`` when the new
+        address already has a pseudonym of its own, ``InvalidEmail`` for a malformed one, and
+        ``LookupError`` when no active identity has this pseudonym.
         """
         normalised = normalise_email(new_email)
+        if not is_pseudonym(pseudonym):
+            raise LookupError("no active identity with that pseudonym")
         index = self._index(normalised)
-        sealed = self._sealer.seal(normalised.encode("utf-8"))
+        sealed = self._sealer.seal_email(pseudonym, normalised)
         try:
             changed = self._store.update(
                 IDENTITIES, {"pseudonym": pseudonym, "status": IDENTITY_ACTIVE},

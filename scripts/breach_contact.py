@@ -17,7 +17,8 @@ the service audit key in IDENTITY_KEYS_DIR. Where neither is at hand nothing run
 
 Writes OUT (``pseudonym,email``), OUT.unresolved.csv (``line,pseudonym,problem``) and OUT.state (to
 resume), all mode 0600; ``--stdout`` writes the CSV to standard output instead (no resume). Ends with
-``resolved=N unknown=N erased=N malformed=N`` on stdout. Run the same command again to resume an
+``resolved=N unknown=N erased=N malformed=N`` on stdout, and `` misbound=N`` when e-mails sealed for
+other pseudonyms were found (then the exit status is 1). Run the same command again to resume an
 interrupted run (nothing is written or sent twice). ``--dpo-key`` names one share file per holder
 present (as many as the key set's threshold, e.g. 2 of 3); each holder types their own share's
 passphrase at the prompt (IDENTITY_DPO_KEY_PASSPHRASE, when set, unlocks every file: development
@@ -212,8 +213,14 @@ def report_unresolved(summary: Summary, args: argparse.Namespace) -> None:
             say(f"{kind}: {summary.counts[kind]}")
     for sector, counts in sorted(summary.by_sector().items()):
         say(f"sector {sector or '(vault pseudonyms)'}: " + " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    if summary.counts.get("unbound"):
+        say(f"unbound: {summary.counts['unbound']} (sealed before e-mails were bound to their pseudonym: delivered "
+            "unchecked; keys.py dpo-reseal binds them)")
     if summary.counts.get("unopenable"):
         say(f"error: {summary.counts['unopenable']} sealed e-mails could not be opened{where}")
+    if summary.counts.get("misbound"):
+        say(f"error: {summary.counts['misbound']} sealed e-mails were sealed for another pseudonym (moved or copied "
+            f"in the database): not written, nobody is notified for them{where}")
 
 
 def notify(audit: AuditLog, args: argparse.Namespace, smtp: SmtpSettings, letter: Letter,
@@ -287,7 +294,7 @@ def resolve(settings: Settings, store, audit: AuditLog, args: argparse.Namespace
             path.unlink(missing_ok=True)
     sys.stdout.flush()
     report_unresolved(summary, args)
-    ok = not summary.counts.get("unopenable")
+    ok = not summary.counts.get("unopenable") and not summary.counts.get("misbound")
     if smtp is not None and letter is not None:  # --notify
         ok = notify(audit, args, smtp, letter, summary).ok and ok
     head = audit.head()

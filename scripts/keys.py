@@ -209,8 +209,12 @@ def cmd_dpo_reseal(args: argparse.Namespace) -> int:
     else:
         say("Nothing in the vault opens with the old key: destroy it and every copy of it "
             "(database backups made before the re-sealing still open with it).")
+    if report.counts["misbound"]:
+        say(f"warning: {report.counts['misbound']} sealed e-mails name another pseudonym than their record's (moved "
+            "or copied in the store): re-sealed as they were, so breach runs report them as misbound; investigate.")
     emit({"status": "completed", "pass": report.passes, "resumed": report.resumed, "counts": report.as_dict(),
-          "old_key_sha256": report.old_key, "new_key_sha256": report.new_key, "state": str(args.state)})
+          "binding": report.binding(), "old_key_sha256": report.old_key, "new_key_sha256": report.new_key,
+          "state": str(args.state)})
     return 0
 
 

@@ -71,8 +71,8 @@ def assert_only_the_new_key_opens(store, keys_dir: Path, old_key, people: dict[s
         if pseudonym not in people:
             assert sealed is None  # the erased record stays erased
             continue
-        assert sealed is not None
-        assert new.open(sealed) == people[pseudonym].encode()
+        assert sealed is not None and sealed.startswith("sb2.")
+        assert new.unseal(sealed) == (pseudonym, people[pseudonym])  # bound to its own row
         with pytest.raises(SealError):
             old.open(sealed)
 
@@ -81,9 +81,11 @@ def test_a_pass_reseals_every_email_to_the_new_key_set(store, audit, vault_under
                                                         old_key_file, tmp_path):
     report = reseal_vault(store, audit, params(tmp_path, keys_dir, old_key_file))
     assert report.as_dict() == {"resealed": 11, "not_old_key": 0, "changed": 0, "erased": 1}
+    assert report.binding() == {"upgraded": 0, "misbound": 0}  # sealed bound already, to their own rows
     assert_only_the_new_key_opens(store, keys_dir, old_key, vault_under_old_key)
     kinds = [(r["action"], r["outcome"]) for r in audit.records()]
     assert kinds == [("keys.dpo_reseal", "started"), ("keys.dpo_reseal", "completed")]
+    assert list(audit.records())[-1]["details"]["binding"] == {"upgraded": 0, "misbound": 0}
     assert "@" not in json.dumps(list(audit.records())) and "@" not in (tmp_path / "reseal.state.json").read_text()
 
     again = reseal_vault(store, audit, params(tmp_path, keys_dir, old_key_file))  # the proof: nothing left
@@ -209,3 +211,71 @@ def test_a_key_set_is_retired_with_its_shares(store, audit, keys_dir, tmp_path, 
     assert_only_the_new_key_opens(store, keys_dir, old_key, people)
     started = next(r for r in audit.records() if r["outcome"] == "started")
     assert started["details"]["old_key"] == "shares"
+
+
+# -- binding: every value written is sb2, bound to its row; an sb2 value keeps whom it names -------------
+
+
+def _legacy(store, old_key, people: dict[str, str]) -> None:
+    """Every record's value as a vault from before sb2 holds it: the e-mail alone (sb1), sealed to the old key."""
+    sealer = Sealer(old_key.public_key())
+    for pseudonym, email in people.items():
+        store.update(IDENTITIES, {"pseudonym": pseudonym}, {"sealed_email": sealer.seal(email.encode())})
+
+
+def test_a_pass_binds_legacy_values_to_their_rows(store, audit, vault_under_old_key, keys_dir, old_key, old_key_file,
+                                                  tmp_path):
+    _legacy(store, old_key, vault_under_old_key)
+    assert all(v is None or v.startswith("sb1.") for v in sealed_values(store).values())
+    report = reseal_vault(store, audit, params(tmp_path, keys_dir, old_key_file))
+    assert report.as_dict() == {"resealed": 11, "not_old_key": 0, "changed": 0, "erased": 1}
+    assert report.binding() == {"upgraded": 11, "misbound": 0}
+    assert_only_the_new_key_opens(store, keys_dir, old_key, vault_under_old_key)
+    completed = list(audit.records())[-1]
+    assert completed["outcome"] == "completed" and completed["details"]["binding"] == {"upgraded": 11, "misbound": 0}
+    again = reseal_vault(store, audit, params(tmp_path, keys_dir, old_key_file))
+    assert again.as_dict()["not_old_key"] == 11 and again.binding() == {"upgraded": 0, "misbound": 0}
+
+
+def test_a_pass_keeps_a_misbound_value_naming_whom_it_was_sealed_for(store, audit, vault_under_old_key, keys_dir,
+                                                                     old_key, old_key_file, tmp_path):
+    """Re-sealing must not launder a value copied into another row into one bound to that row."""
+    a, b = sorted(vault_under_old_key)[:2]
+    store.update(IDENTITIES, {"pseudonym": b}, {"sealed_email": sealed_values(store)[a]})
+    report = reseal_vault(store, audit, params(tmp_path, keys_dir, old_key_file))
+    assert report.counts["resealed"] == 11 and report.binding() == {"upgraded": 0, "misbound": 1}
+    new, sealed = Opener(dpo_private_key(keys_dir)), sealed_values(store)
+    value_in_b, value_in_a = sealed[b], sealed[a]
+    assert value_in_b is not None and value_in_a is not None
+    assert new.unseal(value_in_b) == (a, vault_under_old_key[a])  # still names A, in B's row
+    assert new.unseal(value_in_a) == (a, vault_under_old_key[a])
+    assert list(audit.records())[-1]["details"]["binding"] == {"upgraded": 0, "misbound": 1}
+
+    from identity.breach.resolve import resolve_pseudonyms
+    from tests.breach_support import params as breach_params, write_list
+    listing = write_list(tmp_path / "affected.txt", [b])
+    summary = resolve_pseudonyms(store, audit, breach_params(tmp_path, keys_dir, listing))
+    assert summary.counts["misbound"] == 1 and vault_under_old_key[a] not in (tmp_path / "contacts.csv").read_text()
+
+
+def test_the_script_reports_the_binding_counts(tmp_path: Path, keys_dir: Path, old_key, old_key_file):
+    from identity.store import SQLiteStore
+    from tests.test_scripts_keys import run_keys
+
+    db = tmp_path / "identity.sqlite3"
+    store = SQLiteStore(db)
+    vault = Vault(store, pepper=Keyring(keys_dir, passphrase=None).pepper, sealer=Sealer(old_key.public_key()))
+    people = {vault.pseudonymise(email).identity.pseudonym: email for email in EMAILS[:4]}
+    a, b, legacy = sorted(people)[:3]
+    store.update(IDENTITIES, {"pseudonym": b}, {"sealed_email": sealed_values(store)[a]})
+    _legacy(store, old_key, {legacy: people[legacy]})
+    store.close()
+    env = {"IDENTITY_KEYS_DIR": str(keys_dir), "IDENTITY_DB_URI": f"sqlite:///{db}",
+           "IDENTITY_DPO_KEY_PASSPHRASE": OLD_PASSPHRASE, "IDENTITY_OPERATOR": "dpo.jansen"}
+    result = run_keys("dpo-reseal", "--old-key", str(old_key_file), "--state", str(tmp_path / "reseal.json"),
+                      "--workers", "0", env=env)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["counts"] == {"resealed": 4, "not_old_key": 0, "changed": 0, "erased": 0}
+    assert answer["binding"] == {"upgraded": 1, "misbound": 1}
+    assert "warning: 1 sealed e-mails name another pseudonym" in result.stderr

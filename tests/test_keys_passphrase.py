@@ -57,7 +57,8 @@ def test_a_wrong_current_passphrase_changes_nothing(encrypted_keys: Path):
 
 def test_a_run_cut_short_is_finished_by_running_it_again(encrypted_keys: Path, monkeypatch: pytest.MonkeyPatch):
     files = protected_files(KeyPaths(encrypted_keys))
-    real_replace, calls = module._replace, []
+    real_replace = module._replace
+    calls: list[Path] = []
 
     def crash_after_two(path: Path, data: bytes) -> None:
         if len(calls) == 2:

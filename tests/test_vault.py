@@ -197,3 +197,47 @@ def test_a_first_login_that_loses_the_race_returns_the_winners_pseudonym(vault: 
         store.insert = real_insert
     assert not result.created and result.identity.pseudonym == winner[0]
     assert store.count(IDENTITIES, {}) == 1
+
+
+# -- the sealed e-mail is bound to the pseudonym of its row (sb2) --------------------------------
+
+
+def test_a_new_identity_is_sealed_bound_to_its_own_pseudonym(vault: Vault, store, keyring: Keyring):
+    pseudonym = vault.pseudonymise(EMAIL).identity.pseudonym
+    sealed = store.get(IDENTITIES, pseudonym)["sealed_email"]
+    assert sealed.startswith("sb2.")
+    assert Opener(dpo_private_key(keyring.paths.root)).unseal(sealed) == (pseudonym, "alice.example@example.org")
+
+
+def test_after_a_pseudonym_collision_the_seal_is_made_for_the_pseudonym_inserted(vault: Vault, store, keyring: Keyring,
+                                                                                   monkeypatch: pytest.MonkeyPatch):
+    """A clash on the random pseudonym retries with a fresh one; the value must not stay bound to the first."""
+    import identity.vault as vault_module
+
+    taken = vault.pseudonymise("someone.else@example.org").identity.pseudonym
+    taken_before = store.get(IDENTITIES, taken)
+    fresh = new_pseudonym()
+    drawn = iter([taken, taken, fresh])
+    monkeypatch.setattr(vault_module, "new_pseudonym", lambda: next(drawn))
+    result = vault.pseudonymise(EMAIL)
+    assert result.created and result.identity.pseudonym == fresh
+    assert store.get(IDENTITIES, taken) == taken_before  # the clashing row is untouched
+    opened = Opener(dpo_private_key(keyring.paths.root)).unseal(store.get(IDENTITIES, fresh)["sealed_email"])
+    assert opened == (fresh, "alice.example@example.org")
+
+
+def test_rekey_seals_the_new_address_bound_to_the_same_pseudonym(vault: Vault, store, keyring: Keyring):
+    pseudonym = vault.pseudonymise(EMAIL).identity.pseudonym
+    vault.rekey(pseudonym, "  New.Address@Example.ORG ")
+    sealed = store.get(IDENTITIES, pseudonym)["sealed_email"]
+    assert Opener(dpo_private_key(keyring.paths.root)).unseal(sealed) == (pseudonym, "new.address@example.org")
+    assert present(vault.find_by_email("new.address@example.org")).pseudonym == pseudonym
+
+
+@pytest.mark.parametrize("pseudonym", ["not-a-pseudonym", "", "a" * 25 + "\0"])
+def test_rekey_of_something_that_is_no_pseudonym_finds_nobody(vault: Vault, store, pseudonym):
+    vault.pseudonymise(EMAIL)
+    before = list(store.find(IDENTITIES, {}))
+    with pytest.raises(LookupError):
+        vault.rekey(pseudonym, "new.address@example.org")
+    assert list(store.find(IDENTITIES, {})) == before

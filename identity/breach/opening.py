@@ -5,12 +5,16 @@ spread over one worker per core. Chunks go out in order and come back in order, 
 ``window`` chunks are ever in flight, so memory stays bounded however long the list is.
 
 Workers receive only the DPO key's raw bytes (at start-up, through a pipe) and sealed values; they
-never touch the store or the output. The format is ``identity.sealing``'s (``sb1.`` + base64url).
+never touch the store or the output. The format is ``identity.sealing``'s (``sb2.``/``sb1.`` +
+base64url). Each value comes back as ``(pseudonym, e-mail)`` (``identity.sealing.Unsealed``: the
+pseudonym an sb2 value was sealed for, None for an sb1 value) or None; the caller compares that
+pseudonym with the row's (``resolve.check_opened``, ``reseal``): nothing here knows which row a
+value came from.
 
 ``open_all`` calls libsodium through PyNaCl's own cffi handle (``identity._compat.sodium``; PyNaCl is pinned)
 with one plaintext buffer per batch, wiped when the batch is done: PyNaCl's wrapper (argument
 checks, a fresh buffer and a copy per call) and ``base64.urlsafe_b64decode`` cost about a fifth of
-an open on top of the key agreement. ``open_one`` is the same operation through the public API.
+an open on top of the key agreement. ``unseal_one`` is the same operation through the public API.
 """
 
 from __future__ import annotations
@@ -26,52 +30,62 @@ from nacl import bindings
 from nacl.exceptions import CryptoError
 
 from .._compat import sodium
-from ..sealing import SCHEME_PREFIX, SealError, sealed_box
+from ..sealing import BOUND_PREFIX, PREFIX_LENGTH, UNBOUND_PREFIX, SealError, Unsealed, split_sealed, unseal
 
 T = TypeVar("T")
 _KEY: tuple[bytes, bytes] | None = None  # (public, private) inside a worker process only
 ffi, lib = sodium.ffi, sodium.lib
 
 
-def open_one(sealed: str, public: bytes, private: bytes) -> str | None:
-    """The e-mail inside ``sealed``, or None if it is malformed or not sealed to this key."""
+def unseal_one(sealed: str, public: bytes, private: bytes) -> Unsealed | None:
+    """(pseudonym, e-mail) inside ``sealed``, or None if it is malformed or not sealed to this key."""
     try:
-        return bindings.crypto_box_seal_open(sealed_box(sealed), public, private).decode("utf-8")
-    except (SealError, ValueError, CryptoError):  # UnicodeDecodeError is a ValueError
+        bound, data = split_sealed(sealed)
+        return unseal(bindings.crypto_box_seal_open(data, public, private), bound=bound)
+    except (SealError, ValueError, CryptoError):
         return None
 
 
+def open_one(sealed: str, public: bytes, private: bytes) -> str | None:
+    """The e-mail inside ``sealed`` (either scheme; an sb2 value's binding is NOT checked), or None."""
+    opened = unseal_one(sealed, public, private)
+    return None if opened is None else opened[1]
+
+
 SEAL_BYTES = bindings.crypto_box_SEALBYTES
-MAX_PLAINTEXT = 1024  # the buffer: an e-mail address is at most 254 bytes
+MAX_PLAINTEXT = 1024  # the buffer: an sb2 plaintext is at most 4 + 26 + 1 + 254 bytes
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
-_PREFIX_LEN = len(SCHEME_PREFIX)
 
 
-def open_all(values: Sequence[str], public: bytes, private: bytes) -> list[str | None]:
-    """``[open_one(v, public, private) for v in values]``, without PyNaCl's per-call wrapper."""
+def open_all(values: Sequence[str], public: bytes, private: bytes) -> list[Unsealed | None]:
+    """``[unseal_one(v, public, private) for v in values]``, without PyNaCl's per-call wrapper."""
     if len(public) != bindings.crypto_box_PUBLICKEYBYTES or len(private) != bindings.crypto_box_SECRETKEYBYTES:
         raise ValueError("invalid key pair")
     plaintext = ffi.new("unsigned char[]", MAX_PLAINTEXT)
     seal_open, buffer, a2b = lib.crypto_box_seal_open, ffi.buffer, binascii.a2b_base64
-    opened: list[str | None] = []
+    opened: list[Unsealed | None] = []
     append = opened.append
     try:
         for sealed in values:
-            if not sealed.startswith(SCHEME_PREFIX):
+            if sealed.startswith(BOUND_PREFIX):
+                bound = True
+            elif sealed.startswith(UNBOUND_PREFIX):
+                bound = False
+            else:
                 append(None)
                 continue
             try:
-                body = sealed[_PREFIX_LEN:].encode("ascii").translate(_URLSAFE)
+                body = sealed[PREFIX_LENGTH:].encode("ascii").translate(_URLSAFE)
                 data = a2b(body + b"=" * (-len(body) % 4))
                 size = len(data) - SEAL_BYTES
                 if size > MAX_PLAINTEXT:  # not an e-mail we sealed; the public API opens it all the same
-                    append(open_one(sealed, public, private))
+                    append(unseal_one(sealed, public, private))
                     continue
                 if size < 0 or seal_open(plaintext, data, len(data), public, private) != 0:
                     append(None)
                     continue
-                append(buffer(plaintext, size)[:].decode("utf-8"))
-            except ValueError:  # binascii.Error, UnicodeEncodeError and UnicodeDecodeError are ValueErrors
+                append(unseal(buffer(plaintext, size)[:], bound=bound))
+            except (ValueError, SealError):  # binascii.Error, UnicodeEncodeError are ValueErrors
                 append(None)
     finally:
         lib.sodium_memzero(plaintext, MAX_PLAINTEXT)
@@ -89,7 +103,7 @@ def _install_key(private: bytes) -> None:
     _KEY = key_pair(private)
 
 
-def _open_in_worker(values: list[str]) -> list[str | None]:
+def _open_in_worker(values: list[str]) -> list[Unsealed | None]:
     assert _KEY is not None, "worker started without the DPO key"
     return open_all(values, *_KEY)
 
@@ -97,13 +111,13 @@ def _open_in_worker(values: list[str]) -> list[str | None]:
 class _Done:
     """An already-computed result with the ``AsyncResult`` methods the pool uses."""
 
-    def __init__(self, value: list[str | None]) -> None:
+    def __init__(self, value: list[Unsealed | None]) -> None:
         self._value = value
 
     def ready(self) -> bool:
         return True
 
-    def get(self) -> list[str | None]:
+    def get(self) -> list[Unsealed | None]:
         return self._value
 
 
@@ -151,7 +165,7 @@ class OpeningPool(Generic[T]):
             return _Done(open_all(values, *self._inline_key))
         return self._pool.apply_async(_open_in_worker, (values,))
 
-    def submit(self, tag: T, values: list[str]) -> list[tuple[T, list[str | None]]]:
+    def submit(self, tag: T, values: list[str]) -> list[tuple[T, list[Unsealed | None]]]:
         """Queue one chunk; return every chunk finished meanwhile, in submission order."""
         self._pending.append((tag, self._start(values)))
         done = []
@@ -160,7 +174,7 @@ class OpeningPool(Generic[T]):
             done.append((tag_done, result.get()))
         return done
 
-    def finish(self) -> list[tuple[T, list[str | None]]]:
+    def finish(self) -> list[tuple[T, list[Unsealed | None]]]:
         """Wait for every chunk still in flight."""
         done = [(tag, result.get()) for tag, result in self._pending]
         self._pending.clear()

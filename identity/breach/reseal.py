@@ -10,6 +10,12 @@ Each record is replaced only if it still holds the value that was opened (a cond
 so an erasure or rectification meanwhile wins. When a pass has walked the whole vault, nothing in
 the database opens with the old key any more, and the old key can be destroyed.
 
+Every value written is bound (``sb2.``, ``Sealer.seal_email``). An unbound ``sb1.`` value is bound to
+the row it is in (counted ``upgraded``): nothing can tell whether it was moved there before, so the
+upgrade trusts the row as it stands. An sb2 value keeps the pseudonym it was sealed for, even one
+that is not its row's (counted ``misbound``: moved or copied in the store): re-sealing changes which
+key opens a value, never whom it names, so breach runs keep reporting it.
+
 Resumable: the pass walks the vault in pseudonym order and checkpoints the last pseudonym done and
 the counts in a state file (mode 0600, no addresses) after each batch; run again after a kill or a
 lost connection, it continues from there. Records re-sealed after the last checkpoint are met again
@@ -17,7 +23,8 @@ and no longer open with the old key: they count as ``not_old_key``. A completed 
 a new one, which should re-seal nothing: the proof that the old key has become useless.
 
 Audited (``keys.dpo_reseal``: ``refused``, ``started``, then ``completed``/``interrupted``/``failed``
-with the counts) before anything is opened. No address is written anywhere.
+with the counts and, in ``details.binding``, ``upgraded`` and ``misbound``) before anything is opened.
+No address is written anywhere.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from ..audit import AuditLog
 from ..keys.dpo_shares import PassphraseFor, fingerprint, looks_like_share_file, unlock
 from ..keys.files import KeyMaterialError, load_dpo_public_key, load_private_key
-from ..sealing import Sealer
+from ..sealing import Sealer, Unsealed
 from ..store import Gt, Order, Store, StoreError
 from ..vault import IDENTITIES
 from .dpo_key import raw_private
@@ -46,6 +53,7 @@ ACTION = "keys.dpo_reseal"
 STATE_FORMAT = "identity-dpo-reseal/1"
 DEFAULT_BATCH = 1000
 COUNT_KEYS = ("resealed", "not_old_key", "changed", "erased")
+BINDING_KEYS = ("upgraded", "misbound")  # of the records re-sealed: sb1 now bound to their row; sb2 bound elsewhere
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,10 @@ class ResealReport:
 
     def as_dict(self) -> dict[str, int]:
         return {key: int(self.counts.get(key, 0)) for key in COUNT_KEYS}
+
+    def binding(self) -> dict[str, int]:
+        """Of the records re-sealed: ``upgraded`` (sb1, now bound to their row), ``misbound`` (bound to another)."""
+        return {key: int(self.counts.get(key, 0)) for key in BINDING_KEYS}
 
 
 @dataclass
@@ -160,22 +172,27 @@ def _batches(store: Store, after: str | None, size: int):
         after = batch[-1]["pseudonym"]
 
 
-def _write_back(store: Store, sealer: Sealer, batch: list[dict[str, Any]], opened: list[str | None],
+def _write_back(store: Store, sealer: Sealer, batch: list[dict[str, Any]], opened: list[Unsealed | None],
                 state: _State) -> None:
-    """Seal each opened e-mail to the new key; replace the record only if it still holds what was opened."""
-    sealed = iter(opened)
+    """Seal each opened e-mail to the new key, bound (see the module docstring); replace the record only if it
+    still holds what was opened."""
+    values = iter(opened)
     for doc in batch:
         old = doc.get("sealed_email")
         if not old:
             state.counts["erased"] += 1
             continue
-        email = next(sealed)
-        if email is None:
+        value = next(values)
+        if value is None:
             state.counts["not_old_key"] += 1
             continue
-        replaced = store.update(IDENTITIES, {"pseudonym": doc["pseudonym"], "sealed_email": old},
-                                {"sealed_email": sealer.seal(email.encode("utf-8"))})
+        row, (sealed_for, email) = doc["pseudonym"], value
+        binding = "upgraded" if sealed_for is None else "misbound" if sealed_for != row else None
+        replaced = store.update(IDENTITIES, {"pseudonym": row, "sealed_email": old},
+                                {"sealed_email": sealer.seal_email(sealed_for or row, email)})
         state.counts["resealed" if replaced else "changed"] += 1
+        if replaced and binding:
+            state.counts[binding] += 1
     state.cursor = batch[-1]["pseudonym"]
     state.save()
 
@@ -213,8 +230,12 @@ def reseal_vault(store: Store, audit: AuditLog, params: ResealParams) -> ResealR
         except (StoreError, OSError) as exc:
             outcome, problem = "failed", type(exc).__name__
             raise BreachError(f"the pass stopped: {type(exc).__name__}: {exc}; run it again to resume") from exc
+        except Exception as exc:  # anything unforeseen: the pass did not complete
+            outcome, problem = "failed", type(exc).__name__
+            raise
         finally:
-            details: dict[str, Any] = {"old_key_sha256": old_fp, "new_key_sha256": new_fp, "pass": state.passes}
+            details: dict[str, Any] = {"old_key_sha256": old_fp, "new_key_sha256": new_fp, "pass": state.passes,
+                                       "binding": report.binding()}
             if problem:
                 details["problem"] = problem
             try:

@@ -17,7 +17,10 @@ Order of events, each a guarantee:
    audit record is written — before any e-mail is opened. The state file is never trusted
    alone: a run the audit log records as completed opens nothing again, whatever its state says.
 3. The list is streamed in chunks: one batched store read per chunk, sealed e-mails opened by a
-   worker pool, rows written in input order, a checkpoint every couple of seconds.
+   worker pool, rows written in input order, a checkpoint every couple of seconds. An e-mail is
+   written only for the pseudonym it was sealed for (``check_opened``): a value sealed for another
+   (moved or copied in the store) is ``misbound``, never written; a value from before sealing
+   bound the pseudonym (``sb1.``) is written and counted ``unbound`` (nothing to check it against).
 4. ``completed`` (or ``interrupted``/``failed``) is audited with the counts.
 
 ``resolve_pseudonyms`` is the whole run as a function (the script and benchmarks call it);
@@ -36,6 +39,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Mapping, Sequence, TextIO
 
 from ..audit import AuditLog
+from ..sealing import Unsealed
 from ..store import Store, StoreError
 from ..vault import InvalidEmail, normalise_email
 from . import audit_trail
@@ -59,7 +63,7 @@ CHECKPOINT_SECONDS = 2.0
 DEFAULT_CHUNK = 1000
 MALFORMED_SHOWN = 10
 SUMMARY_KEYS = ("resolved", "unknown", "erased", "malformed")
-COUNT_KEYS = SUMMARY_KEYS + ("duplicate", "unopenable", "restricted")
+COUNT_KEYS = SUMMARY_KEYS + ("duplicate", "unopenable", "restricted", "misbound", "unbound")
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,10 @@ class Summary:
     out: Path | None = None
 
     def line(self) -> str:
-        return " ".join(f"{key}={self.counts.get(key, 0)}" for key in SUMMARY_KEYS)
+        """``resolved=N unknown=N erased=N malformed=N``, then `` misbound=N`` when any value was misbound."""
+        line = " ".join(f"{key}={self.counts.get(key, 0)}" for key in SUMMARY_KEYS)
+        misbound = self.counts.get(MISBOUND, 0)
+        return f"{line} {MISBOUND}={misbound}" if misbound else line
 
     def as_dict(self) -> dict[str, int]:
         return {key: int(self.counts.get(key, 0)) for key in COUNT_KEYS}
@@ -151,12 +158,15 @@ def _audit_refusal(audit: AuditLog, params: Any, problem: str, action: str = ACT
 # -- one chunk of work -------------------------------------------------------------------------
 
 OPEN, DUPLICATE, MALFORMED, ERASED, UNKNOWN = "open", "duplicate", "malformed", "erased", "unknown"
+BOUND, UNBOUND, MISBOUND, UNOPENABLE = "bound", "unbound", "misbound", "unopenable"  # what opening gave
 
 
 @dataclass
 class Job:
     """A chunk of consecutive input lines, what became of each, and the sealed values to open.
 
+    ``owners``: beside each sealed value, the vault pseudonym of the row it was read from (the line's
+    pseudonym, or the person behind a pairwise subject): the only one it may be delivered for.
     ``people``: for a mixed list, the vault pseudonym behind each line to open (one person may be
     named in several sectors, and is resolved once).
     """
@@ -164,6 +174,7 @@ class Job:
     last_line: int
     items: list[tuple[int, str, str, bool]]  # (line, identifier, kind, restricted)
     sealed: list[str]
+    owners: list[str] = field(default_factory=list)
     people: dict[int, str] = field(default_factory=dict)
 
 
@@ -177,9 +188,10 @@ def _plan(look_up: Lookup, repeats: RepeatCursor, chunk: list[Entry], *, people:
     values to open, in order. ``people``: note the person behind each line (mixed lists)."""
     repeated = repeats.through(chunk[-1][0])
     answers = look_up([p for line, p in chunk if p is not None and line not in repeated])
-    sealed_of, erased, restricted = answers.sealed, answers.erased, answers.restricted
+    sealed_of, erased, restricted, person = answers.sealed, answers.erased, answers.restricted, answers.person
     items: list[tuple[int, str, str, bool]] = []
     sealed: list[str] = []
+    owners: list[str] = []
     for line, pseudonym in chunk:
         if pseudonym is None:
             items.append((line, "", MALFORMED, False))
@@ -188,11 +200,11 @@ def _plan(look_up: Lookup, repeats: RepeatCursor, chunk: list[Entry], *, people:
         elif pseudonym in sealed_of:
             items.append((line, pseudonym, OPEN, pseudonym in restricted))
             sealed.append(sealed_of[pseudonym])
+            owners.append(person.get(pseudonym, pseudonym))  # a pairwise subject's person; else the pseudonym
         else:
             items.append((line, pseudonym, ERASED if pseudonym in erased else UNKNOWN, False))
-    job = Job(chunk[-1][0], items, sealed)
+    job = Job(chunk[-1][0], items, sealed, owners)
     if people:
-        person = answers.person
         job.people = {line: person[key] for line, key, kind, _ in items if kind == OPEN}
     return job
 
@@ -224,6 +236,24 @@ def deliverable(opened: str | None) -> str | None:
         return None
 
 
+def check_opened(opened: Unsealed | None, owner: str) -> tuple[str, str | None]:
+    """What an opened value gives the person ``owner`` (the vault pseudonym of the row it was read from).
+
+    ``(BOUND, e-mail)``: sealed for ``owner`` (sb2); ``(UNBOUND, e-mail)``: an sb1 value, which names no
+    pseudonym to check; ``(MISBOUND, None)``: sealed for another pseudonym, i.e. moved or copied into this
+    row in the store; ``(UNOPENABLE, None)``: it did not open, or holds no deliverable address.
+    """
+    if opened is None:
+        return UNOPENABLE, None
+    sealed_for, value = opened
+    if sealed_for is not None and sealed_for != owner:
+        return MISBOUND, None
+    email = deliverable(value)
+    if email is None:
+        return UNOPENABLE, None
+    return (UNBOUND if sealed_for is None else BOUND), email
+
+
 class _Writer:
     """Writes finished jobs in order and checkpoints; counts only what was written."""
 
@@ -235,23 +265,25 @@ class _Writer:
         self._clock = clock
         self._checkpointed_at = clock()
 
-    def write(self, job: Job, emails: list[str | None]) -> None:
+    def write(self, job: Job, values: list[Unsealed | None]) -> None:
         counts = self.summary.counts
         found: list[tuple[str, str]] = []
         missing: list[tuple[int, str, str]] = []
-        opened = iter(emails)
-        unopenable = restricted_count = 0
+        opened, owners = iter(values), iter(job.owners)
+        failed: Counter = Counter()  # UNOPENABLE, MISBOUND
+        restricted_count = unbound = 0
         people, per_sector = job.people, self.layout.sector_of if self.layout.mixed else None
         for line, pseudonym, kind, restricted in job.items:
             if kind == OPEN:
-                email = deliverable(next(opened))
+                binding, email = check_opened(next(opened), next(owners))
                 if email is None:
-                    missing.append((line, pseudonym, "unopenable"))
-                    unopenable += 1
+                    missing.append((line, pseudonym, binding))
+                    failed[binding] += 1
                     continue
                 if not people or self.state.first_sighting(people[line]):
                     found.append((pseudonym, email))
                     restricted_count += restricted
+                    unbound += binding == UNBOUND
                     if per_sector:
                         counts[f"resolved@{per_sector(pseudonym)}"] += 1
                     continue
@@ -262,7 +294,8 @@ class _Writer:
                 counts[f"{kind}@{per_sector(pseudonym)}"] += 1
             if kind == MALFORMED and len(self.summary.malformed_lines) < MALFORMED_SHOWN:
                 self.summary.malformed_lines.append(line)
-        for key, value in (("resolved", len(found)), ("unopenable", unopenable), ("restricted", restricted_count)):
+        for key, value in (("resolved", len(found)), (UNOPENABLE, failed[UNOPENABLE]), (MISBOUND, failed[MISBOUND]),
+                           ("restricted", restricted_count), (UNBOUND, unbound)):
             if value:
                 counts[key] += value
         self.resolved.write(self.layout.resolved(found))
@@ -403,11 +436,11 @@ def _stream(store: Store, params: ResolveParams, fmt: ListFormat, pool: OpeningP
     with open(params.pseudonyms, "rb") as handle, _lookup(store, fmt) as look_up:
         for chunk in _chunks(fmt.entries(handle, skip_through=start_line), params.chunk_size):
             job = _plan(look_up, repeats, chunk, people=fmt.kind == MIXED)
-            for done, emails in pool.submit(job, job.sealed):
-                writer.write(done, emails)
+            for done, opened in pool.submit(job, job.sealed):
+                writer.write(done, opened)
                 bar.update(writer.lines_done)
-        for done, emails in pool.finish():
-            writer.write(done, emails)
+        for done, opened in pool.finish():
+            writer.write(done, opened)
     writer.checkpoint(complete=True)
     bar.update(writer.lines_done, force=True)
 
