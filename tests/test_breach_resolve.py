@@ -255,7 +255,7 @@ def test_refuses_to_resume_with_another_list(store, audit, people, listing, tmp_
 # -- interruption and resumption --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("error", [StoreUnavailable("connection lost"), KeyboardInterrupt()])
+@pytest.mark.parametrize("error", [StoreUnavailable("connection lost"), KeyboardInterrupt(), RuntimeError("a bug")])
 def test_an_interrupted_run_resumes_without_duplicates(store, audit, people, tmp_path, keys_dir, monkeypatch, error):
     monkeypatch.setattr(resolve_module, "CHECKPOINT_SECONDS", 0.0)  # checkpoint after every chunk
     many = write_list(tmp_path / "affected.txt", people.order * 1 + [new_pseudonym() for _ in range(9)])
@@ -265,7 +265,7 @@ def test_an_interrupted_run_resumes_without_duplicates(store, audit, people, tmp
 
     p = params(tmp_path, keys_dir, many)
     assert p.out is not None
-    with pytest.raises(BreachError if isinstance(error, StoreUnavailable) else KeyboardInterrupt):
+    with pytest.raises(BreachError if isinstance(error, StoreUnavailable) else type(error)):
         resolve_pseudonyms(FailingStore(store, 3, error), audit, p)
     partial = rows(p.out)
     assert 1 < len(partial) < 12

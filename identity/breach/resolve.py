@@ -502,6 +502,9 @@ def _run(store: Store, audit: AuditLog, params: ResolveParams, pool: OpeningPool
     except (StoreError, OSError, StateError) as exc:
         outcome, failure = "failed", exc
         raise BreachError(f"the run stopped: {type(exc).__name__}: {exc}; run it again to resume") from exc
+    except Exception as exc:  # anything unforeseen: the run did not complete, whatever it wrote
+        outcome, failure = "failed", exc
+        raise
     finally:
         bar.close()
         resolved.close()
