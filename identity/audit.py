@@ -62,6 +62,9 @@ AUDIT_LOG = Collection(
         "signature": str,
     },
     indexed=("incident", "action"),
+    # The head decides the next record's seq and prev_hash: read only what a failover cannot roll back, or a
+    # record chained onto one that is then lost would leave a hole in the chain (writes: durable, majority).
+    majority_reads=True,
 )
 _HASHED_FIELDS = tuple(name for name in AUDIT_LOG.fields if name not in ("hash", "signer", "signature"))
 
@@ -136,6 +139,9 @@ class AuditLog:
         return self._heads
 
     def head(self) -> dict[str, Any] | None:
+        """The last record that a majority of a MongoDB replica set has (``AUDIT_LOG.majority_reads``): none is
+        chained onto a record a failover may still roll back. An append that meets such a record's seq (a
+        duplicate key) retries until it is majority-committed or rolled back."""
         return next(iter(self._store.find(AUDIT_LOG, {}, order=Order("seq", descending=True), limit=1)), None)
 
     def append(

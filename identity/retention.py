@@ -20,17 +20,32 @@ from typing import Any, Mapping
 
 from .store import Collection, DuplicateKeyError, Store
 
-PERIOD_PATTERN = re.compile(r"^(\d{1,4})([dwmy])$")
+PERIOD_PATTERN = re.compile(r"^([0-9]{1,4})([dwmy])$")  # ASCII digits only (``\d`` takes "٣" too)
 SECONDS_PER_UNIT = {"d": 86_400, "w": 7 * 86_400, "m": 30.4375 * 86_400, "y": 365.25 * 86_400}
 HOUR = 3600
+#: The longest period: 100 years reaches back before any record of this service, and a much longer one
+#: (``9999y``) gives a cut-off before year 1, which no date can show.
+MAX_PERIOD_YEARS = 100
+MAX_PERIOD = int(MAX_PERIOD_YEARS * SECONDS_PER_UNIT["y"])
 
 
 def parse_period(text: str) -> int:
-    """``24m`` → seconds (d days, w weeks, m months of 30.44 days, y years); ``ValueError`` otherwise."""
+    """``24m`` → seconds (d days, w weeks, m months of 30.44 days, y years), at most ``MAX_PERIOD_YEARS`` years.
+
+    :raises ValueError: not a number and a unit, zero, or longer than ``MAX_PERIOD_YEARS`` years.
+    """
     match = PERIOD_PATTERN.fullmatch(text.strip().lower())
     if not match or int(match.group(1)) == 0:
         raise ValueError("a period is a number and a unit: 90d, 12w, 24m or 2y")
-    return int(int(match.group(1)) * SECONDS_PER_UNIT[match.group(2)])
+    seconds = int(int(match.group(1)) * SECONDS_PER_UNIT[match.group(2)])
+    check_period(seconds)
+    return seconds
+
+
+def check_period(seconds: int) -> None:
+    """Refuse a period (in seconds) that is not positive or longer than ``MAX_PERIOD_YEARS`` years (``ValueError``)."""
+    if not 0 < seconds <= MAX_PERIOD:
+        raise ValueError(f"a period is longer than nothing and at most {MAX_PERIOD_YEARS} years ({MAX_PERIOD_YEARS}y)")
 
 
 #: The promise: a cancelled (closed) account is erased within this long of its cancellation.

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 IDENTITY_ACTIVE, IDENTITY_RESTRICTED, IDENTITY_ERASED = "active", "restricted", "erased"
 IDENTITY_CLOSED = "closed"  # cancelled by the person or for them: no tokens; the retention purge erases it
 NOT_ERASED = In((IDENTITY_ACTIVE, IDENTITY_RESTRICTED, IDENTITY_CLOSED))
+#: whom the inactivity purge erases: a restricted identity is kept however long unused (Art. 18: stored, not erased)
+INACTIVITY_ERASABLE = In((IDENTITY_ACTIVE, IDENTITY_CLOSED))
 PSEUDONYM_PATTERN = re.compile(r"^[a-z2-7]{26}$")
 MAX_EMAIL_LENGTH = 254
 CREATE_ATTEMPTS = 8
@@ -214,8 +216,21 @@ class Vault:
         Afterwards nothing links the pseudonym to an address: the same e-mail logging in again gets
         a new, unrelated pseudonym, and the breach path reports this one as erased.
         """
+        return self._erase_where({"pseudonym": pseudonym, "status": NOT_ERASED})
+
+    def erase_if_inactive(self, pseudonym: str, cutoff: int) -> bool:
+        """``erase``, only if the identity still is one ``inactive_since(cutoff)`` names, checked in the same
+        write: a person who signed in (or was restricted) since the purge read them is kept."""
+        return any(self._erase_where({**where, "pseudonym": pseudonym}) for where in self._inactive(cutoff))
+
+    def erase_if_closed_before(self, pseudonym: str, cutoff: int) -> bool:
+        """``erase``, only if the identity still is one ``closed_before(cutoff)`` names, checked in the same write:
+        an account reopened since the purge read it is kept."""
+        return self._erase_where({**self._closed(cutoff), "pseudonym": pseudonym})
+
+    def _erase_where(self, where: dict[str, Any]) -> bool:
         return self._store.update(
-            IDENTITIES, {"pseudonym": pseudonym, "status": NOT_ERASED},
+            IDENTITIES, where,
             {"blind_index": None, "sealed_email": None, "last_login_at": None, "status": IDENTITY_ERASED,
              "status_changed_at": int(self._clock())},
         ) == 1
@@ -244,16 +259,18 @@ class Vault:
 
     @staticmethod
     def _inactive(cutoff: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Identities not erased with no login (or creation, if never) before ``cutoff``: two conditions."""
-        return ({"last_login_at": Lt(cutoff), "status": NOT_ERASED},
-                {"last_login_at": None, "created_at": Lt(cutoff), "status": NOT_ERASED})
+        """Identities active or closed (never restricted ones) with no login (or creation, if never) before
+        ``cutoff``: two conditions."""
+        return ({"last_login_at": Lt(cutoff), "status": INACTIVITY_ERASABLE},
+                {"last_login_at": None, "created_at": Lt(cutoff), "status": INACTIVITY_ERASABLE})
 
     @staticmethod
     def _closed(cutoff: int) -> dict[str, Any]:
         return {"status": IDENTITY_CLOSED, "status_changed_at": Lt(cutoff)}
 
     def inactive_since(self, cutoff: int, *, limit: int) -> list[str]:
-        """Pseudonyms of identities not erased with no login (or creation, if never) before ``cutoff``."""
+        """Pseudonyms of identities active or closed with no login (or creation, if never) before ``cutoff``;
+        a restricted identity is kept (Art. 18), however long unused."""
         found = [d["pseudonym"] for where in self._inactive(cutoff) for d in self._store.find(IDENTITIES, where,
                                                                                               limit=limit)]
         return found[:limit]

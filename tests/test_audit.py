@@ -416,6 +416,39 @@ def test_an_append_that_loses_the_race_retries_at_the_new_head(store, heads: Pat
     assert [h.seq for h in exported_heads(heads)] == [1, 2, 3]  # the losing attempt exported nothing
 
 
+def test_on_mongodb_the_head_is_read_at_majority_and_each_record_written_at_majority(monkeypatch, heads: Path):
+    """Read at the default read concern ("local"), the head may be a record that only the primary has; a
+    failover rolls it back, and a record chained onto it leaves a hole in the chain for ever. So the log is
+    read at read concern "majority" (the head, and so the next seq and prev_hash) and written at w=majority."""
+    import mongomock
+    import mongomock.collection
+
+    from identity.store import MongoStore
+
+    used: list[tuple[str, str | None, dict]] = []  # (operation, read concern, write concern) on the audit log
+
+    def spied(operation: str):
+        real = getattr(mongomock.collection.Collection, operation)
+
+        def spy(self, *args, **kwargs):
+            if self.name == AUDIT_LOG.name:
+                used.append((operation, self.read_concern.level, self.write_concern.document))
+            return real(self, *args, **kwargs)
+        return spy
+
+    for operation in ("find", "insert_one"):
+        monkeypatch.setattr(mongomock.collection.Collection, operation, spied(operation))
+    server: mongomock.MongoClient = mongomock.MongoClient()
+    log = signed_log(MongoStore("mongodb://localhost/identity", client_factory=lambda: server), heads=heads)
+    log.append(actor="ops", action="first")
+    log.append(actor="ops", action="second")
+    assert present(log.head())["seq"] == 2
+    reads = [level for name, level, _ in used if name == "find"]
+    writes = [concern for name, _, concern in used if name == "insert_one"]
+    assert len(reads) == 3 and set(reads) == {"majority"}
+    assert writes == [{"w": "majority", "wtimeout": 10000}] * 2
+
+
 def test_file_heads_are_private_appended_and_never_follow_a_symlink(tmp_path: Path):
     path = tmp_path / "heads" / "h.jsonl"
     sink = FileHeads(path)

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import re
 import threading
+import time
+
+import pytest
 
 from identity.oauth.authorize import Authorizer
 from identity.oauth.consent import CONSENTS, PENDING_CONSENTS, Consents, consent_key
+from identity.oauth.records import AUTHORIZATION_CODES
 from identity.web.consent import FORM_EXPIRED, GONE, REPLACED
 from identity.oauth.audiences import parse_encryption_key
 from tests.conftest import API, OTHER_API, REDIRECT_URI, FakeClock
@@ -122,12 +126,32 @@ def test_consent_belongs_to_the_person_not_to_the_browser_or_the_app(service, sv
 
 def test_the_code_carries_the_time_of_the_sign_in_not_of_the_answer(service, svc, third_party, clock):
     browser = new_browser(service)
+    before = int(time.time())
     page, verifier = start_app_login(browser, third_party, PERSON)
-    signed_in_at = int(clock())
+    after = int(time.time())
     clock.advance(40)
     back = allow(browser, page)
     tokens = exchange(service, third_party, back.query["code"], verifier)
-    assert decode_segment(tokens["id_token"])["auth_time"] == signed_in_at
+    # the development IdP's auth_time (it runs on the real clock; the service's is this test's, 40 s on)
+    assert before <= decode_segment(tokens["id_token"])["auth_time"] <= after
+
+
+@pytest.mark.parametrize("by_subject", [False, True])
+def test_a_consent_page_answered_after_a_restriction_issues_nothing(service, svc, third_party, by_subject):
+    """Art. 18: a person restricted (by an operator, or on their account page in another tab) after the page
+    was shown gets no code and records no consent; the app gets access_denied, as /authorize answers.
+    (Closing and erasure drop the waiting request itself: the page then finds nothing to answer.)"""
+    browser = new_browser(service)
+    page, _ = start_app_login(browser, third_party, PERSON)
+    assert page.url == CONSENT
+    pseudonym = svc.vault.find_by_email(PERSON).pseudonym
+    svc.rights.restrict(pseudonym, actor="subject" if by_subject else "ops", by_subject=by_subject,
+                        reason="Art. 18(1)(a): accuracy contested")
+    back = press(browser, page, "allow")
+    assert back.url.startswith(REDIRECT_URI + "?"), back.url
+    assert back.query["error"] == "access_denied" and back.query["state"] == "app-state" and "code" not in back.query
+    assert svc.store.count(CONSENTS, {"subject": pseudonym}) == 0
+    assert svc.store.count(AUTHORIZATION_CODES, {}) == 0
 
 
 # -- the form's attacks --------------------------------------------------------------------------

@@ -207,3 +207,21 @@ def test_clients_register_post_logout_redirect_uris_with_the_redirect_uri_rules(
         with pytest.raises(ClientRegistrationError, match="post-logout redirect URI"):
             svc.oauth.clients.register(name="x", public=True, redirect_uris=[REDIRECT_URI], grant_types=None,
                                        scopes=None, audiences=[], post_logout_redirect_uris=[bad])
+
+
+def test_a_hint_from_an_app_the_person_never_used_records_no_subject_for_them(service, svc, rp):
+    """The hint is compared with the person signed in here by computing that app's ``sub`` for them; no pairwise
+    row is written in the app's sector (the person's export would then list an app that never knew them)."""
+    from identity.pairwise import SECTOR_SUBJECTS
+
+    tracker, _ = svc.oauth.clients.register(name="Tracker", public=True, redirect_uris=[REDIRECT_URI], grant_types=None,
+                                            scopes=["openid"], audiences=[f"{ISSUER}/me"],
+                                            sector_identifier="tracker.example.com")
+    _, tracker_token = signed_in(service, tracker, OTHER)  # the tracker's own user, and its ID token
+    browser, _ = signed_in(service, rp, PERSON)
+    person = svc.vault.find_by_email(PERSON).pseudonym
+    rows, sectors = svc.store.count(SECTOR_SUBJECTS, {}), svc.rights.export(person)["subjects"]["sectors"]
+    page = browser.get(logout_url(id_token_hint=tracker_token))  # an <img> on the tracker's page, say
+    assert page.status == 200 and 'id="sign-out"' in page.text and still_signed_in(browser)  # asked first
+    assert svc.store.count(SECTOR_SUBJECTS, {}) == rows
+    assert svc.rights.export(person)["subjects"]["sectors"] == sectors

@@ -8,6 +8,9 @@ either wins outright or issues nothing.
 
 from __future__ import annotations
 
+import dataclasses
+import sqlite3
+from contextlib import closing
 from typing import Any, Callable
 
 import pytest
@@ -27,7 +30,9 @@ from identity.oauth.records import (
     token_hash,
 )
 from identity.pairwise.mapping import SECTOR_SUBJECTS, SECTORS
-from identity.store import Collection, find_one
+from identity.store import Collection, SQLiteStore, StoreUnavailable, find_one
+from identity.store.migrate import migrate
+from identity.store.sqlite_statements import Statements
 from tests.conftest import API, REDIRECT_URI
 from tests.lookup_support import present
 from tests.test_oauth_token import assert_oauth_error, code_grant, get_code, refresh
@@ -226,6 +231,126 @@ def test_two_exchanges_of_one_code_interleaved_let_one_issue_and_revoke_what_it_
                                             "client_secret": secret}).json == {"active": False}
 
 
+# -- a store failure never leaves the client without the tokens it spent its code or refresh token on ---------
+
+
+class Steps:
+    """A store that lists each operation of the service as (operation, collection) and, when ``fail_at``
+    is set, raises ``StoreUnavailable`` instead of running the one at that index (a failed write is not
+    applied: the failure the client may retry)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.seen: list[tuple[str, str]] = []
+        self.fail_at: int | None = None
+
+    def _step(self, operation: str, coll: Collection) -> None:
+        self.seen.append((operation, coll.name))
+        if len(self.seen) - 1 == self.fail_at:
+            raise StoreUnavailable(f"{operation} on {coll.name} failed (injected)")
+
+    def get(self, coll: Collection, key: Any):
+        self._step("get", coll)
+        return self._inner.get(coll, key)
+
+    def find(self, coll: Collection, where: Any, **options: Any):
+        self._step("find", coll)
+        return iter(list(self._inner.find(coll, where, **options)))
+
+    def count(self, coll: Collection, where: Any) -> int:
+        self._step("count", coll)
+        return self._inner.count(coll, where)
+
+    def insert(self, coll: Collection, doc: Any, **options: Any) -> None:
+        self._step("insert", coll)
+        self._inner.insert(coll, doc, **options)
+
+    def update(self, coll: Collection, where: Any, changes: Any, **options: Any) -> int:
+        self._step("update", coll)
+        return self._inner.update(coll, where, changes, **options)
+
+    def delete(self, coll: Collection, where: Any) -> int:
+        self._step("delete", coll)
+        return self._inner.delete(coll, where)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+SPENDING_WRITE = {"authorization_code": ("insert", GRANTS.name),  # the grant's creation spends the code
+                  "refresh_token": ("update", GRANTS.name)}  # the rotation spends the refresh token
+
+
+@pytest.fixture
+def steps(store):
+    return Steps(store)
+
+
+@pytest.fixture
+def fresh_worker(steps, settings, broker, clock):
+    """Another worker of the service on the same store, started now: nothing cached (clients, audiences,
+    pairwise subjects), so a request there takes every store step it can."""
+    return lambda: create_app(settings, store=steps, login_broker=broker, clock=clock)
+
+
+@pytest.fixture
+def on_steps(steps, settings, broker, clock, audience_keys):
+    return app_on(steps, settings, broker, clock, audience_keys)
+
+
+def pending_request(http, app_client, grant_type: str) -> Callable[[Any], Any]:
+    """A token request of ``grant_type`` ready to send (from any worker's test client), for a new person."""
+    code, verifier = get_code(http, app_client)
+    if grant_type == "authorization_code":
+        return lambda worker: code_grant(worker, app_client, code, verifier)
+    refresh_token = code_grant(http, app_client, code, verifier).json["refresh_token"]
+    return lambda worker: refresh(worker, app_client, refresh_token)
+
+
+@pytest.mark.parametrize("grant_type", sorted(SPENDING_WRITE))
+def test_the_write_that_spends_the_code_or_refresh_token_is_the_last_store_step(
+        on_steps, steps, fresh_worker, broker, grant_type):
+    """Nothing after it can fail with ``StoreUnavailable`` (a 503 whose retry would be a replay or a reuse)."""
+    http, oauth = on_steps.test_client(), on_steps.extensions["identity"].oauth
+    mobile, _ = oauth.clients.register(name="Mobile", public=True, redirect_uris=[REDIRECT_URI], grant_types=None,
+                                       scopes=["openid", "records:read"], audiences=[API])
+    for person in ("first@example.org", "second@example.org"):  # a first subject in the sectors, then another
+        broker.email = person
+        send = pending_request(http, mobile, grant_type)
+        worker = fresh_worker().test_client()
+        steps.seen.clear()
+        assert send(worker).status_code == 200
+        assert SPENDING_WRITE[grant_type] in steps.seen
+        assert steps.seen[steps.seen.index(SPENDING_WRITE[grant_type]) + 1:] == [], steps.seen
+
+
+@pytest.mark.parametrize("grant_type", sorted(SPENDING_WRITE))
+def test_a_store_failure_at_any_step_answers_503_and_the_retry_gets_the_tokens(
+        on_steps, steps, fresh_worker, broker, grant_type):
+    """Each store step of the request fails in turn (in a worker with nothing cached, for a new person):
+    the client gets a 503, and its retry of the same request gets the tokens, revoking nothing."""
+    http, oauth = on_steps.test_client(), on_steps.extensions["identity"].oauth
+    mobile, _ = oauth.clients.register(name="Mobile", public=True, redirect_uris=[REDIRECT_URI], grant_types=None,
+                                       scopes=["openid", "records:read"], audiences=[API])
+    failed: list[tuple[str, str]] = []
+    while True:
+        broker.email = f"person{len(failed)}@example.org"
+        send = pending_request(http, mobile, grant_type)
+        worker = fresh_worker().test_client()
+        steps.seen.clear()
+        steps.fail_at = len(failed)
+        first = send(worker)
+        steps.fail_at = None
+        if len(steps.seen) <= len(failed):  # every step has failed once
+            assert first.status_code == 200
+            break
+        failed.append(steps.seen[len(failed)])
+        assert first.status_code == 503, (failed[-1], first.json)
+        retry = send(worker)
+        assert retry.status_code == 200, (failed[-1], retry.json)
+    assert SPENDING_WRITE[grant_type] in failed and (SECTOR_SUBJECTS.name in {name for _, name in failed})
+
+
 def test_a_code_marked_used_by_an_earlier_release_is_a_replay(client, mobile, store):
     code, verifier = get_code(client, mobile)
     store.update(AUTHORIZATION_CODES, {"code_hash": token_hash(code)}, {"used": True})
@@ -291,6 +416,28 @@ def test_the_store_holds_no_family_id_a_copy_could_use(client, mobile, session, 
         for doc in store.find(coll, {}):
             values = " ".join(str(v) for v in doc.values())
             assert not any(secret in values for secret in secrets_seen), coll.name
+
+
+# -- a person's codes are found through an index -------------------------------------------------------------
+
+
+def test_a_persons_codes_are_read_and_ended_through_an_index(store):
+    """Erasure, closure and "remove access" read and delete a person's authorization codes by subject
+    (``Grants._end_codes``): through an index on both backends, not a scan of the day's codes (on SQLite, a
+    scan inside the writers' turn); a table made by an earlier release gets it from ``migrate``."""
+    earlier = dataclasses.replace(AUTHORIZATION_CODES, indexed=("expires_at",))
+    assert not any(name.endswith("_subject") for name in store.prepare(earlier)["indexes"])
+    report = migrate(store, [AUTHORIZATION_CODES])
+    created = report["collections"][0]["created"]
+    assert len(created) == 1 and created[0].endswith("_subject"), report
+    if isinstance(store, SQLiteStore):
+        statements, where = Statements(), {"subject": "a" * 26}
+        with closing(sqlite3.connect(store.path)) as db:
+            for sql, params in (statements.select(AUTHORIZATION_CODES, where),
+                                statements.delete_batch(AUTHORIZATION_CODES, where, 2000),
+                                statements.delete_batch(AUTHORIZATION_CODES, {**where, "client_id": "c"}, 2000)):
+                plan = [row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
+                assert not any(step.startswith("SCAN") for step in plan), (sql, plan)
 
 
 # -- refresh tokens from before the family format -----------------------------------------------------------

@@ -289,3 +289,35 @@ def test_no_subject_is_ever_logged_next_to_an_email(oauth_client, oauth_app, app
         assert not any(s in text for s in subjects - {person}), record.getMessage()  # pairwise subjects: never
     for record in AuditLog(svc.store).records():
         assert "@" not in repr(record)
+
+
+def test_a_presented_subject_is_compared_without_recording_anything(oauth, svc, app_client, apis):
+    """``is_subject_for`` (a sign-out's ``id_token_hint``): computed, never recorded, so comparing a ``sub`` with a
+    person writes no row in a sector where they have none."""
+    person = svc.vault.pseudonymise("someone@example.org").identity.pseudonym
+    other = svc.vault.pseudonymise("other@example.org").identity.pseudonym
+    subjects = oauth.subjects
+    key_view = subjects._key.subject(app_client.sector, person)
+    assert subjects.is_subject_for(key_view, person, client=app_client)
+    assert subjects.is_subject_for(key_view, person, client=app_client.client_id)
+    assert not subjects.is_subject_for(key_view, other, client=app_client)
+    assert not subjects.is_subject_for(person, person, client=app_client)  # a pairwise app never sees the pseudonym
+    assert not subjects.is_subject_for("\u00e9" * 26, person, client=app_client)
+    assert subjects.is_subject_for(subjects._key.subject(HEALTH, person), person, audience=DIARY)
+    assert svc.store.count(SECTOR_SUBJECTS, {}) == 0 and subjects.subjects_of(person) == []
+    with pytest.raises(TypeError):
+        subjects.is_subject_for(key_view, person)
+    assert subjects.subject_for(person, client=app_client) == key_view  # what the app is given, recorded now
+    assert svc.store.count(SECTOR_SUBJECTS, {}) == 1
+
+
+def test_no_subject_is_handed_out_or_recorded_for_an_erased_person(svc, oauth, apis):
+    from identity.oauth.subjects import PersonErased
+    from identity.pairwise import ERASED
+
+    person = svc.vault.pseudonymise("someone@example.org").identity.pseudonym
+    svc.rights.erase(person, actor="ops", reason="Art. 17 request")
+    with pytest.raises(PersonErased) as refused:
+        oauth.subjects.subject_for(person, audience=DIARY)
+    assert refused.value.error == "invalid_grant" and refused.value.status_code == 400
+    assert oauth.subjects.map.resolve(HEALTH, oauth.subjects._key.subject(HEALTH, person)) == ERASED

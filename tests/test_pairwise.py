@@ -7,9 +7,10 @@ import re
 
 import pytest
 
-from identity.pairwise import (ERASED, SECTOR_SUBJECTS, SECTORS, PairwiseKey, SeveralHosts, SubjectMap, client_sector,
-                               row_id, seal, sector_problem, unseal)
-from identity.vault import PSEUDONYM_PATTERN, new_pseudonym
+from identity.pairwise import (ERASED, SECTOR_SUBJECTS, SECTORS, PairwiseKey, SeveralHosts, SubjectErased, SubjectMap,
+                               client_sector, row_id, seal, sector_problem, unseal)
+from identity.pairwise.sectors import ascii_host, ascii_sector, redirect_hosts
+from identity.vault import IDENTITIES, PSEUDONYM_PATTERN, new_pseudonym
 
 KEY = bytes(range(32))
 
@@ -50,6 +51,19 @@ def test_native_apps_without_a_web_host_get_a_sector_of_their_own_not_a_shared_l
     two = client_sector(client_id="c2", redirect_uris=["http://127.0.0.1/cb", "com.example.b:/cb"],
                         sector_identifier=None)
     assert (one, two) == ("client:c1", "client:c2")
+
+
+def test_an_internationalised_host_counts_in_its_a_label_form_and_never_fails():
+    """OIDC Core §8.1 derives the sector from the host: as DNS spells it, whatever case or Unicode form the URI
+    had (earlier releases accepted such hosts at registration; derivation and the mapping take ASCII only)."""
+    uris = ["https://B\u00fccher.example/cb", "https://bu\u0308cher.example/other", "https://xn--bcher-kva.example/x"]
+    assert redirect_hosts(uris) == {"xn--bcher-kva.example"}
+    assert client_sector(client_id="c1", redirect_uris=uris, sector_identifier=None) == "xn--bcher-kva.example"
+    assert ascii_host("\u4f8b\u3048.\u30c6\u30b9\u30c8") == "xn--r8jz45g.xn--zckzah"  # 例え.テスト, IANA's IDN test name
+    assert ascii_sector("b\u00fccher.example") == "xn--bcher-kva.example"
+    for stored in ("records.example.org", "client:abc", "with space", "Upper.Example"):  # ASCII: kept as it is
+        assert ascii_sector(stored) == stored
+    assert PairwiseKey(KEY).subject(ascii_sector("\ud800\u00e9.example"), new_pseudonym())  # even a lone surrogate
 
 
 # -- derivation ----------------------------------------------------------------------------------
@@ -125,4 +139,51 @@ def test_resolve_answers_the_pseudonym_erased_or_unknown(store):
     assert mapping.erase([("a.example", subject), ("b.example", subject)]) == 1
     assert mapping.resolve("a.example", subject) == ERASED
     mapping.record("a.example", subject, pseudonym)  # a late recording never brings it back
+    assert mapping.resolve("a.example", subject) == ERASED
+
+
+# -- no subject recorded for an erased person ---------------------------------------------------------------
+
+
+def held(store, pseudonym: str, status: str = "active") -> str:
+    """An identity of ``status`` in the vault's collection (a tombstone when erased)."""
+    store.insert(IDENTITIES, {"pseudonym": pseudonym, "blind_index": None, "sealed_email": None, "created_at": 0,
+                              "last_login_at": None, "status": status, "status_changed_at": 0})
+    return pseudonym
+
+
+def test_the_service_records_no_subject_for_an_erased_or_unknown_person(store):
+    mapping, key = SubjectMap(store), PairwiseKey(KEY)
+    active, erased, unknown = held(store, new_pseudonym()), held(store, new_pseudonym(), "erased"), new_pseudonym()
+    mapping.record("a.example", key.subject("a.example", active), active, refuse_erased=True)
+    assert mapping.resolve("a.example", key.subject("a.example", active)) == active
+    for pseudonym in (erased, unknown):
+        subject = key.subject("a.example", pseudonym)
+        with pytest.raises(SubjectErased):
+            mapping.record("a.example", subject, pseudonym, refuse_erased=True)
+        assert mapping.resolve("a.example", subject) in (None, ERASED)
+    mapping.erase([("a.example", key.subject("a.example", active))])  # the person's erasure
+    with pytest.raises(SubjectErased):  # an erased row: refused, from the row alone
+        mapping.record("a.example", key.subject("a.example", active), active, refuse_erased=True)
+    mapping.record("a.example", key.subject("a.example", active), active)  # the DPO's tools: unchanged, no error
+    assert mapping.resolve("a.example", key.subject("a.example", active)) == ERASED
+
+
+def test_a_row_recorded_while_an_erasure_runs_does_not_survive_it(store, monkeypatch):
+    """The erasure (the vault's write, then forgetting the person's rows) lands between the recording's read of the
+    row and its insert: the row inserted after the erasure forgot the rows must not resolve."""
+    mapping, key, pseudonym = SubjectMap(store), PairwiseKey(KEY), held(store, new_pseudonym())
+    subject = key.subject("a.example", pseudonym)
+    real_get = store.get
+
+    def erasure_meanwhile(coll, key_value):
+        found = real_get(coll, key_value)
+        if coll is SECTOR_SUBJECTS:
+            monkeypatch.setattr(store, "get", real_get)
+            store.update(IDENTITIES, {"pseudonym": pseudonym}, {"status": "erased"})
+            mapping.erase([("a.example", subject)])  # nothing to forget yet
+        return found
+    monkeypatch.setattr(store, "get", erasure_meanwhile)
+    with pytest.raises(SubjectErased):
+        mapping.record("a.example", subject, pseudonym, refuse_erased=True)
     assert mapping.resolve("a.example", subject) == ERASED

@@ -10,10 +10,12 @@ from identity.retention import (
     DEFAULT_CANCELLED_FOR,
     DEFAULT_INACTIVE_FOR,
     ERASURE_PROMISE,
+    MAX_PERIOD,
     PURGE_RUNS,
     RETENTION_JOB,
     STALE_AFTER,
     check_cancelled_for,
+    check_period,
     parse_period,
     purge_status,
     record_purge_run,
@@ -70,3 +72,28 @@ def test_the_run_record_holds_counts_and_times_only(store):
                         "cancelled_erased", "expired_records"}
     assert all(isinstance(v, (int, str, dict)) for v in doc.values())
     assert json.loads(json.dumps(doc["expired_records"])) == {"grants": 2}
+
+
+@pytest.mark.parametrize("text, seconds", [("100y", int(100 * 365.25 * DAY)), ("1200m", int(1200 * 30.4375 * DAY)),
+                                           ("5217w", 5217 * 7 * DAY), ("9999d", 9999 * DAY)])
+def test_periods_up_to_a_century_are_accepted(text, seconds):
+    assert parse_period(text) == seconds <= MAX_PERIOD
+
+
+@pytest.mark.parametrize("text", ["101y", "9999y", "1201m", "5218w"])
+def test_a_period_beyond_a_century_is_refused_with_the_limit(text):
+    """A cut-off of ``9999y`` ago is before year 1: no date can show it, and the purge failed on it after erasing."""
+    with pytest.raises(ValueError, match="100 years"):
+        parse_period(text)
+
+
+@pytest.mark.parametrize("text", ["\u0663d", "\uff11\uff12m", "1\u0660y"])  # Arabic-Indic and full-width digits
+def test_a_period_takes_ascii_digits_only(text):
+    with pytest.raises(ValueError, match="a number and a unit"):
+        parse_period(text)
+
+
+@pytest.mark.parametrize("seconds", [0, -1, MAX_PERIOD + 1, 10**12])
+def test_a_period_in_seconds_is_checked_too(seconds):
+    with pytest.raises(ValueError, match="100 years"):
+        check_period(seconds)

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
+from typing import Any, Callable
 
 import pytest
 
+from identity import create_app
 from identity.audit import AuditLog
+from identity.oauth.subjects import PersonErased
+from identity.pairwise import ERASED
 from identity.retention import parse_period
-from identity.rights import NotAllowed, UnknownSubject
+from identity.rights import ERASURES, STATUS_CHANGE_GRACE, STATUS_CHANGES, NotAllowed, UnknownSubject
 from identity.sealing import Opener
 from identity.store import StoreUnavailable
-from identity.vault import IDENTITIES
+from identity.vault import IDENTITIES, Vault
 from tests.breach_support import dpo_private_key
-from tests.conftest import API, REDIRECT_URI
+from tests.conftest import API, REDIRECT_URI, make_store
 from tests.lookup_support import present
 from tests.oauth_helpers import pkce_pair, query_of
 from tests.test_oauth_flow import basic
@@ -103,6 +108,30 @@ def test_export_is_machine_readable_json(oauth_client, self_app):
     assert export["format"] == "identity-service-export/1"
     assert export["identity"]["status"] == "active" and export["grants"]
     assert "sealed" in export["email_address"]
+
+
+@pytest.mark.parametrize(("path", "method"), [("/me/export", "export"), ("/me", "describe")])
+def test_an_erasure_landing_while_me_answers_is_refused_without_a_500_or_the_pseudonym_logged(
+        oauth_client, self_app, services, monkeypatch, caplog, path, method):
+    """The person's DELETE /me (another tab) or an operator's erasure commits after the token's checks saw the
+    person active: the answer is the invalid_token a moment later would get, and no log line names them."""
+    tokens = login(oauth_client, self_app)
+    pseudonym = next(services.store.find(IDENTITIES, {}))["pseudonym"]
+    rights = services.rights
+    real = getattr(rights, method)
+
+    def erased_meanwhile(subject):
+        rights.erase(subject, actor="subject", reason="erasure requested by the person")
+        return real(subject)
+
+    monkeypatch.setattr(rights, method, erased_meanwhile)
+    caplog.set_level(logging.DEBUG)
+    response = oauth_client.get(path, headers=bearer(tokens))
+    assert response.status_code == 401 and response.json["error"] == "invalid_token"
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    assert response.headers["Cache-Control"] == "no-store"
+    logged = [r.getMessage() for r in caplog.records] + [repr(vars(r)) for r in caplog.records]
+    assert not any(pseudonym in line for line in logged)
 
 
 def test_me_needs_the_self_audience_and_scope(oauth_client, self_app):
@@ -433,16 +462,17 @@ def fail_once(monkeypatch, target: object, name: str) -> None:
     monkeypatch.setattr(target, name, failing)
 
 
-def person_with_everything(services) -> tuple[str, str]:
-    """A self-restricted person with a consent, a waiting consent, a live grant and an account session:
-    (pseudonym, account session id)."""
+def person_with_everything(services, *, restricted: bool = True) -> tuple[str, str]:
+    """A self-restricted person (unless ``restricted`` is false) with a consent, a waiting consent, a live grant and
+    an account session: (pseudonym, account session id)."""
     pseudonym = services.vault.pseudonymise("half@example.org").identity.pseudonym
     services.oauth.consents.grant(pseudonym, "client-a", ["openid"], API)
     services.oauth.consents.park({"client_id": "client-a"}, pseudonym)
     services.oauth.grants.create(grant_id="g-half", client_id="client-a", subject=pseudonym, audience=API,
                                  scope="openid")
     session = services.account_sessions.start(pseudonym)
-    services.rights.restrict(pseudonym, actor="subject", reason="account page", by_subject=True)
+    if restricted:
+        services.rights.restrict(pseudonym, actor="subject", reason="account page", by_subject=True)
     return pseudonym, session
 
 
@@ -492,7 +522,8 @@ def test_the_purge_finishes_an_interrupted_erasure_and_audits_it_as_asked(servic
 
 
 def test_an_erasure_the_purge_could_not_finish_is_finished_by_the_next_purge(services, clock, monkeypatch):
-    pseudonym, _ = person_with_everything(services)  # grants and sessions expire meanwhile; consents do not
+    # grants and sessions expire meanwhile; consents do not. Not restricted: the purge keeps a restricted person
+    pseudonym, _ = person_with_everything(services, restricted=False)
     clock.advance(800 * 86400)
     fail_once(monkeypatch, services.rights._grants, "revoke_all_for_subject")
     with pytest.raises(StoreUnavailable):
@@ -502,7 +533,6 @@ def test_an_erasure_the_purge_could_not_finish_is_finished_by_the_next_purge(ser
 
     report = services.rights.purge(inactive_for=365 * 86400, actor="cron", dry_run=False)
     assert services.oauth.consents.for_subject(pseudonym) == []
-    assert not services.rights.restricted_by_subject(pseudonym)
     assert report.finished == 1 and report.identities == 0
     assert erase_records(services, pseudonym) == []  # the purge's own: counted, never named, in its record
     purge = [r for r in AuditLog(services.store).records() if r["action"] == "subjects.purge"][-1]
@@ -531,3 +561,294 @@ def test_an_operators_restriction_removes_a_mark_left_behind_so_the_person_canno
     with pytest.raises(NotAllowed):
         rights.unrestrict(pseudonym, actor="subject", reason="account page", by_subject=True)
     assert services.vault.find(pseudonym).status == "restricted"
+
+
+# -- the retention purge keeps whom it must keep --------------------------------------------------------
+
+
+@pytest.fixture
+def on_each_store(settings, store, clock):
+    """The services over each store backend (SQLite, MongoDB under mongomock), on the test's clock."""
+    return create_app(settings, store=store, clock=clock).extensions["identity"]
+
+
+def test_the_inactivity_purge_keeps_restricted_accounts(on_each_store, clock):
+    """docs/rights.md: a restricted account is kept, as Art. 18 requires, however long nobody signs in."""
+    services = on_each_store
+    idle, disputed, paused = (services.vault.pseudonymise(f"{name}@example.org").identity.pseudonym
+                              for name in ("idle", "disputed", "paused"))
+    services.rights.restrict(disputed, actor="ops", reason="Art. 18(1)(c): needed for a legal claim")
+    services.rights.restrict(paused, actor="subject", reason="account page", by_subject=True)
+    clock.advance(25 * 30.44 * 86400)  # past the default 24 months
+    assert services.rights.purge(actor="timer", dry_run=True).identities == 1
+    assert services.rights.purge(actor="timer", dry_run=False).identities == 1
+    assert [services.vault.find(p).status for p in (idle, disputed, paused)] == ["erased", "restricted", "restricted"]
+    assert services.rights.restricted_by_subject(paused)
+
+
+def test_a_person_who_signs_in_while_the_purge_runs_is_kept(on_each_store, clock, monkeypatch):
+    services = on_each_store
+    returning, gone = (services.vault.pseudonymise(f"{name}@example.org").identity.pseudonym
+                       for name in ("returning", "gone"))
+    subject = services.oauth.subjects.in_sector("diary.example", returning)
+    clock.advance(800 * 86400)
+    read = services.vault.inactive_since
+
+    def read_then_sign_in(cutoff: int, *, limit: int) -> list[str]:  # the batch is read; then the person is back
+        batch = read(cutoff, limit=limit)
+        services.vault.record_login(returning)
+        return batch
+    monkeypatch.setattr(services.vault, "inactive_since", read_then_sign_in)
+    report = services.rights.purge(inactive_for=365 * 86400, actor="cron", dry_run=False)
+    assert services.vault.find(returning).status == "active" and services.vault.find(gone).status == "erased"
+    assert report.identities == 1 and services.store.count(ERASURES, {}) == 0
+    assert services.oauth.subjects.resolve("diary.example", subject) == returning  # nothing of theirs forgotten
+
+
+def test_an_account_reopened_while_the_purge_runs_is_kept(on_each_store, clock, monkeypatch):
+    services = on_each_store
+    person = services.vault.pseudonymise("undecided@example.org").identity.pseudonym
+    services.rights.close(person, actor="ops", reason="cancelled, ticket 5")
+    clock.advance(40 * 86400)
+    read = services.vault.closed_before
+
+    def read_then_reopen(cutoff: int, *, limit: int) -> list[str]:
+        batch = read(cutoff, limit=limit)
+        services.rights.reopen(person, actor="ops", reason="withdrawn, ticket 5")
+        return batch
+    monkeypatch.setattr(services.vault, "closed_before", read_then_reopen)
+    report = services.rights.purge(actor="cron", dry_run=False)
+    assert services.vault.find(person).status == "active" and report.cancelled == 0
+
+
+def test_purge_refuses_a_period_beyond_a_century_before_doing_anything(on_each_store):
+    services = on_each_store
+    for inactive_for in (parse_period("100y") + 1, 10**12, 0):
+        with pytest.raises(ValueError, match="100 years"):
+            services.rights.purge(actor="ops", dry_run=False, inactive_for=inactive_for)
+    assert list(AuditLog(services.store).records()) == []
+
+
+def test_what_can_fail_in_a_purge_fails_before_anyone_is_erased(on_each_store, clock, monkeypatch):
+    """The run's audit reason is worked out first: a failure there (a date no clock can show, as a period of
+    9999y gave before periods were capped) must not leave people erased by a run neither audited nor recorded."""
+    import identity.rights
+
+    services = on_each_store
+    person = services.vault.pseudonymise("leaving@example.org").identity.pseudonym
+    services.rights.close(person, actor="ops", reason="contract ended")
+    clock.advance(40 * 86400)
+
+    def no_date(timestamp: float | None) -> str | None:
+        raise ValueError("year -7973 is out of range")
+    monkeypatch.setattr(identity.rights, "iso", no_date)
+    with pytest.raises(ValueError, match="out of range"):
+        services.rights.purge(actor="ops", dry_run=False)
+    assert services.vault.find(person).status == "closed"
+
+
+# -- erasure racing a token request -------------------------------------------------------------------
+
+
+def code_for(oauth_client, app_client, *, scope: str = "records:read") -> tuple[str, str]:
+    """(code, verifier) of a finished authorization request for the API."""
+    verifier, challenge = pkce_pair()
+    response = oauth_client.get("/authorize", query_string={
+        "response_type": "code", "client_id": app_client.client_id, "redirect_uri": REDIRECT_URI,
+        "code_challenge": challenge, "code_challenge_method": "S256", "scope": scope, "resource": API})
+    return query_of(response.headers["Location"])["code"], verifier
+
+
+def exchange_code(oauth_client, app_client, code: str, verifier: str):
+    return oauth_client.post("/token", data={"grant_type": "authorization_code", "code": code,
+                                             "client_id": app_client.client_id, "redirect_uri": REDIRECT_URI,
+                                             "code_verifier": verifier})
+
+
+def test_an_exchange_landing_inside_an_erasure_leaves_no_subject_that_resolves(
+        oauth_client, self_app, services, monkeypatch):
+    """The exchange passed its "active" check just before the erasure's vault write: the subject it recorded
+    and the grant it created must not survive the erasure."""
+    code, verifier = code_for(oauth_client, self_app)
+    pseudonym = next(services.store.find(IDENTITIES, {}))["pseudonym"]
+    real_erase, exchanged = Vault.erase, list[int]()
+
+    def exchange_first(vault: Vault, p: str) -> bool:
+        if not exchanged:
+            exchanged.append(exchange_code(oauth_client, self_app, code, verifier).status_code)
+        return real_erase(vault, p)
+    monkeypatch.setattr(Vault, "erase", exchange_first)
+    services.rights.erase(pseudonym, actor="subject", reason="asked")
+    sector = services.oauth.audiences.get(API).sector
+    subject = services.oauth.subjects._key.subject(sector, pseudonym)  # what the token carried
+    assert exchanged == [200]
+    assert services.oauth.subjects.map.resolve(sector, subject) == ERASED
+    assert services.oauth.grants.active_for_subject(pseudonym) == []
+
+
+def test_an_exchange_past_its_checks_when_the_erasure_ends_gets_nothing_and_records_nothing(
+        oauth_client, self_app, services, monkeypatch):
+    """The whole erasure lands between the exchange's "active" check and its first subject: no token, and no row
+    that resolves the erased pseudonym (none is recorded for an erased person)."""
+    code, verifier = code_for(oauth_client, self_app, scope="openid records:read")
+    pseudonym = next(services.store.find(IDENTITIES, {}))["pseudonym"]
+    grants = services.oauth.grants
+    issue = grants.issue_access_token
+
+    def erase_then_issue(**fields: Any) -> Any:
+        services.rights.erase(pseudonym, actor="subject", reason="erasure requested by the person")
+        return issue(**fields)
+    monkeypatch.setattr(grants, "issue_access_token", erase_then_issue)
+    answer = exchange_code(oauth_client, self_app, code, verifier)
+    assert answer.status_code == 400 and answer.json["error"] == "invalid_grant", answer.json
+    subjects = services.oauth.subjects
+    for sector in subjects.map.sectors():
+        assert subjects.map.resolve(sector, subjects._key.subject(sector, pseudonym)) in (None, ERASED)
+    with pytest.raises(PersonErased):
+        subjects.subject_for(pseudonym, audience=API)
+
+
+# -- status changes survive an interruption at any step ----------------------------------------------------
+
+STATUS_ACTIONS = ["restrict", "restrict by the person", "unrestrict", "unrestrict by the person", "close", "reopen"]
+
+
+def status_change(action: str, pseudonym: str) -> tuple[Callable[[Any], dict[str, Any]], str]:
+    """(the call, the status it leads to) for one of ``STATUS_ACTIONS``."""
+    name, by_subject = action.split()[0], action.endswith("by the person")
+    actor, extra = ("subject", {"by_subject": True}) if by_subject else ("ops", {})
+
+    def call(services: Any) -> dict[str, Any]:
+        return getattr(services.rights, name)(pseudonym, actor=actor, reason=f"{name}, ticket 9", **extra)
+    return call, {"restrict": "restricted", "close": "closed"}.get(name, "active")
+
+
+def person_before(services: Any, action: str) -> str:
+    """A person in the status ``action`` starts from, with a grant and an account session."""
+    pseudonym = services.vault.pseudonymise("changing@example.org").identity.pseudonym
+    by_subject = action.endswith("by the person")
+    if action.startswith("unrestrict"):
+        services.rights.restrict(pseudonym, actor="subject" if by_subject else "ops", reason="before",
+                                 by_subject=by_subject)
+    elif action == "reopen":
+        services.rights.close(pseudonym, actor="ops", reason="before")
+    # live, or for reopen one that a race left live while the account was closed
+    services.oauth.grants.create(grant_id="g-old", client_id="client-a", subject=pseudonym, audience=API, scope="x")
+    services.account_sessions.start(pseudonym)
+    return pseudonym
+
+
+def failing_at(patch: pytest.MonkeyPatch, store: Any, write: int) -> list[int]:
+    """Make the ``write``-th insert, update or delete on ``store`` (from 0; -1: none) raise ``StoreUnavailable``;
+    returns the running count of writes."""
+    count = [0]
+
+    def counting(real: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            count[0] += 1
+            if count[0] - 1 == write:
+                raise StoreUnavailable("primary stepped down")
+            return real(*args, **kwargs)
+        return counted
+    for name in ("insert", "update", "delete"):
+        patch.setattr(store, name, counting(getattr(store, name)))
+    return count
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mongomock"])
+@pytest.mark.parametrize("action", STATUS_ACTIONS)
+def test_a_status_change_interrupted_at_any_write_is_finished_and_audited_by_asking_again(
+        settings, clock, tmp_path, backend, action):
+    def fresh(n: int) -> tuple[Any, str]:
+        services = create_app(settings, store=make_store(backend, tmp_path / str(n)), clock=clock).extensions["identity"]
+        return services, person_before(services, action)
+
+    with pytest.MonkeyPatch.context() as patch:  # how many writes the change makes when nothing fails
+        services, pseudonym = fresh(0)
+        writes = failing_at(patch, services.store, -1)
+        status_change(action, pseudonym)[0](services)
+    assert writes[0] >= 4
+    interrupted = 0
+    for write in range(writes[0]):
+        services, pseudonym = fresh(write + 1)
+        call, status = status_change(action, pseudonym)
+        audited_before = len(list(AuditLog(services.store).records()))
+        with pytest.MonkeyPatch.context() as patch:
+            failing_at(patch, services.store, write)
+            try:
+                result = call(services)  # only the audit index's write fails without failing the request
+            except StoreUnavailable:
+                interrupted += 1
+                result = call(services)  # the same request again
+        assert result["status"] == status == services.vault.find(pseudonym).status, (write, result)
+        actions = [r["action"] for r in list(AuditLog(services.store).records())[audited_before:]]
+        assert actions and set(actions) == {f"subjects.{action.split()[0]}"}, (write, actions)
+        assert services.store.count(STATUS_CHANGES, {}) == 0
+        assert services.rights.restricted_by_subject(pseudonym) == (action == "restrict by the person"), write
+        if action in ("close", "reopen"):  # nothing from before the cancellation lives on
+            assert services.oauth.grants.get("g-old").revoked, write
+        if action == "close":
+            assert services.account_sessions.end_all_for(pseudonym) == 0, write
+    assert interrupted == writes[0] - 1
+
+
+def test_an_interrupted_close_is_finished_by_closing_again_and_reopening_revives_nothing(
+        oauth_client, self_app, services, monkeypatch):
+    tokens = login(oauth_client, self_app)
+    pseudonym = next(services.store.find(IDENTITIES, {}))["pseudonym"]
+    fail_once(monkeypatch, services.rights._grants, "revoke_all_for_subject")
+    with pytest.raises(StoreUnavailable):
+        services.rights.close(pseudonym, actor="ops", reason="customer cancelled")
+    assert services.rights.close(pseudonym, actor="ops", reason="customer cancelled, again")["status"] == "closed"
+    services.rights.reopen(pseudonym, actor="ops", reason="changed their mind")
+    refresh = oauth_client.post("/token", data={"grant_type": "refresh_token", "client_id": self_app.client_id,
+                                                "refresh_token": tokens["refresh_token"]})
+    assert refresh.status_code == 400
+    records = [(r["action"], r["reason"]) for r in AuditLog(services.store).records()]
+    assert records == [("subjects.close", "customer cancelled, again"), ("subjects.reopen", "changed their mind")]
+
+
+def test_the_purge_finishes_a_status_change_nobody_asked_again(on_each_store, clock, monkeypatch):
+    services = on_each_store
+    pseudonym = services.vault.pseudonymise("left@example.org").identity.pseudonym
+    services.oauth.grants.create(grant_id="g-left", client_id="client-a", subject=pseudonym, audience=API, scope="x")
+    fail_once(monkeypatch, services.rights._grants, "revoke_all_for_subject")
+    with pytest.raises(StoreUnavailable):
+        services.rights.close(pseudonym, actor="ops-bob", reason="cancelled, ticket 3")
+    services.rights.purge(actor="cron", dry_run=False)  # too recent: left to the request, which may still run
+    assert services.store.count(STATUS_CHANGES, {}) == 1
+    clock.advance(STATUS_CHANGE_GRACE + 1)
+    services.rights.purge(actor="cron", dry_run=False)
+    assert services.store.count(STATUS_CHANGES, {}) == 0 and services.oauth.grants.get("g-left").revoked
+    records = list(AuditLog(services.store).records())
+    [close] = [r for r in records if r["action"] == "subjects.close"]
+    assert (close["actor"], close["reason"], close["details"]) == ("ops-bob", "cancelled, ticket 3",
+                                                                   {"pseudonym": pseudonym})
+    assert [r for r in records if r["action"] == "subjects.purge"][-1]["counts"]["status_changes_finished"] == 1
+
+
+def test_a_person_finishing_their_own_interrupted_unrestriction_is_not_refused(services, monkeypatch):
+    """The mark that lets the person lift their restriction goes first; asking again is not refused for want of it."""
+    pseudonym = services.vault.pseudonymise("paused@example.org").identity.pseudonym
+    services.rights.restrict(pseudonym, actor="subject", reason="account page", by_subject=True)
+    fail_once(monkeypatch, services.vault, "set_status")
+    with pytest.raises(StoreUnavailable):
+        services.rights.unrestrict(pseudonym, actor="subject", reason="account page", by_subject=True)
+    assert not services.rights.restricted_by_subject(pseudonym)
+    again = services.rights.unrestrict(pseudonym, actor="subject", reason="account page", by_subject=True)
+    assert again["status"] == "active"
+    services.rights.restrict(pseudonym, actor="ops", reason="dispute")
+    with pytest.raises(NotAllowed):  # an operator's restriction stays the operator's to lift
+        services.rights.unrestrict(pseudonym, actor="subject", reason="account page", by_subject=True)
+
+
+@pytest.mark.parametrize("reason", ["asked by alice@example.org", " ", "x" * 501])
+def test_a_reason_the_audit_log_must_not_keep_is_refused_before_anything_is_done(services, reason):
+    pseudonym = services.vault.pseudonymise("someone@example.org").identity.pseudonym
+    for act in (services.rights.restrict, services.rights.close, services.rights.erase):
+        with pytest.raises(ValueError, match="reason"):
+            act(pseudonym, actor="ops", reason=reason)
+    with pytest.raises(ValueError, match="reason"):
+        services.rights.show(pseudonym, actor="ops", reason=reason)
+    assert services.vault.find(pseudonym).status == "active"
+    assert list(AuditLog(services.store).records()) == []

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
+
+import pytest
 
 from identity import create_app
 from identity.audit import AuditLog
+from identity.vault import IDENTITIES
 from tests.test_scripts_oauth import cli, env  # noqa: F401  (fixture)
 
 
@@ -26,7 +30,8 @@ def test_show_restrict_unrestrict_erase(env, settings):
     assert cli("subjects.py", "erase", pseudonym, "--reason", "twice", env=env).returncode == 1
     assert cli("subjects.py", "erase", pseudonym, env=env).returncode == 2  # --reason is required
     actions = [(r["action"], r["actor"], r["reason"]) for r in AuditLog(services.store).records()]
-    assert actions == [("subjects.restrict", "ops-alice", "ticket 42"), ("subjects.unrestrict", "ops-alice", "done"),
+    assert actions == [("subjects.show", "ops-alice", None),  # reading the record is an access: audited too
+                       ("subjects.restrict", "ops-alice", "ticket 42"), ("subjects.unrestrict", "ops-alice", "done"),
                        ("subjects.erase", "ops-alice", "request by e-mail")]
 
 
@@ -84,6 +89,68 @@ def test_a_request_forwarded_by_a_service_names_the_person_by_its_sectors_subjec
     again = cli("subjects.py", "show", subject, "--sector", "diary.example", env=env)
     assert again.returncode == 1  # erased: the subject never resolves again
     records = [(r["action"], r["outcome"], r["details"]) for r in AuditLog(services.store).records()]
-    assert records[0][:2] == ("subjects.erase", "refused") and records[0][2]["sector"] == "chat.example"
-    assert records[1] == ("subjects.erase", "ok", {"pseudonym": pseudonym})
-    assert records[2][:2] == ("subjects.show", "refused")
+    assert records[0] == ("subjects.show", "ok", {"pseudonym": pseudonym})
+    assert records[1][:2] == ("subjects.erase", "refused") and records[1][2]["sector"] == "chat.example"
+    assert records[2] == ("subjects.erase", "ok", {"pseudonym": pseudonym})
+    assert records[3][:2] == ("subjects.show", "refused")
+
+
+def test_a_reason_holding_an_e_mail_address_is_refused_before_anything_is_done(env, settings):
+    """The audit log keeps a reason for good, next to the pseudonym, after erasure forgot the person's address."""
+    services = create_app(settings).extensions["identity"]
+    pseudonym = services.vault.pseudonymise("alice@example.org").identity.pseudonym
+    subject = services.oauth.subjects.in_sector("diary.example", pseudonym)
+    for args in (("erase", pseudonym), ("restrict", pseudonym), ("close", pseudonym), ("show", pseudonym),
+                 ("erase", subject, "--sector", "diary.example"), ("erase", subject, "--sector", "chat.example")):
+        refused = cli("subjects.py", *args, "--reason", "Art. 17 request mailed by Alice@Example.org", env=env)
+        assert refused.returncode == 2 and "e-mail address" in refused.stderr, refused.stderr
+        assert "example.org" not in refused.stderr.lower() and "Traceback" not in refused.stderr
+    assert services.vault.find(pseudonym).status == "active"
+    assert list(AuditLog(services.store).records()) == []
+
+
+def test_show_is_audited_and_names_the_person_by_pseudonym_only(env, settings):
+    services = create_app(settings).extensions["identity"]
+    pseudonym = services.vault.pseudonymise("someone@example.org").identity.pseudonym
+    subject = services.oauth.subjects.in_sector("diary.example", pseudonym)
+    assert cli("subjects.py", "show", pseudonym, "--reason", "Art. 15 request, ticket 12", env=env).returncode == 0
+    assert json.loads(cli("subjects.py", "show", subject, "--sector", "diary.example", env=env).stdout)["status"]
+    records = [(r["action"], r["outcome"], r["actor"], r["reason"], r["details"])
+               for r in AuditLog(services.store).records()]
+    assert records == [("subjects.show", "ok", "ops-alice", "Art. 15 request, ticket 12", {"pseudonym": pseudonym}),
+                       ("subjects.show", "ok", "ops-alice", None, {"pseudonym": pseudonym})]
+    assert "example.org" not in json.dumps(records)
+    assert [h["action"] for h in services.rights.export(pseudonym)["history"]] == ["subjects.show"] * 2
+
+
+@pytest.mark.parametrize("args", [
+    ("show", "UPPERCASE" * 3),
+    ("show", "someone@example.org"),
+    ("show", "x" * 5000),
+    ("show", "\u00e9" * 26, "--sector", "diary.example"),
+    ("show", "{pseudonym}", "--sector", "b\u00fccher.example"),
+    ("erase", "{pseudonym}", "--sector", "", "--reason", "forwarded"),
+    ("erase", "{pseudonym}", "--sector", "someone@example.org", "--reason", "forwarded"),
+    ("restrict", "{pseudonym}", "--reason", "x" * 100_000),
+])
+def test_an_identifier_sector_or_reason_that_cannot_be_one_is_refused_unaudited(env, settings, args):
+    services = create_app(settings).extensions["identity"]
+    pseudonym = services.vault.pseudonymise("someone@example.org").identity.pseudonym
+    refused = cli("subjects.py", *(a.format(pseudonym=pseudonym) for a in args), env=env)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "someone@" not in refused.stderr and len(refused.stderr) < 500
+    assert services.vault.find(pseudonym).status == "active" and list(AuditLog(services.store).records()) == []
+
+
+def test_a_period_beyond_a_century_is_refused_before_anything_is_erased(env, settings):
+    """``--inactive-for 9999y`` (meant as "never for inactivity") erased closed accounts, then crashed unaudited."""
+    services = create_app(settings).extensions["identity"]
+    pseudonym = services.vault.pseudonymise("leaving@example.org").identity.pseudonym
+    services.rights.close(pseudonym, actor="ops", reason="contract ended")
+    services.store.update(IDENTITIES, {"pseudonym": pseudonym}, {"status_changed_at": int(time.time()) - 40 * 86400})
+    refused = cli("subjects.py", "purge", "--inactive-for", "9999y", env=env)
+    assert refused.returncode == 2 and "at most 100 years" in refused.stderr and "Traceback" not in refused.stderr
+    assert services.vault.find(pseudonym).status == "closed"
+    century = json.loads(cli("subjects.py", "purge", "--inactive-for", "100y", env=env).stdout)
+    assert century["cancelled_erased"] == 1 and services.vault.find(pseudonym).status == "erased"
+    assert [r["action"] for r in AuditLog(services.store).records()] == ["subjects.close", "subjects.purge"]

@@ -227,6 +227,33 @@ def test_durable_writes_are_majority_writes_and_the_others_w1():
     assert concerns == [majority, one, one, majority]
 
 
+def test_a_collection_with_majority_reads_is_read_at_majority_and_keeps_its_write_concerns():
+    from identity.store import Collection
+
+    chain = Collection(name="chain", key="id", fields={"id": str, "n": int}, majority_reads=True)
+    plain = Collection(name="plain", key="id", fields={"id": str, "n": int})
+    client: pymongo.MongoClient[dict[str, Any]] = mongomock.MongoClient()
+    store = MongoStore("mongodb://localhost/identity", client_factory=lambda: client)
+    used: list[tuple[str, str | None, dict]] = []
+    collection = store._collection
+
+    def spy(coll, durable_write=None):
+        handle = collection(coll, durable_write)
+        used.append((coll.name, handle.read_concern.level, handle.write_concern.document))
+        return handle
+
+    store._collection = spy  # type: ignore[method-assign]
+    store.insert(chain, {"id": "a"})
+    store.insert(chain, {"id": "b"}, durable=False)
+    store.get(chain, "a")
+    list(store.find(chain, {}))
+    store.count(chain, {})
+    store.get(plain, "a")
+    majority, one = {"w": "majority", "wtimeout": 10000}, {"w": 1}
+    assert used == [("chain", "majority", majority), ("chain", "majority", one)] + \
+        [("chain", "majority", majority)] * 3 + [("plain", None, majority)]  # None: the server's default, local
+
+
 # -- bulk operations on a real server's terms ------------------------------------------------------
 
 class _BulkSpy:

@@ -241,3 +241,42 @@ def test_rekey_of_something_that_is_no_pseudonym_finds_nobody(vault: Vault, stor
     with pytest.raises(LookupError):
         vault.rekey(pseudonym, "new.address@example.org")
     assert list(store.find(IDENTITIES, {})) == before
+
+
+# -- what the retention purge selects, and erases only while it still holds --------------------------------
+
+
+def test_the_inactivity_selection_keeps_restricted_identities(store, keyring: Keyring):
+    now = [1_700_000_000]
+    vault = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key), clock=lambda: now[0])
+    idle, restricted, closed = (vault.pseudonymise(f"{name}@example.org").identity.pseudonym
+                                for name in ("idle", "restricted", "closed"))
+    vault.set_status(restricted, "restricted", only_from="active")
+    vault.set_status(closed, "closed", only_from="active")
+    now[0] += 1000
+    assert sorted(vault.inactive_since(now[0], limit=10)) == sorted([idle, closed])
+    assert vault.purge_counts(now[0], now[0]) == (2, 1)
+    assert not vault.erase_if_inactive(restricted, now[0])
+    assert present(vault.find(restricted)).status == "restricted"
+
+
+def test_a_conditional_erasure_keeps_whoever_no_longer_meets_the_condition(store, keyring: Keyring):
+    now = [1_700_000_000]
+    vault = Vault(store, pepper=keyring.pepper, sealer=Sealer(keyring.dpo_public_key), clock=lambda: now[0])
+    returning, never, gone, reopened, closed = (vault.pseudonymise(f"{name}@example.org").identity.pseudonym
+                                                for name in ("returning", "never", "gone", "reopened", "closed"))
+    vault.record_login(gone)
+    for pseudonym in (reopened, closed):
+        vault.set_status(pseudonym, "closed", only_from="active")
+    now[0] += 1000
+    cutoff = now[0] - 10
+    vault.record_login(returning)  # signed in after the purge chose them
+    vault.set_status(reopened, "active", only_from="closed")
+    assert not vault.erase_if_inactive(returning, cutoff)
+    assert vault.erase_if_inactive(never, cutoff) and vault.erase_if_inactive(gone, cutoff)  # no login / an old one
+    assert not vault.erase_if_closed_before(reopened, cutoff)
+    assert vault.erase_if_closed_before(closed, cutoff)
+    assert not vault.erase_if_closed_before(closed, cutoff) and not vault.erase_if_inactive(never, cutoff)  # once
+    statuses = {p: present(vault.find(p)).status for p in (returning, never, gone, reopened, closed)}
+    assert statuses == {returning: "active", never: "erased", gone: "erased", reopened: "active", closed: "erased"}
+    assert store.get(IDENTITIES, gone)["sealed_email"] is None and store.get(IDENTITIES, returning)["sealed_email"]

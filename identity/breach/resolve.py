@@ -492,7 +492,8 @@ def _run(store: Store, audit: AuditLog, params: ResolveParams, pool: OpeningPool
     writer.lines_done = progress.lines_done
     total = count_lines(params.pseudonyms) if (bar_on := _bar_enabled(params, stderr)) else None
     bar = ProgressBar(total, stream=stderr, enabled=bar_on, start_at=progress.lines_done)
-    outcome, failure = "completed", None
+    outcome = "completed"
+    failure: BaseException | None = None
     try:
         if not progress.complete:
             _stream(store, params, prepared.fmt, pool, writer, bar, progress.lines_done)

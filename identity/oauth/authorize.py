@@ -11,10 +11,17 @@ Only apps' logins end here. The service's own sign-ins (the e-mail change, the a
 A third-party client's code waits for the person's consent (``identity.oauth.consent``): ``complete``
 parks the request there and sends the browser where the registered consent gate says
 (``register_consent_gate``); without a gate, such a client gets ``consent_required``, never a code.
+
+``prompt`` and ``max_age`` (OpenID Connect Core §3.1.2.1) are parked with the request: ``login`` (or
+``max_age=0``) makes the broker ask the IdP for a fresh sign-in, another ``max_age`` is passed on, and the
+broker refuses an upstream ``auth_time`` older than either allows. The code carries the upstream sign-in's
+time (``record_authentication``: the IdP's ``auth_time``, else when its login completed), which the ID
+token's ``auth_time`` repeats.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Mapping, Protocol
@@ -35,8 +42,13 @@ LOGIN = "login"  # the purpose of an app's authorization request
 CLEANUP_ONE_IN = 64
 SINGLE_VALUE_PARAMS = (
     "client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge",
-    "code_challenge_method", "nonce", "resource", "response_mode", "prompt",
+    "code_challenge_method", "nonce", "resource", "response_mode", "prompt", "max_age",
 )
+# OpenID Connect Core §3.1.2.1 ``prompt``: a space-delimited set of these
+PROMPT_NONE, PROMPT_LOGIN, PROMPT_CONSENT, PROMPT_SELECT_ACCOUNT = "none", "login", "consent", "select_account"
+PROMPT_VALUES = frozenset({PROMPT_NONE, PROMPT_LOGIN, PROMPT_CONSENT, PROMPT_SELECT_ACCOUNT})
+MAX_AGE = re.compile(r"[0-9]{1,9}")  # seconds; up to about 31 years
+INACTIVE = "this account is restricted or closed"
 
 
 class ErrorPage(PageError):
@@ -64,6 +76,13 @@ class AuthorizationRequest:
     audience: str
     code_challenge: str | None
     nonce: str | None
+    prompt: frozenset[str] = frozenset()
+    max_age: int | None = None  # seconds the person's upstream sign-in may be old (OIDC Core §3.1.2.1)
+
+    @property
+    def reauthenticate(self) -> bool:
+        """``prompt=login``, or ``max_age=0`` ("equivalent to prompt=login"): a fresh sign-in upstream."""
+        return PROMPT_LOGIN in self.prompt or self.max_age == 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +94,7 @@ class PendingAuthorization:
     expires_at: int
     purpose: str = LOGIN
     reauthenticate: bool = False  # the IdP must make the person sign in afresh (no single sign-on)
+    max_age: int | None = None  # otherwise, how old the IdP's sign-in may be, in seconds (None: any age)
 
 
 class ConsentGate(Protocol):
@@ -149,8 +169,8 @@ class Authorizer:
             raise refuse("invalid_request", "only response_mode=query is supported")
         if not client.allows_grant(AUTHORIZATION_CODE):
             raise refuse("unauthorized_client", "this client may not use the authorization code flow")
-        if params.get("prompt") == "none":
-            raise refuse("login_required", "the person must log in")
+        prompt = self._prompt(params.get("prompt"), refuse)
+        max_age = self._max_age(params.get("max_age"), refuse)
         scope = tuple(dict.fromkeys(params.get("scope", "").split()))
         if not client.allows_scopes(list(scope)):
             raise refuse("invalid_scope", "the requested scope is not allowed for this client")
@@ -165,8 +185,29 @@ class Authorizer:
         audience = self._audience(client, params.get("resource"), refuse)
         return AuthorizationRequest(
             client=client, redirect_uri=redirect_uri, redirect_uri_given=given, state=state, scope=scope,
-            audience=audience, code_challenge=challenge, nonce=nonce,
+            audience=audience, code_challenge=challenge, nonce=nonce, prompt=prompt, max_age=max_age,
         )
+
+    @staticmethod
+    def _prompt(value: str | None, refuse: Callable[[str, str], RedirectError]) -> frozenset[str]:
+        """OIDC Core §3.1.2.1: a space-delimited set; "none" with any other value is an error."""
+        prompt = frozenset((value or "").split())
+        if PROMPT_NONE in prompt and len(prompt) > 1:
+            raise refuse("invalid_request", "prompt=none cannot be combined with another prompt value")
+        if not prompt <= PROMPT_VALUES:
+            raise refuse("invalid_request", "unsupported prompt value")
+        if prompt == {PROMPT_NONE}:  # every login goes to the IdP, which shows its form
+            raise refuse("login_required", "the person must log in")
+        return prompt
+
+    @staticmethod
+    def _max_age(value: str | None, refuse: Callable[[str, str], RedirectError]) -> int | None:
+        """OIDC Core §3.1.2.1 ``max_age``: a non-negative number of seconds."""
+        if value is None:
+            return None
+        if not MAX_AGE.fullmatch(value):
+            raise refuse("invalid_request", "max_age must be a non-negative integer number of seconds")
+        return int(value)
 
     def _client(self, params: Mapping[str, str], duplicated: Collection[str]) -> Client:
         if "client_id" in duplicated:
@@ -215,7 +256,9 @@ class Authorizer:
             "code_challenge": request.code_challenge,
             "nonce": request.nonce,
             "purpose": LOGIN,
-        })
+            "prompt": " ".join(sorted(request.prompt)) or None,
+            "max_age": request.max_age,
+        }, reauthenticate=request.reauthenticate, max_age=request.max_age)
 
     def register_consent_gate(self, gate: ConsentGate) -> None:
         """Where a third-party client's login goes once the person has signed in (the consent page)."""
@@ -225,16 +268,22 @@ class Authorizer:
         client = self._clients.get(doc["client_id"])
         if client is None or not client.third_party:
             return False
+        if PROMPT_CONSENT in (doc.get("prompt") or "").split():  # OIDC Core §3.1.2.1: ask, even if allowed
+            return True
         scopes = (doc.get("scope") or "").split()
         return self._consents is None or not self._consents.covers(subject, client.client_id, scopes, doc["audience"])
 
-    def hold(self, fields: Mapping[str, Any], *, reauthenticate: bool = False) -> PendingAuthorization:
-        """Store a parked login's fields (an app's, or one of ``identity.signins``) for ``pending_ttl``."""
+    def hold(self, fields: Mapping[str, Any], *, reauthenticate: bool = False,
+             max_age: int | None = None) -> PendingAuthorization:
+        """Store a parked login's fields (an app's, or one of ``identity.signins``) for ``pending_ttl``.
+
+        ``reauthenticate`` (a fresh sign-in) and ``max_age`` are what the broker asks the IdP for.
+        """
         now = int(self._clock())
         pending = PendingAuthorization(
             pending_id=new_secret_value(), client_id=fields["client_id"], redirect_uri=fields["redirect_uri"],
             state=fields["state"], expires_at=now + self._pending_ttl, purpose=fields["purpose"],
-            reauthenticate=reauthenticate,
+            reauthenticate=reauthenticate, max_age=None if reauthenticate else max_age,
         )
         if secrets.randbelow(CLEANUP_ONE_IN) == 0:  # now and then, drop abandoned logins
             self._store.delete(PENDING_AUTHORIZATIONS, {"expires_at": Lt(now)})
@@ -251,6 +300,11 @@ class Authorizer:
         if doc is None or doc["expires_at"] <= self._clock():
             return None
         return doc
+
+    def record_authentication(self, pending_id: str, auth_time: int) -> None:
+        """Keep when the person signed in upstream (the IdP's ``auth_time``) with the parked request."""
+        if isinstance(pending_id, str) and pending_id:
+            self._store.update(PENDING_AUTHORIZATIONS, {"pending_id": pending_id}, {"auth_time": int(auth_time)})
 
     def take(self, pending_id: str) -> dict[str, Any] | None:
         """Remove and return the parked request: exactly one caller gets it (one-time use)."""
@@ -277,13 +331,23 @@ class Authorizer:
         except StoreUnavailable:
             return self.error_redirect(doc, "temporarily_unavailable", "the identity store is unavailable")
         if not identity.is_active:
-            return self.error_redirect(doc, "access_denied", "this account is restricted or closed")
+            return self.error_redirect(doc, "access_denied", INACTIVE)
         self._vault.record_login(identity.pseudonym)
+        # OIDC Core §2 auth_time: the IdP's, recorded by the broker; else now, when its login completed
+        doc = {**doc, "auth_time": int(doc.get("auth_time") or self._clock())}
         if self._needs_consent(doc, identity.pseudonym):
             if self._consents is None or self._consent_gate is None:
                 return self.error_redirect(doc, "consent_required", "this app needs consent, which cannot be asked")
             return self._consent_gate(self._consents.park(doc, identity.pseudonym))
         return self.issue_code(doc, identity.pseudonym)
+
+    def refusal_if_inactive(self, doc: Mapping[str, Any], subject: str) -> str | None:
+        """The app's ``access_denied`` redirect if the person is no longer active (restricted, closed,
+        erased) since the request was parked; None if they still are."""
+        identity = self._vault.find(subject)
+        if identity is not None and identity.is_active:
+            return None
+        return self.error_redirect(doc, "access_denied", INACTIVE)
 
     def issue_code(self, doc: Mapping[str, Any], subject: str) -> str:
         """Store a one-time code bound to client, redirect URI and PKCE challenge; return the redirect."""

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from ..pairwise.sectors import (CLIENT_SECTOR_PREFIX, DEFAULT_SUBJECT_TYPE, LEGACY_SUBJECT_TYPE, PAIRWISE, SeveralHosts,
-                                client_sector, sector_problem, subject_type_problem)
+                                ascii_host, ascii_sector, client_sector, sector_problem, subject_type_problem)
 from ..store import Collection, DuplicateKeyError, Order, Store
 
 AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS = "authorization_code", "refresh_token", "client_credentials"
@@ -124,7 +124,7 @@ def _client(doc: dict[str, Any]) -> Client:
         post_logout_redirect_uris=tuple(doc.get("post_logout_redirect_uris") or ()),
         subject_type=doc.get("subject_type") or LEGACY_SUBJECT_TYPE,
         sector_identifier=doc.get("sector_identifier"),
-        sector=doc.get("sector") or _legacy_sector(doc),
+        sector=ascii_sector(doc.get("sector") or _legacy_sector(doc)),
         introspects=tuple(doc.get("introspects") or ()),
     )
 
@@ -150,6 +150,9 @@ def redirect_uri_problem(uri: str, *, public: bool) -> str | None:
         return "a redirect URI must be absolute and have no fragment"
     if parts.username or parts.password:
         return "a redirect URI must not contain user information"
+    if parts.hostname and not parts.hostname.isascii():
+        return (f"a redirect URI's host must be ASCII: register {parts.hostname} in its IDNA A-label (punycode) "
+                f"form, as DNS has it ({ascii_host(parts.hostname)})")
     if parts.scheme == "https" and parts.hostname:
         return None
     if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost"):

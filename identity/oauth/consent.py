@@ -190,7 +190,8 @@ class Consents:
         self._store.insert(PENDING_CONSENTS, {
             **{name: request.get(name) for name in REQUEST_FIELDS},
             "redirect_uri_given": bool(request.get("redirect_uri_given")),
-            "consent_hash": consent_reference(consent_id), "subject": subject, "auth_time": now,
+            "consent_hash": consent_reference(consent_id), "subject": subject,
+            "auth_time": int(request.get("auth_time") or now),  # the upstream sign-in's (Authorizer.complete)
             "created_at": now, "expires_at": now + self._pending_ttl,
         })
         return consent_id

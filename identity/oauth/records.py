@@ -28,6 +28,9 @@ PENDING_AUTHORIZATIONS = Collection(
         "expires_at": int,
         "purpose": str,
         "reference": str,  # a login of the service's own: what its handler needs (a hash, never a secret)
+        "prompt": str,  # OIDC Core §3.1.2.1, space-delimited: "login" asks the IdP for a fresh sign-in
+        "max_age": int,  # OIDC Core §3.1.2.1: passed to the IdP, its auth_time checked against it
+        "auth_time": int,  # the IdP's auth_time, recorded at the callback (identity.upstream.broker)
     },
     indexed=("expires_at",),
 )
@@ -50,7 +53,7 @@ AUTHORIZATION_CODES = Collection(
         "expires_at": int,
         "used": bool,
     },
-    indexed=("expires_at",),
+    indexed=("expires_at", "subject"),  # subject: erasure, closure, "remove access" end a person's codes
 )
 
 GRANTS = Collection(

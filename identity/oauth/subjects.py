@@ -8,22 +8,34 @@ breach path can always take it back; in-process, a bounded cache keeps the token
 store round trips for people seen recently.
 
 An audience or client that is not (or no longer) registered is treated as pairwise in a sector of
-its own: a missing registration never yields the pseudonym.
+its own: a missing registration never yields the pseudonym. No new subject is recorded, or handed out,
+for a person the vault holds as erased (``PersonErased``): a request that raced the erasure fails.
+To compare a ``sub`` someone presents with a person (a sign-out's ``id_token_hint``), ``is_subject_for``
+computes it and records nothing.
 """
 
 from __future__ import annotations
 
+import hmac
 import threading
 from typing import Any
 
+from ..errors import InvalidGrant
 from ..pairwise.derivation import PairwiseKey
-from ..pairwise.mapping import ERASED, SubjectMap, row_id
+from ..pairwise.mapping import ERASED, SubjectErased, SubjectMap, row_id
 from ..pairwise.sectors import CLIENT_SECTOR_PREFIX, PAIRWISE, sector_problem
 from ..vault import is_pseudonym
 from .audiences import Audience, AudienceRegistry
 from .clients import Client, ClientRegistry
 
 CACHE_ENTRIES = 100_000  # (sector, pseudonym) → subject, recorded; about 25 MB per process when full
+
+
+class PersonErased(InvalidGrant):
+    """The person was erased while this request ran: no subject is recorded or handed out for them
+    (``invalid_grant`` where a token was asked for)."""
+
+    description = "the account is not active"
 
 
 class Subjects:
@@ -53,28 +65,49 @@ class Subjects:
         """The ``sub`` for the person ``pseudonym`` as ``audience`` (access tokens, their introspection)
         or ``client`` (ID tokens, UserInfo) sees it. Give exactly one of the two.
 
-        Raises ``StoreUnavailable`` when a new pairwise subject cannot be recorded.
+        :raises StoreUnavailable: a new pairwise subject cannot be recorded.
+        :raises PersonErased: the person was erased (a pairwise subject is recorded for nobody else).
         """
-        if (audience is None) == (client is None):
-            raise TypeError("give exactly one of audience= and client=")
-        subject_type, sector = (self._audience_view(audience) if audience is not None
-                                else self._client_view(client))  # type: ignore[arg-type]
+        subject_type, sector = self._view(audience, client)
         if subject_type != PAIRWISE:
             return pseudonym
         return self.in_sector(sector, pseudonym)
 
+    def is_subject_for(self, subject: str, pseudonym: str, *, audience: str | Audience | None = None,
+                       client: str | Client | None = None) -> bool:
+        """Whether ``subject`` is the ``sub`` ``audience`` or ``client`` sees for the person ``pseudonym``:
+        computed, never recorded (a presented ``sub`` is compared; nothing leaves the service, so no row
+        is needed, and none is written for a receiver the person never used)."""
+        subject_type, sector = self._view(audience, client)
+        expected = pseudonym if subject_type != PAIRWISE else self._key.subject(sector, pseudonym)
+        return hmac.compare_digest(expected.encode("ascii"), subject.encode("ascii", "replace"))
+
     def in_sector(self, sector: str, pseudonym: str) -> str:
-        """The pairwise subject of ``pseudonym`` in ``sector``, recorded for the breach path."""
+        """The pairwise subject of ``pseudonym`` in ``sector``, recorded for the breach path.
+
+        :raises PersonErased: the person was erased (``SubjectMap.record(..., refuse_erased=True)``).
+        """
         cached = self._recorded.get((sector, pseudonym))
         if cached is not None:
             return cached
         subject = self._key.subject(sector, pseudonym)
-        self._map.record(sector, subject, pseudonym)
+        try:
+            self._map.record(sector, subject, pseudonym, refuse_erased=True)
+        except SubjectErased as exc:
+            raise PersonErased() from exc
         with self._lock:
             if len(self._recorded) >= self._cache_entries:
                 del self._recorded[next(iter(self._recorded))]  # the oldest entry
             self._recorded[(sector, pseudonym)] = subject
         return subject
+
+    def _view(self, audience: str | Audience | None, client: str | Client | None) -> tuple[str, str]:
+        """(subject type, sector) of the one receiver given."""
+        if audience is not None and client is None:
+            return self._audience_view(audience)
+        if client is not None and audience is None:
+            return self._client_view(client)
+        raise TypeError("give exactly one of audience= and client=")
 
     def _audience_view(self, audience: str | Audience) -> tuple[str, str]:
         record = self._audiences.get(audience) if isinstance(audience, str) else audience

@@ -2,6 +2,12 @@
 
 ``password`` and the implicit grant are not offered. Every refusal is an ``errors.ServiceError``
 rendered in the RFC 6749 §5.2 JSON form.
+
+A code is spent by its grant's creation and a refresh token by its rotation, and the client's retry of a
+request that failed after that write is taken for a replay (a code's) or a reuse (a refresh token's), which
+revokes the grant. So every step that reads or writes the store (the person's subject for the audience and
+for the client, the access token's record if it needs one) runs before that write: once it has committed,
+only signing remains, and no store failure can answer 503 for a token that was spent.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from .audience_jwks import AudienceKeyUnavailable
 from .audiences import AudienceRegistry
 from .client_auth import authenticate, read_credentials
 from .clients import AUTHORIZATION_CODE, CLIENT_CREDENTIALS, REFRESH_TOKEN, Client, ClientRegistry
-from .grants import Grant, GrantAlreadyRevoked, Grants, RefreshTokenSuperseded, new_refresh_token
+from .grants import GrantAlreadyRevoked, Grants, RefreshTokenSuperseded, new_refresh_token
 from .pkce import verifier_matches
 from .records import AUTHORIZATION_CODES, REVOKED, ROTATED, token_hash
 from .subjects import Subjects
@@ -131,18 +137,26 @@ class TokenEndpoint:
             raise InvalidGrant("the account is not active")
         key = self._encryption_key(doc["audience"])
         refresh = new_refresh_token() if client.allows_grant(REFRESH_TOKEN) else None
+        # Every store step before the write that spends the code (module docstring)
+        access = self._grants.issue_access_token(
+            subject=doc["subject"], client_id=client.client_id, audience=doc["audience"], key=key,
+            scope=doc["scope"], grant_id=doc["grant_id"])
+        id_subject = (self._subjects.subject_for(doc["subject"], client=client)
+                      if "openid" in doc["scope"].split() else None)
         # Creating the grant spends the code: its id was fixed when the code was issued and is unique, so of
-        # two exchanges exactly one creates it. A non-durable write, like the tokens that follow (grants module
-        # docstring): a power cut that takes it back takes those tokens' grant with it.
+        # two exchanges exactly one creates it. A non-durable write, like the tokens issued under it (grants
+        # module docstring): a power cut that takes it back takes those tokens' grant with it.
         try:
             grant = self._grants.create(grant_id=doc["grant_id"], client_id=client.client_id,
                                         subject=doc["subject"], audience=doc["audience"], scope=doc["scope"],
                                         refresh_token=refresh)
         except GrantAlreadyRevoked:
             self._code_replayed(doc)
-        return issued(AUTHORIZATION_CODE, doc["audience"], self._tokens_for_grant(
-            client, grant, key, scope=doc["scope"], refresh=refresh, nonce=doc.get("nonce"),
-            auth_time=doc["auth_time"], with_id_token=True))
+        id_token = None if id_subject is None else self._minter.id_token(
+            subject=id_subject, client_id=client.client_id, nonce=doc.get("nonce"),
+            auth_time=doc["auth_time"] or grant.created_at, now=self._clock())
+        return issued(AUTHORIZATION_CODE, doc["audience"], self._response(
+            access_token=access.token, scope=doc["scope"], refresh_token=refresh, id_token=id_token))
 
     def _code_replayed(self, doc: Mapping[str, Any]) -> NoReturn:
         """RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it."""
@@ -164,20 +178,6 @@ class TokenEndpoint:
                 raise InvalidGrant("code_verifier does not match the code_challenge")
         elif verifier is not None:
             raise InvalidGrant("code_verifier given but no code_challenge was sent (downgrade refused)")
-
-    def _tokens_for_grant(
-        self, client: Client, grant: Grant, key: EncryptionKey, *, scope: str, refresh: str | None,
-        nonce: str | None = None, auth_time: int | None = None, with_id_token: bool = False,
-    ) -> dict[str, Any]:
-        access = self._grants.issue_access_token(
-            subject=grant.subject, client_id=client.client_id, audience=grant.audience, key=key, scope=scope,
-            grant_id=grant.grant_id)
-        id_token = None
-        if with_id_token and "openid" in scope.split():
-            id_token = self._minter.id_token(subject=self._subjects.subject_for(grant.subject, client=client),
-                                             client_id=client.client_id, nonce=nonce,
-                                             auth_time=auth_time or grant.created_at, now=self._clock())
-        return self._response(access_token=access.token, scope=scope, refresh_token=refresh, id_token=id_token)
 
     # -- refresh_token -----------------------------------------------------------------------
 
@@ -203,6 +203,10 @@ class TokenEndpoint:
         if not self._subject_is_active(presented.subject):
             raise InvalidGrant("the account is not active")
         key = self._encryption_key(presented.audience)
+        # Every store step before the rotation, which spends the presented token (module docstring)
+        access = self._grants.issue_access_token(subject=grant.subject, client_id=client.client_id,
+                                                 audience=grant.audience, key=key, scope=scope,
+                                                 grant_id=grant.grant_id)
         try:  # the grant is checked again, atomically with the rotation: a revocation since the check wins
             refresh = self._grants.rotate_refresh_token(presented, grant)
         except GrantAlreadyRevoked:
@@ -210,8 +214,8 @@ class TokenEndpoint:
         except RefreshTokenSuperseded:
             self._grants.revoke(presented.grant_id, reason="refresh token used concurrently")
             raise InvalidGrant("the refresh token was already used; the session is revoked") from None
-        return issued(REFRESH_TOKEN, presented.audience, self._tokens_for_grant(client, grant, key, scope=scope,
-                                                                             refresh=refresh))
+        return issued(REFRESH_TOKEN, presented.audience, self._response(access_token=access.token, scope=scope,
+                                                                        refresh_token=refresh))
 
     @staticmethod
     def _narrowed_scope(granted: str, requested: str | None) -> str:

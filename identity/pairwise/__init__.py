@@ -10,7 +10,7 @@ view, ``subject_for``, is ``identity.oauth.subjects.Subjects``.
 from __future__ import annotations
 
 from .derivation import PairwiseKey
-from .mapping import ERASED, SECTOR_SUBJECTS, SECTORS, SubjectMap, row_id, seal, unseal
+from .mapping import ERASED, SECTOR_SUBJECTS, SECTORS, SubjectErased, SubjectMap, row_id, seal, unseal
 from .sectors import (
     DEFAULT_SUBJECT_TYPE,
     LEGACY_SUBJECT_TYPE,
@@ -25,6 +25,6 @@ from .sectors import (
 
 __all__ = [
     "DEFAULT_SUBJECT_TYPE", "ERASED", "LEGACY_SUBJECT_TYPE", "PAIRWISE", "PUBLIC", "PairwiseKey", "SECTORS",
-    "SECTOR_SUBJECTS", "SUBJECT_TYPES", "SeveralHosts", "SubjectMap", "client_sector", "row_id", "seal",
-    "sector_problem", "subject_type_problem", "unseal",
+    "SECTOR_SUBJECTS", "SUBJECT_TYPES", "SeveralHosts", "SubjectErased", "SubjectMap", "client_sector", "row_id",
+    "seal", "sector_problem", "subject_type_problem", "unseal",
 ]

@@ -17,6 +17,11 @@ person's rows keep their id with ``sealed`` removed (reported as erased, never o
 
 ``sectors`` lists every sector that ever had a row, so erasure and the rights export can visit
 each (deriving the person's subject in each with the key the service holds).
+
+The service records a row only for a person the vault does not hold as erased (``record(...,
+refuse_erased=True)``), and no row it records while an erasure runs survives it: the row is written
+first and the person's status read after, and the erasure forgets the person's rows once more after
+its vault write, so either the erasure's last pass finds the row or the read finds the person erased.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..store import Collection, DuplicateKeyError, In, Store
-from ..vault import is_pseudonym
+from ..vault import IDENTITIES, IDENTITY_ERASED, is_pseudonym
 
 NONCE_BYTES = 12
 ERASED = "erased"
@@ -87,6 +92,10 @@ def unseal(sector: str, subject: str, row: str, sealed: str) -> str | None:
     return _open(_material(sector, subject), row, sealed)
 
 
+class SubjectErased(LookupError):
+    """No pairwise subject is recorded for a person the vault holds as erased (or does not hold)."""
+
+
 class RowBatch:
     """Many (sector, subject) pairs at once, for the breach path: their row ids, then what the rows hold.
 
@@ -124,21 +133,35 @@ class SubjectMap:
         self._clock = clock
         self._known_sectors: set[str] = set()
 
-    def record(self, sector: str, subject: str, pseudonym: str) -> None:
+    def record(self, sector: str, subject: str, pseudonym: str, *, refuse_erased: bool = False) -> None:
         """Make (sector, subject) resolvable to ``pseudonym``; idempotent, safe under concurrent calls.
 
         A read first (the row usually exists), then an insert; a concurrent insert of the same row
-        wins harmlessly. Raises ``StoreUnavailable`` if the store fails: the subject must not leave
-        the service before its row exists.
+        wins harmlessly. ``refuse_erased`` (the service's way, before a subject leaves it): raise
+        ``SubjectErased`` when the row was erased or the vault holds the person as erased (or not at all),
+        leaving no row that resolves; a row inserted meanwhile is erased again (module docstring).
+
+        :raises StoreUnavailable: the store fails: the subject must not leave the service before its row exists.
         """
         self._note_sector(sector)
         row = row_id(sector, subject)
-        if self._store.get(SECTOR_SUBJECTS, row) is not None:
+        found = self._store.get(SECTOR_SUBJECTS, row)
+        if found is not None:
+            if refuse_erased and found.get("sealed") is None:
+                raise SubjectErased("the person was erased")
             return
         try:
             self._store.insert(SECTOR_SUBJECTS, {"row": row, "sealed": seal(sector, subject, pseudonym)})
         except DuplicateKeyError:
             pass  # recorded meanwhile by another worker
+        if refuse_erased and not self._is_held(pseudonym):
+            self._store.update(SECTOR_SUBJECTS, {"row": row}, {"sealed": None})
+            raise SubjectErased("the person was erased")
+
+    def _is_held(self, pseudonym: str) -> bool:
+        """Whether the vault holds the person and not as erased (read after the row's insert)."""
+        identity = self._store.get(IDENTITIES, pseudonym)
+        return identity is not None and identity.get("status") != IDENTITY_ERASED
 
     def _note_sector(self, sector: str) -> None:
         if sector in self._known_sectors:

@@ -10,6 +10,7 @@ default to ``pairwise``.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Iterable
 from urllib.parse import urlsplit
 
@@ -43,8 +44,29 @@ def subject_type_problem(value: object) -> str | None:
     return None
 
 
+def ascii_host(host: str) -> str:
+    """``host`` lower-case, and an internationalised name in its A-label (punycode) form, as DNS spells it:
+    ``Bücher.example`` → ``xn--bcher-kva.example`` (each non-ASCII label NFC-normalised, then RFC 3492
+    encoded). Never fails: the result is ASCII whatever ``host`` holds."""
+    lowered = host.lower()
+    if lowered.isascii():
+        return lowered
+    return ".".join(label if label.isascii() else
+                    "xn--" + unicodedata.normalize("NFC", label).encode("punycode").decode("ascii")
+                    for label in lowered.split("."))
+
+
+def ascii_sector(sector: str) -> str:
+    """A stored sector as subjects can be derived in (``derivation`` and ``mapping`` take ASCII): unchanged,
+    unless an earlier release derived it from a redirect URI's non-ASCII host (registration accepted
+    ``https://bücher.example/cb`` then; every code exchange of such a client failed, so no subject exists in
+    it): then that host's A-label form (``ascii_host``), the sector a registration of the same host gets now."""
+    return sector if sector.isascii() else ascii_host(sector)
+
+
 def redirect_hosts(redirect_uris: Iterable[str]) -> set[str]:
-    """The web hosts of a client's redirect URIs (https only): what OIDC Core §8.1 derives the sector from.
+    """The web hosts of a client's redirect URIs (https only): what OIDC Core §8.1 derives the sector from,
+    each in its ASCII form (``ascii_host``; registration takes only ASCII hosts, earlier releases did not).
 
     Loopback http addresses and private-use schemes of native apps name no organisation (every
     native app may use ``127.0.0.1``), so they count for nothing here.
@@ -53,7 +75,7 @@ def redirect_hosts(redirect_uris: Iterable[str]) -> set[str]:
     for uri in redirect_uris:
         parts = urlsplit(uri)
         if parts.scheme == "https" and parts.hostname:
-            hosts.add(parts.hostname.lower())
+            hosts.add(ascii_host(parts.hostname))
     return hosts
 
 

@@ -70,6 +70,10 @@ class Collection:
     ``durable=False`` marks records whose loss in a power cut is harmless and fails closed (e.g.
     the record of an issued access token): their writes are non-durable unless a call asks otherwise
     (module docstring).
+
+    ``majority_reads=True`` makes every read see only writes that a failover cannot take back (MongoDB:
+    read concern "majority"; SQLite has no replicas, so every committed write is one): for records where
+    what is read decides what is written next, as the audit chain's head decides the next record's place.
     """
 
     name: str
@@ -78,6 +82,7 @@ class Collection:
     unique: tuple[str, ...] = ()
     indexed: tuple[str | tuple[str, ...], ...] = ()
     durable: bool = True
+    majority_reads: bool = False
 
     def check_fields(self, names: Iterable[str]) -> None:
         unknown = [n for n in names if n not in self.fields]

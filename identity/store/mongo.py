@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import pymongo
 from pymongo import errors as mongo_errors
+from pymongo.read_concern import ReadConcern
 from pymongo.uri_parser import split_hosts, split_options
 from pymongo.write_concern import WriteConcern
 
@@ -48,6 +49,7 @@ SCHEME, SRV_SCHEME = "mongodb://", "mongodb+srv://"
 UNCHECKED_TLS_OPTIONS = ("tlsinsecure", "tlsallowinvalidcertificates", "tlsallowinvalidhostnames")
 DURABLE = WriteConcern(w="majority", wtimeout=10000)  # journaled on a majority (writeConcernMajorityJournalDefault)
 NOT_DURABLE = WriteConcern(w=1)  # applied on the primary, journaled within its commit interval
+MAJORITY_READ = ReadConcern("majority")  # Collection.majority_reads: nothing read can be rolled back
 DUPLICATE_KEY = 11000  # the server's error code for a unique index clash
 
 
@@ -125,6 +127,8 @@ class MongoStore:
     def _collection(self, coll: Collection, durable: bool | None = None) -> Any:
         concern = DURABLE if (coll.durable if durable is None else durable) else NOT_DURABLE
         handle = self._db().get_collection(coll.name, write_concern=concern)
+        if coll.majority_reads:
+            handle = handle.with_options(read_concern=MAJORITY_READ)
         if coll.name not in self._ensured:
             self._guard(lambda: self._create_indexes(handle, coll))
             self._ensured.add(coll.name)

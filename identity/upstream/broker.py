@@ -4,9 +4,12 @@
 and PKCE S256 challenge, kept server side with the ``pending_id``. ``/login/callback`` consumes that
 state (one-time, bound to the browser), exchanges the code, validates the ID token completely and
 hands the verified e-mail to ``SignIns.complete``. A login that must be a fresh sign-in (the
-e-mail change) asks the IdP for ``prompt=login`` and ``max_age=0`` and requires an ``auth_time`` no
-older than the moment it was sent. The e-mail exists only in this request's memory: never in a log
-record, the session, a token or an error message.
+e-mail change, the account page, an app's ``prompt=login`` or ``max_age=0``) asks the IdP for
+``prompt=login`` and ``max_age=0`` and requires an ``auth_time`` no older than the moment it was sent;
+an app's other ``max_age`` is passed on and its ``auth_time`` must be no older than that allows
+(OpenID Connect Core §3.1.2.1). The ID token's ``auth_time`` is kept with the parked request for the
+app's code (``Authorizer.record_authentication``). The e-mail exists only in this request's memory:
+never in a log record, the session, a token or an error message.
 
 Every failure is answered: without a valid state there is no verified app redirect, so the person
 gets an error page; with one, the app gets an OAuth error at its registered redirect URI.
@@ -14,6 +17,7 @@ gets an error page; with one, the app gets an OAuth error at its registered redi
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, Mapping
@@ -31,13 +35,14 @@ from ..metrics import count_login
 from ..oauth.authorize import PendingAuthorization
 from ..store import StoreUnavailable
 from ..vault import InvalidEmail, normalise_email
+from ..verify.b64 import b64url_decode
 from ..web.context import services
 from ..web.headers import no_store
 from ..web.pages import error_page
 from .client import UpstreamApp, metadata_problem, register_upstream, signing_algorithms, token_auth_method
 from .config import CALLBACK_PATH, UpstreamConfig
 from .errors import LoginRefused, UpstreamDenied, UpstreamFailure, UpstreamUnavailable
-from .idtoken import verified_email
+from .idtoken import LEEWAY_SECONDS, verified_email
 from .state import StoreStateCache
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,28 @@ def login_outcome(failure: UpstreamFailure) -> str:
     if isinstance(failure, UpstreamUnavailable):
         return "unavailable"
     return "error"
+
+
+def freshness(pending: PendingAuthorization, now: int) -> tuple[dict[str, str], int | None]:
+    """What to ask the IdP for (OIDC Core §3.1.2.1) and the oldest ``auth_time`` to accept (None: any)."""
+    if pending.reauthenticate:
+        return REAUTHENTICATE, now
+    if pending.max_age is not None:
+        return {"max_age": str(pending.max_age)}, now - pending.max_age
+    return {}, None
+
+
+def upstream_auth_time(id_token: str, now: float) -> int | None:
+    """The ``auth_time`` of an ID token ``verified_email`` has just accepted (so its signature is checked);
+    None if it has none, or one that is not a time up to now."""
+    try:
+        claims = json.loads(b64url_decode(id_token.split(".")[1]))
+    except (IndexError, ValueError):  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    value = claims.get("auth_time") if isinstance(claims, dict) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= now + LEEWAY_SECONDS:
+        return None
+    return min(int(value), int(now))
 
 
 def login_refused(reason: str) -> None:
@@ -103,7 +130,7 @@ class UpstreamBroker:
 
     def begin(self, pending: PendingAuthorization) -> Response:
         """Redirect to the IdP; if it cannot be reached, answer the app ``temporarily_unavailable``."""
-        extra = REAUTHENTICATE if pending.reauthenticate else {}
+        extra, authenticated_after = freshness(pending, int(time.time()))
         try:
             self._metadata()
             started = self.client.create_authorization_url(self.config.callback_url, **extra)
@@ -112,7 +139,7 @@ class UpstreamBroker:
         except Exception:  # an unforeseen answer or a bug: still an OAuth error, not a 500
             log.exception("upstream login: unexpected error while starting")
             return self._fail(pending.pending_id, UpstreamFailure("unexpected_error"))
-        fresh = {"authenticated_after": int(time.time())} if pending.reauthenticate else {}
+        fresh = {} if authenticated_after is None else {"authenticated_after": authenticated_after}
         self._make_room_for_a_signin()
         self.client.save_authorize_data(
             state=started["state"], redirect_uri=self.config.callback_url, pending_id=pending.pending_id,
@@ -171,7 +198,7 @@ class UpstreamBroker:
             login_refused("pending_authorization_gone")
             return error_page(PENDING_GONE, 400)
         try:
-            email = self._verified_email(args, data)
+            email, auth_time = self._verified_email(args, data)
             email = normalise_email(email)
         except UpstreamFailure as failure:
             return self._fail(pending_id, failure)
@@ -182,6 +209,8 @@ class UpstreamBroker:
         except Exception:  # RFC 6749 §4.1.2.1: server_error instead of a 500 the app never sees
             log.exception("upstream login: unexpected error at the callback")
             return self._fail(pending_id, UpstreamFailure("unexpected_error"))
+        if auth_time is not None:
+            services().oauth.authorizer.record_authentication(pending_id, auth_time)
         location = signins.complete(pending_id, email)  # an ErrorPage is rendered by web.errors
         note_client_id(parked["client_id"])
         count_login("success")
@@ -204,7 +233,8 @@ class UpstreamBroker:
         framework.clear_state_data(session, state)
         return data if isinstance(data, dict) else None
 
-    def _verified_email(self, args: Mapping[str, str], data: Mapping[str, Any]) -> str:
+    def _verified_email(self, args: Mapping[str, str], data: Mapping[str, Any]) -> tuple[str, int | None]:
+        """The verified e-mail and the ID token's ``auth_time`` (None when it has none)."""
         if "error" in args:
             raise UpstreamDenied(args["error"])
         metadata = self._metadata()
@@ -227,7 +257,7 @@ class UpstreamBroker:
                                authenticated_after=data.get("authenticated_after"))
         if refresh:
             self._keys_fetched_at = now
-        return email
+        return email, upstream_auth_time(token["id_token"], time.time())
 
     # -- shared --------------------------------------------------------------------------------
 

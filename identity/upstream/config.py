@@ -23,7 +23,7 @@ class UpstreamConfig:
     client_id: str
     client_secret: str = field(repr=False)
     callback_url: str
-    timeout: float = 5.0
+    timeout: float = 5.0  # seconds for a whole back-channel call, connecting to last byte (transport.py)
     state_ttl: int = 600
     require_https: bool = True
     jwks_max_age: float = 300.0  # a key the IdP withdrew is trusted at most this long after

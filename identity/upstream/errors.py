@@ -45,6 +45,12 @@ class UpstreamUnavailable(UpstreamFailure):
     description = "the identity provider cannot be reached; try again shortly"
 
 
+class UpstreamMisconfigured(UpstreamUnavailable):
+    """The IdP answered, but its discovery document cannot be used (logged for the operator, never kept)."""
+
+    description = "the identity provider is misconfigured; the operator has been told, try again later"
+
+
 class LoginRefused(UpstreamFailure):
     """The IdP answered, but the answer does not prove who the person is (bad token, no verified e-mail)."""
 

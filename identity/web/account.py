@@ -128,8 +128,15 @@ def current_session(svc: Services) -> AccountSession | None:
 
 
 def end_browser_session(svc: Services, response: ResponseT) -> ResponseT:
-    """Sign this browser out of the account page (server side and cookie)."""
-    svc.account_sessions.end(request.cookies.get(cookie_name(svc)))
+    """Sign this browser out of the account page (server side and cookie).
+
+    A cookie the request did not carry is left alone: a cross-site request arrives without the SameSite=Lax
+    cookie, and deleting it would sign the browser out on another site's say-so.
+    """
+    session_id = request.cookies.get(cookie_name(svc))
+    if session_id is None:
+        return response
+    svc.account_sessions.end(session_id)
     return clear_session_cookie(response, svc)
 
 

@@ -6,8 +6,9 @@ session cookie (signed, HttpOnly, SameSite=Lax) and the browser comes to ``/cons
 the app's name, its scopes in plain words and the services that will receive its tokens. Its form
 carries the session's CSRF token and a reference to the very request shown (a newer request in another
 tab replaces the session's, and the older page can then allow nothing); it is answered once. Allow
-records the consent and sends the app its code; Deny sends ``access_denied`` with ``state`` and
-``iss`` to the registered redirect URI.
+records the consent and sends the app its code, unless the person's account was restricted, closed or
+erased meanwhile (then ``access_denied``, as ``/authorize`` answers, and nothing is recorded); Deny sends
+``access_denied`` with ``state`` and ``iss`` to the registered redirect URI.
 """
 
 from __future__ import annotations
@@ -114,6 +115,10 @@ def answer() -> BaseResponse:
     client = svc.oauth.clients.get(doc["client_id"])
     if client is None:
         return problem_page(NO_CLIENT)
+    refusal = authorizer.refusal_if_inactive(doc, doc["subject"])  # restricted, closed or erased meanwhile
+    if refusal is not None:
+        log.info("consent refused", extra={"client_id": client.client_id, "reason": "account_not_active"})
+        return no_store(redirect(refusal, code=303))
     consents.grant(doc["subject"], client.client_id, (doc.get("scope") or "").split(), doc["audience"])
     log.info("consent given", extra={"client_id": client.client_id})
     return no_store(redirect(authorizer.issue_code(doc, doc["subject"]), code=303))

@@ -9,23 +9,31 @@ site cannot sign a person out by sending their browser here. Then the browser go
 ``post_logout_redirect_uri`` with ``state``, or sees a "signed out" page. A request that fails the
 checks (``identity.oauth.logout``) gets a page that says why and still offers to sign out, never a
 redirect.
+
+Only a GET is judged by its hint. A POST acts only as the confirmation form of this page (``confirm=yes``
+and the session's CSRF token); any other POST (an app's, as §3 allows, or another site's, which browsers
+send without the SameSite=Lax cookies that say who is signed in here) is answered 303 to the same request
+as a GET, which the browser sends with its cookies. A cookie the request did not carry is never deleted or
+replaced.
 """
 
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, redirect, request, session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..oauth.authorize import with_query
-from ..oauth.logout import LogoutRefused, LogoutRequest, validate_logout
+from ..oauth.logout import PARAMS, LogoutRefused, LogoutRequest, validate_logout
 from ..services import Services
 from .account import current_session, end_browser_session
 from .context import services
 from .csrf import csrf_ok, csrf_token
-from .headers import form_action_source, no_store
+from .headers import MAX_QUERY_STRING, form_action_source, no_store
 from .i18n import N_, translate
+from .oauth import session_cookie_presented
 from .pages import person_page, problem_page
 
 log = logging.getLogger(__name__)
@@ -53,13 +61,27 @@ def _hint_matches_this_browser(svc: Services, logout: LogoutRequest) -> bool:
     current = current_session(svc)
     if current is None:
         return True
-    seen_as = svc.oauth.subjects.subject_for(current.subject, client=logout.client) if logout.client else None
-    return seen_as == logout.hint_subject
+    # compared, never recorded: a hint from an app the person never used writes no subject row for them
+    return logout.client is not None and svc.oauth.subjects.is_subject_for(
+        logout.hint_subject, current.subject, client=logout.client)
+
+
+def _as_get() -> BaseResponse:
+    """An unconfirmed POST: the same request as a GET (a plain "Sign out?" if that would be too long)."""
+    query = urlencode([(name, value) for name in PARAMS for value in request.form.getlist(name)])
+    target = url_for("logout.end_session")
+    return no_store(redirect(f"{target}?{query}" if query and len(query) <= MAX_QUERY_STRING else target, code=303))
 
 
 @blueprint.route(LOGOUT_PATH, methods=["GET", "POST"])
 def end_session() -> BaseResponse:
     svc = services()
+    if request.method == "POST":  # the session is not touched before the CSRF token is: see the docstring
+        if request.form.get("confirm") != "yes":
+            return _as_get()
+        if not csrf_ok():
+            log.warning("sign-out form refused", extra={"reason": "csrf"})
+            return problem_page(FORM_EXPIRED)
     source = request.args if request.method == "GET" else request.form
     duplicated = {k for k in source if len(source.getlist(k)) > 1}
     try:
@@ -68,16 +90,13 @@ def end_session() -> BaseResponse:
     except LogoutRefused as refused:
         log.warning("sign-out request refused", extra={"reason": refused.reason})
         return _confirmation(None, error=refused.message, status=400)
-    confirmed = request.method == "POST" and request.form.get("confirm") == "yes"
-    if confirmed and not csrf_ok():
-        log.warning("sign-out form refused", extra={"reason": "csrf"})
-        return problem_page(FORM_EXPIRED)
-    if not confirmed and not _hint_matches_this_browser(svc, logout):
+    if request.method == "GET" and not _hint_matches_this_browser(svc, logout):
         return _confirmation(logout)
     if logout.redirect_uri is not None:
         response = no_store(redirect(with_query(logout.redirect_uri, logout.redirect_parameters()), code=303))
     else:
         response = person_page("signed_out.html")
-    session.clear()
+    if session_cookie_presented():
+        session.clear()
     log.info("signed out", extra={"client_id": logout.client.client_id if logout.client else None})
     return end_browser_session(svc, response)

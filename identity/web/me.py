@@ -2,12 +2,15 @@
 
 Access tokens for the service's own audience (``{issuer}/me``, scope ``identity:self``) are verified
 with the same library downstream services use (``identity.verify``), then checked against the
-service's own records, so that a revoked grant or an erased or restricted person is refused at once.
+service's own records, so that a revoked grant or an erased or restricted person is refused at once. An
+erasure that lands while a request is being answered (``UnknownSubject``) is refused the same way, never
+a 500: that exception carries the pseudonym, which must not reach a log line.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 
 from flask import Blueprint, Flask, Response, jsonify, make_response, request
 
@@ -20,6 +23,7 @@ from .context import services
 from .email_change import CHANGE_PATH, install_email_change
 from .headers import no_store
 
+log = logging.getLogger(__name__)
 blueprint = Blueprint("me", __name__)
 
 
@@ -55,6 +59,12 @@ def invalid_token() -> Response:
     return no_store(response)
 
 
+def erased_meanwhile() -> Response:
+    """The answer when the person was erased after ``live_subject`` saw them (no pseudonym logged)."""
+    log.info("self-service request refused", extra={"reason": "subject_erased_meanwhile"})
+    return invalid_token()
+
+
 def live_subject() -> str | None:
     """The pseudonym of the current token, if the token, its grant and its person are all live."""
     svc = services()
@@ -75,7 +85,10 @@ def me() -> Response:
     subject = live_subject()
     if subject is None:
         return invalid_token()
-    return no_store(jsonify(services().rights.describe(subject)))
+    try:
+        return no_store(jsonify(services().rights.describe(subject)))
+    except UnknownSubject:
+        return erased_meanwhile()
 
 
 @blueprint.get("/me/export")
@@ -84,7 +97,11 @@ def export() -> Response:
     subject = live_subject()
     if subject is None:
         return invalid_token()
-    response = make_response(json.dumps(services().rights.export(subject), indent=2, sort_keys=True))
+    try:
+        body = services().rights.export(subject)
+    except UnknownSubject:
+        return erased_meanwhile()
+    response = make_response(json.dumps(body, indent=2, sort_keys=True))
     response.mimetype = "application/json"
     response.headers["Content-Disposition"] = 'attachment; filename="identity-export.json"'
     return no_store(response)
@@ -99,7 +116,7 @@ def erase() -> Response:
     try:
         result = services().rights.erase(subject, actor="subject", reason="erasure requested by the person")
     except UnknownSubject:
-        return invalid_token()
+        return erased_meanwhile()
     return no_store(jsonify(result))
 
 

@@ -1,16 +1,23 @@
-"""HTTP side of the authorization server: /authorize, /token, /revoke, /introspect, discovery."""
+"""HTTP side of the authorization server: /authorize, /token, /revoke, /introspect, discovery.
+
+``POST /authorize`` without the session cookie (another site's form: browsers do not send SameSite=Lax
+cookies with a cross-site POST) is answered 303 to the same request as a GET, which the browser sends with
+its cookies; so a login started that way never replaces the browser's session cookie (a sign-in or an
+e-mail change under way).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Mapping, TypeVar
+from urllib.parse import urlencode
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..errors import InvalidRequest
-from ..oauth.authorize import RedirectError
+from ..oauth.authorize import AuthorizationRequest, RedirectError
 from .context import services
-from .headers import no_store
+from .headers import MAX_QUERY_STRING, no_store
 from .login import login_broker
 from .ratelimit import CLIENT_AUTH_BUDGET
 
@@ -30,6 +37,11 @@ def _single_valued_form() -> Mapping[str, str]:
     return form.to_dict()
 
 
+def session_cookie_presented() -> bool:
+    """Whether the request carries the Flask session cookie (a cross-site POST does not: SameSite=Lax)."""
+    return current_app.session_interface.get_cookie_name(current_app) in request.cookies
+
+
 @blueprint.route("/authorize", methods=["GET", "POST"])
 def authorize() -> BaseResponse:
     source = request.args if request.method == "GET" else request.form
@@ -37,6 +49,8 @@ def authorize() -> BaseResponse:
     oauth = services().oauth
     try:
         validated = oauth.authorizer.validate(source.to_dict(), duplicated)
+        if request.method == "POST" and not session_cookie_presented():
+            return no_store(redirect(_as_get(source.items(multi=True), validated), code=303))
     except RedirectError as err:
         return no_store(redirect(oauth.authorizer.redirect_for(err), code=303))
     broker = login_broker()
@@ -46,6 +60,15 @@ def authorize() -> BaseResponse:
         return no_store(redirect(oauth.authorizer.redirect_for(unavailable), code=303))
     pending = oauth.authorizer.park(validated)
     return no_store(broker.begin(pending))
+
+
+def _as_get(params: Iterable[tuple[str, str]], validated: AuthorizationRequest) -> str:
+    """``/authorize`` with ``params`` as its query; ``RedirectError`` if that would be too long to serve."""
+    query = urlencode(list(params))
+    if len(query) > MAX_QUERY_STRING:
+        raise RedirectError(validated.redirect_uri, "invalid_request", "the authorization request is too long",
+                            validated.state)
+    return f"{url_for('oauth.authorize')}?{query}"
 
 
 def within_client_budget(app: Flask, environ: Mapping[str, Any], form: Mapping[str, str],
