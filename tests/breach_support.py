@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime
 import ipaddress
 import ssl
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -18,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509.oid import NameOID
 
+from identity.audit import AuditLog
 from identity.breach import ceremony
 from identity.breach.officers import sign_claim
 from identity.breach.registry import Registry
@@ -28,6 +32,7 @@ from identity.keys.files import load_dpo_public_key, private_key_pem
 from identity.sealing import Sealer
 from identity.store import Store
 from identity.vault import IDENTITIES, IDENTITY_ERASED, IDENTITY_RESTRICTED, Vault
+from tests.audit_support import signed_log
 
 EMAILS = [f"person{i}@example.org" for i in range(12)]
 
@@ -205,3 +210,21 @@ NOTICE: dict[str, Any] = {
            "measures": "The store was closed, access investigated and the Dutch DPA informed.",
            "advice": "Do not click links in unexpected e-mails that mention this incident."},
 }
+
+
+@pytest.fixture
+def people(store: Store, keys_dir: Path) -> Population:
+    """The standard breach population in ``store`` (import the fixture into a test module to use it)."""
+    return populate(store, keys_dir)
+
+
+@pytest.fixture
+def audit(store: Store) -> AuditLog:
+    """A signed audit log in ``store``."""
+    return signed_log(store)
+
+
+def rows(path: Path) -> list[list[str]]:
+    """The rows of a CSV file the breach run wrote."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))

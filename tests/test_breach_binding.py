@@ -5,9 +5,7 @@ Values sealed before the binding (``sb1.``) still resolve and are counted ``unbo
 
 from __future__ import annotations
 
-import csv
 import json
-from pathlib import Path
 
 import pytest
 
@@ -21,25 +19,11 @@ from identity.sealing import Sealer
 from identity.store import SQLiteStore
 from identity.vault import IDENTITIES
 from tests.audit_support import signed_log
-from tests.breach_support import Population, params, populate, write_list
+from tests.breach_support import params, populate, rows, write_list
+from tests.breach_support import audit, people  # noqa: F401  (fixtures)
 from tests.test_breach_cli import base_args, run_script, text
 
 DIARY = "diary.example"
-
-
-@pytest.fixture
-def people(store, keys_dir: Path) -> Population:
-    return populate(store, keys_dir)
-
-
-@pytest.fixture
-def audit(store) -> AuditLog:
-    return signed_log(store)
-
-
-def rows(path: Path) -> list[list[str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.reader(handle))
 
 
 def sealed(store, pseudonym: str) -> str:

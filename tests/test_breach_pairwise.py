@@ -6,7 +6,6 @@ in the store); the run itself uses no service key, like the DPO's offline machin
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from pathlib import Path
 
@@ -25,7 +24,8 @@ from identity.pairwise import PairwiseKey, SubjectMap
 from identity.store import StoreUnavailable
 from identity.vault import new_pseudonym
 from tests.audit_support import signed_log
-from tests.breach_support import FailingStore, Officer, Population, found, params, populate, write_list
+from tests.breach_support import FailingStore, Officer, Population, found, params, populate, rows, write_list
+from tests.breach_support import audit, people  # noqa: F401  (fixtures)
 from tests.test_breach_notify import inbox, notice_file, notify, notify_records, plain_env  # noqa: F401 - fixtures
 
 DIARY, CHAT = "diary.example", "https://chat.example.org"
@@ -50,23 +50,8 @@ class Sectors:
 
 
 @pytest.fixture
-def people(store, keys_dir: Path) -> Population:
-    return populate(store, keys_dir)
-
-
-@pytest.fixture
 def sectors(store, keys_dir: Path, people: Population) -> Sectors:
     return Sectors(store, keys_dir, people)
-
-
-@pytest.fixture
-def audit(store) -> AuditLog:
-    return signed_log(store)
-
-
-def rows(path: Path) -> list[list[str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.reader(handle))
 
 
 def resolve_records(audit: AuditLog) -> list[dict]:

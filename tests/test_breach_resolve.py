@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import stat
@@ -18,19 +17,10 @@ from identity.breach.resolve import CountParams, count_pseudonyms, resolve_pseud
 from identity.store import StoreUnavailable
 from identity.vault import new_pseudonym
 from identity.keys import init_keys
-from tests.audit_support import signed_log, trusted
+from tests.audit_support import trusted
 from tests.breach_support import (FailingStore, Population, dpo_shares, encrypted_dpo_key, other_x25519_key, params,
                                   populate, write_list)
-
-
-@pytest.fixture
-def people(store, keys_dir: Path) -> Population:
-    return populate(store, keys_dir)
-
-
-@pytest.fixture
-def audit(store) -> AuditLog:
-    return signed_log(store)
+from tests.breach_support import audit, people, rows  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -38,11 +28,6 @@ def listing(tmp_path: Path, people: Population) -> Path:
     unknown = new_pseudonym()
     lines = people.order[:6] + ["", "not a pseudonym", people.order[0], unknown.upper()] + people.order[6:]
     return write_list(tmp_path / "affected.txt", lines)
-
-
-def rows(path: Path) -> list[list[str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.reader(handle))
 
 
 def actions(audit: AuditLog) -> list[tuple[str, str]]:

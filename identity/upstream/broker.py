@@ -29,7 +29,6 @@ from flask import Blueprint, Flask, redirect, request, session
 from requests.adapters import BaseAdapter
 from werkzeug.wrappers import Response
 
-from .._compat import forget_server_metadata
 from ..logs import note_client_id, security_event
 from ..metrics import count_login
 from ..oauth.authorize import PendingAuthorization
@@ -39,7 +38,7 @@ from ..verify.b64 import b64url_decode
 from ..web.context import services
 from ..web.headers import no_store
 from ..web.pages import error_page
-from .client import UpstreamApp, metadata_problem, register_upstream, signing_algorithms, token_auth_method
+from .client import UpstreamApp, register_upstream
 from .config import CALLBACK_PATH, UpstreamConfig
 from .errors import LoginRefused, UpstreamDenied, UpstreamFailure, UpstreamUnavailable
 from .idtoken import LEEWAY_SECONDS, verified_email
@@ -262,20 +261,9 @@ class UpstreamBroker:
     # -- shared --------------------------------------------------------------------------------
 
     def _metadata(self) -> dict[str, Any]:
-        """The IdP's discovery document (fetched once, with the timeout), checked before every use."""
-        client = self.client
-        try:
-            metadata = client.load_server_metadata()
-        except (requests.RequestException, ValueError, TypeError, AttributeError) as exc:
-            raise UpstreamUnavailable(f"discovery_{type(exc).__name__}") from None
-        problem = metadata_problem(metadata, self.config)
-        if problem:
-            forget_server_metadata(client.server_metadata)  # fetch again next time: it may be fixed by then
-            log.error("upstream IdP misconfigured: %s", problem, extra={"issuer": self.config.issuer})
-            raise UpstreamUnavailable("discovery_rejected")
-        client.server_metadata["id_token_signing_alg_values_supported"] = signing_algorithms(metadata)
-        client.client_kwargs["token_endpoint_auth_method"] = token_auth_method(metadata)
-        return metadata
+        """The IdP's checked discovery document (``UpstreamApp.load_server_metadata``: fetched once, checked
+        and allow-listed there; ``UpstreamUnavailable``/``UpstreamMisconfigured`` when it cannot be used)."""
+        return self.client.load_server_metadata()
 
     def _fail(self, pending_id: str, failure: UpstreamFailure) -> Response:
         """Consume the parked request and send its app the OAuth error (or a page if it is gone)."""
